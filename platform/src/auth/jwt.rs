@@ -1,0 +1,260 @@
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, JwkSet};
+use jsonwebtoken::{Algorithm, DecodingKey, Validation, errors::ErrorKind};
+use serde::Deserialize;
+use tokio::sync::{Mutex, RwLock};
+
+use super::{AuthConfig, IssuerConfig, IssuerKind, Principal, Role};
+
+/// Why a token was rejected. The message is safe to return to the caller: it names the failed
+/// check, never the token or its claims.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AuthError {
+    #[error("malformed token: {0}")]
+    Malformed(String),
+    #[error("algorithm {0:?} is not allowed (RS256, ES256 only)")]
+    AlgorithmNotAllowed(String),
+    #[error("token issuer is not trusted")]
+    UnknownIssuer,
+    #[error("token header has no key id (kid)")]
+    MissingKeyId,
+    #[error("signing key {0:?} is not in the issuer's key set")]
+    UnknownKeyId(String),
+    #[error("token algorithm does not match its signing key")]
+    AlgorithmMismatch,
+    #[error("token has expired")]
+    Expired,
+    #[error("token is not valid yet (nbf)")]
+    NotYetValid,
+    #[error("token issuer does not match")]
+    WrongIssuer,
+    #[error("token audience does not match")]
+    WrongAudience,
+    #[error("token signature is invalid")]
+    BadSignature,
+    #[error("required claim {0:?} is missing")]
+    MissingClaim(String),
+    #[error("claim {0} has an invalid format")]
+    InvalidClaim(String),
+    #[error("issuer keys unavailable: {0}")]
+    JwksUnavailable(String),
+}
+
+const ALLOWED: [Algorithm; 2] = [Algorithm::RS256, Algorithm::ES256];
+
+/// Validates bearer tokens from the configured issuers (DESIGN §5): RS256/ES256 only, the
+/// algorithm taken from the issuer's key (never from the token), `exp`, `iss`, `aud` required and
+/// `nbf` honoured, with leeway. Keys come from each issuer's JWKS, fetched lazily and refetched on
+/// an unknown `kid` at most once per cooldown.
+pub struct JwtValidator {
+    issuers: Vec<IssuerState>,
+    http: reqwest::Client,
+    config: AuthConfig,
+}
+
+struct IssuerState {
+    config: IssuerConfig,
+    keys: RwLock<HashMap<String, (Algorithm, Arc<DecodingKey>)>>,
+    last_fetch: Mutex<Option<Instant>>,
+}
+
+#[derive(Deserialize)]
+struct UnverifiedHeader {
+    alg: Option<String>,
+    kid: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct UnverifiedIssuer {
+    iss: Option<serde_json::Value>,
+}
+
+#[derive(Deserialize)]
+struct Claims {
+    sub: String,
+    #[serde(default)]
+    roles: Vec<String>,
+}
+
+impl JwtValidator {
+    pub fn new(config: AuthConfig) -> Self {
+        crate::install_crypto_provider();
+        let http = reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(5))
+            .build()
+            .expect("HTTP client for JWKS");
+        let issuers = config
+            .issuers
+            .iter()
+            .map(|issuer| IssuerState {
+                config: issuer.clone(),
+                keys: RwLock::new(HashMap::new()),
+                last_fetch: Mutex::new(None),
+            })
+            .collect();
+        Self { issuers, http, config }
+    }
+
+    /// Validates `token` and returns who it identifies.
+    pub async fn validate(&self, token: &str) -> Result<Principal, AuthError> {
+        let mut parts = token.split('.');
+        let (Some(header), Some(payload), Some(_signature), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(AuthError::Malformed("expected three dot-separated parts".into()));
+        };
+        let header: UnverifiedHeader = decode_segment(header, "header")?;
+        let alg = header.alg.ok_or_else(|| AuthError::Malformed("header has no alg".into()))?;
+        let header_alg = ALLOWED
+            .into_iter()
+            .find(|allowed| format!("{allowed:?}") == alg)
+            .ok_or(AuthError::AlgorithmNotAllowed(alg))?;
+        let kid = header.kid.ok_or(AuthError::MissingKeyId)?;
+
+        // The issuer is read unverified only to choose whose keys to verify with; the verified
+        // `iss` must then match that same issuer.
+        let claimed: UnverifiedIssuer = decode_segment(payload, "payload")?;
+        let issuer = match claimed.iss {
+            Some(serde_json::Value::String(iss)) => self
+                .issuers
+                .iter()
+                .find(|state| state.config.issuer == iss)
+                .ok_or(AuthError::UnknownIssuer)?,
+            Some(_) => return Err(AuthError::InvalidClaim("iss".into())),
+            None => return Err(AuthError::MissingClaim("iss".into())),
+        };
+
+        let (key_alg, key) = self.key(issuer, &kid).await?;
+        if key_alg != header_alg {
+            return Err(AuthError::AlgorithmMismatch);
+        }
+        let mut validation = Validation::new(key_alg);
+        validation.algorithms = vec![key_alg];
+        validation.leeway = self.config.leeway.as_secs();
+        validation.validate_nbf = true;
+        validation.set_required_spec_claims(&["exp", "iss", "aud"]);
+        validation.set_issuer(&[&issuer.config.issuer]);
+        validation.set_audience(&[&issuer.config.audience]);
+
+        let claims = jsonwebtoken::decode::<Claims>(token, &key, &validation)
+            .map_err(|error| map_error(error.into_kind()))?
+            .claims;
+        Ok(match issuer.config.kind {
+            IssuerKind::Employee => Principal::Employee {
+                subject: claims.sub,
+                roles: claims.roles.iter().filter_map(|r| Role::parse(r)).collect(),
+            },
+            IssuerKind::Client => Principal::Client { issuer: issuer.config.issuer.clone(), subject: claims.sub },
+            IssuerKind::Service => Principal::Service { name: claims.sub },
+        })
+    }
+
+    async fn key(&self, issuer: &IssuerState, kid: &str) -> Result<(Algorithm, Arc<DecodingKey>), AuthError> {
+        if let Some((alg, key)) = issuer.keys.read().await.get(kid) {
+            return Ok((*alg, key.clone()));
+        }
+        // One fetch at a time per issuer; a burst of tokens with an unknown kid costs one request.
+        let mut last_fetch = issuer.last_fetch.lock().await;
+        if let Some((alg, key)) = issuer.keys.read().await.get(kid) {
+            return Ok((*alg, key.clone()));
+        }
+        let may_fetch = last_fetch.is_none_or(|at| at.elapsed() >= self.config.jwks_refetch_cooldown);
+        if may_fetch {
+            *last_fetch = Some(Instant::now());
+            let keys = self.fetch_keys(&issuer.config).await?;
+            *issuer.keys.write().await = keys;
+        }
+        issuer
+            .keys
+            .read()
+            .await
+            .get(kid)
+            .map(|(alg, key)| (*alg, key.clone()))
+            .ok_or_else(|| AuthError::UnknownKeyId(kid.to_owned()))
+    }
+
+    async fn fetch_keys(
+        &self,
+        issuer: &IssuerConfig,
+    ) -> Result<HashMap<String, (Algorithm, Arc<DecodingKey>)>, AuthError> {
+        let unavailable = |e: reqwest::Error| AuthError::JwksUnavailable(e.without_url().to_string());
+        let jwks_url = match &issuer.jwks_url {
+            Some(url) => url.clone(),
+            None => {
+                #[derive(Deserialize)]
+                struct Discovery {
+                    jwks_uri: String,
+                }
+                let url = format!("{}/.well-known/openid-configuration", issuer.issuer.trim_end_matches('/'));
+                let discovery: Discovery = self
+                    .http
+                    .get(url)
+                    .send()
+                    .await
+                    .and_then(|r| r.error_for_status())
+                    .map_err(unavailable)?
+                    .json()
+                    .await
+                    .map_err(unavailable)?;
+                discovery.jwks_uri
+            }
+        };
+        let set: JwkSet = self
+            .http
+            .get(jwks_url)
+            .send()
+            .await
+            .and_then(|r| r.error_for_status())
+            .map_err(unavailable)?
+            .json()
+            .await
+            .map_err(unavailable)?;
+        tracing::info!(issuer = %issuer.issuer, keys = set.keys.len(), "fetched JWKS");
+        Ok(set
+            .keys
+            .iter()
+            .filter_map(|jwk| {
+                let kid = jwk.common.key_id.clone()?;
+                let alg = match &jwk.algorithm {
+                    AlgorithmParameters::RSA(_) => Algorithm::RS256,
+                    AlgorithmParameters::EllipticCurve(ec) if ec.curve == EllipticCurve::P256 => Algorithm::ES256,
+                    _ => return None,
+                };
+                // A key that declares another algorithm is not used for this one.
+                if let Some(declared) = jwk.common.key_algorithm {
+                    if format!("{declared:?}") != format!("{alg:?}") {
+                        return None;
+                    }
+                }
+                let key = DecodingKey::from_jwk(jwk).ok()?;
+                Some((kid, (alg, Arc::new(key))))
+            })
+            .collect())
+    }
+}
+
+fn decode_segment<T: serde::de::DeserializeOwned>(segment: &str, what: &str) -> Result<T, AuthError> {
+    let bytes = URL_SAFE_NO_PAD
+        .decode(segment)
+        .map_err(|_| AuthError::Malformed(format!("{what} is not base64url")))?;
+    serde_json::from_slice(&bytes).map_err(|_| AuthError::Malformed(format!("{what} is not valid JSON")))
+}
+
+fn map_error(kind: ErrorKind) -> AuthError {
+    match kind {
+        ErrorKind::ExpiredSignature => AuthError::Expired,
+        ErrorKind::ImmatureSignature => AuthError::NotYetValid,
+        ErrorKind::InvalidIssuer => AuthError::WrongIssuer,
+        ErrorKind::InvalidAudience => AuthError::WrongAudience,
+        ErrorKind::InvalidSignature => AuthError::BadSignature,
+        ErrorKind::MissingRequiredClaim(claim) => AuthError::MissingClaim(claim),
+        ErrorKind::InvalidAlgorithm => AuthError::AlgorithmMismatch,
+        ErrorKind::Json(error) => AuthError::InvalidClaim(error.to_string()),
+        other => AuthError::Malformed(format!("{other:?}")),
+    }
+}

@@ -1,0 +1,245 @@
+//! Configuration from the environment, validated at start-up. Every error names the variable
+//! that is wrong so an operator can fix it without reading code.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::str::FromStr;
+use std::time::Duration;
+
+use crate::auth::{AuthConfig, IssuerConfig, IssuerKind};
+use crate::telemetry::{LogFormat, TelemetryConfig};
+
+/// A configuration variable that is missing or cannot be parsed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid configuration: {var}: {reason}")]
+pub struct ConfigError {
+    /// The environment variable at fault.
+    pub var: String,
+    /// What is wrong with it.
+    pub reason: String,
+}
+
+impl ConfigError {
+    pub fn new(var: &str, reason: impl Into<String>) -> Self {
+        Self { var: var.to_owned(), reason: reason.into() }
+    }
+}
+
+/// A snapshot of environment variables. Tests build one from pairs instead of mutating the
+/// process environment, which is shared by every test thread.
+#[derive(Debug, Clone, Default)]
+pub struct Env {
+    vars: HashMap<String, String>,
+}
+
+impl Env {
+    pub fn from_process() -> Self {
+        Self { vars: std::env::vars().collect() }
+    }
+
+    pub fn from_pairs<K: Into<String>, V: Into<String>>(pairs: impl IntoIterator<Item = (K, V)>) -> Self {
+        Self { vars: pairs.into_iter().map(|(k, v)| (k.into(), v.into())).collect() }
+    }
+
+    /// The value of `name`, treating an empty value as absent.
+    pub fn optional(&self, name: &str) -> Option<String> {
+        self.vars.get(name).filter(|v| !v.trim().is_empty()).cloned()
+    }
+
+    pub fn required(&self, name: &str) -> Result<String, ConfigError> {
+        self.optional(name).ok_or_else(|| ConfigError::new(name, "is required but not set"))
+    }
+
+    pub fn parse<T>(&self, name: &str) -> Result<Option<T>, ConfigError>
+    where
+        T: FromStr,
+        T::Err: std::fmt::Display,
+    {
+        self.optional(name)
+            .map(|raw| {
+                raw.trim()
+                    .parse::<T>()
+                    .map_err(|e| ConfigError::new(name, format!("cannot parse {raw:?}: {e}")))
+            })
+            .transpose()
+    }
+
+    pub fn parse_or<T>(&self, name: &str, default: T) -> Result<T, ConfigError>
+    where
+        T: FromStr,
+        T::Err: std::fmt::Display,
+    {
+        Ok(self.parse(name)?.unwrap_or(default))
+    }
+
+    /// A URL whose scheme must be one of `schemes`.
+    pub fn url(&self, name: &str, schemes: &[&str]) -> Result<Option<String>, ConfigError> {
+        let Some(raw) = self.optional(name) else { return Ok(None) };
+        let scheme = raw.split_once("://").map(|(s, _)| s).unwrap_or("");
+        if schemes.contains(&scheme) {
+            Ok(Some(raw))
+        } else {
+            Err(ConfigError::new(
+                name,
+                format!("scheme {scheme:?} is not supported (expected one of {})", schemes.join(", ")),
+            ))
+        }
+    }
+
+    pub fn seconds_or(&self, name: &str, default: u64) -> Result<Duration, ConfigError> {
+        Ok(Duration::from_secs(self.parse_or(name, default)?))
+    }
+}
+
+/// Everything a domain service needs to start. Built by [`ServiceConfig::from_env`].
+#[derive(Debug, Clone)]
+pub struct ServiceConfig {
+    /// Short name, e.g. `product`; used for logs, schemas and default file names.
+    pub service: &'static str,
+    pub listen_addr: SocketAddr,
+    /// `postgres://…` (production) or `sqlite://…` (embedded).
+    pub database_url: String,
+    /// Absent → the in-process bus.
+    pub nats_url: Option<String>,
+    /// Absent → in-memory cache.
+    pub redis_url: Option<String>,
+    pub auth: AuthConfig,
+    pub telemetry: TelemetryConfig,
+    pub grpc: GrpcLimits,
+}
+
+/// Limits applied by the shared gRPC server.
+#[derive(Debug, Clone)]
+pub struct GrpcLimits {
+    /// Upper bound on any request's handling time; a shorter client deadline wins.
+    pub request_timeout: Duration,
+    pub max_message_bytes: usize,
+}
+
+impl Default for GrpcLimits {
+    fn default() -> Self {
+        Self { request_timeout: Duration::from_secs(30), max_message_bytes: 4 * 1024 * 1024 }
+    }
+}
+
+impl ServiceConfig {
+    /// Reads `<SERVICE>_ADDR` (or `GRPC_ADDR`), `DATABASE_URL`, `NATS_URL`, `REDIS_URL`, the
+    /// `AUTH_*` issuers and the telemetry variables. `default_port` is the service's port of
+    /// DESIGN §8.
+    pub fn from_env(env: &Env, service: &'static str, default_port: u16) -> Result<Self, ConfigError> {
+        let addr_var = format!("{}_ADDR", service.to_uppercase().replace('-', "_"));
+        let listen_addr = match env.parse::<SocketAddr>(&addr_var)? {
+            Some(addr) => addr,
+            None => env.parse_or("GRPC_ADDR", SocketAddr::from(([0, 0, 0, 0], default_port)))?,
+        };
+        let database_url = env
+            .url("DATABASE_URL", &["postgres", "postgresql", "sqlite"])?
+            .unwrap_or_else(|| format!("sqlite://data/{service}.db"));
+        Ok(Self {
+            service,
+            listen_addr,
+            database_url,
+            nats_url: env.url("NATS_URL", &["nats", "tls", "ws", "wss"])?,
+            redis_url: env.url("REDIS_URL", &["redis", "rediss"])?,
+            auth: AuthConfig::from_env(env)?,
+            telemetry: TelemetryConfig::from_env(env, service)?,
+            grpc: GrpcLimits {
+                request_timeout: env.seconds_or("GRPC_REQUEST_TIMEOUT_SECONDS", 30)?,
+                max_message_bytes: env.parse_or("GRPC_MAX_MESSAGE_BYTES", 4 * 1024 * 1024)?,
+            },
+        })
+    }
+}
+
+impl AuthConfig {
+    /// Issuers from `AUTH_{EMPLOYEE,CLIENT,SERVICE}_{ISSUER,AUDIENCE,JWKS_URL}`. An issuer
+    /// without `_JWKS_URL` is resolved through OIDC discovery. `AUTH_LEEWAY_SECONDS` (default 60)
+    /// and `AUTH_JWKS_REFETCH_COOLDOWN_SECONDS` (default 30) tune validation.
+    pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
+        let mut issuers = Vec::new();
+        for (kind, prefix) in [
+            (IssuerKind::Employee, "AUTH_EMPLOYEE"),
+            (IssuerKind::Client, "AUTH_CLIENT"),
+            (IssuerKind::Service, "AUTH_SERVICE"),
+        ] {
+            let issuer_var = format!("{prefix}_ISSUER");
+            let Some(issuer) = env.url(&issuer_var, &["http", "https"])? else { continue };
+            let audience_var = format!("{prefix}_AUDIENCE");
+            let audience = env.required(&audience_var)?;
+            let jwks_url = env.url(&format!("{prefix}_JWKS_URL"), &["http", "https"])?;
+            issuers.push(IssuerConfig { kind, issuer, audience, jwks_url });
+        }
+        Ok(Self {
+            issuers,
+            leeway: env.seconds_or("AUTH_LEEWAY_SECONDS", 60)?,
+            jwks_refetch_cooldown: env.seconds_or("AUTH_JWKS_REFETCH_COOLDOWN_SECONDS", 30)?,
+        })
+    }
+}
+
+impl TelemetryConfig {
+    /// `ORDERMESH_ENV=production` selects JSON logs unless `LOG_FORMAT` says otherwise;
+    /// `OTEL_EXPORTER_OTLP_ENDPOINT` turns on trace export; `OTEL_SERVICE_NAME` overrides the name.
+    pub fn from_env(env: &Env, service: &str) -> Result<Self, ConfigError> {
+        let production = match env.optional("ORDERMESH_ENV").as_deref() {
+            None | Some("development") => false,
+            Some("production") => true,
+            Some(other) => {
+                return Err(ConfigError::new(
+                    "ORDERMESH_ENV",
+                    format!("{other:?} is not one of development, production"),
+                ));
+            }
+        };
+        let log_format = match env.optional("LOG_FORMAT").as_deref() {
+            None if production => LogFormat::Json,
+            None => LogFormat::Pretty,
+            Some("json") => LogFormat::Json,
+            Some("pretty") | Some("text") => LogFormat::Pretty,
+            Some(other) => {
+                return Err(ConfigError::new("LOG_FORMAT", format!("{other:?} is not one of json, pretty")));
+            }
+        };
+        Ok(Self {
+            service_name: env.optional("OTEL_SERVICE_NAME").unwrap_or_else(|| format!("ordermesh-{service}")),
+            log_format,
+            otlp_endpoint: env.url("OTEL_EXPORTER_OTLP_ENDPOINT", &["http", "https"])?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_select_the_embedded_profile() {
+        let config = ServiceConfig::from_env(&Env::default(), "product", 50051).unwrap();
+        assert_eq!(config.listen_addr.port(), 50051);
+        assert_eq!(config.database_url, "sqlite://data/product.db");
+        assert!(config.nats_url.is_none() && config.redis_url.is_none());
+        assert!(config.auth.issuers.is_empty());
+    }
+
+    #[test]
+    fn a_bad_variable_is_named_in_the_error() {
+        let env = Env::from_pairs([("DATABASE_URL", "mysql://x")]);
+        let err = ServiceConfig::from_env(&env, "product", 50051).unwrap_err();
+        assert_eq!(err.var, "DATABASE_URL");
+        assert!(err.to_string().contains("mysql"), "{err}");
+
+        let env = Env::from_pairs([("PRODUCT_ADDR", "not-an-address")]);
+        assert_eq!(ServiceConfig::from_env(&env, "product", 50051).unwrap_err().var, "PRODUCT_ADDR");
+
+        let env = Env::from_pairs([("AUTH_CLIENT_ISSUER", "https://login.example")]);
+        assert_eq!(ServiceConfig::from_env(&env, "product", 50051).unwrap_err().var, "AUTH_CLIENT_AUDIENCE");
+    }
+
+    #[test]
+    fn production_logs_are_json_unless_overridden() {
+        let env = Env::from_pairs([("ORDERMESH_ENV", "production")]);
+        assert_eq!(TelemetryConfig::from_env(&env, "x").unwrap().log_format, LogFormat::Json);
+        let env = Env::from_pairs([("ORDERMESH_ENV", "production"), ("LOG_FORMAT", "pretty")]);
+        assert_eq!(TelemetryConfig::from_env(&env, "x").unwrap().log_format, LogFormat::Pretty);
+    }
+}

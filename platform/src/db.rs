@@ -1,0 +1,115 @@
+//! Database connection from `DATABASE_URL` and the service's embedded migrations.
+//!
+//! PostgreSQL (production) gives each service its own schema, selected through `search_path`;
+//! SQLite (embedded) gives each service its own file.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::migrate::{Migration, MigrationType, Migrator};
+use sqlx::{AssertSqlSafe, SqlSafeStr};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{PgPool, SqlitePool};
+
+/// A connected pool of either backend.
+#[derive(Clone, Debug)]
+pub enum Database {
+    Postgres(PgPool),
+    Sqlite(SqlitePool),
+}
+
+/// A service's migrations for both backends, embedded in the binary at compile time.
+pub struct Migrations {
+    pub postgres: Migrator,
+    pub sqlite: Migrator,
+}
+
+impl Migrations {
+    /// Builds both migrators from `(version, description, sql)` lists, typically written with
+    /// `include_str!` so the SQL is embedded in the binary without compile-time database access.
+    pub fn embedded(postgres: &[(i64, &'static str, &'static str)], sqlite: &[(i64, &'static str, &'static str)]) -> Self {
+        let migrator = |list: &[(i64, &'static str, &'static str)]| {
+            Migrator::with_migrations(
+                list.iter()
+                    .map(|(version, description, sql)| {
+                        Migration::new(*version, (*description).into(), MigrationType::Simple, AssertSqlSafe(*sql).into_sql_str(), false)
+                    })
+                    .collect(),
+            )
+        };
+        Self { postgres: migrator(postgres), sqlite: migrator(sqlite) }
+    }
+}
+
+impl Database {
+    /// Connects to `url`. For PostgreSQL, `schema` is created if missing and put first on the
+    /// `search_path` of every connection. For SQLite the file and its directory are created.
+    pub async fn connect(url: &str, schema: &str) -> anyhow::Result<Self> {
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            anyhow::ensure!(
+                schema.chars().all(|c| c.is_ascii_lowercase() || c == '_'),
+                "schema name {schema:?} must be lowercase letters and underscores"
+            );
+            let options = PgConnectOptions::from_str(url)?;
+            // Create the schema over a plain connection first; the pool's connections then use it.
+            let bootstrap = PgPoolOptions::new().max_connections(1).connect_with(options.clone()).await?;
+            sqlx::query(AssertSqlSafe(format!("CREATE SCHEMA IF NOT EXISTS {schema}")))
+                .execute(&bootstrap)
+                .await?;
+            bootstrap.close().await;
+            let pool = PgPoolOptions::new()
+                .max_connections(16)
+                .acquire_timeout(Duration::from_secs(5))
+                .connect_with(options.options([("search_path", schema)]))
+                .await?;
+            Ok(Self::Postgres(pool))
+        } else if let Some(path) = url.strip_prefix("sqlite://") {
+            let path = path.split('?').next().unwrap_or_default();
+            if let Some(parent) = std::path::Path::new(path).parent() {
+                if !parent.as_os_str().is_empty() {
+                    std::fs::create_dir_all(parent)?;
+                }
+            }
+            let options = SqliteConnectOptions::from_str(url)?
+                .create_if_missing(true)
+                .journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Normal)
+                .busy_timeout(Duration::from_secs(10))
+                .foreign_keys(true);
+            let pool = SqlitePoolOptions::new()
+                .max_connections(8)
+                .acquire_timeout(Duration::from_secs(10))
+                .connect_with(options)
+                .await?;
+            Ok(Self::Sqlite(pool))
+        } else {
+            anyhow::bail!("DATABASE_URL must start with postgres:// or sqlite://")
+        }
+    }
+
+    /// Runs the pending migrations of the matching backend.
+    pub async fn migrate(&self, migrations: &Migrations) -> anyhow::Result<()> {
+        match self {
+            Self::Postgres(pool) => migrations.postgres.run(pool).await?,
+            Self::Sqlite(pool) => migrations.sqlite.run(pool).await?,
+        }
+        Ok(())
+    }
+
+    /// A cheap round trip, for readiness checks.
+    pub async fn ping(&self) -> anyhow::Result<()> {
+        match self {
+            Self::Postgres(pool) => sqlx::query("SELECT 1").execute(pool).await.map(drop)?,
+            Self::Sqlite(pool) => sqlx::query("SELECT 1").execute(pool).await.map(drop)?,
+        }
+        Ok(())
+    }
+
+    pub async fn close(&self) {
+        match self {
+            Self::Postgres(pool) => pool.close().await,
+            Self::Sqlite(pool) => pool.close().await,
+        }
+    }
+}

@@ -1,0 +1,10 @@
+//! gRPC scaffolding shared by the six services: the server builder, the authentication layer,
+//! request tracing, and the `main` of each service binary.
+
+mod auth_layer;
+mod server;
+mod trace_layer;
+
+pub use auth_layer::{AuthLayer, AuthService, BearerToken, principal, principal_opt};
+pub use server::{GrpcServer, run_main};
+pub use trace_layer::{CorrelationId, GrpcTraceLayer, GrpcTraceService};

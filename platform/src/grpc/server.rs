@@ -1,0 +1,186 @@
+use std::convert::Infallible;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::server::NamedService;
+use tonic::service::RoutesBuilder;
+use tonic_health::ServingStatus;
+
+use super::{AuthLayer, GrpcTraceLayer};
+use crate::auth::JwtValidator;
+use crate::config::{Env, GrpcLimits, ServiceConfig};
+use crate::shutdown::Shutdown;
+use crate::telemetry;
+
+type ReadinessCheck = Box<dyn FnOnce() -> BoxFuture<'static, anyhow::Result<()>> + Send>;
+
+/// Builds the gRPC server every service runs: its own services plus health, reflection (v1 and
+/// v1alpha), gRPC-Web, request tracing, JWT authentication, a request timeout, message-size
+/// limits, and graceful shutdown.
+pub struct GrpcServer {
+    service: &'static str,
+    routes: RoutesBuilder,
+    service_names: Vec<&'static str>,
+    limits: GrpcLimits,
+    validator: Option<Arc<JwtValidator>>,
+    readiness: Option<ReadinessCheck>,
+}
+
+impl GrpcServer {
+    pub fn new(config: &ServiceConfig) -> Self {
+        Self {
+            service: config.service,
+            routes: RoutesBuilder::default(),
+            service_names: Vec::new(),
+            limits: config.grpc.clone(),
+            validator: None,
+            readiness: None,
+        }
+    }
+
+    /// Adds one of the service's own gRPC services. Its health status starts NOT_SERVING and
+    /// turns SERVING once the readiness check passes.
+    pub fn add_service<S>(mut self, service: S) -> Self
+    where
+        S: tower::Service<http::Request<tonic::body::Body>, Error = Infallible>
+            + NamedService
+            + Clone
+            + Send
+            + Sync
+            + 'static,
+        S::Response: axum::response::IntoResponse,
+        S::Future: Send + 'static,
+    {
+        self.service_names.push(S::NAME);
+        self.routes.add_service(service);
+        self
+    }
+
+    /// Authenticates the bearer token of every call (except health and reflection) with
+    /// `validator`; see [`AuthLayer`].
+    pub fn with_auth(mut self, validator: Arc<JwtValidator>) -> Self {
+        self.validator = Some(validator);
+        self
+    }
+
+    /// A check that must pass (e.g. database reachable, migrations run) before health reports
+    /// SERVING. Until then the health service answers NOT_SERVING.
+    pub fn readiness<F, Fut>(mut self, check: F) -> Self
+    where
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: Future<Output = anyhow::Result<()>> + Send + 'static,
+    {
+        self.readiness = Some(Box::new(move || Box::pin(check())));
+        self
+    }
+
+    /// The message-size limit to apply to generated servers (`max_decoding_message_size`).
+    pub fn max_message_bytes(&self) -> usize {
+        self.limits.max_message_bytes
+    }
+
+    /// Serves on `listener` until `shutdown` fires, then drains in-flight calls.
+    pub async fn serve(self, listener: TcpListener, shutdown: Shutdown) -> anyhow::Result<()> {
+        let Self { service, mut routes, service_names, limits, validator, readiness } = self;
+        let (reporter, health_service) = tonic_health::server::health_reporter();
+        reporter.set_service_status("", ServingStatus::NotServing).await;
+        for name in &service_names {
+            reporter.set_service_status(*name, ServingStatus::NotServing).await;
+        }
+        routes.add_service(health_service);
+        let (v1, v1alpha) = reflection_services(&service_names)?;
+        routes.add_service(v1);
+        routes.add_service(v1alpha);
+
+        let addr = listener.local_addr()?;
+        tracing::info!(service, %addr, "gRPC server listening");
+
+        let ready_reporter = reporter.clone();
+        let names = service_names.clone();
+        let ready_shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            if let Some(check) = readiness {
+                if let Err(error) = check().await {
+                    tracing::error!(service, error = format!("{error:#}"), "readiness check failed; staying NOT_SERVING");
+                    return;
+                }
+            }
+            if ready_shutdown.is_triggered() {
+                return;
+            }
+            ready_reporter.set_service_status("", ServingStatus::Serving).await;
+            for name in names {
+                ready_reporter.set_service_status(name, ServingStatus::Serving).await;
+            }
+            tracing::info!(service, "ready");
+        });
+
+        let incoming = TcpListenerStream::new(listener);
+        let drain = shutdown.clone();
+        let result = tonic::transport::Server::builder()
+            .accept_http1(true)
+            .timeout(limits.request_timeout)
+            .http2_keepalive_interval(Some(Duration::from_secs(30)))
+            .layer(GrpcTraceLayer::new(service))
+            .layer(tonic_web::GrpcWebLayer::new())
+            .layer(AuthLayer::new(validator))
+            .add_routes(routes.routes())
+            .serve_with_incoming_shutdown(incoming, async move {
+                drain.wait().await;
+                // Tell load balancers first, then stop accepting.
+                reporter.set_service_status("", ServingStatus::NotServing).await;
+            })
+            .await;
+        tracing::info!(service, "gRPC server stopped");
+        result.map_err(Into::into)
+    }
+}
+
+/// Reflection over every ordermesh contract (so any message can be resolved) but listing only the
+/// services this server really serves.
+fn reflection_services(
+    service_names: &[&'static str],
+) -> anyhow::Result<(
+    tonic_reflection::server::v1::ServerReflectionServer<impl tonic_reflection::server::v1::ServerReflection>,
+    tonic_reflection::server::v1alpha::ServerReflectionServer<impl tonic_reflection::server::v1alpha::ServerReflection>,
+)> {
+    let listed = || {
+        let mut names: Vec<String> = service_names.iter().map(|s| s.to_string()).collect();
+        names.push("grpc.health.v1.Health".to_owned());
+        names.push("grpc.reflection.v1.ServerReflection".to_owned());
+        names.push("grpc.reflection.v1alpha.ServerReflection".to_owned());
+        names
+    };
+    let builder = || {
+        let mut builder = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(ordermesh_proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET);
+        for name in listed() {
+            builder = builder.with_service_name(name);
+        }
+        builder
+    };
+    Ok((builder().build_v1()?, builder().build_v1alpha()?))
+}
+
+/// The whole `main` of a service binary: configuration from the environment, telemetry, the
+/// listener on the configured address, and shutdown on SIGTERM/Ctrl-C.
+pub fn run_main<F, Fut>(service: &'static str, default_port: u16, run: F) -> anyhow::Result<()>
+where
+    F: FnOnce(ServiceConfig, TcpListener, Shutdown) -> Fut,
+    Fut: Future<Output = anyhow::Result<()>>,
+{
+    let config = ServiceConfig::from_env(&Env::from_process(), service, default_port)?;
+    crate::install_crypto_provider();
+    tokio::runtime::Runtime::new()?.block_on(async move {
+        let _telemetry = telemetry::init(&config.telemetry)?;
+        let listener = TcpListener::bind(config.listen_addr).await?;
+        run(config, listener, Shutdown::on_signals()).await
+    })
+}

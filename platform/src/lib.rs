@@ -1,0 +1,20 @@
+//! Shared runtime of every ordermesh service. Services depend on this crate; it never depends on
+//! a service. Each concern lives in one module so the six services do not copy it.
+
+pub mod auth;
+pub mod config;
+pub mod db;
+pub mod error;
+pub mod grpc;
+pub mod shutdown;
+pub mod telemetry;
+
+pub use config::{ConfigError, Env, ServiceConfig};
+pub use error::{FieldViolation, ServiceError, Violations};
+pub use shutdown::Shutdown;
+
+/// Installs the process-wide rustls crypto provider (ring). reqwest is built without a default
+/// provider, so this must run before the first HTTPS client is made; calling it twice is harmless.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
