@@ -8,6 +8,8 @@ pub mod error;
 pub mod grpc;
 pub mod shutdown;
 pub mod telemetry;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 pub use config::{ConfigError, Env, ServiceConfig};
 pub use error::{FieldViolation, ServiceError, Violations};
