@@ -23,9 +23,16 @@ async fn start(readiness_delay: Duration) -> (String, Shutdown, tokio::task::Joi
 }
 
 async fn health(addr: &str) -> ServingStatus {
-    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}")).unwrap().connect().await.unwrap();
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
     let mut client = HealthClient::new(channel);
-    let response = client.check(HealthCheckRequest { service: String::new() }).await.unwrap();
+    let response = client
+        .check(HealthCheckRequest { service: String::new() })
+        .await
+        .unwrap();
     response.into_inner().status()
 }
 
@@ -37,7 +44,11 @@ async fn health_turns_serving_once_ready_and_shutdown_drains() {
     assert_eq!(health(&addr).await, ServingStatus::Serving);
 
     shutdown.trigger();
-    tokio::time::timeout(Duration::from_secs(10), handle).await.expect("server stops").unwrap().unwrap();
+    tokio::time::timeout(Duration::from_secs(10), handle)
+        .await
+        .expect("server stops")
+        .unwrap()
+        .unwrap();
     let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{addr}")).unwrap();
     assert!(endpoint.connect().await.is_err(), "listener closed");
 }
@@ -55,8 +66,14 @@ async fn python_grpcio_reflection_lists_services_and_resolves_methods() {
         Command::new(python())
             .args([script, &addr])
             .args(["--service", "grpc.health.v1.Health"])
-            .args(["--method", "grpc.health.v1.Health.Check=grpc.health.v1.HealthCheckRequest"])
-            .args(["--method", "ordermesh.order.v1.OrderService.PlaceOrder=ordermesh.order.v1.PlaceOrderRequest"])
+            .args([
+                "--method",
+                "grpc.health.v1.Health.Check=grpc.health.v1.HealthCheckRequest",
+            ])
+            .args([
+                "--method",
+                "ordermesh.order.v1.OrderService.PlaceOrder=ordermesh.order.v1.PlaceOrderRequest",
+            ])
             .output()
             .expect("run python (set ORDERMESH_PYTHON to a Python with grpcio; scripts/test does)")
     })
@@ -68,6 +85,9 @@ async fn python_grpcio_reflection_lists_services_and_resolves_methods() {
         "reflection check failed:\n{stdout}\n{}",
         String::from_utf8_lossy(&output.stderr)
     );
-    assert!(stdout.contains("\"version\": \"v1\"") && stdout.contains("\"version\": \"v1alpha\""), "{stdout}");
+    assert!(
+        stdout.contains("\"version\": \"v1\"") && stdout.contains("\"version\": \"v1alpha\""),
+        "{stdout}"
+    );
     shutdown.trigger();
 }

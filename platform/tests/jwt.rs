@@ -92,7 +92,10 @@ async fn harness() -> Harness {
         leeway: Duration::from_secs(60),
         jwks_refetch_cooldown: Duration::from_secs(300),
     };
-    Harness { validator: JwtValidator::new(config), employee_fetches }
+    Harness {
+        validator: JwtValidator::new(config),
+        employee_fetches,
+    }
 }
 
 fn now() -> i64 {
@@ -107,13 +110,23 @@ fn employee_claims() -> Value {
 fn rs256(claims: &Value, kid: &str) -> String {
     let mut header = Header::new(Algorithm::RS256);
     header.kid = Some(kid.into());
-    jsonwebtoken::encode(&header, claims, &EncodingKey::from_rsa_pem(keys().rsa_pem.as_bytes()).unwrap()).unwrap()
+    jsonwebtoken::encode(
+        &header,
+        claims,
+        &EncodingKey::from_rsa_pem(keys().rsa_pem.as_bytes()).unwrap(),
+    )
+    .unwrap()
 }
 
 fn es256(claims: &Value) -> String {
     let mut header = Header::new(Algorithm::ES256);
     header.kid = Some("ec-1".into());
-    jsonwebtoken::encode(&header, claims, &EncodingKey::from_ec_pem(keys().ec_pem.as_bytes()).unwrap()).unwrap()
+    jsonwebtoken::encode(
+        &header,
+        claims,
+        &EncodingKey::from_ec_pem(keys().ec_pem.as_bytes()).unwrap(),
+    )
+    .unwrap()
 }
 
 fn with_claim(name: &str, value: Value) -> Value {
@@ -123,15 +136,28 @@ fn with_claim(name: &str, value: Value) -> Value {
 }
 
 async fn rejects(token: &str) -> AuthError {
-    harness().await.validator.validate(token).await.expect_err("token must be rejected")
+    harness()
+        .await
+        .validator
+        .validate(token)
+        .await
+        .expect_err("token must be rejected")
 }
 
 #[tokio::test]
 async fn employee_token_yields_employee_with_known_roles() {
-    let principal = harness().await.validator.validate(&rs256(&employee_claims(), "rsa-1")).await.unwrap();
+    let principal = harness()
+        .await
+        .validator
+        .validate(&rs256(&employee_claims(), "rsa-1"))
+        .await
+        .unwrap();
     assert_eq!(
         principal,
-        Principal::Employee { subject: "emp-42".into(), roles: BTreeSet::from([Role::Admin, Role::OrderManager]) }
+        Principal::Employee {
+            subject: "emp-42".into(),
+            roles: BTreeSet::from([Role::Admin, Role::OrderManager])
+        }
     );
 }
 
@@ -139,14 +165,29 @@ async fn employee_token_yields_employee_with_known_roles() {
 async fn client_token_yields_client_subject() {
     let claims = json!({"iss": CLIENT_ISS, "aud": AUDIENCE, "sub": "client-7", "exp": now() + 600});
     let principal = harness().await.validator.validate(&es256(&claims)).await.unwrap();
-    assert_eq!(principal, Principal::Client { issuer: CLIENT_ISS.into(), subject: "client-7".into() });
+    assert_eq!(
+        principal,
+        Principal::Client {
+            issuer: CLIENT_ISS.into(),
+            subject: "client-7".into()
+        }
+    );
 }
 
 #[tokio::test]
 async fn expiry_within_leeway_is_accepted_beyond_it_rejected() {
     let h = harness().await;
-    assert!(h.validator.validate(&rs256(&with_claim("exp", json!(now() - 30)), "rsa-1")).await.is_ok());
-    let err = h.validator.validate(&rs256(&with_claim("exp", json!(now() - 120)), "rsa-1")).await.unwrap_err();
+    assert!(
+        h.validator
+            .validate(&rs256(&with_claim("exp", json!(now() - 30)), "rsa-1"))
+            .await
+            .is_ok()
+    );
+    let err = h
+        .validator
+        .validate(&rs256(&with_claim("exp", json!(now() - 120)), "rsa-1"))
+        .await
+        .unwrap_err();
     assert_eq!(err, AuthError::Expired);
 }
 
@@ -198,9 +239,17 @@ async fn unknown_kid_refetches_the_jwks_exactly_once_then_rejects() {
     h.validator.validate(&rs256(&employee_claims(), "rsa-1")).await.unwrap();
     assert_eq!(h.employee_fetches.load(Ordering::SeqCst), 1, "initial fetch");
 
-    let err = h.validator.validate(&rs256(&employee_claims(), "rotated-away")).await.unwrap_err();
+    let err = h
+        .validator
+        .validate(&rs256(&employee_claims(), "rotated-away"))
+        .await
+        .unwrap_err();
     assert_eq!(err, AuthError::UnknownKeyId("rotated-away".into()));
-    assert_eq!(h.employee_fetches.load(Ordering::SeqCst), 2, "one refetch on the unknown kid");
+    assert_eq!(
+        h.employee_fetches.load(Ordering::SeqCst),
+        2,
+        "one refetch on the unknown kid"
+    );
 
     // Within the cooldown more unknown kids do not hammer the issuer.
     for kid in ["rotated-away", "another"] {
@@ -231,7 +280,10 @@ async fn exp_as_a_string_is_rejected() {
 async fn missing_exp_is_rejected() {
     let mut claims = employee_claims();
     claims.as_object_mut().unwrap().remove("exp");
-    assert_eq!(rejects(&rs256(&claims, "rsa-1")).await, AuthError::MissingClaim("exp".into()));
+    assert_eq!(
+        rejects(&rs256(&claims, "rsa-1")).await,
+        AuthError::MissingClaim("exp".into())
+    );
 }
 
 #[tokio::test]

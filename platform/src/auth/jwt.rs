@@ -120,7 +120,9 @@ impl JwtValidator {
             return Err(AuthError::Malformed("expected three dot-separated parts".into()));
         };
         let header: UnverifiedHeader = decode_segment(header, "header")?;
-        let alg = header.alg.ok_or_else(|| AuthError::Malformed("header has no alg".into()))?;
+        let alg = header
+            .alg
+            .ok_or_else(|| AuthError::Malformed("header has no alg".into()))?;
         let header_alg = ALLOWED
             .into_iter()
             .find(|allowed| format!("{allowed:?}") == alg)
@@ -166,7 +168,10 @@ impl JwtValidator {
                 subject: claims.sub,
                 roles: claims.roles.iter().filter_map(|r| Role::parse(r)).collect(),
             },
-            IssuerKind::Client => Principal::Client { issuer: issuer.config.issuer.clone(), subject: claims.sub },
+            IssuerKind::Client => Principal::Client {
+                issuer: issuer.config.issuer.clone(),
+                subject: claims.sub,
+            },
             IssuerKind::Service => Principal::Service { name: claims.sub },
         })
     }
@@ -180,10 +185,14 @@ impl JwtValidator {
         if let Some((alg, key)) = issuer.keys.read().await.get(kid) {
             return Ok((*alg, key.clone()));
         }
-        let recently_failed = state.last_failure.is_some_and(|at| at.elapsed() < Duration::from_secs(1));
+        let recently_failed = state
+            .last_failure
+            .is_some_and(|at| at.elapsed() < Duration::from_secs(1));
         let may_fetch = !recently_failed
             && (!state.loaded
-                || state.last_refetch.is_none_or(|at| at.elapsed() >= self.config.jwks_refetch_cooldown));
+                || state
+                    .last_refetch
+                    .is_none_or(|at| at.elapsed() >= self.config.jwks_refetch_cooldown));
         if may_fetch {
             if state.loaded {
                 state.last_refetch = Some(Instant::now());
@@ -221,7 +230,10 @@ impl JwtValidator {
                 struct Discovery {
                     jwks_uri: String,
                 }
-                let url = format!("{}/.well-known/openid-configuration", issuer.issuer.trim_end_matches('/'));
+                let url = format!(
+                    "{}/.well-known/openid-configuration",
+                    issuer.issuer.trim_end_matches('/')
+                );
                 let discovery: Discovery = self
                     .http
                     .get(url)
@@ -257,10 +269,10 @@ impl JwtValidator {
                     _ => return None,
                 };
                 // A key that declares another algorithm is not used for this one.
-                if let Some(declared) = jwk.common.key_algorithm {
-                    if format!("{declared:?}") != format!("{alg:?}") {
-                        return None;
-                    }
+                if let Some(declared) = jwk.common.key_algorithm
+                    && format!("{declared:?}") != format!("{alg:?}")
+                {
+                    return None;
                 }
                 let key = DecodingKey::from_jwk(jwk).ok()?;
                 Some((kid, (alg, Arc::new(key))))
