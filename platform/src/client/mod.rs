@@ -89,15 +89,15 @@ impl CallContext {
     pub fn request<T>(&self, message: T) -> tonic::Request<T> {
         let mut request = tonic::Request::new(message);
         let metadata = request.metadata_mut();
-        if let Some(token) = &self.bearer_token {
-            if let Ok(value) = format!("Bearer {token}").parse() {
-                metadata.insert("authorization", value);
-            }
+        if let Some(token) = &self.bearer_token
+            && let Ok(value) = format!("Bearer {token}").parse()
+        {
+            metadata.insert("authorization", value);
         }
-        if let Some(id) = &self.correlation_id {
-            if let Ok(value) = id.parse() {
-                metadata.insert("x-correlation-id", value);
-            }
+        if let Some(id) = &self.correlation_id
+            && let Ok(value) = id.parse()
+        {
+            metadata.insert("x-correlation-id", value);
         }
         crate::telemetry::inject_into_metadata(metadata);
         request
