@@ -26,23 +26,13 @@ fn request(payload: &'static [u8]) -> http::Request<Body> {
         .unwrap()
 }
 
+type TestService = tower::util::BoxCloneSyncService<http::Request<Body>, http::Response<Body>, Infallible>;
+type Bodies = Arc<std::sync::Mutex<Vec<Vec<u8>>>>;
+
 /// A server answering with `codes` in turn (the last one forever), recording each request body.
-fn server(
-    codes: Vec<i32>,
-) -> (
-    impl tower::Service<
-        http::Request<Body>,
-        Response = http::Response<Body>,
-        Error = Infallible,
-        Future = impl Send + 'static,
-    > + Clone
-    + Send
-    + 'static,
-    Arc<AtomicU32>,
-    Arc<std::sync::Mutex<Vec<Vec<u8>>>>,
-) {
+fn server(codes: Vec<i32>) -> (TestService, Arc<AtomicU32>, Bodies) {
     let calls = Arc::new(AtomicU32::new(0));
-    let bodies = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let bodies: Bodies = Arc::default();
     let (c, b) = (calls.clone(), bodies.clone());
     let service = service_fn(move |request: http::Request<Body>| {
         let n = c.fetch_add(1, Ordering::SeqCst) as usize;
@@ -54,7 +44,7 @@ fn server(
             Ok::<_, Infallible>(grpc_response(code))
         }
     });
-    (service, calls, bodies)
+    (TestService::new(service), calls, bodies)
 }
 
 fn status(response: &http::Response<Body>) -> &str {
