@@ -1,6 +1,8 @@
 //! The payment service: `run` starts it on a listener it is given, so tests and `ordermesh up`
 //! run it in-process on any port.
 
+pub mod gateway;
+
 use ordermesh_platform::{ServiceConfig, Shutdown, grpc::GrpcServer};
 use tokio::net::TcpListener;
 
