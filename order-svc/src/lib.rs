@@ -1,6 +1,8 @@
 //! The order service: `run` starts it on a listener it is given, so tests and `ordermesh up`
 //! run it in-process on any port.
 
+pub mod domain;
+
 use ordermesh_platform::{ServiceConfig, Shutdown, grpc::GrpcServer};
 use tokio::net::TcpListener;
 
