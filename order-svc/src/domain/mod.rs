@@ -5,5 +5,5 @@ mod status;
 mod validation;
 
 pub use pricing::{PricedLine, PricingError, price_lines};
-pub use status::{Compensation, OrderStatus, SagaInput, Transition, TransitionError};
+pub use status::{Compensation, OrderStatus, SagaInput, Transition, TransitionError, transition};
 pub use validation::{NewOrder, NewOrderLine, RawLine, validate_new_order};
