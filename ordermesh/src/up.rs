@@ -3,7 +3,9 @@ use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::time::{Duration, Instant};
 
-use ordermesh_platform::auth::{DevIssuer, DevTokenRequest, IssuerKind, Role};
+use std::sync::Arc;
+
+use ordermesh_platform::auth::{DevIssuer, DevTokenRequest, IssuerKind, Role, ServiceCredentials};
 use ordermesh_platform::{Env, ServiceConfig, Shutdown, telemetry};
 use tokio::net::TcpListener;
 
@@ -80,7 +82,10 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
     tokio::runtime::Runtime::new()?.block_on(async move {
         let _telemetry = telemetry::init(&telemetry::TelemetryConfig::from_env(&env, "up")?)?;
         let shutdown = Shutdown::on_signals();
-        let issuer = DevIssuer::load_or_generate(dev_issuer_url(), &dev_issuer_path(&data_dir))?;
+        let issuer = Arc::new(DevIssuer::load_or_generate(
+            dev_issuer_url(),
+            &dev_issuer_path(&data_dir),
+        )?);
         let issuer_listener = TcpListener::bind(("127.0.0.1", DEV_ISSUER_PORT)).await?;
         let mut tasks = tokio::task::JoinSet::new();
         let issuer_router = issuer.router();
@@ -100,6 +105,11 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
             }
             if config.auth.issuers.is_empty() {
                 config.auth = issuer.auth_config(DEV_AUDIENCE);
+                config.credentials = ServiceCredentials::Dev {
+                    issuer: issuer.clone(),
+                    service: name.to_owned(),
+                    audience: DEV_AUDIENCE.to_owned(),
+                };
             }
             let listener = TcpListener::bind(config.listen_addr).await?;
             addresses.push((name, listener.local_addr()?));

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::str::FromStr;
 use std::time::Duration;
 
-use crate::auth::{AuthConfig, IssuerConfig, IssuerKind};
+use crate::auth::{AuthConfig, IssuerConfig, IssuerKind, ServiceCredentials};
 use crate::telemetry::{LogFormat, TelemetryConfig};
 
 /// A configuration variable that is missing or cannot be parsed.
@@ -117,6 +117,8 @@ pub struct ServiceConfig {
     /// Absent → in-memory cache.
     pub redis_url: Option<String>,
     pub auth: AuthConfig,
+    /// How this service authenticates its own calls to other services (`SERVICE_TOKEN_FILE`).
+    pub credentials: ServiceCredentials,
     pub telemetry: TelemetryConfig,
     pub grpc: GrpcLimits,
 }
@@ -158,6 +160,10 @@ impl ServiceConfig {
             nats_url: env.url("NATS_URL", &["nats", "tls", "ws", "wss"])?,
             redis_url: env.url("REDIS_URL", &["redis", "rediss"])?,
             auth: AuthConfig::from_env(env)?,
+            credentials: env
+                .optional("SERVICE_TOKEN_FILE")
+                .map(|path| ServiceCredentials::File(path.into()))
+                .unwrap_or_default(),
             telemetry: TelemetryConfig::from_env(env, service)?,
             grpc: GrpcLimits {
                 request_timeout: env.seconds_or("GRPC_REQUEST_TIMEOUT_SECONDS", 30)?,

@@ -1,11 +1,13 @@
 //! Authentication: JWT validation against each issuer's JWKS, and the principals it yields.
 
+mod credentials;
 mod dev;
 mod jwt;
 
 use std::collections::BTreeSet;
 use std::time::Duration;
 
+pub use credentials::ServiceCredentials;
 pub use dev::{DevIssuer, DevTokenRequest};
 pub use jwt::{AuthError, JwtValidator};
 
