@@ -26,7 +26,7 @@ CREATE TABLE products (
     update_time        timestamptz NOT NULL,
     version            bigint NOT NULL,
     search             tsvector GENERATED ALWAYS AS (
-        setweight(to_tsvector('english', sku), 'A')
+        setweight(to_tsvector('english', translate(sku, '-_', '  ')), 'A')
         || setweight(to_tsvector('english', name), 'A')
         || setweight(to_tsvector('english', description), 'B')
     ) STORED
