@@ -438,11 +438,13 @@ pub fn customer_patch(
                 }
             },
             other => {
-                let name = other.strip_prefix("preferences.").unwrap_or_default();
-                if PREFERENCE_FIELDS.contains(&name) {
-                    patch_preference(&mut v, "customer.preferences.", name, &prefs, &mut patch.preferences);
-                } else {
-                    v.add("update_mask", format!("path {other:?} is not a preference field"));
+                // Paths outside the allowed list were already reported by `update_mask`.
+                if let Some(name) = other.strip_prefix("preferences.") {
+                    if PREFERENCE_FIELDS.contains(&name) {
+                        patch_preference(&mut v, "customer.preferences.", name, &prefs, &mut patch.preferences);
+                    } else {
+                        v.add("update_mask", format!("path {other:?} is not a preference field"));
+                    }
                 }
             }
         }
