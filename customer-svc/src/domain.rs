@@ -14,7 +14,10 @@ pub fn now() -> DateTime<Utc> {
 }
 
 pub fn timestamp(t: DateTime<Utc>) -> prost_types::Timestamp {
-    prost_types::Timestamp { seconds: t.timestamp(), nanos: t.timestamp_subsec_nanos() as i32 }
+    prost_types::Timestamp {
+        seconds: t.timestamp(),
+        nanos: t.timestamp_subsec_nanos() as i32,
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -152,7 +155,10 @@ impl Customer {
             phone: self.phone.clone(),
             addresses: self.addresses.iter().map(Address::to_proto).collect(),
             status: self.status.to_proto() as i32,
-            identity: self.identity.as_ref().map(|i| pb::IdentityLink { issuer: i.issuer.clone(), subject: i.subject.clone() }),
+            identity: self.identity.as_ref().map(|i| pb::IdentityLink {
+                issuer: i.issuer.clone(),
+                subject: i.subject.clone(),
+            }),
             preferences: Some(self.preferences.to_proto()),
             create_time: Some(timestamp(self.create_time)),
             update_time: Some(timestamp(self.update_time)),
@@ -167,7 +173,9 @@ impl Customer {
     }
 
     pub fn is_linked_to(&self, issuer: &str, subject: &str) -> bool {
-        self.identity.as_ref().is_some_and(|i| i.issuer == issuer && i.subject == subject)
+        self.identity
+            .as_ref()
+            .is_some_and(|i| i.issuer == issuer && i.subject == subject)
     }
 }
 
@@ -186,9 +194,14 @@ pub fn is_valid_email(email: &str) -> bool {
     if email.len() > 254 {
         return false;
     }
-    let Some((local, domain)) = email.rsplit_once('@') else { return false };
+    let Some((local, domain)) = email.rsplit_once('@') else {
+        return false;
+    };
     let atext = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+/=?^_`{|}~-".contains(c);
-    let local_ok = (1..=64).contains(&local.len()) && local.split('.').all(|part| !part.is_empty() && part.chars().all(atext));
+    let local_ok = (1..=64).contains(&local.len())
+        && local
+            .split('.')
+            .all(|part| !part.is_empty() && part.chars().all(atext));
     let labels: Vec<&str> = domain.split('.').collect();
     let domain_ok = labels.len() >= 2
         && labels.iter().all(|l| {
@@ -197,14 +210,20 @@ pub fn is_valid_email(email: &str) -> bool {
                 && !l.starts_with('-')
                 && !l.ends_with('-')
         })
-        && labels.last().is_some_and(|tld| tld.len() >= 2 && tld.chars().all(|c| c.is_ascii_alphabetic()));
+        && labels
+            .last()
+            .is_some_and(|tld| tld.len() >= 2 && tld.chars().all(|c| c.is_ascii_alphabetic()));
     local_ok && domain_ok
 }
 
 /// E.164: '+', then 2-15 digits, the first not zero.
 pub fn is_valid_phone(phone: &str) -> bool {
-    let Some(digits) = phone.strip_prefix('+') else { return false };
-    (2..=15).contains(&digits.len()) && digits.chars().all(|c| c.is_ascii_digit()) && !digits.starts_with('0')
+    let Some(digits) = phone.strip_prefix('+') else {
+        return false;
+    };
+    (2..=15).contains(&digits.len())
+        && digits.chars().all(|c| c.is_ascii_digit())
+        && !digits.starts_with('0')
 }
 
 fn check_name(v: &mut Violations, field: &str, name: &str) {
@@ -215,13 +234,19 @@ fn check_email(v: &mut Violations, field: &str, email: &str) {
     if email.trim().is_empty() {
         v.add(field, "is required");
     } else if !is_valid_email(email.trim()) {
-        v.add(field, "must be a valid e-mail address (at most 254 characters)");
+        v.add(
+            field,
+            "must be a valid e-mail address (at most 254 characters)",
+        );
     }
 }
 
 fn check_phone(v: &mut Violations, field: &str, phone: &str) {
     if !phone.is_empty() && !is_valid_phone(phone) {
-        v.add(field, "must be an E.164 phone number such as +4915112345678");
+        v.add(
+            field,
+            "must be an E.164 phone number such as +4915112345678",
+        );
     }
 }
 
@@ -238,22 +263,44 @@ fn check_addresses(v: &mut Violations, field: &str, addresses: &[common::Address
         validate::length(v, &f("city"), a.city.trim(), 1, 100);
         validate::length(v, &f("region"), &a.region, 0, 100);
         validate::length(v, &f("postal_code"), &a.postal_code, 0, 20);
-        let country_ok = a.country_code.len() == 2 && a.country_code.bytes().all(|b| b.is_ascii_uppercase());
-        v.check(country_ok, f("country_code"), "must be an ISO 3166-1 alpha-2 code such as DE");
+        let country_ok =
+            a.country_code.len() == 2 && a.country_code.bytes().all(|b| b.is_ascii_uppercase());
+        v.check(
+            country_ok,
+            f("country_code"),
+            "must be an ISO 3166-1 alpha-2 code such as DE",
+        );
     }
     addresses.iter().map(Address::from_proto).collect()
 }
 
 fn check_language(v: &mut Violations, field: &str, code: &str) {
     let mut parts = code.split('-');
-    let primary_ok = parts.next().is_some_and(|p| (2..=3).contains(&p.len()) && p.chars().all(|c| c.is_ascii_alphabetic()));
-    let ok = code.is_empty() || (code.len() <= 35 && primary_ok && parts.all(|p| (1..=8).contains(&p.len()) && p.chars().all(|c| c.is_ascii_alphanumeric())));
-    v.check(ok, field, "must be a BCP-47 language tag such as en or de-AT");
+    let primary_ok = parts
+        .next()
+        .is_some_and(|p| (2..=3).contains(&p.len()) && p.chars().all(|c| c.is_ascii_alphabetic()));
+    let ok = code.is_empty()
+        || (code.len() <= 35
+            && primary_ok
+            && parts.all(|p| {
+                (1..=8).contains(&p.len()) && p.chars().all(|c| c.is_ascii_alphanumeric())
+            }));
+    v.check(
+        ok,
+        field,
+        "must be a BCP-47 language tag such as en or de-AT",
+    );
 }
 
 fn check_time_zone(v: &mut Violations, field: &str, zone: &str) {
-    let segment = |s: &str| !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "_+-".contains(c));
-    let ok = zone.is_empty() || zone == "UTC" || (zone.len() <= 64 && zone.contains('/') && zone.split('/').all(segment));
+    let segment = |s: &str| {
+        !s.is_empty()
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "_+-".contains(c))
+    };
+    let ok = zone.is_empty()
+        || zone == "UTC"
+        || (zone.len() <= 64 && zone.contains('/') && zone.split('/').all(segment));
     v.check(ok, field, "must be an IANA time zone such as Europe/Berlin");
 }
 
@@ -287,10 +334,21 @@ impl PreferencesPatch {
     }
 }
 
-const PREFERENCE_FIELDS: [&str; 4] = ["language_code", "currency_code", "time_zone", "preferred_contact_channel"];
+const PREFERENCE_FIELDS: [&str; 4] = [
+    "language_code",
+    "currency_code",
+    "time_zone",
+    "preferred_contact_channel",
+];
 
 /// Validates the preference field `name` of `input` and records it in `patch`.
-fn patch_preference(v: &mut Violations, prefix: &str, name: &str, input: &pb::CustomerPreferences, patch: &mut PreferencesPatch) {
+fn patch_preference(
+    v: &mut Violations,
+    prefix: &str,
+    name: &str,
+    input: &pb::CustomerPreferences,
+    patch: &mut PreferencesPatch,
+) {
     let field = format!("{prefix}{name}");
     match name {
         "language_code" => {
@@ -298,8 +356,13 @@ fn patch_preference(v: &mut Violations, prefix: &str, name: &str, input: &pb::Cu
             patch.language_code = Some(input.language_code.clone());
         }
         "currency_code" => {
-            let ok = input.currency_code.is_empty() || validate::is_currency_code(&input.currency_code);
-            v.check(ok, &field, "must be an ISO-4217 code of three upper-case letters");
+            let ok =
+                input.currency_code.is_empty() || validate::is_currency_code(&input.currency_code);
+            v.check(
+                ok,
+                &field,
+                "must be an ISO-4217 code of three upper-case letters",
+            );
             patch.currency_code = Some(input.currency_code.clone());
         }
         "time_zone" => {
@@ -315,7 +378,11 @@ fn patch_preference(v: &mut Violations, prefix: &str, name: &str, input: &pb::Cu
     }
 }
 
-fn preferences(v: &mut Violations, prefix: &str, input: Option<&pb::CustomerPreferences>) -> Preferences {
+fn preferences(
+    v: &mut Violations,
+    prefix: &str,
+    input: Option<&pb::CustomerPreferences>,
+) -> Preferences {
     let mut patch = PreferencesPatch::default();
     let input = input.cloned().unwrap_or_default();
     for name in PREFERENCE_FIELDS {
@@ -327,7 +394,10 @@ fn preferences(v: &mut Violations, prefix: &str, input: Option<&pb::CustomerPref
 }
 
 /// Validates a `CreateCustomerRequest` (the identity link is decided by the caller's rights).
-pub fn new_customer(req: &pb::CreateCustomerRequest, identity: Option<Identity>) -> Result<Customer, ServiceError> {
+pub fn new_customer(
+    req: &pb::CreateCustomerRequest,
+    identity: Option<Identity>,
+) -> Result<Customer, ServiceError> {
     let mut v = Violations::new();
     check_name(&mut v, "display_name", &req.display_name);
     check_email(&mut v, "email", &req.email);
@@ -372,7 +442,10 @@ impl CustomerPatch {
     /// Applies the patch; FAILED_PRECONDITION for an erased customer.
     pub fn apply(&self, c: &mut Customer) -> Result<(), ServiceError> {
         if c.status == CustomerStatus::Erased {
-            return Err(ServiceError::precondition("CUSTOMER_ERASED", "the customer has been erased"));
+            return Err(ServiceError::precondition(
+                "CUSTOMER_ERASED",
+                "the customer has been erased",
+            ));
         }
         if let Some(v) = &self.display_name {
             c.display_name = v.clone();
@@ -401,13 +474,23 @@ pub fn customer_patch(
     input: Option<&pb::Customer>,
     mask: Option<&prost_types::FieldMask>,
 ) -> Result<(Uuid, CustomerPatch), ServiceError> {
-    let Some(c) = input else { return Err(ServiceError::invalid("customer", "is required")) };
+    let Some(c) = input else {
+        return Err(ServiceError::invalid("customer", "is required"));
+    };
     let mut v = Violations::new();
     let id = validate::uuid(&mut v, "customer.id", &c.id);
     let paths = validate::update_mask(
         &mut v,
         mask,
-        &["display_name", "email", "phone", "addresses", "preferences", "preferences.*", "status"],
+        &[
+            "display_name",
+            "email",
+            "phone",
+            "addresses",
+            "preferences",
+            "preferences.*",
+            "status",
+        ],
     );
     let mut patch = CustomerPatch::default();
     let prefs = c.preferences.clone().unwrap_or_default();
@@ -425,14 +508,24 @@ pub fn customer_patch(
                 check_phone(&mut v, "customer.phone", &c.phone);
                 patch.phone = Some(c.phone.clone());
             }
-            "addresses" => patch.addresses = Some(check_addresses(&mut v, "customer.addresses", &c.addresses)),
+            "addresses" => {
+                patch.addresses = Some(check_addresses(&mut v, "customer.addresses", &c.addresses))
+            }
             "preferences" => {
                 for name in PREFERENCE_FIELDS {
-                    patch_preference(&mut v, "customer.preferences.", name, &prefs, &mut patch.preferences);
+                    patch_preference(
+                        &mut v,
+                        "customer.preferences.",
+                        name,
+                        &prefs,
+                        &mut patch.preferences,
+                    );
                 }
             }
             "status" => match CustomerStatus::from_proto(c.status) {
-                Some(s @ (CustomerStatus::Active | CustomerStatus::Suspended)) => patch.status = Some(s),
+                Some(s @ (CustomerStatus::Active | CustomerStatus::Suspended)) => {
+                    patch.status = Some(s)
+                }
                 _ => {
                     v.add("customer.status", "must be ACTIVE or SUSPENDED");
                 }
@@ -441,9 +534,18 @@ pub fn customer_patch(
                 // Paths outside the allowed list were already reported by `update_mask`.
                 if let Some(name) = other.strip_prefix("preferences.") {
                     if PREFERENCE_FIELDS.contains(&name) {
-                        patch_preference(&mut v, "customer.preferences.", name, &prefs, &mut patch.preferences);
+                        patch_preference(
+                            &mut v,
+                            "customer.preferences.",
+                            name,
+                            &prefs,
+                            &mut patch.preferences,
+                        );
                     } else {
-                        v.add("update_mask", format!("path {other:?} is not a preference field"));
+                        v.add(
+                            "update_mask",
+                            format!("path {other:?} is not a preference field"),
+                        );
                     }
                 }
             }
@@ -514,13 +616,24 @@ impl Consent {
 }
 
 pub fn is_valid_purpose(purpose: &str) -> bool {
-    (1..=64).contains(&purpose.len()) && purpose.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+    (1..=64).contains(&purpose.len())
+        && purpose
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
 }
 
 /// Validates a `RecordConsentRequest` (the customer id is checked by the caller).
-pub fn new_consent(req: &pb::RecordConsentRequest, customer_id: Uuid, recorded_by: Actor) -> Result<Consent, ServiceError> {
+pub fn new_consent(
+    req: &pb::RecordConsentRequest,
+    customer_id: Uuid,
+    recorded_by: Actor,
+) -> Result<Consent, ServiceError> {
     let mut v = Violations::new();
-    v.check(is_valid_purpose(&req.purpose), "purpose", "must be 1-64 characters of a-z, 0-9 and '_'");
+    v.check(
+        is_valid_purpose(&req.purpose),
+        "purpose",
+        "must be 1-64 characters of a-z, 0-9 and '_'",
+    );
     validate::length(&mut v, "policy_version", &req.policy_version, 1, 64);
     validate::length(&mut v, "source", &req.source, 0, 64);
     v.into_result()?;
@@ -557,7 +670,10 @@ pub fn customer_filter(req: &pb::ListCustomersRequest) -> Result<CustomerFilter,
     };
     v.into_result()?;
     let query = req.query.trim().to_lowercase();
-    Ok(CustomerFilter { query: (!query.is_empty()).then_some(query), status })
+    Ok(CustomerFilter {
+        query: (!query.is_empty()).then_some(query),
+        status,
+    })
 }
 
 #[cfg(test)]
@@ -573,10 +689,23 @@ mod tests {
 
     #[test]
     fn emails() {
-        for ok in ["a@example.com", "first.last+tag@sub.example.co", "x_y@ex-ample.de"] {
+        for ok in [
+            "a@example.com",
+            "first.last+tag@sub.example.co",
+            "x_y@ex-ample.de",
+        ] {
             assert!(is_valid_email(ok), "{ok}");
         }
-        for bad in ["", "plain", "@example.com", "a@b", "a..b@example.com", "a@-x.com", "a@example.c0m", "a b@example.com"] {
+        for bad in [
+            "",
+            "plain",
+            "@example.com",
+            "a@b",
+            "a..b@example.com",
+            "a@-x.com",
+            "a@example.c0m",
+            "a b@example.com",
+        ] {
             assert!(!is_valid_email(bad), "{bad}");
         }
         assert!(!is_valid_email(&format!("{}@example.com", "a".repeat(65))));
@@ -585,7 +714,13 @@ mod tests {
     #[test]
     fn phones() {
         assert!(is_valid_phone("+4915112345678"));
-        for bad in ["4915112345678", "+0151", "+49 151", "+1234567890123456", "+"] {
+        for bad in [
+            "4915112345678",
+            "+0151",
+            "+49 151",
+            "+1234567890123456",
+            "+",
+        ] {
             assert!(!is_valid_phone(bad), "{bad}");
         }
     }
@@ -596,8 +731,14 @@ mod tests {
             display_name: " ".into(),
             email: "nope".into(),
             phone: "0151".into(),
-            addresses: vec![common::Address { country_code: "de".into(), ..Default::default() }],
-            preferences: Some(pb::CustomerPreferences { time_zone: "Mars".into(), ..Default::default() }),
+            addresses: vec![common::Address {
+                country_code: "de".into(),
+                ..Default::default()
+            }],
+            preferences: Some(pb::CustomerPreferences {
+                time_zone: "Mars".into(),
+                ..Default::default()
+            }),
             ..Default::default()
         };
         assert_eq!(
@@ -619,23 +760,40 @@ mod tests {
         let input = pb::Customer {
             id: Uuid::now_v7().to_string(),
             display_name: String::new(),
-            preferences: Some(pb::CustomerPreferences { language_code: "de-AT".into(), ..Default::default() }),
+            preferences: Some(pb::CustomerPreferences {
+                language_code: "de-AT".into(),
+                ..Default::default()
+            }),
             status: pb::CustomerStatus::Suspended as i32,
             ..Default::default()
         };
-        let mask = prost_types::FieldMask { paths: vec!["preferences.language_code".into(), "status".into()] };
+        let mask = prost_types::FieldMask {
+            paths: vec!["preferences.language_code".into(), "status".into()],
+        };
         let (_, patch) = customer_patch(Some(&input), Some(&mask)).unwrap();
         assert_eq!(patch.display_name, None);
         assert_eq!(patch.preferences.language_code.as_deref(), Some("de-AT"));
         assert_eq!(patch.preferences.time_zone, None);
         assert_eq!(patch.status, Some(CustomerStatus::Suspended));
 
-        let mask = prost_types::FieldMask { paths: vec!["preferences.nope".into(), "id".into()] };
-        assert_eq!(fields(customer_patch(Some(&input), Some(&mask)).unwrap_err()), ["update_mask", "update_mask"]);
+        let mask = prost_types::FieldMask {
+            paths: vec!["preferences.nope".into(), "id".into()],
+        };
+        assert_eq!(
+            fields(customer_patch(Some(&input), Some(&mask)).unwrap_err()),
+            ["update_mask", "update_mask"]
+        );
 
-        let req = pb::CreateCustomerRequest { display_name: "A".into(), email: "a@example.com".into(), ..Default::default() };
+        let req = pb::CreateCustomerRequest {
+            display_name: "A".into(),
+            email: "a@example.com".into(),
+            ..Default::default()
+        };
         let mut customer = new_customer(&req, None).unwrap();
         customer.status = CustomerStatus::Erased;
-        assert!(matches!(patch.apply(&mut customer), Err(ServiceError::FailedPrecondition { .. })));
+        assert!(matches!(
+            patch.apply(&mut customer),
+            Err(ServiceError::FailedPrecondition { .. })
+        ));
     }
 }

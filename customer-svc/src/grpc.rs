@@ -55,30 +55,48 @@ fn denied(message: &str) -> Status {
 
 fn read_scope(p: &Principal) -> Result<Scope, Status> {
     match p {
-        Principal::Client { issuer, subject } => Ok(Scope::Own { issuer: issuer.clone(), subject: subject.clone() }),
+        Principal::Client { issuer, subject } => Ok(Scope::Own {
+            issuer: issuer.clone(),
+            subject: subject.clone(),
+        }),
         Principal::Service { .. } => Ok(Scope::All),
         employee if employee.has_any_role(&READ_ROLES) => Ok(Scope::All),
-        _ => Err(denied("reading customers requires the customer-service, order-manager or admin role")),
+        _ => Err(denied(
+            "reading customers requires the customer-service, order-manager or admin role",
+        )),
     }
 }
 
 fn write_scope(p: &Principal) -> Result<Scope, Status> {
     match p {
-        Principal::Client { issuer, subject } => Ok(Scope::Own { issuer: issuer.clone(), subject: subject.clone() }),
+        Principal::Client { issuer, subject } => Ok(Scope::Own {
+            issuer: issuer.clone(),
+            subject: subject.clone(),
+        }),
         employee if employee.has_any_role(&WRITE_ROLES) => Ok(Scope::All),
-        _ => Err(denied("changing customers requires the customer-service or admin role")),
+        _ => Err(denied(
+            "changing customers requires the customer-service or admin role",
+        )),
     }
 }
 
 fn actor(p: &Principal, customer_id: Uuid) -> Actor {
     match p {
-        Principal::Client { .. } => Actor { kind: ActorKind::Customer, id: customer_id.to_string(), roles: vec![] },
+        Principal::Client { .. } => Actor {
+            kind: ActorKind::Customer,
+            id: customer_id.to_string(),
+            roles: vec![],
+        },
         Principal::Employee { subject, roles } => Actor {
             kind: ActorKind::Employee,
             id: subject.clone(),
             roles: roles.iter().map(|r| r.as_str().to_owned()).collect(),
         },
-        Principal::Service { name } => Actor { kind: ActorKind::Service, id: name.clone(), roles: vec![] },
+        Principal::Service { name } => Actor {
+            kind: ActorKind::Service,
+            id: name.clone(),
+            roles: vec![],
+        },
     }
 }
 
@@ -110,16 +128,27 @@ impl CustomerApi {
 
 #[tonic::async_trait]
 impl CustomerService for CustomerApi {
-    async fn create_customer(&self, request: Request<pb::CreateCustomerRequest>) -> Reply<pb::CreateCustomerResponse> {
+    async fn create_customer(
+        &self,
+        request: Request<pb::CreateCustomerRequest>,
+    ) -> Reply<pb::CreateCustomerResponse> {
         let scope = write_scope(principal(&request)?)?;
         let req = request.get_ref();
-        let requested = req.identity.as_ref().map(|i| Identity { issuer: i.issuer.clone(), subject: i.subject.clone() });
+        let requested = req.identity.as_ref().map(|i| Identity {
+            issuer: i.issuer.clone(),
+            subject: i.subject.clone(),
+        });
         let identity = match (&scope, requested) {
             (Scope::All, requested) => requested,
-            (Scope::Own { issuer, subject }, None) => Some(Identity { issuer: issuer.clone(), subject: subject.clone() }),
+            (Scope::Own { issuer, subject }, None) => Some(Identity {
+                issuer: issuer.clone(),
+                subject: subject.clone(),
+            }),
             (Scope::Own { issuer, subject }, Some(requested)) => {
                 if requested.issuer != *issuer || requested.subject != *subject {
-                    return Err(denied("a client may only create the customer linked to its own identity"));
+                    return Err(denied(
+                        "a client may only create the customer linked to its own identity",
+                    ));
                 }
                 Some(requested)
             }
@@ -129,17 +158,28 @@ impl CustomerService for CustomerApi {
         let created = self.store.create_customer(&customer, key).await?;
         if !scope.permits(&created) {
             // An idempotency key reused by another client: do not reveal that customer.
-            return Err(ServiceError::AlreadyExists { resource: "customer", field: "idempotency_key" }.into());
+            return Err(ServiceError::AlreadyExists {
+                resource: "customer",
+                field: "idempotency_key",
+            }
+            .into());
         }
         tracing::info!(customer_id = %created.id, "customer created");
-        Ok(Response::new(pb::CreateCustomerResponse { customer: Some(created.to_proto()) }))
+        Ok(Response::new(pb::CreateCustomerResponse {
+            customer: Some(created.to_proto()),
+        }))
     }
 
-    async fn get_customer(&self, request: Request<pb::GetCustomerRequest>) -> Reply<pb::GetCustomerResponse> {
+    async fn get_customer(
+        &self,
+        request: Request<pb::GetCustomerRequest>,
+    ) -> Reply<pb::GetCustomerResponse> {
         let scope = read_scope(principal(&request)?)?;
         let id = parse_id("customer_id", &request.get_ref().customer_id)?;
         let customer = self.visible(&scope, id).await?;
-        Ok(Response::new(pb::GetCustomerResponse { customer: Some(customer.to_proto()) }))
+        Ok(Response::new(pb::GetCustomerResponse {
+            customer: Some(customer.to_proto()),
+        }))
     }
 
     async fn get_customer_by_identity(
@@ -152,31 +192,55 @@ impl CustomerService for CustomerApi {
         validate::length(&mut v, "issuer", &req.issuer, 1, 512);
         validate::length(&mut v, "subject", &req.subject, 1, 256);
         v.into_result()?;
-        let not_found = || ServiceError::NotFound { resource: "customer", id: "for this identity".into() };
-        let customer = match self.store.get_customer_by_identity(&req.issuer, &req.subject).await? {
+        let not_found = || ServiceError::NotFound {
+            resource: "customer",
+            id: "for this identity".into(),
+        };
+        let customer = match self
+            .store
+            .get_customer_by_identity(&req.issuer, &req.subject)
+            .await?
+        {
             Some(c) if scope.permits(&c) => c,
             _ => return Err(not_found().into()),
         };
-        Ok(Response::new(pb::GetCustomerByIdentityResponse { customer: Some(customer.to_proto()) }))
+        Ok(Response::new(pb::GetCustomerByIdentityResponse {
+            customer: Some(customer.to_proto()),
+        }))
     }
 
-    async fn update_customer(&self, request: Request<pb::UpdateCustomerRequest>) -> Reply<pb::UpdateCustomerResponse> {
+    async fn update_customer(
+        &self,
+        request: Request<pb::UpdateCustomerRequest>,
+    ) -> Reply<pb::UpdateCustomerResponse> {
         let scope = write_scope(principal(&request)?)?;
         let req = request.get_ref();
         let (id, patch) = domain::customer_patch(req.customer.as_ref(), req.update_mask.as_ref())?;
         if patch.status.is_some() && scope != Scope::All {
-            return Err(denied("changing the status requires the customer-service or admin role"));
+            return Err(denied(
+                "changing the status requires the customer-service or admin role",
+            ));
         }
         let allowed = move |c: &Customer| scope.permits(c);
-        let customer = self.store.update_customer(id, &patch, req.expected_version, &allowed).await?;
+        let customer = self
+            .store
+            .update_customer(id, &patch, req.expected_version, &allowed)
+            .await?;
         tracing::info!(customer_id = %id, version = customer.version, "customer updated");
-        Ok(Response::new(pb::UpdateCustomerResponse { customer: Some(customer.to_proto()) }))
+        Ok(Response::new(pb::UpdateCustomerResponse {
+            customer: Some(customer.to_proto()),
+        }))
     }
 
-    async fn list_customers(&self, request: Request<pb::ListCustomersRequest>) -> Reply<pb::ListCustomersResponse> {
+    async fn list_customers(
+        &self,
+        request: Request<pb::ListCustomersRequest>,
+    ) -> Reply<pb::ListCustomersResponse> {
         let caller = principal(&request)?;
         if !caller.has_any_role(&READ_ROLES) {
-            return Err(denied("listing customers requires the customer-service, order-manager or admin role"));
+            return Err(denied(
+                "listing customers requires the customer-service, order-manager or admin role",
+            ));
         }
         let req = request.get_ref();
         let filter = domain::customer_filter(req)?;
@@ -184,14 +248,22 @@ impl CustomerService for CustomerApi {
         let after: Option<CustomerCursor> = pagination::decode(&req.page_token, &filter)?;
         let rows = self.store.list_customers(&filter, after, limit + 1).await?;
         let (rows, next_page_token) = pagination::finish(rows, limit, &filter, Customer::sort_key);
-        Ok(Response::new(pb::ListCustomersResponse { customers: rows.iter().map(Customer::to_proto).collect(), next_page_token }))
+        Ok(Response::new(pb::ListCustomersResponse {
+            customers: rows.iter().map(Customer::to_proto).collect(),
+            next_page_token,
+        }))
     }
 
-    async fn get_preferences(&self, request: Request<pb::GetPreferencesRequest>) -> Reply<pb::GetPreferencesResponse> {
+    async fn get_preferences(
+        &self,
+        request: Request<pb::GetPreferencesRequest>,
+    ) -> Reply<pb::GetPreferencesResponse> {
         let scope = read_scope(principal(&request)?)?;
         let id = parse_id("customer_id", &request.get_ref().customer_id)?;
         let customer = self.visible(&scope, id).await?;
-        Ok(Response::new(pb::GetPreferencesResponse { preferences: Some(customer.preferences.to_proto()) }))
+        Ok(Response::new(pb::GetPreferencesResponse {
+            preferences: Some(customer.preferences.to_proto()),
+        }))
     }
 
     async fn update_preferences(
@@ -202,7 +274,8 @@ impl CustomerService for CustomerApi {
         let req = request.get_ref();
         let mut v = Violations::new();
         let id = validate::uuid(&mut v, "customer_id", &req.customer_id);
-        let preferences = domain::preferences_patch(req.preferences.as_ref(), req.update_mask.as_ref());
+        let preferences =
+            domain::preferences_patch(req.preferences.as_ref(), req.update_mask.as_ref());
         let preferences = match preferences {
             Err(ServiceError::InvalidArgument(more)) => {
                 for f in more {
@@ -214,14 +287,25 @@ impl CustomerService for CustomerApi {
         };
         v.into_result()?;
         let (id, preferences) = (id.expect("validated"), preferences.expect("validated"));
-        let patch = CustomerPatch { preferences, ..Default::default() };
+        let patch = CustomerPatch {
+            preferences,
+            ..Default::default()
+        };
         let allowed = move |c: &Customer| scope.permits(c);
-        let customer = self.store.update_customer(id, &patch, None, &allowed).await?;
+        let customer = self
+            .store
+            .update_customer(id, &patch, None, &allowed)
+            .await?;
         tracing::info!(customer_id = %id, "customer preferences updated");
-        Ok(Response::new(pb::UpdatePreferencesResponse { preferences: Some(customer.preferences.to_proto()) }))
+        Ok(Response::new(pb::UpdatePreferencesResponse {
+            preferences: Some(customer.preferences.to_proto()),
+        }))
     }
 
-    async fn record_consent(&self, request: Request<pb::RecordConsentRequest>) -> Reply<pb::RecordConsentResponse> {
+    async fn record_consent(
+        &self,
+        request: Request<pb::RecordConsentRequest>,
+    ) -> Reply<pb::RecordConsentResponse> {
         let caller = principal(&request)?;
         let scope = write_scope(caller)?;
         let req = request.get_ref();
@@ -230,24 +314,40 @@ impl CustomerService for CustomerApi {
         self.visible(&scope, id).await?;
         self.store.record_consent(&consent).await?;
         tracing::info!(customer_id = %id, purpose = %consent.purpose, granted = consent.granted, "consent recorded");
-        Ok(Response::new(pb::RecordConsentResponse { consent: Some(consent.to_proto()) }))
+        Ok(Response::new(pb::RecordConsentResponse {
+            consent: Some(consent.to_proto()),
+        }))
     }
 
-    async fn list_consents(&self, request: Request<pb::ListConsentsRequest>) -> Reply<pb::ListConsentsResponse> {
+    async fn list_consents(
+        &self,
+        request: Request<pb::ListConsentsRequest>,
+    ) -> Reply<pb::ListConsentsResponse> {
         let scope = read_scope(principal(&request)?)?;
         let req = request.get_ref();
         let id = parse_id("customer_id", &req.customer_id)?;
         let mut v = Violations::new();
-        v.check(req.purpose.is_empty() || domain::is_valid_purpose(&req.purpose), "purpose", "must be 1-64 characters of a-z, 0-9 and '_'");
+        v.check(
+            req.purpose.is_empty() || domain::is_valid_purpose(&req.purpose),
+            "purpose",
+            "must be 1-64 characters of a-z, 0-9 and '_'",
+        );
         v.into_result()?;
         self.visible(&scope, id).await?;
         let purpose = (!req.purpose.is_empty()).then_some(req.purpose.as_str());
         let filters = (id, purpose);
         let limit = pagination::page_size(req.page_size)?;
         let after: Option<ConsentCursor> = pagination::decode(&req.page_token, &filters)?;
-        let rows = self.store.list_consents(id, purpose, after, limit + 1).await?;
-        let (rows, next_page_token) = pagination::finish(rows, limit, &filters, domain::Consent::list_key);
-        Ok(Response::new(pb::ListConsentsResponse { consents: rows.iter().map(|c| c.to_proto()).collect(), next_page_token }))
+        let rows = self
+            .store
+            .list_consents(id, purpose, after, limit + 1)
+            .await?;
+        let (rows, next_page_token) =
+            pagination::finish(rows, limit, &filters, domain::Consent::list_key);
+        Ok(Response::new(pb::ListConsentsResponse {
+            consents: rows.iter().map(|c| c.to_proto()).collect(),
+            next_page_token,
+        }))
     }
 
     async fn export_customer_data(
@@ -260,7 +360,10 @@ impl CustomerService for CustomerApi {
         ))
     }
 
-    async fn erase_customer(&self, _request: Request<pb::EraseCustomerRequest>) -> Reply<pb::EraseCustomerResponse> {
+    async fn erase_customer(
+        &self,
+        _request: Request<pb::EraseCustomerRequest>,
+    ) -> Reply<pb::EraseCustomerResponse> {
         Err(Status::unimplemented(
             "EraseCustomer (GDPR erasure) is not implemented yet: it ships with the GDPR issue together with the \
              ErasureRequested/CustomerErased events",

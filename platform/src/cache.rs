@@ -58,7 +58,10 @@ pub struct Cache {
 
 impl std::fmt::Debug for Cache {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Cache").field("backend", &self.backend_name()).field("prefix", &self.prefix).finish()
+        f.debug_struct("Cache")
+            .field("backend", &self.backend_name())
+            .field("prefix", &self.prefix)
+            .finish()
     }
 }
 
@@ -69,7 +72,10 @@ impl Cache {
     /// Redis when `redis_url` is set, else in-memory. A Redis server that cannot be reached at
     /// start-up is not an error: the client keeps reconnecting in the background and the cache
     /// reports misses meanwhile. Only an unparsable URL is an error.
-    pub async fn connect(redis_url: Option<&str>, prefix: impl Into<String>) -> anyhow::Result<Self> {
+    pub async fn connect(
+        redis_url: Option<&str>,
+        prefix: impl Into<String>,
+    ) -> anyhow::Result<Self> {
         match redis_url {
             Some(url) => Self::redis(url, prefix).await,
             None => Ok(Self::in_memory(prefix)),
@@ -109,12 +115,20 @@ impl Cache {
     }
 
     fn with_backend(backend: Backend, prefix: String) -> Self {
-        Self { backend, prefix, op_timeout: Self::DEFAULT_OP_TIMEOUT, stats: Arc::default() }
+        Self {
+            backend,
+            prefix,
+            op_timeout: Self::DEFAULT_OP_TIMEOUT,
+            stats: Arc::default(),
+        }
     }
 
     /// The same backend and counters under another prefix (e.g. one per purpose).
     pub fn with_prefix(&self, prefix: impl Into<String>) -> Self {
-        Self { prefix: prefix.into(), ..self.clone() }
+        Self {
+            prefix: prefix.into(),
+            ..self.clone()
+        }
     }
 
     /// Overrides the per-operation time limit of the Redis backend.
@@ -162,13 +176,18 @@ impl Cache {
                     None => None,
                 }
             }
-            Backend::Redis(client) => {
-                self.redis_op("get", client, async { client.get::<Option<Vec<u8>>, _>(key).await })
-                    .await
-                    .flatten()
-            }
+            Backend::Redis(client) => self
+                .redis_op("get", client, async {
+                    client.get::<Option<Vec<u8>>, _>(key).await
+                })
+                .await
+                .flatten(),
         };
-        let counter = if found.is_some() { &self.stats.hits } else { &self.stats.misses };
+        let counter = if found.is_some() {
+            &self.stats.hits
+        } else {
+            &self.stats.misses
+        };
         counter.fetch_add(1, Ordering::Relaxed);
         found
     }
@@ -190,7 +209,9 @@ impl Cache {
             Backend::Redis(client) => {
                 let millis = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX);
                 self.redis_op("set", client, async {
-                    client.set::<(), _, _>(key, value, Some(Expiration::PX(millis)), None, false).await
+                    client
+                        .set::<(), _, _>(key, value, Some(Expiration::PX(millis)), None, false)
+                        .await
                 })
                 .await;
             }
@@ -205,7 +226,8 @@ impl Cache {
                 map.lock().unwrap_or_else(|e| e.into_inner()).remove(&key);
             }
             Backend::Redis(client) => {
-                self.redis_op("delete", client, async { client.del::<i64, _>(key).await }).await;
+                self.redis_op("delete", client, async { client.del::<i64, _>(key).await })
+                    .await;
             }
         }
     }
@@ -243,9 +265,18 @@ impl Cache {
             .unwrap_or_default();
         let last = self.stats.last_warn_ms.load(Ordering::Relaxed);
         if now.saturating_sub(last) >= 1_000
-            && self.stats.last_warn_ms.compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed).is_ok()
+            && self
+                .stats
+                .last_warn_ms
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
         {
-            tracing::warn!(op, error, errors = self.stats.errors.load(Ordering::Relaxed), "cache unavailable; serving from the source");
+            tracing::warn!(
+                op,
+                error,
+                errors = self.stats.errors.load(Ordering::Relaxed),
+                "cache unavailable; serving from the source"
+            );
         }
     }
 }
@@ -260,14 +291,25 @@ mod tests {
 
     async fn round_trip(cache: &Cache) {
         assert_eq!(cache.get("a").await, None);
-        cache.set_with_ttl("a", b"one", Duration::from_secs(30)).await;
+        cache
+            .set_with_ttl("a", b"one", Duration::from_secs(30))
+            .await;
         assert_eq!(cache.get("a").await.as_deref(), Some(&b"one"[..]));
         cache.delete("a").await;
         assert_eq!(cache.get("a").await, None);
-        cache.set_with_ttl("short", b"x", Duration::from_millis(50)).await;
+        cache
+            .set_with_ttl("short", b"x", Duration::from_millis(50))
+            .await;
         tokio::time::sleep(Duration::from_millis(120)).await;
         assert_eq!(cache.get("short").await, None, "expired after its TTL");
-        assert_eq!(cache.stats(), CacheStatsSnapshot { hits: 1, misses: 3, errors: 0 });
+        assert_eq!(
+            cache.stats(),
+            CacheStatsSnapshot {
+                hits: 1,
+                misses: 3,
+                errors: 0
+            }
+        );
     }
 
     #[tokio::test]
@@ -277,7 +319,8 @@ mod tests {
 
     #[tokio::test]
     async fn redis_round_trip_and_ttl() {
-        let url = std::env::var("TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+        let url =
+            std::env::var("TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
         let cache = Cache::connect(Some(&url), unique_prefix()).await.unwrap();
         assert_eq!(cache.backend_name(), "redis");
         round_trip(&cache).await;
@@ -295,7 +338,9 @@ mod tests {
     #[tokio::test]
     async fn unreachable_redis_is_a_fast_miss_not_an_error() {
         let started = Instant::now();
-        let cache = Cache::connect(Some("redis://127.0.0.1:1"), unique_prefix()).await.unwrap();
+        let cache = Cache::connect(Some("redis://127.0.0.1:1"), unique_prefix())
+            .await
+            .unwrap();
         cache.set_with_ttl("k", b"v", Duration::from_secs(5)).await;
         for _ in 0..20 {
             assert_eq!(cache.get("k").await, None);
@@ -304,6 +349,10 @@ mod tests {
         let stats = cache.stats();
         assert_eq!(stats.misses, 20);
         assert!(stats.errors >= 22, "{stats:?}");
-        assert!(started.elapsed() < Duration::from_secs(3), "took {:?}", started.elapsed());
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "took {:?}",
+            started.elapsed()
+        );
     }
 }

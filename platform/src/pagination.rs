@@ -47,17 +47,28 @@ pub fn fingerprint(filters: &impl Serialize) -> String {
 
 /// Encodes the sort key of the last item of a page for requests with `filters`.
 pub fn encode<K: Serialize>(last_key: &K, filters: &impl Serialize) -> String {
-    let envelope = Envelope { k: last_key, f: fingerprint(filters) };
+    let envelope = Envelope {
+        k: last_key,
+        f: fingerprint(filters),
+    };
     URL_SAFE_NO_PAD.encode(serde_json::to_vec(&envelope).unwrap_or_default())
 }
 
 /// Decodes `token` (empty → `None`, the first page). A token that is malformed or was issued for
 /// other filters is INVALID_ARGUMENT on `page_token`.
-pub fn decode<K: DeserializeOwned>(token: &str, filters: &impl Serialize) -> Result<Option<K>, ServiceError> {
+pub fn decode<K: DeserializeOwned>(
+    token: &str,
+    filters: &impl Serialize,
+) -> Result<Option<K>, ServiceError> {
     if token.is_empty() {
         return Ok(None);
     }
-    let invalid = || ServiceError::invalid("page_token", "is not a token returned by a previous call with these filters");
+    let invalid = || {
+        ServiceError::invalid(
+            "page_token",
+            "is not a token returned by a previous call with these filters",
+        )
+    };
     if token.len() > MAX_TOKEN_LEN {
         return Err(invalid());
     }
@@ -78,7 +89,10 @@ pub fn finish<T, K: Serialize>(
 ) -> (Vec<T>, String) {
     if rows.len() > limit {
         rows.truncate(limit);
-        let token = rows.last().map(|last| encode(&key_of(last), filters)).unwrap_or_default();
+        let token = rows
+            .last()
+            .map(|last| encode(&key_of(last), filters))
+            .unwrap_or_default();
         (rows, token)
     } else {
         (rows, String::new())
@@ -99,7 +113,10 @@ mod tests {
 
     #[test]
     fn tokens_round_trip_and_are_bound_to_filters() {
-        let token = encode(&(1_700_000_000_000_000i64, "abc".to_owned()), &("cat", true));
+        let token = encode(
+            &(1_700_000_000_000_000i64, "abc".to_owned()),
+            &("cat", true),
+        );
         let key: Option<(i64, String)> = decode(&token, &("cat", true)).unwrap();
         assert_eq!(key, Some((1_700_000_000_000_000, "abc".to_owned())));
         assert!(decode::<(i64, String)>(&token, &("other", true)).is_err());

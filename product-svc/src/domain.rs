@@ -17,7 +17,10 @@ pub fn now() -> DateTime<Utc> {
 }
 
 pub fn timestamp(t: DateTime<Utc>) -> prost_types::Timestamp {
-    prost_types::Timestamp { seconds: t.timestamp(), nanos: t.timestamp_subsec_nanos() as i32 }
+    prost_types::Timestamp {
+        seconds: t.timestamp(),
+        nanos: t.timestamp_subsec_nanos() as i32,
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -66,7 +69,11 @@ impl Product {
             category_id: self.category_id.to_string(),
             price: Some(self.price.to_proto()),
             active: self.active,
-            attributes: self.attributes.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            attributes: self
+                .attributes
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
             create_time: Some(timestamp(self.create_time)),
             update_time: Some(timestamp(self.update_time)),
             version: self.version,
@@ -75,7 +82,10 @@ impl Product {
 
     /// The keyset of `ListProducts` (newest first).
     pub fn list_key(&self) -> ListCursor {
-        ListCursor { create_time_us: self.create_time.timestamp_micros(), id: self.id }
+        ListCursor {
+            create_time_us: self.create_time.timestamp_micros(),
+            id: self.id,
+        }
     }
 }
 
@@ -98,7 +108,10 @@ pub struct ProductFilter {
 impl ProductFilter {
     /// The currency every price filter is in (they must agree).
     pub fn currency(&self) -> Option<&str> {
-        self.min_price.as_ref().or(self.max_price.as_ref()).map(|m| m.currency_code.as_str())
+        self.min_price
+            .as_ref()
+            .or(self.max_price.as_ref())
+            .map(|m| m.currency_code.as_str())
     }
 }
 
@@ -141,11 +154,21 @@ impl ProductPatch {
 }
 
 fn check_sku(v: &mut Violations, field: &str, sku: &str) {
-    let ok = (1..=64).contains(&sku.len()) && sku.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
-    v.check(ok, field, "must be 1-64 characters of A-Z, 0-9, '-' and '_'");
+    let ok = (1..=64).contains(&sku.len())
+        && sku
+            .bytes()
+            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
+    v.check(
+        ok,
+        field,
+        "must be 1-64 characters of A-Z, 0-9, '-' and '_'",
+    );
 }
 
-fn check_attributes(v: &mut Violations, attributes: &std::collections::HashMap<String, String>) -> BTreeMap<String, String> {
+fn check_attributes(
+    v: &mut Violations,
+    attributes: &std::collections::HashMap<String, String>,
+) -> BTreeMap<String, String> {
     if attributes.len() > 50 {
         v.add("product.attributes", "must have at most 50 entries");
     }
@@ -154,15 +177,23 @@ fn check_attributes(v: &mut Violations, attributes: &std::collections::HashMap<S
             v.add("product.attributes", "keys must have 1-64 characters");
         }
         if value.chars().count() > 500 {
-            v.add(format!("product.attributes[{key}]"), "must have at most 500 characters");
+            v.add(
+                format!("product.attributes[{key}]"),
+                "must have at most 500 characters",
+            );
         }
     }
-    attributes.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+    attributes
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
 }
 
 /// Validates `CreateProductRequest.product` into a new product (version 1, created now).
 pub fn new_product(input: Option<&pb::Product>) -> Result<Product, ServiceError> {
-    let Some(p) = input else { return Err(ServiceError::invalid("product", "is required")) };
+    let Some(p) = input else {
+        return Err(ServiceError::invalid("product", "is required"));
+    };
     let mut v = Violations::new();
     check_sku(&mut v, "product.sku", &p.sku);
     validate::length(&mut v, "product.name", &p.name, 1, 200);
@@ -192,13 +223,23 @@ pub fn product_patch(
     input: Option<&pb::Product>,
     mask: Option<&prost_types::FieldMask>,
 ) -> Result<(Uuid, ProductPatch), ServiceError> {
-    let Some(p) = input else { return Err(ServiceError::invalid("product", "is required")) };
+    let Some(p) = input else {
+        return Err(ServiceError::invalid("product", "is required"));
+    };
     let mut v = Violations::new();
     let id = validate::uuid(&mut v, "product.id", &p.id);
     let paths = validate::update_mask(
         &mut v,
         mask,
-        &["sku", "name", "description", "category_id", "price", "active", "attributes"],
+        &[
+            "sku",
+            "name",
+            "description",
+            "category_id",
+            "price",
+            "active",
+            "attributes",
+        ],
     );
     let mut patch = ProductPatch::default();
     for path in paths {
@@ -215,8 +256,13 @@ pub fn product_patch(
                 validate::length(&mut v, "product.description", &p.description, 0, 5000);
                 patch.description = Some(p.description.clone());
             }
-            "category_id" => patch.category_id = validate::uuid(&mut v, "product.category_id", &p.category_id),
-            "price" => patch.price = validate::money(&mut v, "product.price", p.price.as_ref(), true, false),
+            "category_id" => {
+                patch.category_id = validate::uuid(&mut v, "product.category_id", &p.category_id)
+            }
+            "price" => {
+                patch.price =
+                    validate::money(&mut v, "product.price", p.price.as_ref(), true, false)
+            }
             "active" => patch.active = Some(p.active),
             "attributes" => patch.attributes = Some(check_attributes(&mut v, &p.attributes)),
             _ => {}
@@ -242,9 +288,15 @@ pub fn product_filter(
     };
     if let (Some(min), Some(max)) = (&filter.min_price, &filter.max_price) {
         if min.currency_code != max.currency_code {
-            v.add("max_price.currency_code", "must equal min_price.currency_code");
+            v.add(
+                "max_price.currency_code",
+                "must equal min_price.currency_code",
+            );
         } else if min.amount_minor > max.amount_minor {
-            v.add("max_price.amount_minor", "must not be below min_price.amount_minor");
+            v.add(
+                "max_price.amount_minor",
+                "must not be below min_price.amount_minor",
+            );
         }
     }
     filter
@@ -321,7 +373,11 @@ pub struct Adjustment {
 pub fn adjustment(req: &pb::AdjustStockRequest) -> Result<Adjustment, ServiceError> {
     let mut v = Violations::new();
     let product_id = validate::uuid(&mut v, "product_id", &req.product_id);
-    v.check(req.delta != 0 && req.delta.abs() <= 1_000_000, "delta", "must be non-zero with an absolute value of at most 1000000");
+    v.check(
+        req.delta != 0 && req.delta.abs() <= 1_000_000,
+        "delta",
+        "must be non-zero with an absolute value of at most 1000000",
+    );
     validate::length(&mut v, "reason", &req.reason, 1, 500);
     validate::length(&mut v, "idempotency_key", &req.idempotency_key, 0, 128);
     v.into_result()?;
@@ -403,7 +459,10 @@ impl Reservation {
             lines: self
                 .lines
                 .iter()
-                .map(|l| pb::StockLine { product_id: l.product_id.to_string(), quantity: l.quantity })
+                .map(|l| pb::StockLine {
+                    product_id: l.product_id.to_string(),
+                    quantity: l.quantity,
+                })
                 .collect(),
             shortfalls: self
                 .shortfalls
@@ -439,17 +498,26 @@ pub fn shortfalls(lines: &[StockLine], stock: &[LockedStock]) -> Vec<Shortfall> 
             let (available, reason) = match found {
                 None => (0, "PRODUCT_NOT_FOUND"),
                 Some(s) if !s.active => (0, "PRODUCT_INACTIVE"),
-                Some(s) if s.available < i64::from(line.quantity) => (s.available, "INSUFFICIENT_STOCK"),
+                Some(s) if s.available < i64::from(line.quantity) => {
+                    (s.available, "INSUFFICIENT_STOCK")
+                }
                 Some(_) => return None,
             };
-            Some(Shortfall { product_id: line.product_id, requested: line.quantity, available, reason: reason.to_owned() })
+            Some(Shortfall {
+                product_id: line.product_id,
+                requested: line.quantity,
+                available,
+                reason: reason.to_owned(),
+            })
         })
         .collect()
 }
 
 /// Validates a `ReserveStock` request; lines come back sorted by product id, the order in which
 /// stores lock rows (so concurrent reservations cannot deadlock).
-pub fn reservation_request(req: &pb::ReserveStockRequest) -> Result<(Uuid, Vec<StockLine>), ServiceError> {
+pub fn reservation_request(
+    req: &pb::ReserveStockRequest,
+) -> Result<(Uuid, Vec<StockLine>), ServiceError> {
     let mut v = Violations::new();
     let order_id = validate::uuid(&mut v, "order_id", &req.order_id);
     if req.lines.is_empty() || req.lines.len() > 100 {
@@ -458,13 +526,21 @@ pub fn reservation_request(req: &pb::ReserveStockRequest) -> Result<(Uuid, Vec<S
     let mut seen = BTreeSet::new();
     let mut lines = Vec::with_capacity(req.lines.len());
     for (i, line) in req.lines.iter().enumerate() {
-        let product_id = validate::uuid(&mut v, &format!("lines[{i}].product_id"), &line.product_id);
-        v.check((1..=999).contains(&line.quantity), format!("lines[{i}].quantity"), "must be 1-999");
+        let product_id =
+            validate::uuid(&mut v, &format!("lines[{i}].product_id"), &line.product_id);
+        v.check(
+            (1..=999).contains(&line.quantity),
+            format!("lines[{i}].quantity"),
+            "must be 1-999",
+        );
         if let Some(product_id) = product_id {
             if !seen.insert(product_id) {
                 v.add(format!("lines[{i}].product_id"), "appears more than once");
             }
-            lines.push(StockLine { product_id, quantity: line.quantity });
+            lines.push(StockLine {
+                product_id,
+                quantity: line.quantity,
+            });
         }
     }
     v.into_result()?;
@@ -506,7 +582,10 @@ mod tests {
             sku: "SKU-1".into(),
             name: "Kettle".into(),
             category_id: Uuid::now_v7().to_string(),
-            price: Some(common::Money { amount_minor: 1999, currency_code: "EUR".into() }),
+            price: Some(common::Money {
+                amount_minor: 1999,
+                currency_code: "EUR".into(),
+            }),
             active: true,
             ..Default::default()
         }
@@ -523,8 +602,22 @@ mod tests {
     fn new_product_is_validated_field_by_field() {
         let p = new_product(Some(&valid())).unwrap();
         assert_eq!((p.version, p.price.amount_minor), (1, 1999));
-        let bad = pb::Product { sku: "bad sku".into(), name: String::new(), category_id: "x".into(), price: None, ..valid() };
-        assert_eq!(fields(new_product(Some(&bad)).unwrap_err()), ["product.sku", "product.name", "product.category_id", "product.price"]);
+        let bad = pb::Product {
+            sku: "bad sku".into(),
+            name: String::new(),
+            category_id: "x".into(),
+            price: None,
+            ..valid()
+        };
+        assert_eq!(
+            fields(new_product(Some(&bad)).unwrap_err()),
+            [
+                "product.sku",
+                "product.name",
+                "product.category_id",
+                "product.price"
+            ]
+        );
     }
 
     #[test]
@@ -532,28 +625,70 @@ mod tests {
         let mut input = valid();
         input.id = Uuid::now_v7().to_string();
         input.name = String::new(); // not in the mask: ignored
-        let mask = prost_types::FieldMask { paths: vec!["price".into(), "active".into()] };
+        let mask = prost_types::FieldMask {
+            paths: vec!["price".into(), "active".into()],
+        };
         let (_, patch) = product_patch(Some(&input), Some(&mask)).unwrap();
         assert_eq!(patch.name, None);
         assert_eq!(patch.active, Some(true));
-        let mask = prost_types::FieldMask { paths: vec!["name".into()] };
-        assert_eq!(fields(product_patch(Some(&input), Some(&mask)).unwrap_err()), ["product.name"]);
-        assert_eq!(fields(product_patch(Some(&input), None).unwrap_err()), ["update_mask"]);
+        let mask = prost_types::FieldMask {
+            paths: vec!["name".into()],
+        };
+        assert_eq!(
+            fields(product_patch(Some(&input), Some(&mask)).unwrap_err()),
+            ["product.name"]
+        );
+        assert_eq!(
+            fields(product_patch(Some(&input), None).unwrap_err()),
+            ["update_mask"]
+        );
     }
 
     #[test]
     fn reservation_is_all_or_nothing() {
         let (a, b, c) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
-        let lines = [StockLine { product_id: a, quantity: 3 }, StockLine { product_id: b, quantity: 1 }, StockLine { product_id: c, quantity: 1 }];
+        let lines = [
+            StockLine {
+                product_id: a,
+                quantity: 3,
+            },
+            StockLine {
+                product_id: b,
+                quantity: 1,
+            },
+            StockLine {
+                product_id: c,
+                quantity: 1,
+            },
+        ];
         let stock = [
-            LockedStock { product_id: a, active: true, available: 2 },
-            LockedStock { product_id: b, active: false, available: 10 },
+            LockedStock {
+                product_id: a,
+                active: true,
+                available: 2,
+            },
+            LockedStock {
+                product_id: b,
+                active: false,
+                available: 10,
+            },
         ];
         let short = shortfalls(&lines, &stock);
         let reasons: Vec<_> = short.iter().map(|s| s.reason.as_str()).collect();
-        assert_eq!(reasons, ["INSUFFICIENT_STOCK", "PRODUCT_INACTIVE", "PRODUCT_NOT_FOUND"]);
+        assert_eq!(
+            reasons,
+            [
+                "INSUFFICIENT_STOCK",
+                "PRODUCT_INACTIVE",
+                "PRODUCT_NOT_FOUND"
+            ]
+        );
         assert_eq!(short[0].available, 2);
-        let ok = [LockedStock { product_id: a, active: true, available: 3 }];
+        let ok = [LockedStock {
+            product_id: a,
+            active: true,
+            available: 3,
+        }];
         assert!(shortfalls(&lines[..1], &ok).is_empty());
     }
 
@@ -563,17 +698,29 @@ mod tests {
         let req = pb::ReserveStockRequest {
             order_id: "nope".into(),
             lines: vec![
-                pb::StockLine { product_id: id.clone(), quantity: 0 },
-                pb::StockLine { product_id: id, quantity: 1 },
+                pb::StockLine {
+                    product_id: id.clone(),
+                    quantity: 0,
+                },
+                pb::StockLine {
+                    product_id: id,
+                    quantity: 1,
+                },
             ],
         };
-        assert_eq!(fields(reservation_request(&req).unwrap_err()), ["order_id", "lines[0].quantity", "lines[1].product_id"]);
+        assert_eq!(
+            fields(reservation_request(&req).unwrap_err()),
+            ["order_id", "lines[0].quantity", "lines[1].product_id"]
+        );
     }
 
     #[test]
     fn search_words_are_normalised() {
         let mut v = Violations::new();
-        assert_eq!(search_words(&mut v, "Stainless-STEEL  kettle!"), ["stainless", "steel", "kettle"]);
+        assert_eq!(
+            search_words(&mut v, "Stainless-STEEL  kettle!"),
+            ["stainless", "steel", "kettle"]
+        );
         assert!(v.is_empty());
         search_words(&mut v, "!!!");
         assert!(!v.is_empty());
@@ -582,8 +729,14 @@ mod tests {
     #[test]
     fn price_filters_must_agree() {
         let mut v = Violations::new();
-        let eur = common::Money { amount_minor: 10, currency_code: "EUR".into() };
-        let usd = common::Money { amount_minor: 5, currency_code: "USD".into() };
+        let eur = common::Money {
+            amount_minor: 10,
+            currency_code: "EUR".into(),
+        };
+        let usd = common::Money {
+            amount_minor: 5,
+            currency_code: "USD".into(),
+        };
         product_filter(&mut v, "", None, Some(&eur), Some(&usd));
         assert!(!v.is_empty());
     }

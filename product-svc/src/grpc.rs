@@ -91,14 +91,21 @@ fn is_client(p: &Principal) -> bool {
 }
 
 fn require_admin(p: &Principal) -> Result<(), Status> {
-    if p.is_admin() { Ok(()) } else { Err(ServiceError::PermissionDenied("this call requires the admin role".into()).into()) }
+    if p.is_admin() {
+        Ok(())
+    } else {
+        Err(ServiceError::PermissionDenied("this call requires the admin role".into()).into())
+    }
 }
 
 fn require_saga_caller(p: &Principal) -> Result<(), Status> {
     if matches!(p, Principal::Service { .. }) || p.is_admin() {
         Ok(())
     } else {
-        Err(ServiceError::PermissionDenied("stock reservations are made by services of the order saga".into()).into())
+        Err(ServiceError::PermissionDenied(
+            "stock reservations are made by services of the order saga".into(),
+        )
+        .into())
     }
 }
 
@@ -119,21 +126,36 @@ fn parse_id(field: &str, value: &str) -> Result<Uuid, ServiceError> {
 
 #[tonic::async_trait]
 impl ProductService for ProductApi {
-    async fn list_products(&self, request: Request<pb::ListProductsRequest>) -> Reply<pb::ListProductsResponse> {
+    async fn list_products(
+        &self,
+        request: Request<pb::ListProductsRequest>,
+    ) -> Reply<pb::ListProductsResponse> {
         let caller = principal(&request)?.clone();
         let req = request.into_inner();
         let mut v = Violations::new();
-        let filter = domain::product_filter(&mut v, &req.category_id, req.active, req.min_price.as_ref(), req.max_price.as_ref());
+        let filter = domain::product_filter(
+            &mut v,
+            &req.category_id,
+            req.active,
+            req.min_price.as_ref(),
+            req.max_price.as_ref(),
+        );
         v.into_result()?;
         let filter = visible_filter(&caller, filter);
         let limit = pagination::page_size(req.page_size)?;
         let after: Option<ListCursor> = pagination::decode(&req.page_token, &filter)?;
         let rows = self.store.list_products(&filter, after, limit + 1).await?;
         let (rows, next_page_token) = pagination::finish(rows, limit, &filter, |p| p.list_key());
-        Ok(Response::new(pb::ListProductsResponse { products: rows.iter().map(|p| p.to_proto()).collect(), next_page_token }))
+        Ok(Response::new(pb::ListProductsResponse {
+            products: rows.iter().map(|p| p.to_proto()).collect(),
+            next_page_token,
+        }))
     }
 
-    async fn get_product(&self, request: Request<pb::GetProductRequest>) -> Reply<pb::GetProductResponse> {
+    async fn get_product(
+        &self,
+        request: Request<pb::GetProductRequest>,
+    ) -> Reply<pb::GetProductResponse> {
         let caller = principal(&request)?.clone();
         let id = parse_id("product_id", &request.get_ref().product_id)?;
         let product = self
@@ -142,23 +164,38 @@ impl ProductService for ProductApi {
             .into_iter()
             .find(|p| p.active || !is_client(&caller))
             .ok_or_else(|| ServiceError::not_found("product", id))?;
-        Ok(Response::new(pb::GetProductResponse { product: Some(product) }))
+        Ok(Response::new(pb::GetProductResponse {
+            product: Some(product),
+        }))
     }
 
-    async fn batch_get_products(&self, request: Request<pb::BatchGetProductsRequest>) -> Reply<pb::BatchGetProductsResponse> {
+    async fn batch_get_products(
+        &self,
+        request: Request<pb::BatchGetProductsRequest>,
+    ) -> Reply<pb::BatchGetProductsResponse> {
         let caller = principal(&request)?.clone();
         let ids = domain::id_list(&request.get_ref().product_ids, "product_ids")?;
-        let products: Vec<pb::Product> =
-            self.products(&ids).await?.into_iter().filter(|p| p.active || !is_client(&caller)).collect();
+        let products: Vec<pb::Product> = self
+            .products(&ids)
+            .await?
+            .into_iter()
+            .filter(|p| p.active || !is_client(&caller))
+            .collect();
         let missing_ids = ids
             .iter()
             .map(Uuid::to_string)
             .filter(|id| !products.iter().any(|p| &p.id == id))
             .collect();
-        Ok(Response::new(pb::BatchGetProductsResponse { products, missing_ids }))
+        Ok(Response::new(pb::BatchGetProductsResponse {
+            products,
+            missing_ids,
+        }))
     }
 
-    async fn search_products(&self, request: Request<pb::SearchProductsRequest>) -> Reply<pb::SearchProductsResponse> {
+    async fn search_products(
+        &self,
+        request: Request<pb::SearchProductsRequest>,
+    ) -> Reply<pb::SearchProductsResponse> {
         let caller = principal(&request)?.clone();
         let req = request.into_inner();
         let mut v = Violations::new();
@@ -171,35 +208,57 @@ impl ProductService for ProductApi {
         // is bound to the query and filters.
         let scope = (&words, &filter);
         let offset: usize = pagination::decode(&req.page_token, &scope)?.unwrap_or(0);
-        let mut rows = self.store.search_products(&words, &filter, offset, limit + 1).await?;
+        let mut rows = self
+            .store
+            .search_products(&words, &filter, offset, limit + 1)
+            .await?;
         let next_page_token = if rows.len() > limit {
             rows.truncate(limit);
             pagination::encode(&(offset + limit), &scope)
         } else {
             String::new()
         };
-        Ok(Response::new(pb::SearchProductsResponse { products: rows.iter().map(|p| p.to_proto()).collect(), next_page_token }))
+        Ok(Response::new(pb::SearchProductsResponse {
+            products: rows.iter().map(|p| p.to_proto()).collect(),
+            next_page_token,
+        }))
     }
 
-    async fn create_product(&self, request: Request<pb::CreateProductRequest>) -> Reply<pb::CreateProductResponse> {
+    async fn create_product(
+        &self,
+        request: Request<pb::CreateProductRequest>,
+    ) -> Reply<pb::CreateProductResponse> {
         require_admin(principal(&request)?)?;
         let product = domain::new_product(request.get_ref().product.as_ref())?;
         self.store.create_product(&product).await?;
         tracing::info!(product_id = %product.id, "product created");
-        Ok(Response::new(pb::CreateProductResponse { product: Some(product.to_proto()) }))
+        Ok(Response::new(pb::CreateProductResponse {
+            product: Some(product.to_proto()),
+        }))
     }
 
-    async fn update_product(&self, request: Request<pb::UpdateProductRequest>) -> Reply<pb::UpdateProductResponse> {
+    async fn update_product(
+        &self,
+        request: Request<pb::UpdateProductRequest>,
+    ) -> Reply<pb::UpdateProductResponse> {
         require_admin(principal(&request)?)?;
         let req = request.into_inner();
         let (id, patch) = domain::product_patch(req.product.as_ref(), req.update_mask.as_ref())?;
-        let product = self.store.update_product(id, &patch, req.expected_version).await?;
+        let product = self
+            .store
+            .update_product(id, &patch, req.expected_version)
+            .await?;
         self.cache.delete(&Self::cache_key(id)).await;
         tracing::info!(product_id = %id, version = product.version, "product updated");
-        Ok(Response::new(pb::UpdateProductResponse { product: Some(product.to_proto()) }))
+        Ok(Response::new(pb::UpdateProductResponse {
+            product: Some(product.to_proto()),
+        }))
     }
 
-    async fn list_categories(&self, request: Request<pb::ListCategoriesRequest>) -> Reply<pb::ListCategoriesResponse> {
+    async fn list_categories(
+        &self,
+        request: Request<pb::ListCategoriesRequest>,
+    ) -> Reply<pb::ListCategoriesResponse> {
         principal(&request)?;
         let req = request.into_inner();
         let mut v = Violations::new();
@@ -207,23 +266,45 @@ impl ProductService for ProductApi {
         v.into_result()?;
         let limit = pagination::page_size(req.page_size)?;
         let after: Option<CategoryCursor> = pagination::decode(&req.page_token, &parent_id)?;
-        let rows = self.store.list_categories(parent_id, after, limit + 1).await?;
-        let (rows, next_page_token) = pagination::finish(rows, limit, &parent_id, |c| (c.name.clone(), c.id));
-        Ok(Response::new(pb::ListCategoriesResponse { categories: rows.iter().map(|c| c.to_proto()).collect(), next_page_token }))
+        let rows = self
+            .store
+            .list_categories(parent_id, after, limit + 1)
+            .await?;
+        let (rows, next_page_token) =
+            pagination::finish(rows, limit, &parent_id, |c| (c.name.clone(), c.id));
+        Ok(Response::new(pb::ListCategoriesResponse {
+            categories: rows.iter().map(|c| c.to_proto()).collect(),
+            next_page_token,
+        }))
     }
 
-    async fn create_category(&self, request: Request<pb::CreateCategoryRequest>) -> Reply<pb::CreateCategoryResponse> {
+    async fn create_category(
+        &self,
+        request: Request<pb::CreateCategoryRequest>,
+    ) -> Reply<pb::CreateCategoryResponse> {
         require_admin(principal(&request)?)?;
         let category = domain::new_category(request.get_ref())?;
         self.store.create_category(&category).await?;
-        Ok(Response::new(pb::CreateCategoryResponse { category: Some(category.to_proto()) }))
+        Ok(Response::new(pb::CreateCategoryResponse {
+            category: Some(category.to_proto()),
+        }))
     }
 
-    async fn get_stock_level(&self, request: Request<pb::GetStockLevelRequest>) -> Reply<pb::GetStockLevelResponse> {
+    async fn get_stock_level(
+        &self,
+        request: Request<pb::GetStockLevelRequest>,
+    ) -> Reply<pb::GetStockLevelResponse> {
         let full = !is_client(principal(&request)?);
         let id = parse_id("product_id", &request.get_ref().product_id)?;
-        let level = self.store.stock_levels(&[id]).await?.pop().ok_or_else(|| ServiceError::not_found("product", id))?;
-        Ok(Response::new(pb::GetStockLevelResponse { stock_level: Some(level.to_proto(full)) }))
+        let level = self
+            .store
+            .stock_levels(&[id])
+            .await?
+            .pop()
+            .ok_or_else(|| ServiceError::not_found("product", id))?;
+        Ok(Response::new(pb::GetStockLevelResponse {
+            stock_level: Some(level.to_proto(full)),
+        }))
     }
 
     async fn batch_get_stock_levels(
@@ -238,42 +319,71 @@ impl ProductService for ProductApi {
             .filter_map(|id| levels.iter().find(|l| l.product_id == *id))
             .map(|l| l.to_proto(full))
             .collect();
-        let missing_ids =
-            ids.iter().filter(|id| !levels.iter().any(|l| l.product_id == **id)).map(Uuid::to_string).collect();
-        Ok(Response::new(pb::BatchGetStockLevelsResponse { stock_levels, missing_ids }))
+        let missing_ids = ids
+            .iter()
+            .filter(|id| !levels.iter().any(|l| l.product_id == **id))
+            .map(Uuid::to_string)
+            .collect();
+        Ok(Response::new(pb::BatchGetStockLevelsResponse {
+            stock_levels,
+            missing_ids,
+        }))
     }
 
-    async fn adjust_stock(&self, request: Request<pb::AdjustStockRequest>) -> Reply<pb::AdjustStockResponse> {
+    async fn adjust_stock(
+        &self,
+        request: Request<pb::AdjustStockRequest>,
+    ) -> Reply<pb::AdjustStockResponse> {
         require_admin(principal(&request)?)?;
         let adjustment = domain::adjustment(request.get_ref())?;
         let level = self.store.adjust_stock(&adjustment).await?;
         tracing::info!(product_id = %adjustment.product_id, delta = adjustment.delta, "stock adjusted");
-        Ok(Response::new(pb::AdjustStockResponse { stock_level: Some(level.to_proto(true)) }))
+        Ok(Response::new(pb::AdjustStockResponse {
+            stock_level: Some(level.to_proto(true)),
+        }))
     }
 
-    async fn reserve_stock(&self, request: Request<pb::ReserveStockRequest>) -> Reply<pb::ReserveStockResponse> {
+    async fn reserve_stock(
+        &self,
+        request: Request<pb::ReserveStockRequest>,
+    ) -> Reply<pb::ReserveStockResponse> {
         require_saga_caller(principal(&request)?)?;
         let (order_id, lines) = domain::reservation_request(request.get_ref())?;
         let reservation = self.store.reserve_stock(order_id, &lines).await?;
         tracing::info!(%order_id, status = reservation.status.as_str(), "stock reservation");
-        Ok(Response::new(pb::ReserveStockResponse { reservation: Some(reservation.to_proto()) }))
+        Ok(Response::new(pb::ReserveStockResponse {
+            reservation: Some(reservation.to_proto()),
+        }))
     }
 
-    async fn commit_stock(&self, request: Request<pb::CommitStockRequest>) -> Reply<pb::CommitStockResponse> {
+    async fn commit_stock(
+        &self,
+        request: Request<pb::CommitStockRequest>,
+    ) -> Reply<pb::CommitStockResponse> {
         require_saga_caller(principal(&request)?)?;
         let order_id = domain::order_id(&request.get_ref().order_id)?;
         let reservation = self.store.commit_stock(order_id).await?;
-        Ok(Response::new(pb::CommitStockResponse { reservation: Some(reservation.to_proto()) }))
+        Ok(Response::new(pb::CommitStockResponse {
+            reservation: Some(reservation.to_proto()),
+        }))
     }
 
-    async fn release_stock(&self, request: Request<pb::ReleaseStockRequest>) -> Reply<pb::ReleaseStockResponse> {
+    async fn release_stock(
+        &self,
+        request: Request<pb::ReleaseStockRequest>,
+    ) -> Reply<pb::ReleaseStockResponse> {
         require_saga_caller(principal(&request)?)?;
         let req = request.get_ref();
         let mut v = Violations::new();
         let order_id = validate::uuid(&mut v, "order_id", &req.order_id);
         validate::length(&mut v, "reason", &req.reason, 0, 500);
         v.into_result()?;
-        let reservation = self.store.release_stock(order_id.expect("validated"), &req.reason).await?;
-        Ok(Response::new(pb::ReleaseStockResponse { reservation: reservation.map(|r| r.to_proto()) }))
+        let reservation = self
+            .store
+            .release_stock(order_id.expect("validated"), &req.reason)
+            .await?;
+        Ok(Response::new(pb::ReleaseStockResponse {
+            reservation: reservation.map(|r| r.to_proto()),
+        }))
     }
 }

@@ -23,8 +23,13 @@ pub const DEFAULT_PORT: u16 = 50051;
 
 /// Serves the product service on `listener` until `shutdown` is triggered. The cache is Redis
 /// when `REDIS_URL` is set, else in-memory; its keys start with `ordermesh:product:`.
-pub async fn run(config: ServiceConfig, listener: TcpListener, shutdown: Shutdown) -> anyhow::Result<()> {
-    let cache = Cache::connect(config.redis_url.as_deref(), format!("ordermesh:{SERVICE}:")).await?;
+pub async fn run(
+    config: ServiceConfig,
+    listener: TcpListener,
+    shutdown: Shutdown,
+) -> anyhow::Result<()> {
+    let cache =
+        Cache::connect(config.redis_url.as_deref(), format!("ordermesh:{SERVICE}:")).await?;
     run_with_cache(config, listener, shutdown, cache).await
 }
 

@@ -18,8 +18,16 @@ pub use sqlite::SqliteStore;
 
 pub fn migrations() -> Migrations {
     Migrations::embedded(
-        &[(1, "customers", include_str!("../../migrations/postgres/0001_customers.sql"))],
-        &[(1, "customers", include_str!("../../migrations/sqlite/0001_customers.sql"))],
+        &[(
+            1,
+            "customers",
+            include_str!("../../migrations/postgres/0001_customers.sql"),
+        )],
+        &[(
+            1,
+            "customers",
+            include_str!("../../migrations/sqlite/0001_customers.sql"),
+        )],
     )
 }
 
@@ -39,9 +47,17 @@ pub type ConsentCursor = (i64, Uuid);
 pub trait CustomerStore: Send + Sync + 'static {
     /// Inserts the customer. With an idempotency key already used, returns the customer created
     /// with it instead. ALREADY_EXISTS when the identity or the e-mail is taken.
-    async fn create_customer(&self, customer: &Customer, idempotency_key: Option<&str>) -> Result<Customer, ServiceError>;
+    async fn create_customer(
+        &self,
+        customer: &Customer,
+        idempotency_key: Option<&str>,
+    ) -> Result<Customer, ServiceError>;
     async fn get_customer(&self, id: Uuid) -> Result<Option<Customer>, ServiceError>;
-    async fn get_customer_by_identity(&self, issuer: &str, subject: &str) -> Result<Option<Customer>, ServiceError>;
+    async fn get_customer_by_identity(
+        &self,
+        issuer: &str,
+        subject: &str,
+    ) -> Result<Option<Customer>, ServiceError>;
     /// Applies `patch` if `allowed(current)` passes (authorization on the stored row) and the
     /// version matches. NOT_FOUND, ABORTED, FAILED_PRECONDITION (erased), ALREADY_EXISTS (e-mail).
     async fn update_customer(
@@ -72,7 +88,9 @@ pub trait CustomerStore: Send + Sync + 'static {
 /// Which unique index a violation hit, from the constraint name (PostgreSQL) or the message
 /// (SQLite names the columns). `None` for other errors.
 fn unique_violation(error: &sqlx::Error) -> Option<&'static str> {
-    let sqlx::Error::Database(db) = error else { return None };
+    let sqlx::Error::Database(db) = error else {
+        return None;
+    };
     if db.kind() != sqlx::error::ErrorKind::UniqueViolation {
         return None;
     }
@@ -90,18 +108,26 @@ fn unique_violation(error: &sqlx::Error) -> Option<&'static str> {
 
 fn write_error(error: sqlx::Error) -> ServiceError {
     match unique_violation(&error) {
-        Some(field @ ("identity" | "email")) => ServiceError::AlreadyExists { resource: "customer", field },
+        Some(field @ ("identity" | "email")) => ServiceError::AlreadyExists {
+            resource: "customer",
+            field,
+        },
         _ => error.into(),
     }
 }
 
 fn version_mismatch(current: i64) -> ServiceError {
-    ServiceError::Aborted(format!("customer version is {current}, not the expected version"))
+    ServiceError::Aborted(format!(
+        "customer version is {current}, not the expected version"
+    ))
 }
 
 /// `%q%` for LIKE with `\` escaping the wildcards of the query.
 fn like_pattern(query: &str) -> String {
-    let escaped = query.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
+    let escaped = query
+        .replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_");
     format!("%{escaped}%")
 }
 

@@ -10,7 +10,10 @@ use sqlx::{PgPool, Postgres, QueryBuilder, Row};
 use uuid::Uuid;
 
 use super::{ConsentCursor, CustomerCursor, CustomerStore};
-use crate::domain::{Actor, Address, Consent, Customer, CustomerFilter, CustomerPatch, CustomerStatus, Identity, Preferences};
+use crate::domain::{
+    Actor, Address, Consent, Customer, CustomerFilter, CustomerPatch, CustomerStatus, Identity,
+    Preferences,
+};
 
 #[derive(Clone, Debug)]
 pub struct PgStore {
@@ -38,8 +41,11 @@ fn customer(row: &PgRow) -> Result<Customer, ServiceError> {
         email: row.try_get("email")?,
         phone: row.try_get("phone")?,
         addresses: addresses.0,
-        status: CustomerStatus::parse(&status).ok_or_else(|| super::internal(anyhow::anyhow!("bad status {status}")))?,
-        identity: issuer.zip(subject).map(|(issuer, subject)| Identity { issuer, subject }),
+        status: CustomerStatus::parse(&status)
+            .ok_or_else(|| super::internal(anyhow::anyhow!("bad status {status}")))?,
+        identity: issuer
+            .zip(subject)
+            .map(|(issuer, subject)| Identity { issuer, subject }),
         preferences: preferences.0,
         create_time: row.try_get("create_time")?,
         update_time: row.try_get("update_time")?,
@@ -70,14 +76,21 @@ fn consent(row: &PgRow) -> Result<Consent, ServiceError> {
 impl PgStore {
     async fn by_idempotency_key(&self, key: &str) -> Result<Option<Customer>, ServiceError> {
         let sql = format!("{CUSTOMER_COLUMNS} WHERE idempotency_key = $1");
-        let row = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(key.to_owned()).fetch_optional(&self.pool).await?;
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(key.to_owned())
+            .fetch_optional(&self.pool)
+            .await?;
         row.as_ref().map(customer).transpose()
     }
 }
 
 #[async_trait]
 impl CustomerStore for PgStore {
-    async fn create_customer(&self, c: &Customer, idempotency_key: Option<&str>) -> Result<Customer, ServiceError> {
+    async fn create_customer(
+        &self,
+        c: &Customer,
+        idempotency_key: Option<&str>,
+    ) -> Result<Customer, ServiceError> {
         if let Some(key) = idempotency_key {
             if let Some(existing) = self.by_idempotency_key(key).await? {
                 return Ok(existing);
@@ -111,19 +124,29 @@ impl CustomerStore for PgStore {
             Err(e) if super::unique_violation(&e) == Some("idempotency_key") => self
                 .by_idempotency_key(idempotency_key.unwrap_or_default())
                 .await?
-                .ok_or_else(|| ServiceError::Aborted("concurrent create with the same idempotency key".into())),
+                .ok_or_else(|| {
+                    ServiceError::Aborted("concurrent create with the same idempotency key".into())
+                }),
             Err(e) => Err(super::write_error(e)),
         }
     }
 
     async fn get_customer(&self, id: Uuid) -> Result<Option<Customer>, ServiceError> {
         let sql = format!("{CUSTOMER_COLUMNS} WHERE id = $1");
-        let row = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(id).fetch_optional(&self.pool).await?;
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
         row.as_ref().map(customer).transpose()
     }
 
-    async fn get_customer_by_identity(&self, issuer: &str, subject: &str) -> Result<Option<Customer>, ServiceError> {
-        let sql = format!("{CUSTOMER_COLUMNS} WHERE identity_issuer = $1 AND identity_subject = $2");
+    async fn get_customer_by_identity(
+        &self,
+        issuer: &str,
+        subject: &str,
+    ) -> Result<Option<Customer>, ServiceError> {
+        let sql =
+            format!("{CUSTOMER_COLUMNS} WHERE identity_issuer = $1 AND identity_subject = $2");
         let row = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(issuer.to_owned())
             .bind(subject.to_owned())
@@ -141,7 +164,10 @@ impl CustomerStore for PgStore {
     ) -> Result<Customer, ServiceError> {
         let mut tx = self.pool.begin().await?;
         let sql = format!("{CUSTOMER_COLUMNS} WHERE id = $1 FOR UPDATE");
-        let row = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(id).fetch_optional(&mut *tx).await?;
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?;
         let mut current = match row.as_ref().map(customer).transpose()? {
             Some(c) if allowed(&c) => c,
             _ => return Err(ServiceError::not_found("customer", id)),
@@ -181,16 +207,23 @@ impl CustomerStore for PgStore {
         let mut q = QueryBuilder::<Postgres>::new(format!("{CUSTOMER_COLUMNS} WHERE TRUE"));
         if let Some(query) = &filter.query {
             let pattern = super::like_pattern(query);
-            q.push(" AND (sort_name LIKE ").push_bind(pattern.clone()).push(" ESCAPE '\\' OR email_normalized LIKE ");
+            q.push(" AND (sort_name LIKE ")
+                .push_bind(pattern.clone())
+                .push(" ESCAPE '\\' OR email_normalized LIKE ");
             q.push_bind(pattern).push(" ESCAPE '\\')");
         }
         if let Some(status) = filter.status {
             q.push(" AND status = ").push_bind(status.as_str());
         }
         if let Some((name, id)) = after {
-            q.push(" AND (sort_name COLLATE \"C\", id) > (").push_bind(name).push(" COLLATE \"C\", ").push_bind(id).push(")");
+            q.push(" AND (sort_name COLLATE \"C\", id) > (")
+                .push_bind(name)
+                .push(" COLLATE \"C\", ")
+                .push_bind(id)
+                .push(")");
         }
-        q.push(" ORDER BY sort_name COLLATE \"C\", id LIMIT ").push_bind(limit as i64);
+        q.push(" ORDER BY sort_name COLLATE \"C\", id LIMIT ")
+            .push_bind(limit as i64);
         let rows = q.build().fetch_all(&self.pool).await?;
         rows.iter().map(customer).collect()
     }
@@ -237,10 +270,16 @@ impl CustomerStore for PgStore {
             q.push(" AND purpose = ").push_bind(purpose.to_owned());
         }
         if let Some((micros, id)) = after {
-            let time = DateTime::from_timestamp_micros(micros).ok_or_else(|| ServiceError::invalid("page_token", "is not valid"))?;
-            q.push(" AND (record_time, id) < (").push_bind(time).push(", ").push_bind(id).push(")");
+            let time = DateTime::from_timestamp_micros(micros)
+                .ok_or_else(|| ServiceError::invalid("page_token", "is not valid"))?;
+            q.push(" AND (record_time, id) < (")
+                .push_bind(time)
+                .push(", ")
+                .push_bind(id)
+                .push(")");
         }
-        q.push(" ORDER BY record_time DESC, id DESC LIMIT ").push_bind(limit as i64);
+        q.push(" ORDER BY record_time DESC, id DESC LIMIT ")
+            .push_bind(limit as i64);
         let rows = q.build().fetch_all(&self.pool).await?;
         rows.iter().map(consent).collect()
     }

@@ -10,7 +10,9 @@ use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool};
 use uuid::Uuid;
 
 use super::{ConsentCursor, CustomerCursor, CustomerStore};
-use crate::domain::{self, Actor, Consent, Customer, CustomerFilter, CustomerPatch, CustomerStatus, Identity};
+use crate::domain::{
+    self, Actor, Consent, Customer, CustomerFilter, CustomerPatch, CustomerStatus, Identity,
+};
 
 #[derive(Clone, Debug)]
 pub struct SqliteStore {
@@ -32,7 +34,8 @@ fn uuid(row: &SqliteRow, column: &str) -> Result<Uuid, ServiceError> {
 }
 
 fn time(micros: i64) -> Result<DateTime<Utc>, ServiceError> {
-    DateTime::from_timestamp_micros(micros).ok_or_else(|| super::internal(anyhow::anyhow!("time out of range")))
+    DateTime::from_timestamp_micros(micros)
+        .ok_or_else(|| super::internal(anyhow::anyhow!("time out of range")))
 }
 
 fn json<T: serde::de::DeserializeOwned>(row: &SqliteRow, column: &str) -> Result<T, ServiceError> {
@@ -55,8 +58,11 @@ fn customer(row: &SqliteRow) -> Result<Customer, ServiceError> {
         email: row.try_get("email")?,
         phone: row.try_get("phone")?,
         addresses: json(row, "addresses")?,
-        status: CustomerStatus::parse(&status).ok_or_else(|| super::internal(anyhow::anyhow!("bad status {status}")))?,
-        identity: issuer.zip(subject).map(|(issuer, subject)| Identity { issuer, subject }),
+        status: CustomerStatus::parse(&status)
+            .ok_or_else(|| super::internal(anyhow::anyhow!("bad status {status}")))?,
+        identity: issuer
+            .zip(subject)
+            .map(|(issuer, subject)| Identity { issuer, subject }),
         preferences: json(row, "preferences")?,
         create_time: time(row.try_get("create_time")?)?,
         update_time: time(row.try_get("update_time")?)?,
@@ -86,14 +92,21 @@ fn consent(row: &SqliteRow) -> Result<Consent, ServiceError> {
 impl SqliteStore {
     async fn by_idempotency_key(&self, key: &str) -> Result<Option<Customer>, ServiceError> {
         let sql = format!("{CUSTOMER_COLUMNS} WHERE idempotency_key = ?");
-        let row = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(key.to_owned()).fetch_optional(&self.pool).await?;
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(key.to_owned())
+            .fetch_optional(&self.pool)
+            .await?;
         row.as_ref().map(customer).transpose()
     }
 }
 
 #[async_trait]
 impl CustomerStore for SqliteStore {
-    async fn create_customer(&self, c: &Customer, idempotency_key: Option<&str>) -> Result<Customer, ServiceError> {
+    async fn create_customer(
+        &self,
+        c: &Customer,
+        idempotency_key: Option<&str>,
+    ) -> Result<Customer, ServiceError> {
         if let Some(key) = idempotency_key {
             if let Some(existing) = self.by_idempotency_key(key).await? {
                 return Ok(existing);
@@ -127,18 +140,27 @@ impl CustomerStore for SqliteStore {
             Err(e) if super::unique_violation(&e) == Some("idempotency_key") => self
                 .by_idempotency_key(idempotency_key.unwrap_or_default())
                 .await?
-                .ok_or_else(|| ServiceError::Aborted("concurrent create with the same idempotency key".into())),
+                .ok_or_else(|| {
+                    ServiceError::Aborted("concurrent create with the same idempotency key".into())
+                }),
             Err(e) => Err(super::write_error(e)),
         }
     }
 
     async fn get_customer(&self, id: Uuid) -> Result<Option<Customer>, ServiceError> {
         let sql = format!("{CUSTOMER_COLUMNS} WHERE id = ?");
-        let row = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(id.to_string()).fetch_optional(&self.pool).await?;
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(id.to_string())
+            .fetch_optional(&self.pool)
+            .await?;
         row.as_ref().map(customer).transpose()
     }
 
-    async fn get_customer_by_identity(&self, issuer: &str, subject: &str) -> Result<Option<Customer>, ServiceError> {
+    async fn get_customer_by_identity(
+        &self,
+        issuer: &str,
+        subject: &str,
+    ) -> Result<Option<Customer>, ServiceError> {
         let sql = format!("{CUSTOMER_COLUMNS} WHERE identity_issuer = ? AND identity_subject = ?");
         let row = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(issuer.to_owned())
@@ -157,7 +179,10 @@ impl CustomerStore for SqliteStore {
     ) -> Result<Customer, ServiceError> {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let sql = format!("{CUSTOMER_COLUMNS} WHERE id = ?");
-        let row = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(id.to_string()).fetch_optional(&mut *tx).await?;
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(id.to_string())
+            .fetch_optional(&mut *tx)
+            .await?;
         let mut current = match row.as_ref().map(customer).transpose()? {
             Some(c) if allowed(&c) => c,
             _ => return Err(ServiceError::not_found("customer", id)),
@@ -198,16 +223,23 @@ impl CustomerStore for SqliteStore {
         if let Some(query) = &filter.query {
             let pattern = super::like_pattern(query);
             // LIKE is case-insensitive for ASCII only in SQLite; both sides are already folded.
-            q.push(" AND (sort_name LIKE ").push_bind(pattern.clone()).push(" ESCAPE '\\' OR email_normalized LIKE ");
+            q.push(" AND (sort_name LIKE ")
+                .push_bind(pattern.clone())
+                .push(" ESCAPE '\\' OR email_normalized LIKE ");
             q.push_bind(pattern).push(" ESCAPE '\\')");
         }
         if let Some(status) = filter.status {
             q.push(" AND status = ").push_bind(status.as_str());
         }
         if let Some((name, id)) = after {
-            q.push(" AND (sort_name, id) > (").push_bind(name).push(", ").push_bind(id.to_string()).push(")");
+            q.push(" AND (sort_name, id) > (")
+                .push_bind(name)
+                .push(", ")
+                .push_bind(id.to_string())
+                .push(")");
         }
-        q.push(" ORDER BY sort_name, id LIMIT ").push_bind(limit as i64);
+        q.push(" ORDER BY sort_name, id LIMIT ")
+            .push_bind(limit as i64);
         let rows = q.build().fetch_all(&self.pool).await?;
         rows.iter().map(customer).collect()
     }
@@ -254,9 +286,14 @@ impl CustomerStore for SqliteStore {
             q.push(" AND purpose = ").push_bind(purpose.to_owned());
         }
         if let Some((micros, id)) = after {
-            q.push(" AND (record_time, id) < (").push_bind(micros).push(", ").push_bind(id.to_string()).push(")");
+            q.push(" AND (record_time, id) < (")
+                .push_bind(micros)
+                .push(", ")
+                .push_bind(id.to_string())
+                .push(")");
         }
-        q.push(" ORDER BY record_time DESC, id DESC LIMIT ").push_bind(limit as i64);
+        q.push(" ORDER BY record_time DESC, id DESC LIMIT ")
+            .push_bind(limit as i64);
         let rows = q.build().fetch_all(&self.pool).await?;
         rows.iter().map(consent).collect()
     }

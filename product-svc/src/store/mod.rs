@@ -7,11 +7,14 @@ mod sqlite;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use ordermesh_platform::db::{Database, Migrations};
 use ordermesh_platform::ServiceError;
+use ordermesh_platform::db::{Database, Migrations};
 use uuid::Uuid;
 
-use crate::domain::{Adjustment, Category, ListCursor, Product, ProductFilter, ProductPatch, Reservation, StockLevel, StockLine};
+use crate::domain::{
+    Adjustment, Category, ListCursor, Product, ProductFilter, ProductPatch, Reservation,
+    StockLevel, StockLine,
+};
 
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
@@ -19,8 +22,16 @@ pub use sqlite::SqliteStore;
 /// The migrations of both backends, embedded in the binary.
 pub fn migrations() -> Migrations {
     Migrations::embedded(
-        &[(1, "catalog", include_str!("../../migrations/postgres/0001_catalog.sql"))],
-        &[(1, "catalog", include_str!("../../migrations/sqlite/0001_catalog.sql"))],
+        &[(
+            1,
+            "catalog",
+            include_str!("../../migrations/postgres/0001_catalog.sql"),
+        )],
+        &[(
+            1,
+            "catalog",
+            include_str!("../../migrations/sqlite/0001_catalog.sql"),
+        )],
     )
 }
 
@@ -82,16 +93,28 @@ pub trait ProductStore: Send + Sync + 'static {
     async fn adjust_stock(&self, adjustment: &Adjustment) -> Result<StockLevel, ServiceError>;
     /// Reserves every line or none (lines sorted by product id). Idempotent per order id: a
     /// repeat returns the stored outcome and changes nothing.
-    async fn reserve_stock(&self, order_id: Uuid, lines: &[StockLine]) -> Result<Reservation, ServiceError>;
+    async fn reserve_stock(
+        &self,
+        order_id: Uuid,
+        lines: &[StockLine],
+    ) -> Result<Reservation, ServiceError>;
     /// RESERVED → COMMITTED (on-hand and reserved both drop). Idempotent; NOT_FOUND for an unknown
     /// order; FAILED_PRECONDITION if released or rejected.
     async fn commit_stock(&self, order_id: Uuid) -> Result<Reservation, ServiceError>;
     /// RESERVED → RELEASED. Idempotent; `None` for an unknown order; FAILED_PRECONDITION if committed.
-    async fn release_stock(&self, order_id: Uuid, reason: &str) -> Result<Option<Reservation>, ServiceError>;
+    async fn release_stock(
+        &self,
+        order_id: Uuid,
+        reason: &str,
+    ) -> Result<Option<Reservation>, ServiceError>;
 }
 
 /// Maps constraint violations of a write to the caller-facing error.
-fn write_error(error: sqlx::Error, on_unique: ServiceError, on_foreign_key: ServiceError) -> ServiceError {
+fn write_error(
+    error: sqlx::Error,
+    on_unique: ServiceError,
+    on_foreign_key: ServiceError,
+) -> ServiceError {
     if let sqlx::Error::Database(db) = &error {
         match db.kind() {
             sqlx::error::ErrorKind::UniqueViolation => return on_unique,
@@ -103,7 +126,10 @@ fn write_error(error: sqlx::Error, on_unique: ServiceError, on_foreign_key: Serv
 }
 
 fn sku_taken() -> ServiceError {
-    ServiceError::AlreadyExists { resource: "product", field: "sku" }
+    ServiceError::AlreadyExists {
+        resource: "product",
+        field: "sku",
+    }
 }
 
 fn unknown_category() -> ServiceError {
@@ -111,18 +137,29 @@ fn unknown_category() -> ServiceError {
 }
 
 fn version_mismatch(current: i64) -> ServiceError {
-    ServiceError::Aborted(format!("product version is {current}, not the expected version"))
+    ServiceError::Aborted(format!(
+        "product version is {current}, not the expected version"
+    ))
 }
 
-fn reservation_precondition(status: crate::domain::ReservationStatus, action: &str) -> ServiceError {
+fn reservation_precondition(
+    status: crate::domain::ReservationStatus,
+    action: &str,
+) -> ServiceError {
     ServiceError::precondition(
         "RESERVATION_STATE",
-        format!("the reservation is {} and cannot be {action}", status.as_str().to_lowercase()),
+        format!(
+            "the reservation is {} and cannot be {action}",
+            status.as_str().to_lowercase()
+        ),
     )
 }
 
 fn below_reserved() -> ServiceError {
-    ServiceError::precondition("STOCK_BELOW_RESERVED", "on-hand stock would fall below the reserved quantity")
+    ServiceError::precondition(
+        "STOCK_BELOW_RESERVED",
+        "on-hand stock would fall below the reserved quantity",
+    )
 }
 
 fn json<T: serde::de::DeserializeOwned>(value: &str) -> Result<T, ServiceError> {

@@ -14,8 +14,8 @@ use uuid::Uuid;
 
 use super::{CategoryCursor, ProductStore};
 use crate::domain::{
-    self, Adjustment, Category, ListCursor, LockedStock, Product, ProductFilter, ProductPatch, Reservation,
-    ReservationStatus, Shortfall, StockLevel, StockLine,
+    self, Adjustment, Category, ListCursor, LockedStock, Product, ProductFilter, ProductPatch,
+    Reservation, ReservationStatus, Shortfall, StockLevel, StockLine,
 };
 
 #[derive(Clone, Debug)]
@@ -40,7 +40,10 @@ fn product(row: &PgRow) -> Result<Product, sqlx::Error> {
         name: row.try_get("name")?,
         description: row.try_get("description")?,
         category_id: row.try_get("category_id")?,
-        price: Money { amount_minor: row.try_get("price_amount_minor")?, currency_code: row.try_get("price_currency")? },
+        price: Money {
+            amount_minor: row.try_get("price_amount_minor")?,
+            currency_code: row.try_get("price_currency")?,
+        },
         active: row.try_get("active")?,
         attributes: attributes.0,
         create_time: row.try_get("create_time")?,
@@ -75,8 +78,9 @@ fn reservation(row: &PgRow) -> Result<Reservation, ServiceError> {
     let shortfalls: Json<Vec<Shortfall>> = row.try_get("shortfalls")?;
     Ok(Reservation {
         order_id: row.try_get("order_id")?,
-        status: ReservationStatus::parse(&status)
-            .ok_or_else(|| ServiceError::internal(anyhow::anyhow!("unexpected reservation status {status}")))?,
+        status: ReservationStatus::parse(&status).ok_or_else(|| {
+            ServiceError::internal(anyhow::anyhow!("unexpected reservation status {status}"))
+        })?,
         lines: lines.0,
         shortfalls: shortfalls.0,
         create_time: row.try_get("create_time")?,
@@ -86,28 +90,37 @@ fn reservation(row: &PgRow) -> Result<Reservation, ServiceError> {
 
 fn push_filter(q: &mut QueryBuilder<Postgres>, filter: &ProductFilter, prefix: &str) {
     if let Some(category_id) = filter.category_id {
-        q.push(format_args!(" AND {prefix}category_id = ")).push_bind(category_id);
+        q.push(format_args!(" AND {prefix}category_id = "))
+            .push_bind(category_id);
     }
     if let Some(active) = filter.active {
-        q.push(format_args!(" AND {prefix}active = ")).push_bind(active);
+        q.push(format_args!(" AND {prefix}active = "))
+            .push_bind(active);
     }
     if let Some(currency) = filter.currency() {
-        q.push(format_args!(" AND {prefix}price_currency = ")).push_bind(currency.to_owned());
+        q.push(format_args!(" AND {prefix}price_currency = "))
+            .push_bind(currency.to_owned());
     }
     if let Some(min) = &filter.min_price {
-        q.push(format_args!(" AND {prefix}price_amount_minor >= ")).push_bind(min.amount_minor);
+        q.push(format_args!(" AND {prefix}price_amount_minor >= "))
+            .push_bind(min.amount_minor);
     }
     if let Some(max) = &filter.max_price {
-        q.push(format_args!(" AND {prefix}price_amount_minor <= ")).push_bind(max.amount_minor);
+        q.push(format_args!(" AND {prefix}price_amount_minor <= "))
+            .push_bind(max.amount_minor);
     }
 }
 
-const RESERVATION_COLUMNS: &str = "SELECT order_id, status, lines, shortfalls, create_time, update_time FROM stock_reservations";
+const RESERVATION_COLUMNS: &str =
+    "SELECT order_id, status, lines, shortfalls, create_time, update_time FROM stock_reservations";
 
 impl PgStore {
     async fn reservation(&self, order_id: Uuid) -> Result<Option<Reservation>, ServiceError> {
         let sql = format!("{RESERVATION_COLUMNS} WHERE order_id = $1");
-        let row = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(order_id).fetch_optional(&self.pool).await?;
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(order_id)
+            .fetch_optional(&self.pool)
+            .await?;
         row.as_ref().map(reservation).transpose()
     }
 
@@ -121,23 +134,40 @@ impl PgStore {
     ) -> Result<Option<Reservation>, ServiceError> {
         let mut tx = self.pool.begin().await?;
         let sql = format!("{RESERVATION_COLUMNS} WHERE order_id = $1 FOR UPDATE");
-        let Some(row) = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(order_id).fetch_optional(&mut *tx).await? else {
+        let Some(row) = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(order_id)
+            .fetch_optional(&mut *tx)
+            .await?
+        else {
             return Ok(None);
         };
         let mut current = reservation(&row)?;
         match (current.status, to) {
             (ReservationStatus::Reserved, _) => {}
             (status, to) if status == to => return Ok(Some(current)),
-            (ReservationStatus::Rejected | ReservationStatus::Released, ReservationStatus::Released) => {
+            (
+                ReservationStatus::Rejected | ReservationStatus::Released,
+                ReservationStatus::Released,
+            ) => {
                 return Ok(Some(current));
             }
-            (status, ReservationStatus::Committed) => return Err(super::reservation_precondition(status, "committed")),
+            (status, ReservationStatus::Committed) => {
+                return Err(super::reservation_precondition(status, "committed"));
+            }
             (status, _) => return Err(super::reservation_precondition(status, "released")),
         }
         let now = domain::now();
         let ids: Vec<Uuid> = current.lines.iter().map(|l| l.product_id).collect();
-        let quantities: Vec<i64> = current.lines.iter().map(|l| i64::from(l.quantity)).collect();
-        let on_hand_factor: i64 = if to == ReservationStatus::Committed { 1 } else { 0 };
+        let quantities: Vec<i64> = current
+            .lines
+            .iter()
+            .map(|l| i64::from(l.quantity))
+            .collect();
+        let on_hand_factor: i64 = if to == ReservationStatus::Committed {
+            1
+        } else {
+            0
+        };
         sqlx::query(
             "UPDATE stock_levels s SET reserved = s.reserved - u.qty, on_hand = s.on_hand - u.qty * $3, update_time = $4 \
              FROM unnest($1::uuid[], $2::bigint[]) AS u(id, qty) WHERE s.product_id = u.id",
@@ -200,14 +230,21 @@ impl ProductStore for PgStore {
         after: Option<CategoryCursor>,
         limit: usize,
     ) -> Result<Vec<Category>, ServiceError> {
-        let mut q = QueryBuilder::<Postgres>::new("SELECT id, name, parent_id, description, create_time FROM categories WHERE TRUE");
+        let mut q = QueryBuilder::<Postgres>::new(
+            "SELECT id, name, parent_id, description, create_time FROM categories WHERE TRUE",
+        );
         if let Some(parent_id) = parent_id {
             q.push(" AND parent_id = ").push_bind(parent_id);
         }
         if let Some((name, id)) = after {
-            q.push(" AND (name COLLATE \"C\", id) > (").push_bind(name).push(" COLLATE \"C\", ").push_bind(id).push(")");
+            q.push(" AND (name COLLATE \"C\", id) > (")
+                .push_bind(name)
+                .push(" COLLATE \"C\", ")
+                .push_bind(id)
+                .push(")");
         }
-        q.push(" ORDER BY name COLLATE \"C\", id LIMIT ").push_bind(limit as i64);
+        q.push(" ORDER BY name COLLATE \"C\", id LIMIT ")
+            .push_bind(limit as i64);
         let rows = q.build().fetch_all(&self.pool).await?;
         Ok(rows.iter().map(category).collect::<Result<_, _>>()?)
     }
@@ -244,7 +281,10 @@ impl ProductStore for PgStore {
 
     async fn get_products(&self, ids: &[Uuid]) -> Result<Vec<Product>, ServiceError> {
         let sql = format!("SELECT {PRODUCT_COLUMNS} FROM products WHERE id = ANY($1)");
-        let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(ids.to_vec()).fetch_all(&self.pool).await?;
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(ids.to_vec())
+            .fetch_all(&self.pool)
+            .await?;
         Ok(rows.iter().map(product).collect::<Result<_, _>>()?)
     }
 
@@ -256,7 +296,10 @@ impl ProductStore for PgStore {
     ) -> Result<Product, ServiceError> {
         let mut tx = self.pool.begin().await?;
         let sql = format!("SELECT {PRODUCT_COLUMNS} FROM products WHERE id = $1 FOR UPDATE");
-        let row = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(id).fetch_optional(&mut *tx).await?;
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?;
         let mut current = match row {
             Some(row) => product(&row)?,
             None => return Err(ServiceError::not_found("product", id)),
@@ -295,14 +338,21 @@ impl ProductStore for PgStore {
         after: Option<ListCursor>,
         limit: usize,
     ) -> Result<Vec<Product>, ServiceError> {
-        let mut q = QueryBuilder::<Postgres>::new(format!("SELECT {PRODUCT_COLUMNS} FROM products WHERE TRUE"));
+        let mut q = QueryBuilder::<Postgres>::new(format!(
+            "SELECT {PRODUCT_COLUMNS} FROM products WHERE TRUE"
+        ));
         push_filter(&mut q, filter, "");
         if let Some(after) = after {
             let time = DateTime::<Utc>::from_timestamp_micros(after.create_time_us)
                 .ok_or_else(|| ServiceError::invalid("page_token", "is not valid"))?;
-            q.push(" AND (create_time, id) < (").push_bind(time).push(", ").push_bind(after.id).push(")");
+            q.push(" AND (create_time, id) < (")
+                .push_bind(time)
+                .push(", ")
+                .push_bind(after.id)
+                .push(")");
         }
-        q.push(" ORDER BY create_time DESC, id DESC LIMIT ").push_bind(limit as i64);
+        q.push(" ORDER BY create_time DESC, id DESC LIMIT ")
+            .push_bind(limit as i64);
         let rows = q.build().fetch_all(&self.pool).await?;
         Ok(rows.iter().map(product).collect::<Result<_, _>>()?)
     }
@@ -317,9 +367,13 @@ impl ProductStore for PgStore {
         let mut q = QueryBuilder::<Postgres>::new(format!(
             "SELECT {PRODUCT_COLUMNS}, ts_rank(search, query) AS rank FROM products, plainto_tsquery('english', "
         ));
-        q.push_bind(words.join(" ")).push(") AS query WHERE search @@ query");
+        q.push_bind(words.join(" "))
+            .push(") AS query WHERE search @@ query");
         push_filter(&mut q, filter, "");
-        q.push(" ORDER BY rank DESC, id DESC LIMIT ").push_bind(limit as i64).push(" OFFSET ").push_bind(offset as i64);
+        q.push(" ORDER BY rank DESC, id DESC LIMIT ")
+            .push_bind(limit as i64)
+            .push(" OFFSET ")
+            .push_bind(offset as i64);
         let rows = q.build().fetch_all(&self.pool).await?;
         Ok(rows.iter().map(product).collect::<Result<_, _>>()?)
     }
@@ -356,7 +410,11 @@ impl ProductStore for PgStore {
         let Some(row) = row else {
             drop(tx);
             let exists = !self.stock_levels(&[a.product_id]).await?.is_empty();
-            return Err(if exists { super::below_reserved() } else { ServiceError::not_found("product", a.product_id) });
+            return Err(if exists {
+                super::below_reserved()
+            } else {
+                ServiceError::not_found("product", a.product_id)
+            });
         };
         let level = stock(&row)?;
         // A concurrent repeat of the same key waits here for the first to commit, then inserts
@@ -379,16 +437,19 @@ impl ProductStore for PgStore {
         if inserted == 0 {
             tx.rollback().await?;
             let key = a.idempotency_key.as_deref().unwrap_or_default();
-            return self
-                .stored_adjustment(key)
-                .await?
-                .ok_or_else(|| ServiceError::Aborted("concurrent adjustment with the same key".into()));
+            return self.stored_adjustment(key).await?.ok_or_else(|| {
+                ServiceError::Aborted("concurrent adjustment with the same key".into())
+            });
         }
         tx.commit().await?;
         Ok(level)
     }
 
-    async fn reserve_stock(&self, order_id: Uuid, lines: &[StockLine]) -> Result<Reservation, ServiceError> {
+    async fn reserve_stock(
+        &self,
+        order_id: Uuid,
+        lines: &[StockLine],
+    ) -> Result<Reservation, ServiceError> {
         let now = domain::now();
         let mut tx = self.pool.begin().await?;
         // Claim the order id first: a concurrent call for the same order blocks on this row
@@ -405,10 +466,9 @@ impl ProductStore for PgStore {
         .rows_affected();
         if claimed == 0 {
             tx.rollback().await?;
-            return self
-                .reservation(order_id)
-                .await?
-                .ok_or_else(|| ServiceError::Aborted("concurrent reservation for the same order".into()));
+            return self.reservation(order_id).await?.ok_or_else(|| {
+                ServiceError::Aborted("concurrent reservation for the same order".into())
+            });
         }
         let ids: Vec<Uuid> = lines.iter().map(|l| l.product_id).collect();
         // Row locks in product-id order, so concurrent reservations cannot deadlock.
@@ -422,7 +482,11 @@ impl ProductStore for PgStore {
         let locked = rows
             .iter()
             .map(|r| {
-                Ok(LockedStock { product_id: r.try_get("product_id")?, active: r.try_get("active")?, available: r.try_get("available")? })
+                Ok(LockedStock {
+                    product_id: r.try_get("product_id")?,
+                    active: r.try_get("active")?,
+                    available: r.try_get("available")?,
+                })
             })
             .collect::<Result<Vec<_>, sqlx::Error>>()?;
         let shortfalls = domain::shortfalls(lines, &locked);
@@ -441,14 +505,23 @@ impl ProductStore for PgStore {
         } else {
             ReservationStatus::Rejected
         };
-        sqlx::query("UPDATE stock_reservations SET status = $2, shortfalls = $3 WHERE order_id = $1")
-            .bind(order_id)
-            .bind(status.as_str())
-            .bind(Json(shortfalls.clone()))
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(
+            "UPDATE stock_reservations SET status = $2, shortfalls = $3 WHERE order_id = $1",
+        )
+        .bind(order_id)
+        .bind(status.as_str())
+        .bind(Json(shortfalls.clone()))
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await?;
-        Ok(Reservation { order_id, status, lines: lines.to_vec(), shortfalls, create_time: now, update_time: now })
+        Ok(Reservation {
+            order_id,
+            status,
+            lines: lines.to_vec(),
+            shortfalls,
+            create_time: now,
+            update_time: now,
+        })
     }
 
     async fn commit_stock(&self, order_id: Uuid) -> Result<Reservation, ServiceError> {
@@ -457,7 +530,12 @@ impl ProductStore for PgStore {
             .ok_or_else(|| ServiceError::not_found("reservation", order_id))
     }
 
-    async fn release_stock(&self, order_id: Uuid, reason: &str) -> Result<Option<Reservation>, ServiceError> {
-        self.finish_reservation(order_id, ReservationStatus::Released, Some(reason)).await
+    async fn release_stock(
+        &self,
+        order_id: Uuid,
+        reason: &str,
+    ) -> Result<Option<Reservation>, ServiceError> {
+        self.finish_reservation(order_id, ReservationStatus::Released, Some(reason))
+            .await
     }
 }

@@ -16,8 +16,8 @@ use uuid::Uuid;
 
 use super::{CategoryCursor, ProductStore};
 use crate::domain::{
-    self, Adjustment, Category, ListCursor, LockedStock, Product, ProductFilter, ProductPatch, Reservation,
-    ReservationStatus, StockLevel, StockLine,
+    self, Adjustment, Category, ListCursor, LockedStock, Product, ProductFilter, ProductPatch,
+    Reservation, ReservationStatus, StockLevel, StockLine,
 };
 
 #[derive(Clone, Debug)]
@@ -28,7 +28,10 @@ pub struct SqliteStore {
 
 impl SqliteStore {
     pub fn new(pool: SqlitePool) -> Self {
-        Self { pool, writer: Arc::default() }
+        Self {
+            pool,
+            writer: Arc::default(),
+        }
     }
 }
 
@@ -42,7 +45,8 @@ fn id(row: &SqliteRow, column: &str) -> Result<Uuid, ServiceError> {
 
 fn time(row: &SqliteRow, column: &str) -> Result<DateTime<Utc>, ServiceError> {
     let micros: i64 = row.try_get(column)?;
-    DateTime::from_timestamp_micros(micros).ok_or_else(|| ServiceError::internal(anyhow::anyhow!("bad time in {column}")))
+    DateTime::from_timestamp_micros(micros)
+        .ok_or_else(|| ServiceError::internal(anyhow::anyhow!("bad time in {column}")))
 }
 
 fn micros(t: DateTime<Utc>) -> i64 {
@@ -57,7 +61,10 @@ fn product(row: &SqliteRow) -> Result<Product, ServiceError> {
         name: row.try_get("name")?,
         description: row.try_get("description")?,
         category_id: id(row, "category_id")?,
-        price: Money { amount_minor: row.try_get("price_amount_minor")?, currency_code: row.try_get("price_currency")? },
+        price: Money {
+            amount_minor: row.try_get("price_amount_minor")?,
+            currency_code: row.try_get("price_currency")?,
+        },
         active: row.try_get("active")?,
         attributes: super::json::<BTreeMap<String, String>>(&attributes)?,
         create_time: time(row, "create_time")?,
@@ -71,7 +78,10 @@ fn category(row: &SqliteRow) -> Result<Category, ServiceError> {
     Ok(Category {
         id: id(row, "id")?,
         name: row.try_get("name")?,
-        parent_id: parent.map(|p| Uuid::parse_str(&p)).transpose().map_err(ServiceError::internal)?,
+        parent_id: parent
+            .map(|p| Uuid::parse_str(&p))
+            .transpose()
+            .map_err(ServiceError::internal)?,
         description: row.try_get("description")?,
         create_time: time(row, "create_time")?,
     })
@@ -93,8 +103,9 @@ fn reservation(row: &SqliteRow) -> Result<Reservation, ServiceError> {
     let shortfalls: String = row.try_get("shortfalls")?;
     Ok(Reservation {
         order_id: id(row, "order_id")?,
-        status: ReservationStatus::parse(&status)
-            .ok_or_else(|| ServiceError::internal(anyhow::anyhow!("unexpected reservation status {status}")))?,
+        status: ReservationStatus::parse(&status).ok_or_else(|| {
+            ServiceError::internal(anyhow::anyhow!("unexpected reservation status {status}"))
+        })?,
         lines: super::json(&lines)?,
         shortfalls: super::json(&shortfalls)?,
         create_time: time(row, "create_time")?,
@@ -108,26 +119,28 @@ fn to_json(value: &impl serde::Serialize) -> Result<String, ServiceError> {
 
 fn push_filter(q: &mut QueryBuilder<Sqlite>, filter: &ProductFilter) {
     if let Some(category_id) = filter.category_id {
-        q.push(" AND p.category_id = ").push_bind(category_id.to_string());
+        q.push(" AND p.category_id = ")
+            .push_bind(category_id.to_string());
     }
     if let Some(active) = filter.active {
         q.push(" AND p.active = ").push_bind(active);
     }
     if let Some(currency) = filter.currency() {
-        q.push(" AND p.price_currency = ").push_bind(currency.to_owned());
+        q.push(" AND p.price_currency = ")
+            .push_bind(currency.to_owned());
     }
     if let Some(min) = &filter.min_price {
-        q.push(" AND p.price_amount_minor >= ").push_bind(min.amount_minor);
+        q.push(" AND p.price_amount_minor >= ")
+            .push_bind(min.amount_minor);
     }
     if let Some(max) = &filter.max_price {
-        q.push(" AND p.price_amount_minor <= ").push_bind(max.amount_minor);
+        q.push(" AND p.price_amount_minor <= ")
+            .push_bind(max.amount_minor);
     }
 }
 
-const STOCK_SELECT: &str =
-    "SELECT s.product_id, p.sku, s.on_hand, s.reserved, s.update_time FROM stock_levels s JOIN products p ON p.id = s.product_id";
-const RESERVATION_SELECT: &str =
-    "SELECT order_id, status, lines, shortfalls, create_time, update_time FROM stock_reservations WHERE order_id = ?";
+const STOCK_SELECT: &str = "SELECT s.product_id, p.sku, s.on_hand, s.reserved, s.update_time FROM stock_levels s JOIN products p ON p.id = s.product_id";
+const RESERVATION_SELECT: &str = "SELECT order_id, status, lines, shortfalls, create_time, update_time FROM stock_reservations WHERE order_id = ?";
 
 impl SqliteStore {
     async fn stock_level<'c>(
@@ -136,7 +149,10 @@ impl SqliteStore {
         product_id: Uuid,
     ) -> Result<Option<StockLevel>, ServiceError> {
         let sql = format!("{STOCK_SELECT} WHERE s.product_id = ?");
-        let row = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(product_id.to_string()).fetch_optional(conn).await?;
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(product_id.to_string())
+            .fetch_optional(conn)
+            .await?;
         row.as_ref().map(stock).transpose()
     }
 
@@ -148,20 +164,32 @@ impl SqliteStore {
     ) -> Result<Option<Reservation>, ServiceError> {
         let _writer = self.writer.lock().await;
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let row = sqlx::query(RESERVATION_SELECT).bind(order_id.to_string()).fetch_optional(&mut *tx).await?;
+        let row = sqlx::query(RESERVATION_SELECT)
+            .bind(order_id.to_string())
+            .fetch_optional(&mut *tx)
+            .await?;
         let Some(row) = row else { return Ok(None) };
         let mut current = reservation(&row)?;
         match (current.status, to) {
             (ReservationStatus::Reserved, _) => {}
             (status, to) if status == to => return Ok(Some(current)),
-            (ReservationStatus::Rejected | ReservationStatus::Released, ReservationStatus::Released) => {
+            (
+                ReservationStatus::Rejected | ReservationStatus::Released,
+                ReservationStatus::Released,
+            ) => {
                 return Ok(Some(current));
             }
-            (status, ReservationStatus::Committed) => return Err(super::reservation_precondition(status, "committed")),
+            (status, ReservationStatus::Committed) => {
+                return Err(super::reservation_precondition(status, "committed"));
+            }
             (status, _) => return Err(super::reservation_precondition(status, "released")),
         }
         let now = domain::now();
-        let on_hand_factor: i64 = if to == ReservationStatus::Committed { 1 } else { 0 };
+        let on_hand_factor: i64 = if to == ReservationStatus::Committed {
+            1
+        } else {
+            0
+        };
         for line in &current.lines {
             sqlx::query(
                 "UPDATE stock_levels SET reserved = reserved - ?2, on_hand = on_hand - ?2 * ?3, update_time = ?4 WHERE product_id = ?1",
@@ -214,12 +242,18 @@ impl ProductStore for SqliteStore {
         after: Option<CategoryCursor>,
         limit: usize,
     ) -> Result<Vec<Category>, ServiceError> {
-        let mut q = QueryBuilder::<Sqlite>::new("SELECT id, name, parent_id, description, create_time FROM categories WHERE 1");
+        let mut q = QueryBuilder::<Sqlite>::new(
+            "SELECT id, name, parent_id, description, create_time FROM categories WHERE 1",
+        );
         if let Some(parent_id) = parent_id {
             q.push(" AND parent_id = ").push_bind(parent_id.to_string());
         }
         if let Some((name, id)) = after {
-            q.push(" AND (name, id) > (").push_bind(name).push(", ").push_bind(id.to_string()).push(")");
+            q.push(" AND (name, id) > (")
+                .push_bind(name)
+                .push(", ")
+                .push_bind(id.to_string())
+                .push(")");
         }
         q.push(" ORDER BY name, id LIMIT ").push_bind(limit as i64);
         let rows = q.build().fetch_all(&self.pool).await?;
@@ -258,7 +292,9 @@ impl ProductStore for SqliteStore {
     }
 
     async fn get_products(&self, ids: &[Uuid]) -> Result<Vec<Product>, ServiceError> {
-        let mut q = QueryBuilder::<Sqlite>::new(format!("SELECT {PRODUCT_COLUMNS} FROM products p WHERE p.id IN ("));
+        let mut q = QueryBuilder::<Sqlite>::new(format!(
+            "SELECT {PRODUCT_COLUMNS} FROM products p WHERE p.id IN ("
+        ));
         let mut list = q.separated(", ");
         for id in ids {
             list.push_bind(id.to_string());
@@ -277,7 +313,10 @@ impl ProductStore for SqliteStore {
         let _writer = self.writer.lock().await;
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let sql = format!("SELECT {PRODUCT_COLUMNS} FROM products p WHERE p.id = ?");
-        let row = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(id.to_string()).fetch_optional(&mut *tx).await?;
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(id.to_string())
+            .fetch_optional(&mut *tx)
+            .await?;
         let mut current = match row {
             Some(row) => product(&row)?,
             None => return Err(ServiceError::not_found("product", id)),
@@ -316,7 +355,9 @@ impl ProductStore for SqliteStore {
         after: Option<ListCursor>,
         limit: usize,
     ) -> Result<Vec<Product>, ServiceError> {
-        let mut q = QueryBuilder::<Sqlite>::new(format!("SELECT {PRODUCT_COLUMNS} FROM products p WHERE 1"));
+        let mut q = QueryBuilder::<Sqlite>::new(format!(
+            "SELECT {PRODUCT_COLUMNS} FROM products p WHERE 1"
+        ));
         push_filter(&mut q, filter);
         if let Some(after) = after {
             q.push(" AND (p.create_time, p.id) < (")
@@ -325,7 +366,8 @@ impl ProductStore for SqliteStore {
                 .push_bind(after.id.to_string())
                 .push(")");
         }
-        q.push(" ORDER BY p.create_time DESC, p.id DESC LIMIT ").push_bind(limit as i64);
+        q.push(" ORDER BY p.create_time DESC, p.id DESC LIMIT ")
+            .push_bind(limit as i64);
         let rows = q.build().fetch_all(&self.pool).await?;
         rows.iter().map(product).collect()
     }
@@ -338,13 +380,20 @@ impl ProductStore for SqliteStore {
         limit: usize,
     ) -> Result<Vec<Product>, ServiceError> {
         // Every word quoted: FTS5 query syntax in the input is never interpreted.
-        let expression = words.iter().map(|w| format!("\"{}\"", w.replace('"', ""))).collect::<Vec<_>>().join(" ");
+        let expression = words
+            .iter()
+            .map(|w| format!("\"{}\"", w.replace('"', "")))
+            .collect::<Vec<_>>()
+            .join(" ");
         let mut q = QueryBuilder::<Sqlite>::new(format!(
             "SELECT {PRODUCT_COLUMNS} FROM products_fts f JOIN products p ON p.seq = f.rowid WHERE products_fts MATCH "
         ));
         q.push_bind(expression);
         push_filter(&mut q, filter);
-        q.push(" ORDER BY f.rank, p.id DESC LIMIT ").push_bind(limit as i64).push(" OFFSET ").push_bind(offset as i64);
+        q.push(" ORDER BY f.rank, p.id DESC LIMIT ")
+            .push_bind(limit as i64)
+            .push(" OFFSET ")
+            .push_bind(offset as i64);
         let rows = q.build().fetch_all(&self.pool).await?;
         rows.iter().map(product).collect()
     }
@@ -386,7 +435,9 @@ impl ProductStore for SqliteStore {
         .await?
         .rows_affected();
         let level = self.stock_level(&mut *tx, a.product_id).await?;
-        let Some(level) = level else { return Err(ServiceError::not_found("product", a.product_id)) };
+        let Some(level) = level else {
+            return Err(ServiceError::not_found("product", a.product_id));
+        };
         if changed == 0 {
             return Err(super::below_reserved());
         }
@@ -408,10 +459,17 @@ impl ProductStore for SqliteStore {
         Ok(level)
     }
 
-    async fn reserve_stock(&self, order_id: Uuid, lines: &[StockLine]) -> Result<Reservation, ServiceError> {
+    async fn reserve_stock(
+        &self,
+        order_id: Uuid,
+        lines: &[StockLine],
+    ) -> Result<Reservation, ServiceError> {
         let _writer = self.writer.lock().await;
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let existing = sqlx::query(RESERVATION_SELECT).bind(order_id.to_string()).fetch_optional(&mut *tx).await?;
+        let existing = sqlx::query(RESERVATION_SELECT)
+            .bind(order_id.to_string())
+            .fetch_optional(&mut *tx)
+            .await?;
         if let Some(row) = existing {
             return reservation(&row);
         }
@@ -427,7 +485,13 @@ impl ProductStore for SqliteStore {
         let rows = q.build().fetch_all(&mut *tx).await?;
         let locked = rows
             .iter()
-            .map(|r| Ok(LockedStock { product_id: id(r, "product_id")?, active: r.try_get("active")?, available: r.try_get("available")? }))
+            .map(|r| {
+                Ok(LockedStock {
+                    product_id: id(r, "product_id")?,
+                    active: r.try_get("active")?,
+                    available: r.try_get("available")?,
+                })
+            })
             .collect::<Result<Vec<_>, ServiceError>>()?;
         let shortfalls = domain::shortfalls(lines, &locked);
         let now = domain::now();
@@ -456,7 +520,14 @@ impl ProductStore for SqliteStore {
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
-        Ok(Reservation { order_id, status, lines: lines.to_vec(), shortfalls, create_time: now, update_time: now })
+        Ok(Reservation {
+            order_id,
+            status,
+            lines: lines.to_vec(),
+            shortfalls,
+            create_time: now,
+            update_time: now,
+        })
     }
 
     async fn commit_stock(&self, order_id: Uuid) -> Result<Reservation, ServiceError> {
@@ -465,7 +536,12 @@ impl ProductStore for SqliteStore {
             .ok_or_else(|| ServiceError::not_found("reservation", order_id))
     }
 
-    async fn release_stock(&self, order_id: Uuid, reason: &str) -> Result<Option<Reservation>, ServiceError> {
-        self.finish_reservation(order_id, ReservationStatus::Released, Some(reason)).await
+    async fn release_stock(
+        &self,
+        order_id: Uuid,
+        reason: &str,
+    ) -> Result<Option<Reservation>, ServiceError> {
+        self.finish_reservation(order_id, ReservationStatus::Released, Some(reason))
+            .await
     }
 }
