@@ -40,10 +40,13 @@ pub struct CacheStatsSnapshot {
     pub errors: u64,
 }
 
+/// Values with their expiry instants.
+type MemoryMap = Arc<Mutex<HashMap<String, (Vec<u8>, Instant)>>>;
+
 #[derive(Clone)]
 enum Backend {
     Redis(Client),
-    InMemory(Arc<Mutex<HashMap<String, (Vec<u8>, Instant)>>>),
+    InMemory(MemoryMap),
 }
 
 /// A prefixed byte cache over Redis or memory. Cheap to clone; clones share the connection and

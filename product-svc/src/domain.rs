@@ -562,10 +562,10 @@ pub fn id_list(ids: &[String], field: &str) -> Result<Vec<Uuid>, ServiceError> {
     v.check((1..=100).contains(&ids.len()), field, "must have 1-100 ids");
     let mut out: Vec<Uuid> = Vec::new();
     for (i, id) in ids.iter().enumerate() {
-        if let Some(id) = validate::uuid(&mut v, &format!("{field}[{i}]"), id) {
-            if !out.contains(&id) {
-                out.push(id);
-            }
+        if let Some(id) = validate::uuid(&mut v, &format!("{field}[{i}]"), id)
+            && !out.contains(&id)
+        {
+            out.push(id);
         }
     }
     v.into_result()?;

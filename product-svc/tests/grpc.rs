@@ -191,7 +191,7 @@ async fn crud(h: Harness) {
         .await
         .unwrap()
         .into_inner();
-    assert_eq!(batch.products, [updated.clone()]);
+    assert_eq!(batch.products, std::slice::from_ref(&updated));
     assert_eq!(batch.missing_ids.len(), 1);
 
     let list = h

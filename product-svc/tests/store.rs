@@ -113,7 +113,7 @@ async fn behaviour(store: Arc<dyn ProductStore>) {
     store.create_product(&kettle).await.unwrap();
     assert_eq!(
         store.get_products(&[kettle.id]).await.unwrap(),
-        [kettle.clone()]
+        std::slice::from_ref(&kettle)
     );
     let taken = store
         .create_product(&product("KETTLE-1", "", kitchen.id, 1))

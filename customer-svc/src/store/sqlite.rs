@@ -107,10 +107,10 @@ impl CustomerStore for SqliteStore {
         c: &Customer,
         idempotency_key: Option<&str>,
     ) -> Result<Customer, ServiceError> {
-        if let Some(key) = idempotency_key {
-            if let Some(existing) = self.by_idempotency_key(key).await? {
-                return Ok(existing);
-            }
+        if let Some(key) = idempotency_key
+            && let Some(existing) = self.by_idempotency_key(key).await?
+        {
+            return Ok(existing);
         }
         let result = sqlx::query(
             "INSERT INTO customers (id, display_name, sort_name, email, email_normalized, phone, addresses, status, \

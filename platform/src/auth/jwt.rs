@@ -226,10 +226,10 @@ impl JwtValidator {
                     _ => return None,
                 };
                 // A key that declares another algorithm is not used for this one.
-                if let Some(declared) = jwk.common.key_algorithm {
-                    if format!("{declared:?}") != format!("{alg:?}") {
-                        return None;
-                    }
+                if let Some(declared) = jwk.common.key_algorithm
+                    && format!("{declared:?}") != format!("{alg:?}")
+                {
+                    return None;
                 }
                 let key = DecodingKey::from_jwk(jwk).ok()?;
                 Some((kid, (alg, Arc::new(key))))

@@ -103,11 +103,11 @@ impl GrpcServer {
         let names = service_names.clone();
         let ready_shutdown = shutdown.clone();
         tokio::spawn(async move {
-            if let Some(check) = readiness {
-                if let Err(error) = check().await {
-                    tracing::error!(service, error = format!("{error:#}"), "readiness check failed; staying NOT_SERVING");
-                    return;
-                }
+            if let Some(check) = readiness
+                && let Err(error) = check().await
+            {
+                tracing::error!(service, error = format!("{error:#}"), "readiness check failed; staying NOT_SERVING");
+                return;
             }
             if ready_shutdown.is_triggered() {
                 return;

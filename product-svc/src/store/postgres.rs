@@ -390,10 +390,10 @@ impl ProductStore for PgStore {
     }
 
     async fn adjust_stock(&self, a: &Adjustment) -> Result<StockLevel, ServiceError> {
-        if let Some(key) = &a.idempotency_key {
-            if let Some(level) = self.stored_adjustment(key).await? {
-                return Ok(level);
-            }
+        if let Some(key) = &a.idempotency_key
+            && let Some(level) = self.stored_adjustment(key).await?
+        {
+            return Ok(level);
         }
         let now = domain::now();
         let mut tx = self.pool.begin().await?;
