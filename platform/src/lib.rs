@@ -10,9 +10,9 @@ pub mod grpc;
 pub mod pagination;
 pub mod shutdown;
 pub mod telemetry;
-pub mod validate;
 #[cfg(feature = "testing")]
 pub mod testing;
+pub mod validate;
 
 pub use cache::{Cache, CacheStatsSnapshot};
 pub use config::{ConfigError, Env, ServiceConfig};

@@ -86,7 +86,8 @@ pub struct TestAuth {
 impl TestAuth {
     pub async fn start() -> anyhow::Result<Self> {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let issuer = crate::auth::DevIssuer::generate(format!("http://{}", listener.local_addr()?))?;
+        let issuer =
+            crate::auth::DevIssuer::generate(format!("http://{}", listener.local_addr()?))?;
         let router = issuer.router();
         let server = tokio::spawn(async move {
             let _ = axum::serve(listener, router).await;
@@ -102,7 +103,12 @@ impl TestAuth {
         self.issuer.issuer(kind)
     }
 
-    fn mint(&self, kind: crate::auth::IssuerKind, subject: &str, roles: &[crate::auth::Role]) -> String {
+    fn mint(
+        &self,
+        kind: crate::auth::IssuerKind,
+        subject: &str,
+        roles: &[crate::auth::Role],
+    ) -> String {
         self.issuer
             .mint(&crate::auth::DevTokenRequest {
                 kind,
@@ -142,7 +148,8 @@ pub fn service_config(
     database_url: &str,
     auth: crate::auth::AuthConfig,
 ) -> anyhow::Result<crate::ServiceConfig> {
-    let env = crate::Env::from_pairs([("DATABASE_URL", database_url), ("GRPC_ADDR", "127.0.0.1:0")]);
+    let env =
+        crate::Env::from_pairs([("DATABASE_URL", database_url), ("GRPC_ADDR", "127.0.0.1:0")]);
     let mut config = crate::ServiceConfig::from_env(&env, service, 0)?;
     config.auth = auth;
     Ok(config)
@@ -180,7 +187,8 @@ impl RunningService {
         let addr = listener.local_addr()?;
         let shutdown = crate::Shutdown::new();
         let mut handle = tokio::spawn(run(config, listener, shutdown.clone()));
-        let channel = tonic::transport::Channel::from_shared(format!("http://{addr}"))?.connect_lazy();
+        let channel =
+            tonic::transport::Channel::from_shared(format!("http://{addr}"))?.connect_lazy();
         let mut health = HealthClient::new(channel.clone());
         let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
         loop {
@@ -188,14 +196,25 @@ impl RunningService {
                 let result = (&mut handle).await?;
                 anyhow::bail!("service exited before it was ready: {result:?}");
             }
-            let status = health.check(HealthCheckRequest { service: String::new() }).await;
+            let status = health
+                .check(HealthCheckRequest {
+                    service: String::new(),
+                })
+                .await;
             if status.is_ok_and(|r| r.into_inner().status == ServingStatus::Serving as i32) {
                 break;
             }
-            anyhow::ensure!(tokio::time::Instant::now() < deadline, "service not ready after 30 s");
+            anyhow::ensure!(
+                tokio::time::Instant::now() < deadline,
+                "service not ready after 30 s"
+            );
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         }
-        Ok(Self { addr, shutdown, channel })
+        Ok(Self {
+            addr,
+            shutdown,
+            channel,
+        })
     }
 
     /// A channel to the service, for generated clients.
@@ -213,9 +232,12 @@ impl Drop for RunningService {
 /// `message` with `authorization: Bearer <token>` metadata.
 pub fn with_token<T>(message: T, token: &str) -> tonic::Request<T> {
     let mut request = tonic::Request::new(message);
-    request
-        .metadata_mut()
-        .insert("authorization", format!("Bearer {token}").parse().expect("token is valid metadata"));
+    request.metadata_mut().insert(
+        "authorization",
+        format!("Bearer {token}")
+            .parse()
+            .expect("token is valid metadata"),
+    );
     request
 }
 
