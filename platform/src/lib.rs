@@ -2,16 +2,20 @@
 //! a service. Each concern lives in one module so the six services do not copy it.
 
 pub mod auth;
+pub mod cache;
 pub mod client;
 pub mod config;
 pub mod db;
 pub mod error;
 pub mod grpc;
+pub mod pagination;
 pub mod shutdown;
 pub mod telemetry;
 #[cfg(feature = "testing")]
 pub mod testing;
+pub mod validate;
 
+pub use cache::{Cache, CacheStatsSnapshot};
 pub use config::{ConfigError, Env, ServiceConfig};
 pub use error::{FieldViolation, ServiceError, Violations};
 pub use shutdown::Shutdown;

@@ -85,3 +85,165 @@ impl Drop for TestDatabase {
         .join();
     }
 }
+
+/// The audience of every token minted by [`TestAuth`].
+pub const TEST_AUDIENCE: &str = "ordermesh";
+
+/// A development issuer whose JWKS is served on a local port for the duration of a test, and
+/// the tokens it mints. Tokens of the three populations are accepted by a service whose
+/// `config.auth` is [`TestAuth::auth_config`].
+pub struct TestAuth {
+    issuer: crate::auth::DevIssuer,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl TestAuth {
+    pub async fn start() -> anyhow::Result<Self> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let issuer = crate::auth::DevIssuer::generate(format!("http://{}", listener.local_addr()?))?;
+        let router = issuer.router();
+        let server = tokio::spawn(async move {
+            let _ = axum::serve(listener, router).await;
+        });
+        Ok(Self { issuer, server })
+    }
+
+    pub fn auth_config(&self) -> crate::auth::AuthConfig {
+        self.issuer.auth_config(TEST_AUDIENCE)
+    }
+
+    pub fn issuer(&self, kind: crate::auth::IssuerKind) -> String {
+        self.issuer.issuer(kind)
+    }
+
+    fn mint(&self, kind: crate::auth::IssuerKind, subject: &str, roles: &[crate::auth::Role]) -> String {
+        self.issuer
+            .mint(&crate::auth::DevTokenRequest {
+                kind,
+                subject: subject.to_owned(),
+                roles: roles.to_vec(),
+                audience: TEST_AUDIENCE.to_owned(),
+                ttl: std::time::Duration::from_secs(600),
+            })
+            .expect("mint a test token")
+    }
+
+    /// An employee token with `roles`.
+    pub fn employee(&self, subject: &str, roles: &[crate::auth::Role]) -> String {
+        self.mint(crate::auth::IssuerKind::Employee, subject, roles)
+    }
+
+    /// A client (external user) token for `subject`; its issuer is `issuer(IssuerKind::Client)`.
+    pub fn client(&self, subject: &str) -> String {
+        self.mint(crate::auth::IssuerKind::Client, subject, &[])
+    }
+
+    /// A workload token of another service.
+    pub fn service(&self, name: &str) -> String {
+        self.mint(crate::auth::IssuerKind::Service, name, &[])
+    }
+}
+
+impl Drop for TestAuth {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
+/// A service configuration for tests: port 0, the given database, the test issuers, no Redis.
+pub fn service_config(
+    service: &'static str,
+    database_url: &str,
+    auth: crate::auth::AuthConfig,
+) -> anyhow::Result<crate::ServiceConfig> {
+    let env = crate::Env::from_pairs([("DATABASE_URL", database_url), ("GRPC_ADDR", "127.0.0.1:0")]);
+    let mut config = crate::ServiceConfig::from_env(&env, service, 0)?;
+    config.auth = auth;
+    Ok(config)
+}
+
+/// The Redis of the test environment (`TEST_REDIS_URL`, default `redis://127.0.0.1:6379`).
+pub fn redis_url() -> String {
+    std::env::var("TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
+}
+
+/// A key prefix no other test uses.
+pub fn unique_prefix(name: &str) -> String {
+    format!("test:{name}:{}:", uuid::Uuid::now_v7().simple())
+}
+
+/// A service started in-process on `127.0.0.1:0`; stopped when dropped.
+pub struct RunningService {
+    pub addr: std::net::SocketAddr,
+    shutdown: crate::Shutdown,
+    channel: tonic::transport::Channel,
+}
+
+impl RunningService {
+    /// Starts `run` (a service's `run` function or a closure around it) and waits until its
+    /// health service reports SERVING, failing if the service exits first.
+    pub async fn start<F, Fut>(config: crate::ServiceConfig, run: F) -> anyhow::Result<Self>
+    where
+        F: FnOnce(crate::ServiceConfig, tokio::net::TcpListener, crate::Shutdown) -> Fut,
+        Fut: std::future::Future<Output = anyhow::Result<()>> + Send + 'static,
+    {
+        use tonic_health::pb::health_client::HealthClient;
+        use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus};
+
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let shutdown = crate::Shutdown::new();
+        let mut handle = tokio::spawn(run(config, listener, shutdown.clone()));
+        let channel = tonic::transport::Channel::from_shared(format!("http://{addr}"))?.connect_lazy();
+        let mut health = HealthClient::new(channel.clone());
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            if handle.is_finished() {
+                let result = (&mut handle).await?;
+                anyhow::bail!("service exited before it was ready: {result:?}");
+            }
+            let status = health.check(HealthCheckRequest { service: String::new() }).await;
+            if status.is_ok_and(|r| r.into_inner().status == ServingStatus::Serving as i32) {
+                break;
+            }
+            anyhow::ensure!(tokio::time::Instant::now() < deadline, "service not ready after 30 s");
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        Ok(Self {
+            addr,
+            shutdown,
+            channel,
+        })
+    }
+
+    /// A channel to the service, for generated clients.
+    pub fn channel(&self) -> tonic::transport::Channel {
+        self.channel.clone()
+    }
+}
+
+impl Drop for RunningService {
+    fn drop(&mut self) {
+        self.shutdown.trigger();
+    }
+}
+
+/// `message` with `authorization: Bearer <token>` metadata.
+pub fn with_token<T>(message: T, token: &str) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    request.metadata_mut().insert(
+        "authorization",
+        format!("Bearer {token}").parse().expect("token is valid metadata"),
+    );
+    request
+}
+
+/// The field paths of the BadRequest violations of `status` (empty when it has none).
+pub fn violated_fields(status: &tonic::Status) -> Vec<String> {
+    use tonic_types::StatusExt;
+    status
+        .get_error_details()
+        .bad_request()
+        .map(|b| b.field_violations.iter().map(|v| v.field.clone()).collect())
+        .unwrap_or_default()
+}

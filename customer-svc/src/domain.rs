@@ -1,0 +1,736 @@
+//! Customer types and input rules. No I/O. Everything here may hold personal data: nothing in
+//! this module logs, and `Debug` output of these types must never reach a log either.
+
+use chrono::{DateTime, Utc};
+use ordermesh_platform::{ServiceError, Violations, validate};
+use ordermesh_proto::{common, customer as pb};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// The current time, truncated to microseconds (exact on both databases).
+pub fn now() -> DateTime<Utc> {
+    let now = Utc::now();
+    DateTime::from_timestamp_micros(now.timestamp_micros()).unwrap_or(now)
+}
+
+pub fn timestamp(t: DateTime<Utc>) -> prost_types::Timestamp {
+    prost_types::Timestamp {
+        seconds: t.timestamp(),
+        nanos: t.timestamp_subsec_nanos() as i32,
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum CustomerStatus {
+    Active,
+    Suspended,
+    Erased,
+}
+
+impl CustomerStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Active => "ACTIVE",
+            Self::Suspended => "SUSPENDED",
+            Self::Erased => "ERASED",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "ACTIVE" => Self::Active,
+            "SUSPENDED" => Self::Suspended,
+            "ERASED" => Self::Erased,
+            _ => return None,
+        })
+    }
+
+    pub fn to_proto(self) -> pb::CustomerStatus {
+        match self {
+            Self::Active => pb::CustomerStatus::Active,
+            Self::Suspended => pb::CustomerStatus::Suspended,
+            Self::Erased => pb::CustomerStatus::Erased,
+        }
+    }
+
+    pub fn from_proto(value: i32) -> Option<Self> {
+        match pb::CustomerStatus::try_from(value).ok()? {
+            pb::CustomerStatus::Active => Some(Self::Active),
+            pb::CustomerStatus::Suspended => Some(Self::Suspended),
+            pb::CustomerStatus::Erased => Some(Self::Erased),
+            pb::CustomerStatus::Unspecified => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Address {
+    pub label: String,
+    pub recipient_name: String,
+    pub line1: String,
+    pub line2: String,
+    pub city: String,
+    pub region: String,
+    pub postal_code: String,
+    pub country_code: String,
+}
+
+impl Address {
+    fn from_proto(a: &common::Address) -> Self {
+        Self {
+            label: a.label.clone(),
+            recipient_name: a.recipient_name.clone(),
+            line1: a.line1.clone(),
+            line2: a.line2.clone(),
+            city: a.city.clone(),
+            region: a.region.clone(),
+            postal_code: a.postal_code.clone(),
+            country_code: a.country_code.clone(),
+        }
+    }
+
+    fn to_proto(&self) -> common::Address {
+        common::Address {
+            label: self.label.clone(),
+            recipient_name: self.recipient_name.clone(),
+            line1: self.line1.clone(),
+            line2: self.line2.clone(),
+            city: self.city.clone(),
+            region: self.region.clone(),
+            postal_code: self.postal_code.clone(),
+            country_code: self.country_code.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Preferences {
+    pub language_code: String,
+    pub currency_code: String,
+    pub time_zone: String,
+    /// `ContactChannel` value.
+    pub preferred_contact_channel: i32,
+}
+
+impl Preferences {
+    pub fn to_proto(&self) -> pb::CustomerPreferences {
+        pb::CustomerPreferences {
+            language_code: self.language_code.clone(),
+            currency_code: self.currency_code.clone(),
+            time_zone: self.time_zone.clone(),
+            preferred_contact_channel: self.preferred_contact_channel,
+        }
+    }
+}
+
+/// The link to an identity-provider subject (issuer + subject), unique across customers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    pub issuer: String,
+    pub subject: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Customer {
+    pub id: Uuid,
+    pub display_name: String,
+    pub email: String,
+    pub phone: String,
+    pub addresses: Vec<Address>,
+    pub status: CustomerStatus,
+    pub identity: Option<Identity>,
+    pub preferences: Preferences,
+    pub create_time: DateTime<Utc>,
+    pub update_time: DateTime<Utc>,
+    pub erase_time: Option<DateTime<Utc>>,
+    pub version: i64,
+}
+
+impl Customer {
+    pub fn to_proto(&self) -> pb::Customer {
+        pb::Customer {
+            id: self.id.to_string(),
+            display_name: self.display_name.clone(),
+            email: self.email.clone(),
+            phone: self.phone.clone(),
+            addresses: self.addresses.iter().map(Address::to_proto).collect(),
+            status: self.status.to_proto() as i32,
+            identity: self.identity.as_ref().map(|i| pb::IdentityLink {
+                issuer: i.issuer.clone(),
+                subject: i.subject.clone(),
+            }),
+            preferences: Some(self.preferences.to_proto()),
+            create_time: Some(timestamp(self.create_time)),
+            update_time: Some(timestamp(self.update_time)),
+            erase_time: self.erase_time.map(timestamp),
+            version: self.version,
+        }
+    }
+
+    /// The key `ListCustomers` sorts by: the display name, case-folded, then the id.
+    pub fn sort_key(&self) -> (String, Uuid) {
+        (sort_name(&self.display_name), self.id)
+    }
+
+    pub fn is_linked_to(&self, issuer: &str, subject: &str) -> bool {
+        self.identity
+            .as_ref()
+            .is_some_and(|i| i.issuer == issuer && i.subject == subject)
+    }
+}
+
+/// Case-folded display name, stored for ordering and search.
+pub fn sort_name(display_name: &str) -> String {
+    display_name.to_lowercase()
+}
+
+/// The form in which e-mail addresses are compared for uniqueness and search.
+pub fn normalize_email(email: &str) -> String {
+    email.trim().to_lowercase()
+}
+
+/// RFC 5322 addr-spec in its common dot-atom form, max 254 characters.
+pub fn is_valid_email(email: &str) -> bool {
+    if email.len() > 254 {
+        return false;
+    }
+    let Some((local, domain)) = email.rsplit_once('@') else {
+        return false;
+    };
+    let atext = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+/=?^_`{|}~-".contains(c);
+    let local_ok =
+        (1..=64).contains(&local.len()) && local.split('.').all(|part| !part.is_empty() && part.chars().all(atext));
+    let labels: Vec<&str> = domain.split('.').collect();
+    let domain_ok = labels.len() >= 2
+        && labels.iter().all(|l| {
+            (1..=63).contains(&l.len())
+                && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+        })
+        && labels
+            .last()
+            .is_some_and(|tld| tld.len() >= 2 && tld.chars().all(|c| c.is_ascii_alphabetic()));
+    local_ok && domain_ok
+}
+
+/// E.164: '+', then 2-15 digits, the first not zero.
+pub fn is_valid_phone(phone: &str) -> bool {
+    let Some(digits) = phone.strip_prefix('+') else {
+        return false;
+    };
+    (2..=15).contains(&digits.len()) && digits.chars().all(|c| c.is_ascii_digit()) && !digits.starts_with('0')
+}
+
+fn check_name(v: &mut Violations, field: &str, name: &str) {
+    validate::length(v, field, name.trim(), 1, 200);
+}
+
+fn check_email(v: &mut Violations, field: &str, email: &str) {
+    if email.trim().is_empty() {
+        v.add(field, "is required");
+    } else if !is_valid_email(email.trim()) {
+        v.add(field, "must be a valid e-mail address (at most 254 characters)");
+    }
+}
+
+fn check_phone(v: &mut Violations, field: &str, phone: &str) {
+    if !phone.is_empty() && !is_valid_phone(phone) {
+        v.add(field, "must be an E.164 phone number such as +4915112345678");
+    }
+}
+
+fn check_addresses(v: &mut Violations, field: &str, addresses: &[common::Address]) -> Vec<Address> {
+    if addresses.len() > 10 {
+        v.add(field, "must have at most 10 addresses");
+    }
+    for (i, a) in addresses.iter().enumerate() {
+        let f = |name: &str| format!("{field}[{i}].{name}");
+        validate::length(v, &f("label"), &a.label, 0, 64);
+        validate::length(v, &f("recipient_name"), &a.recipient_name, 0, 200);
+        validate::length(v, &f("line1"), a.line1.trim(), 1, 200);
+        validate::length(v, &f("line2"), &a.line2, 0, 200);
+        validate::length(v, &f("city"), a.city.trim(), 1, 100);
+        validate::length(v, &f("region"), &a.region, 0, 100);
+        validate::length(v, &f("postal_code"), &a.postal_code, 0, 20);
+        let country_ok = a.country_code.len() == 2 && a.country_code.bytes().all(|b| b.is_ascii_uppercase());
+        v.check(
+            country_ok,
+            f("country_code"),
+            "must be an ISO 3166-1 alpha-2 code such as DE",
+        );
+    }
+    addresses.iter().map(Address::from_proto).collect()
+}
+
+fn check_language(v: &mut Violations, field: &str, code: &str) {
+    let mut parts = code.split('-');
+    let primary_ok = parts
+        .next()
+        .is_some_and(|p| (2..=3).contains(&p.len()) && p.chars().all(|c| c.is_ascii_alphabetic()));
+    let ok = code.is_empty()
+        || (code.len() <= 35
+            && primary_ok
+            && parts.all(|p| (1..=8).contains(&p.len()) && p.chars().all(|c| c.is_ascii_alphanumeric())));
+    v.check(ok, field, "must be a BCP-47 language tag such as en or de-AT");
+}
+
+fn check_time_zone(v: &mut Violations, field: &str, zone: &str) {
+    let segment = |s: &str| !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "_+-".contains(c));
+    let ok =
+        zone.is_empty() || zone == "UTC" || (zone.len() <= 64 && zone.contains('/') && zone.split('/').all(segment));
+    v.check(ok, field, "must be an IANA time zone such as Europe/Berlin");
+}
+
+/// Which preference fields an update touches.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PreferencesPatch {
+    pub language_code: Option<String>,
+    pub currency_code: Option<String>,
+    pub time_zone: Option<String>,
+    pub preferred_contact_channel: Option<i32>,
+}
+
+impl PreferencesPatch {
+    pub fn is_empty(&self) -> bool {
+        *self == Self::default()
+    }
+
+    pub fn apply(&self, p: &mut Preferences) {
+        if let Some(v) = &self.language_code {
+            p.language_code = v.clone();
+        }
+        if let Some(v) = &self.currency_code {
+            p.currency_code = v.clone();
+        }
+        if let Some(v) = &self.time_zone {
+            p.time_zone = v.clone();
+        }
+        if let Some(v) = self.preferred_contact_channel {
+            p.preferred_contact_channel = v;
+        }
+    }
+}
+
+const PREFERENCE_FIELDS: [&str; 4] = [
+    "language_code",
+    "currency_code",
+    "time_zone",
+    "preferred_contact_channel",
+];
+
+/// Validates the preference field `name` of `input` and records it in `patch`.
+fn patch_preference(
+    v: &mut Violations,
+    prefix: &str,
+    name: &str,
+    input: &pb::CustomerPreferences,
+    patch: &mut PreferencesPatch,
+) {
+    let field = format!("{prefix}{name}");
+    match name {
+        "language_code" => {
+            check_language(v, &field, &input.language_code);
+            patch.language_code = Some(input.language_code.clone());
+        }
+        "currency_code" => {
+            let ok = input.currency_code.is_empty() || validate::is_currency_code(&input.currency_code);
+            v.check(ok, &field, "must be an ISO-4217 code of three upper-case letters");
+            patch.currency_code = Some(input.currency_code.clone());
+        }
+        "time_zone" => {
+            check_time_zone(v, &field, &input.time_zone);
+            patch.time_zone = Some(input.time_zone.clone());
+        }
+        "preferred_contact_channel" => {
+            let ok = pb::ContactChannel::try_from(input.preferred_contact_channel).is_ok();
+            v.check(ok, &field, "is not a known contact channel");
+            patch.preferred_contact_channel = Some(input.preferred_contact_channel);
+        }
+        _ => {}
+    }
+}
+
+fn preferences(v: &mut Violations, prefix: &str, input: Option<&pb::CustomerPreferences>) -> Preferences {
+    let mut patch = PreferencesPatch::default();
+    let input = input.cloned().unwrap_or_default();
+    for name in PREFERENCE_FIELDS {
+        patch_preference(v, prefix, name, &input, &mut patch);
+    }
+    let mut out = Preferences::default();
+    patch.apply(&mut out);
+    out
+}
+
+/// Validates a `CreateCustomerRequest` (the identity link is decided by the caller's rights).
+pub fn new_customer(req: &pb::CreateCustomerRequest, identity: Option<Identity>) -> Result<Customer, ServiceError> {
+    let mut v = Violations::new();
+    check_name(&mut v, "display_name", &req.display_name);
+    check_email(&mut v, "email", &req.email);
+    check_phone(&mut v, "phone", &req.phone);
+    let addresses = check_addresses(&mut v, "addresses", &req.addresses);
+    let preferences = preferences(&mut v, "preferences.", req.preferences.as_ref());
+    if let Some(identity) = &identity {
+        validate::length(&mut v, "identity.issuer", &identity.issuer, 1, 512);
+        validate::length(&mut v, "identity.subject", &identity.subject, 1, 256);
+    }
+    validate::length(&mut v, "idempotency_key", &req.idempotency_key, 0, 128);
+    v.into_result()?;
+    let now = now();
+    Ok(Customer {
+        id: Uuid::now_v7(),
+        display_name: req.display_name.trim().to_owned(),
+        email: req.email.trim().to_owned(),
+        phone: req.phone.clone(),
+        addresses,
+        status: CustomerStatus::Active,
+        identity,
+        preferences,
+        create_time: now,
+        update_time: now,
+        erase_time: None,
+        version: 1,
+    })
+}
+
+/// What `UpdateCustomer` changes (only masked fields are `Some`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CustomerPatch {
+    pub display_name: Option<String>,
+    pub email: Option<String>,
+    pub phone: Option<String>,
+    pub addresses: Option<Vec<Address>>,
+    pub preferences: PreferencesPatch,
+    pub status: Option<CustomerStatus>,
+}
+
+impl CustomerPatch {
+    /// Applies the patch; FAILED_PRECONDITION for an erased customer.
+    pub fn apply(&self, c: &mut Customer) -> Result<(), ServiceError> {
+        if c.status == CustomerStatus::Erased {
+            return Err(ServiceError::precondition(
+                "CUSTOMER_ERASED",
+                "the customer has been erased",
+            ));
+        }
+        if let Some(v) = &self.display_name {
+            c.display_name = v.clone();
+        }
+        if let Some(v) = &self.email {
+            c.email = v.clone();
+        }
+        if let Some(v) = &self.phone {
+            c.phone = v.clone();
+        }
+        if let Some(v) = &self.addresses {
+            c.addresses = v.clone();
+        }
+        self.preferences.apply(&mut c.preferences);
+        if let Some(v) = self.status {
+            c.status = v;
+        }
+        c.version += 1;
+        c.update_time = now().max(c.update_time);
+        Ok(())
+    }
+}
+
+/// Validates an `UpdateCustomerRequest` into the customer id and the patch.
+pub fn customer_patch(
+    input: Option<&pb::Customer>,
+    mask: Option<&prost_types::FieldMask>,
+) -> Result<(Uuid, CustomerPatch), ServiceError> {
+    let Some(c) = input else {
+        return Err(ServiceError::invalid("customer", "is required"));
+    };
+    let mut v = Violations::new();
+    let id = validate::uuid(&mut v, "customer.id", &c.id);
+    let paths = validate::update_mask(
+        &mut v,
+        mask,
+        &[
+            "display_name",
+            "email",
+            "phone",
+            "addresses",
+            "preferences",
+            "preferences.*",
+            "status",
+        ],
+    );
+    let mut patch = CustomerPatch::default();
+    let prefs = c.preferences.clone().unwrap_or_default();
+    for path in paths {
+        match path {
+            "display_name" => {
+                check_name(&mut v, "customer.display_name", &c.display_name);
+                patch.display_name = Some(c.display_name.trim().to_owned());
+            }
+            "email" => {
+                check_email(&mut v, "customer.email", &c.email);
+                patch.email = Some(c.email.trim().to_owned());
+            }
+            "phone" => {
+                check_phone(&mut v, "customer.phone", &c.phone);
+                patch.phone = Some(c.phone.clone());
+            }
+            "addresses" => patch.addresses = Some(check_addresses(&mut v, "customer.addresses", &c.addresses)),
+            "preferences" => {
+                for name in PREFERENCE_FIELDS {
+                    patch_preference(&mut v, "customer.preferences.", name, &prefs, &mut patch.preferences);
+                }
+            }
+            "status" => match CustomerStatus::from_proto(c.status) {
+                Some(s @ (CustomerStatus::Active | CustomerStatus::Suspended)) => patch.status = Some(s),
+                _ => {
+                    v.add("customer.status", "must be ACTIVE or SUSPENDED");
+                }
+            },
+            other => {
+                // Paths outside the allowed list were already reported by `update_mask`.
+                if let Some(name) = other.strip_prefix("preferences.") {
+                    if PREFERENCE_FIELDS.contains(&name) {
+                        patch_preference(&mut v, "customer.preferences.", name, &prefs, &mut patch.preferences);
+                    } else {
+                        v.add("update_mask", format!("path {other:?} is not a preference field"));
+                    }
+                }
+            }
+        }
+    }
+    v.into_result()?;
+    Ok((id.expect("validated"), patch))
+}
+
+/// Validates an `UpdatePreferencesRequest`'s mask and values.
+pub fn preferences_patch(
+    input: Option<&pb::CustomerPreferences>,
+    mask: Option<&prost_types::FieldMask>,
+) -> Result<PreferencesPatch, ServiceError> {
+    let mut v = Violations::new();
+    let paths = validate::update_mask(&mut v, mask, &PREFERENCE_FIELDS);
+    let input = input.cloned().unwrap_or_default();
+    let mut patch = PreferencesPatch::default();
+    for path in paths {
+        patch_preference(&mut v, "preferences.", path, &input, &mut patch);
+    }
+    v.into_result()?;
+    Ok(patch)
+}
+
+/// Who recorded a consent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Actor {
+    pub kind: common::ActorKind,
+    pub id: String,
+    pub roles: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Consent {
+    pub id: Uuid,
+    pub customer_id: Uuid,
+    pub purpose: String,
+    pub granted: bool,
+    pub policy_version: String,
+    pub source: String,
+    pub recorded_by: Actor,
+    pub record_time: DateTime<Utc>,
+}
+
+impl Consent {
+    pub fn to_proto(&self) -> pb::Consent {
+        pb::Consent {
+            id: self.id.to_string(),
+            customer_id: self.customer_id.to_string(),
+            purpose: self.purpose.clone(),
+            granted: self.granted,
+            policy_version: self.policy_version.clone(),
+            source: self.source.clone(),
+            recorded_by: Some(common::Actor {
+                kind: self.recorded_by.kind as i32,
+                id: self.recorded_by.id.clone(),
+                roles: self.recorded_by.roles.clone(),
+            }),
+            record_time: Some(timestamp(self.record_time)),
+        }
+    }
+
+    /// Keyset of `ListConsents` (newest first).
+    pub fn list_key(&self) -> (i64, Uuid) {
+        (self.record_time.timestamp_micros(), self.id)
+    }
+}
+
+pub fn is_valid_purpose(purpose: &str) -> bool {
+    (1..=64).contains(&purpose.len())
+        && purpose
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+}
+
+/// Validates a `RecordConsentRequest` (the customer id is checked by the caller).
+pub fn new_consent(
+    req: &pb::RecordConsentRequest,
+    customer_id: Uuid,
+    recorded_by: Actor,
+) -> Result<Consent, ServiceError> {
+    let mut v = Violations::new();
+    v.check(
+        is_valid_purpose(&req.purpose),
+        "purpose",
+        "must be 1-64 characters of a-z, 0-9 and '_'",
+    );
+    validate::length(&mut v, "policy_version", &req.policy_version, 1, 64);
+    validate::length(&mut v, "source", &req.source, 0, 64);
+    v.into_result()?;
+    Ok(Consent {
+        id: Uuid::now_v7(),
+        customer_id,
+        purpose: req.purpose.clone(),
+        granted: req.granted,
+        policy_version: req.policy_version.clone(),
+        source: req.source.clone(),
+        recorded_by,
+        record_time: now(),
+    })
+}
+
+/// Filters of `ListCustomers`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct CustomerFilter {
+    /// Lower-cased substring of the display name or e-mail.
+    pub query: Option<String>,
+    pub status: Option<CustomerStatus>,
+}
+
+pub fn customer_filter(req: &pb::ListCustomersRequest) -> Result<CustomerFilter, ServiceError> {
+    let mut v = Violations::new();
+    validate::length(&mut v, "query", &req.query, 0, 200);
+    let status = match req.status {
+        0 => None,
+        s => {
+            let parsed = CustomerStatus::from_proto(s);
+            v.check(parsed.is_some(), "status", "is not a known customer status");
+            parsed
+        }
+    };
+    v.into_result()?;
+    let query = req.query.trim().to_lowercase();
+    Ok(CustomerFilter {
+        query: (!query.is_empty()).then_some(query),
+        status,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fields(err: ServiceError) -> Vec<String> {
+        match err {
+            ServiceError::InvalidArgument(v) => v.into_iter().map(|f| f.field).collect(),
+            other => panic!("not invalid: {other}"),
+        }
+    }
+
+    #[test]
+    fn emails() {
+        for ok in ["a@example.com", "first.last+tag@sub.example.co", "x_y@ex-ample.de"] {
+            assert!(is_valid_email(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            "plain",
+            "@example.com",
+            "a@b",
+            "a..b@example.com",
+            "a@-x.com",
+            "a@example.c0m",
+            "a b@example.com",
+        ] {
+            assert!(!is_valid_email(bad), "{bad}");
+        }
+        assert!(!is_valid_email(&format!("{}@example.com", "a".repeat(65))));
+    }
+
+    #[test]
+    fn phones() {
+        assert!(is_valid_phone("+4915112345678"));
+        for bad in ["4915112345678", "+0151", "+49 151", "+1234567890123456", "+"] {
+            assert!(!is_valid_phone(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn create_reports_every_bad_field() {
+        let req = pb::CreateCustomerRequest {
+            display_name: " ".into(),
+            email: "nope".into(),
+            phone: "0151".into(),
+            addresses: vec![common::Address {
+                country_code: "de".into(),
+                ..Default::default()
+            }],
+            preferences: Some(pb::CustomerPreferences {
+                time_zone: "Mars".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        assert_eq!(
+            fields(new_customer(&req, None).unwrap_err()),
+            [
+                "display_name",
+                "email",
+                "phone",
+                "addresses[0].line1",
+                "addresses[0].city",
+                "addresses[0].country_code",
+                "preferences.time_zone"
+            ]
+        );
+    }
+
+    #[test]
+    fn patch_respects_the_mask_and_erasure() {
+        let input = pb::Customer {
+            id: Uuid::now_v7().to_string(),
+            display_name: String::new(),
+            preferences: Some(pb::CustomerPreferences {
+                language_code: "de-AT".into(),
+                ..Default::default()
+            }),
+            status: pb::CustomerStatus::Suspended as i32,
+            ..Default::default()
+        };
+        let mask = prost_types::FieldMask {
+            paths: vec!["preferences.language_code".into(), "status".into()],
+        };
+        let (_, patch) = customer_patch(Some(&input), Some(&mask)).unwrap();
+        assert_eq!(patch.display_name, None);
+        assert_eq!(patch.preferences.language_code.as_deref(), Some("de-AT"));
+        assert_eq!(patch.preferences.time_zone, None);
+        assert_eq!(patch.status, Some(CustomerStatus::Suspended));
+
+        let mask = prost_types::FieldMask {
+            paths: vec!["preferences.nope".into(), "id".into()],
+        };
+        assert_eq!(
+            fields(customer_patch(Some(&input), Some(&mask)).unwrap_err()),
+            ["update_mask", "update_mask"]
+        );
+
+        let req = pb::CreateCustomerRequest {
+            display_name: "A".into(),
+            email: "a@example.com".into(),
+            ..Default::default()
+        };
+        let mut customer = new_customer(&req, None).unwrap();
+        customer.status = CustomerStatus::Erased;
+        assert!(matches!(
+            patch.apply(&mut customer),
+            Err(ServiceError::FailedPrecondition { .. })
+        ));
+    }
+}

@@ -1,0 +1,334 @@
+//! The tonic handlers of `ordermesh.customer.v1.CustomerService`.
+//!
+//! Authorization (DESIGN §5):
+//! - Every RPC needs an authenticated principal (anonymous → UNAUTHENTICATED).
+//! - A client may read and update only its own customer: the one whose identity link equals
+//!   the token's issuer and subject. Any other id is NOT_FOUND, exactly as an unknown id, so a
+//!   client cannot probe which ids exist. A client may not change `status` and may not list.
+//! - Employees: `customer-service` and `admin` read and write; `order-manager` reads (and lists).
+//!   Other employees are PERMISSION_DENIED.
+//! - Service principals (other ordermesh services) may read, never write.
+//!
+//! Personal data (names, e-mails, phones, addresses, identity subjects) is never logged: log
+//! lines carry customer ids only.
+
+use std::sync::Arc;
+
+use ordermesh_platform::auth::{Principal, Role};
+use ordermesh_platform::grpc::principal;
+use ordermesh_platform::{ServiceError, Violations, pagination, validate};
+use ordermesh_proto::common::ActorKind;
+use ordermesh_proto::customer as pb;
+use ordermesh_proto::customer::customer_service_server::CustomerService;
+use tonic::{Request, Response, Status};
+use uuid::Uuid;
+
+use crate::domain::{self, Actor, Customer, CustomerPatch, Identity};
+use crate::store::{ConsentCursor, CustomerCursor, CustomerStore};
+
+type Reply<T> = Result<Response<T>, Status>;
+
+const READ_ROLES: [Role; 3] = [Role::CustomerService, Role::Admin, Role::OrderManager];
+const WRITE_ROLES: [Role; 2] = [Role::CustomerService, Role::Admin];
+
+/// What a caller may see or change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Scope {
+    /// Only the customer linked to this identity.
+    Own { issuer: String, subject: String },
+    /// Any customer.
+    All,
+}
+
+impl Scope {
+    fn permits(&self, customer: &Customer) -> bool {
+        match self {
+            Scope::All => true,
+            Scope::Own { issuer, subject } => customer.is_linked_to(issuer, subject),
+        }
+    }
+}
+
+fn denied(message: &str) -> Status {
+    ServiceError::PermissionDenied(message.to_owned()).into()
+}
+
+fn read_scope(p: &Principal) -> Result<Scope, Status> {
+    match p {
+        Principal::Client { issuer, subject } => Ok(Scope::Own {
+            issuer: issuer.clone(),
+            subject: subject.clone(),
+        }),
+        Principal::Service { .. } => Ok(Scope::All),
+        employee if employee.has_any_role(&READ_ROLES) => Ok(Scope::All),
+        _ => Err(denied(
+            "reading customers requires the customer-service, order-manager or admin role",
+        )),
+    }
+}
+
+fn write_scope(p: &Principal) -> Result<Scope, Status> {
+    match p {
+        Principal::Client { issuer, subject } => Ok(Scope::Own {
+            issuer: issuer.clone(),
+            subject: subject.clone(),
+        }),
+        employee if employee.has_any_role(&WRITE_ROLES) => Ok(Scope::All),
+        _ => Err(denied("changing customers requires the customer-service or admin role")),
+    }
+}
+
+fn actor(p: &Principal, customer_id: Uuid) -> Actor {
+    match p {
+        Principal::Client { .. } => Actor {
+            kind: ActorKind::Customer,
+            id: customer_id.to_string(),
+            roles: vec![],
+        },
+        Principal::Employee { subject, roles } => Actor {
+            kind: ActorKind::Employee,
+            id: subject.clone(),
+            roles: roles.iter().map(|r| r.as_str().to_owned()).collect(),
+        },
+        Principal::Service { name } => Actor {
+            kind: ActorKind::Service,
+            id: name.clone(),
+            roles: vec![],
+        },
+    }
+}
+
+fn parse_id(field: &str, value: &str) -> Result<Uuid, ServiceError> {
+    let mut v = Violations::new();
+    let id = validate::uuid(&mut v, field, value);
+    v.into_result()?;
+    Ok(id.expect("validated"))
+}
+
+pub struct CustomerApi {
+    store: Arc<dyn CustomerStore>,
+}
+
+impl CustomerApi {
+    pub fn new(store: Arc<dyn CustomerStore>) -> Self {
+        Self { store }
+    }
+
+    /// The customer `id` if the scope may see it; NOT_FOUND otherwise (also for clients asking
+    /// for someone else's id).
+    async fn visible(&self, scope: &Scope, id: Uuid) -> Result<Customer, ServiceError> {
+        match self.store.get_customer(id).await? {
+            Some(c) if scope.permits(&c) => Ok(c),
+            _ => Err(ServiceError::not_found("customer", id)),
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl CustomerService for CustomerApi {
+    async fn create_customer(&self, request: Request<pb::CreateCustomerRequest>) -> Reply<pb::CreateCustomerResponse> {
+        let scope = write_scope(principal(&request)?)?;
+        let req = request.get_ref();
+        let requested = req.identity.as_ref().map(|i| Identity {
+            issuer: i.issuer.clone(),
+            subject: i.subject.clone(),
+        });
+        let identity = match (&scope, requested) {
+            (Scope::All, requested) => requested,
+            (Scope::Own { issuer, subject }, None) => Some(Identity {
+                issuer: issuer.clone(),
+                subject: subject.clone(),
+            }),
+            (Scope::Own { issuer, subject }, Some(requested)) => {
+                if requested.issuer != *issuer || requested.subject != *subject {
+                    return Err(denied(
+                        "a client may only create the customer linked to its own identity",
+                    ));
+                }
+                Some(requested)
+            }
+        };
+        let customer = domain::new_customer(req, identity)?;
+        let key = (!req.idempotency_key.is_empty()).then_some(req.idempotency_key.as_str());
+        let created = self.store.create_customer(&customer, key).await?;
+        if !scope.permits(&created) {
+            // An idempotency key reused by another client: do not reveal that customer.
+            return Err(ServiceError::AlreadyExists {
+                resource: "customer",
+                field: "idempotency_key",
+            }
+            .into());
+        }
+        tracing::info!(customer_id = %created.id, "customer created");
+        Ok(Response::new(pb::CreateCustomerResponse {
+            customer: Some(created.to_proto()),
+        }))
+    }
+
+    async fn get_customer(&self, request: Request<pb::GetCustomerRequest>) -> Reply<pb::GetCustomerResponse> {
+        let scope = read_scope(principal(&request)?)?;
+        let id = parse_id("customer_id", &request.get_ref().customer_id)?;
+        let customer = self.visible(&scope, id).await?;
+        Ok(Response::new(pb::GetCustomerResponse {
+            customer: Some(customer.to_proto()),
+        }))
+    }
+
+    async fn get_customer_by_identity(
+        &self,
+        request: Request<pb::GetCustomerByIdentityRequest>,
+    ) -> Reply<pb::GetCustomerByIdentityResponse> {
+        let scope = read_scope(principal(&request)?)?;
+        let req = request.get_ref();
+        let mut v = Violations::new();
+        validate::length(&mut v, "issuer", &req.issuer, 1, 512);
+        validate::length(&mut v, "subject", &req.subject, 1, 256);
+        v.into_result()?;
+        let not_found = || ServiceError::NotFound {
+            resource: "customer",
+            id: "for this identity".into(),
+        };
+        let customer = match self.store.get_customer_by_identity(&req.issuer, &req.subject).await? {
+            Some(c) if scope.permits(&c) => c,
+            _ => return Err(not_found().into()),
+        };
+        Ok(Response::new(pb::GetCustomerByIdentityResponse {
+            customer: Some(customer.to_proto()),
+        }))
+    }
+
+    async fn update_customer(&self, request: Request<pb::UpdateCustomerRequest>) -> Reply<pb::UpdateCustomerResponse> {
+        let scope = write_scope(principal(&request)?)?;
+        let req = request.get_ref();
+        let (id, patch) = domain::customer_patch(req.customer.as_ref(), req.update_mask.as_ref())?;
+        if patch.status.is_some() && scope != Scope::All {
+            return Err(denied(
+                "changing the status requires the customer-service or admin role",
+            ));
+        }
+        let allowed = move |c: &Customer| scope.permits(c);
+        let customer = self
+            .store
+            .update_customer(id, &patch, req.expected_version, &allowed)
+            .await?;
+        tracing::info!(customer_id = %id, version = customer.version, "customer updated");
+        Ok(Response::new(pb::UpdateCustomerResponse {
+            customer: Some(customer.to_proto()),
+        }))
+    }
+
+    async fn list_customers(&self, request: Request<pb::ListCustomersRequest>) -> Reply<pb::ListCustomersResponse> {
+        let caller = principal(&request)?;
+        if !caller.has_any_role(&READ_ROLES) {
+            return Err(denied(
+                "listing customers requires the customer-service, order-manager or admin role",
+            ));
+        }
+        let req = request.get_ref();
+        let filter = domain::customer_filter(req)?;
+        let limit = pagination::page_size(req.page_size)?;
+        let after: Option<CustomerCursor> = pagination::decode(&req.page_token, &filter)?;
+        let rows = self.store.list_customers(&filter, after, limit + 1).await?;
+        let (rows, next_page_token) = pagination::finish(rows, limit, &filter, Customer::sort_key);
+        Ok(Response::new(pb::ListCustomersResponse {
+            customers: rows.iter().map(Customer::to_proto).collect(),
+            next_page_token,
+        }))
+    }
+
+    async fn get_preferences(&self, request: Request<pb::GetPreferencesRequest>) -> Reply<pb::GetPreferencesResponse> {
+        let scope = read_scope(principal(&request)?)?;
+        let id = parse_id("customer_id", &request.get_ref().customer_id)?;
+        let customer = self.visible(&scope, id).await?;
+        Ok(Response::new(pb::GetPreferencesResponse {
+            preferences: Some(customer.preferences.to_proto()),
+        }))
+    }
+
+    async fn update_preferences(
+        &self,
+        request: Request<pb::UpdatePreferencesRequest>,
+    ) -> Reply<pb::UpdatePreferencesResponse> {
+        let scope = write_scope(principal(&request)?)?;
+        let req = request.get_ref();
+        let mut v = Violations::new();
+        let id = validate::uuid(&mut v, "customer_id", &req.customer_id);
+        let preferences = domain::preferences_patch(req.preferences.as_ref(), req.update_mask.as_ref());
+        let preferences = match preferences {
+            Err(ServiceError::InvalidArgument(more)) => {
+                for f in more {
+                    v.add(f.field, f.description);
+                }
+                None
+            }
+            other => Some(other?),
+        };
+        v.into_result()?;
+        let (id, preferences) = (id.expect("validated"), preferences.expect("validated"));
+        let patch = CustomerPatch {
+            preferences,
+            ..Default::default()
+        };
+        let allowed = move |c: &Customer| scope.permits(c);
+        let customer = self.store.update_customer(id, &patch, None, &allowed).await?;
+        tracing::info!(customer_id = %id, "customer preferences updated");
+        Ok(Response::new(pb::UpdatePreferencesResponse {
+            preferences: Some(customer.preferences.to_proto()),
+        }))
+    }
+
+    async fn record_consent(&self, request: Request<pb::RecordConsentRequest>) -> Reply<pb::RecordConsentResponse> {
+        let caller = principal(&request)?;
+        let scope = write_scope(caller)?;
+        let req = request.get_ref();
+        let id = parse_id("customer_id", &req.customer_id)?;
+        let consent = domain::new_consent(req, id, actor(caller, id))?;
+        self.visible(&scope, id).await?;
+        self.store.record_consent(&consent).await?;
+        tracing::info!(customer_id = %id, purpose = %consent.purpose, granted = consent.granted, "consent recorded");
+        Ok(Response::new(pb::RecordConsentResponse {
+            consent: Some(consent.to_proto()),
+        }))
+    }
+
+    async fn list_consents(&self, request: Request<pb::ListConsentsRequest>) -> Reply<pb::ListConsentsResponse> {
+        let scope = read_scope(principal(&request)?)?;
+        let req = request.get_ref();
+        let id = parse_id("customer_id", &req.customer_id)?;
+        let mut v = Violations::new();
+        v.check(
+            req.purpose.is_empty() || domain::is_valid_purpose(&req.purpose),
+            "purpose",
+            "must be 1-64 characters of a-z, 0-9 and '_'",
+        );
+        v.into_result()?;
+        self.visible(&scope, id).await?;
+        let purpose = (!req.purpose.is_empty()).then_some(req.purpose.as_str());
+        let filters = (id, purpose);
+        let limit = pagination::page_size(req.page_size)?;
+        let after: Option<ConsentCursor> = pagination::decode(&req.page_token, &filters)?;
+        let rows = self.store.list_consents(id, purpose, after, limit + 1).await?;
+        let (rows, next_page_token) = pagination::finish(rows, limit, &filters, domain::Consent::list_key);
+        Ok(Response::new(pb::ListConsentsResponse {
+            consents: rows.iter().map(|c| c.to_proto()).collect(),
+            next_page_token,
+        }))
+    }
+
+    async fn export_customer_data(
+        &self,
+        _request: Request<pb::ExportCustomerDataRequest>,
+    ) -> Reply<pb::ExportCustomerDataResponse> {
+        Err(Status::unimplemented(
+            "ExportCustomerData (GDPR access) is not implemented yet: it ships with the GDPR issue together with its \
+             CustomerDataExported event and audit trail",
+        ))
+    }
+
+    async fn erase_customer(&self, _request: Request<pb::EraseCustomerRequest>) -> Reply<pb::EraseCustomerResponse> {
+        Err(Status::unimplemented(
+            "EraseCustomer (GDPR erasure) is not implemented yet: it ships with the GDPR issue together with the \
+             ErasureRequested/CustomerErased events",
+        ))
+    }
+}

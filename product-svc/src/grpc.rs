@@ -1,0 +1,335 @@
+//! The tonic handlers of `ordermesh.product.v1.ProductService`: decode, authorize, call the
+//! domain and the store, map errors through `ServiceError`.
+//!
+//! Authorization:
+//! - Every RPC needs an authenticated principal; anonymous calls are UNAUTHENTICATED. The
+//!   catalogue is public in the portals, but the portals reach it through the BFF, which always
+//!   forwards a token, and inside the mesh only known callers exist, so there is no anonymous
+//!   caller to serve and refusing them keeps the service's surface uniform.
+//! - Reads (products, categories, stock levels) are open to every authenticated principal.
+//!   Clients only ever see active products and only the `available` figure of stock levels.
+//! - Catalogue writes (CreateProduct, UpdateProduct, CreateCategory) and AdjustStock require
+//!   the employee role `admin`.
+//! - ReserveStock, CommitStock and ReleaseStock belong to the order saga: they accept service
+//!   principals (order-svc) and admins, never clients.
+//!
+//! Product reads (GetProduct, BatchGetProducts) are cache-aside: the encoded `Product` message
+//! is cached for [`PRODUCT_CACHE_TTL`] and deleted after every UpdateProduct. Stock levels are
+//! not part of the cached message and are never cached, so AdjustStock and reservations need
+//! no invalidation.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ordermesh_platform::auth::Principal;
+use ordermesh_platform::grpc::principal;
+use ordermesh_platform::{Cache, ServiceError, Violations, pagination, validate};
+use ordermesh_proto::product as pb;
+use ordermesh_proto::product::product_service_server::ProductService;
+use prost::Message;
+use tonic::{Request, Response, Status};
+use uuid::Uuid;
+
+use crate::domain::{self, ListCursor, ProductFilter};
+use crate::store::{CategoryCursor, ProductStore};
+
+/// How long a product stays in the cache (an update deletes it sooner).
+pub const PRODUCT_CACHE_TTL: Duration = Duration::from_secs(60);
+
+type Reply<T> = Result<Response<T>, Status>;
+
+pub struct ProductApi {
+    store: Arc<dyn ProductStore>,
+    cache: Cache,
+}
+
+impl ProductApi {
+    pub fn new(store: Arc<dyn ProductStore>, cache: Cache) -> Self {
+        Self { store, cache }
+    }
+
+    fn cache_key(id: Uuid) -> String {
+        format!("product:v1:{id}")
+    }
+
+    /// The products among `ids` (cache first, then one database query for the misses), in the
+    /// order of `ids`.
+    async fn products(&self, ids: &[Uuid]) -> Result<Vec<pb::Product>, ServiceError> {
+        let cached = futures::future::join_all(ids.iter().map(|id| {
+            let key = Self::cache_key(*id);
+            async move { self.cache.get(&key).await }
+        }))
+        .await;
+        let mut found: HashMap<Uuid, pb::Product> = HashMap::new();
+        let mut missing = Vec::new();
+        for (id, bytes) in ids.iter().zip(cached) {
+            match bytes.and_then(|b| pb::Product::decode(b.as_slice()).ok()) {
+                Some(product) => {
+                    found.insert(*id, product);
+                }
+                None => missing.push(*id),
+            }
+        }
+        if !missing.is_empty() {
+            let loaded = self.store.get_products(&missing).await?;
+            futures::future::join_all(loaded.iter().map(|p| {
+                let bytes = p.to_proto().encode_to_vec();
+                let key = Self::cache_key(p.id);
+                let cache = self.cache.clone();
+                async move { cache.set_with_ttl(&key, &bytes, PRODUCT_CACHE_TTL).await }
+            }))
+            .await;
+            found.extend(loaded.into_iter().map(|p| (p.id, p.to_proto())));
+        }
+        Ok(ids.iter().filter_map(|id| found.remove(id)).collect())
+    }
+}
+
+fn is_client(p: &Principal) -> bool {
+    matches!(p, Principal::Client { .. })
+}
+
+fn require_admin(p: &Principal) -> Result<(), Status> {
+    if p.is_admin() {
+        Ok(())
+    } else {
+        Err(ServiceError::PermissionDenied("this call requires the admin role".into()).into())
+    }
+}
+
+fn require_saga_caller(p: &Principal) -> Result<(), Status> {
+    if matches!(p, Principal::Service { .. }) || p.is_admin() {
+        Ok(())
+    } else {
+        Err(ServiceError::PermissionDenied("stock reservations are made by services of the order saga".into()).into())
+    }
+}
+
+/// Clients see active products only.
+fn visible_filter(p: &Principal, mut filter: ProductFilter) -> ProductFilter {
+    if is_client(p) {
+        filter.active = Some(true);
+    }
+    filter
+}
+
+fn parse_id(field: &str, value: &str) -> Result<Uuid, ServiceError> {
+    let mut v = Violations::new();
+    let id = validate::uuid(&mut v, field, value);
+    v.into_result()?;
+    Ok(id.expect("validated"))
+}
+
+#[tonic::async_trait]
+impl ProductService for ProductApi {
+    async fn list_products(&self, request: Request<pb::ListProductsRequest>) -> Reply<pb::ListProductsResponse> {
+        let caller = principal(&request)?.clone();
+        let req = request.into_inner();
+        let mut v = Violations::new();
+        let filter = domain::product_filter(
+            &mut v,
+            &req.category_id,
+            req.active,
+            req.min_price.as_ref(),
+            req.max_price.as_ref(),
+        );
+        v.into_result()?;
+        let filter = visible_filter(&caller, filter);
+        let limit = pagination::page_size(req.page_size)?;
+        let after: Option<ListCursor> = pagination::decode(&req.page_token, &filter)?;
+        let rows = self.store.list_products(&filter, after, limit + 1).await?;
+        let (rows, next_page_token) = pagination::finish(rows, limit, &filter, |p| p.list_key());
+        Ok(Response::new(pb::ListProductsResponse {
+            products: rows.iter().map(|p| p.to_proto()).collect(),
+            next_page_token,
+        }))
+    }
+
+    async fn get_product(&self, request: Request<pb::GetProductRequest>) -> Reply<pb::GetProductResponse> {
+        let caller = principal(&request)?.clone();
+        let id = parse_id("product_id", &request.get_ref().product_id)?;
+        let product = self
+            .products(&[id])
+            .await?
+            .into_iter()
+            .find(|p| p.active || !is_client(&caller))
+            .ok_or_else(|| ServiceError::not_found("product", id))?;
+        Ok(Response::new(pb::GetProductResponse { product: Some(product) }))
+    }
+
+    async fn batch_get_products(
+        &self,
+        request: Request<pb::BatchGetProductsRequest>,
+    ) -> Reply<pb::BatchGetProductsResponse> {
+        let caller = principal(&request)?.clone();
+        let ids = domain::id_list(&request.get_ref().product_ids, "product_ids")?;
+        let products: Vec<pb::Product> = self
+            .products(&ids)
+            .await?
+            .into_iter()
+            .filter(|p| p.active || !is_client(&caller))
+            .collect();
+        let missing_ids = ids
+            .iter()
+            .map(Uuid::to_string)
+            .filter(|id| !products.iter().any(|p| &p.id == id))
+            .collect();
+        Ok(Response::new(pb::BatchGetProductsResponse { products, missing_ids }))
+    }
+
+    async fn search_products(&self, request: Request<pb::SearchProductsRequest>) -> Reply<pb::SearchProductsResponse> {
+        let caller = principal(&request)?.clone();
+        let req = request.into_inner();
+        let mut v = Violations::new();
+        let words = domain::search_words(&mut v, &req.query);
+        let filter = domain::product_filter(&mut v, &req.category_id, req.active, None, None);
+        v.into_result()?;
+        let filter = visible_filter(&caller, filter);
+        let limit = pagination::page_size(req.page_size)?;
+        // Relevance order has no stable keyset; the token holds the offset of the next page and
+        // is bound to the query and filters.
+        let scope = (&words, &filter);
+        let offset: usize = pagination::decode(&req.page_token, &scope)?.unwrap_or(0);
+        let mut rows = self.store.search_products(&words, &filter, offset, limit + 1).await?;
+        let next_page_token = if rows.len() > limit {
+            rows.truncate(limit);
+            pagination::encode(&(offset + limit), &scope)
+        } else {
+            String::new()
+        };
+        Ok(Response::new(pb::SearchProductsResponse {
+            products: rows.iter().map(|p| p.to_proto()).collect(),
+            next_page_token,
+        }))
+    }
+
+    async fn create_product(&self, request: Request<pb::CreateProductRequest>) -> Reply<pb::CreateProductResponse> {
+        require_admin(principal(&request)?)?;
+        let product = domain::new_product(request.get_ref().product.as_ref())?;
+        self.store.create_product(&product).await?;
+        tracing::info!(product_id = %product.id, "product created");
+        Ok(Response::new(pb::CreateProductResponse {
+            product: Some(product.to_proto()),
+        }))
+    }
+
+    async fn update_product(&self, request: Request<pb::UpdateProductRequest>) -> Reply<pb::UpdateProductResponse> {
+        require_admin(principal(&request)?)?;
+        let req = request.into_inner();
+        let (id, patch) = domain::product_patch(req.product.as_ref(), req.update_mask.as_ref())?;
+        let product = self.store.update_product(id, &patch, req.expected_version).await?;
+        self.cache.delete(&Self::cache_key(id)).await;
+        tracing::info!(product_id = %id, version = product.version, "product updated");
+        Ok(Response::new(pb::UpdateProductResponse {
+            product: Some(product.to_proto()),
+        }))
+    }
+
+    async fn list_categories(&self, request: Request<pb::ListCategoriesRequest>) -> Reply<pb::ListCategoriesResponse> {
+        principal(&request)?;
+        let req = request.into_inner();
+        let mut v = Violations::new();
+        let parent_id = validate::optional_uuid(&mut v, "parent_id", &req.parent_id);
+        v.into_result()?;
+        let limit = pagination::page_size(req.page_size)?;
+        let after: Option<CategoryCursor> = pagination::decode(&req.page_token, &parent_id)?;
+        let rows = self.store.list_categories(parent_id, after, limit + 1).await?;
+        let (rows, next_page_token) = pagination::finish(rows, limit, &parent_id, |c| (c.name.clone(), c.id));
+        Ok(Response::new(pb::ListCategoriesResponse {
+            categories: rows.iter().map(|c| c.to_proto()).collect(),
+            next_page_token,
+        }))
+    }
+
+    async fn create_category(&self, request: Request<pb::CreateCategoryRequest>) -> Reply<pb::CreateCategoryResponse> {
+        require_admin(principal(&request)?)?;
+        let category = domain::new_category(request.get_ref())?;
+        self.store.create_category(&category).await?;
+        Ok(Response::new(pb::CreateCategoryResponse {
+            category: Some(category.to_proto()),
+        }))
+    }
+
+    async fn get_stock_level(&self, request: Request<pb::GetStockLevelRequest>) -> Reply<pb::GetStockLevelResponse> {
+        let full = !is_client(principal(&request)?);
+        let id = parse_id("product_id", &request.get_ref().product_id)?;
+        let level = self
+            .store
+            .stock_levels(&[id])
+            .await?
+            .pop()
+            .ok_or_else(|| ServiceError::not_found("product", id))?;
+        Ok(Response::new(pb::GetStockLevelResponse {
+            stock_level: Some(level.to_proto(full)),
+        }))
+    }
+
+    async fn batch_get_stock_levels(
+        &self,
+        request: Request<pb::BatchGetStockLevelsRequest>,
+    ) -> Reply<pb::BatchGetStockLevelsResponse> {
+        let full = !is_client(principal(&request)?);
+        let ids = domain::id_list(&request.get_ref().product_ids, "product_ids")?;
+        let levels = self.store.stock_levels(&ids).await?;
+        let stock_levels = ids
+            .iter()
+            .filter_map(|id| levels.iter().find(|l| l.product_id == *id))
+            .map(|l| l.to_proto(full))
+            .collect();
+        let missing_ids = ids
+            .iter()
+            .filter(|id| !levels.iter().any(|l| l.product_id == **id))
+            .map(Uuid::to_string)
+            .collect();
+        Ok(Response::new(pb::BatchGetStockLevelsResponse {
+            stock_levels,
+            missing_ids,
+        }))
+    }
+
+    async fn adjust_stock(&self, request: Request<pb::AdjustStockRequest>) -> Reply<pb::AdjustStockResponse> {
+        require_admin(principal(&request)?)?;
+        let adjustment = domain::adjustment(request.get_ref())?;
+        let level = self.store.adjust_stock(&adjustment).await?;
+        tracing::info!(product_id = %adjustment.product_id, delta = adjustment.delta, "stock adjusted");
+        Ok(Response::new(pb::AdjustStockResponse {
+            stock_level: Some(level.to_proto(true)),
+        }))
+    }
+
+    async fn reserve_stock(&self, request: Request<pb::ReserveStockRequest>) -> Reply<pb::ReserveStockResponse> {
+        require_saga_caller(principal(&request)?)?;
+        let (order_id, lines) = domain::reservation_request(request.get_ref())?;
+        let reservation = self.store.reserve_stock(order_id, &lines).await?;
+        tracing::info!(%order_id, status = reservation.status.as_str(), "stock reservation");
+        Ok(Response::new(pb::ReserveStockResponse {
+            reservation: Some(reservation.to_proto()),
+        }))
+    }
+
+    async fn commit_stock(&self, request: Request<pb::CommitStockRequest>) -> Reply<pb::CommitStockResponse> {
+        require_saga_caller(principal(&request)?)?;
+        let order_id = domain::order_id(&request.get_ref().order_id)?;
+        let reservation = self.store.commit_stock(order_id).await?;
+        Ok(Response::new(pb::CommitStockResponse {
+            reservation: Some(reservation.to_proto()),
+        }))
+    }
+
+    async fn release_stock(&self, request: Request<pb::ReleaseStockRequest>) -> Reply<pb::ReleaseStockResponse> {
+        require_saga_caller(principal(&request)?)?;
+        let req = request.get_ref();
+        let mut v = Violations::new();
+        let order_id = validate::uuid(&mut v, "order_id", &req.order_id);
+        validate::length(&mut v, "reason", &req.reason, 0, 500);
+        v.into_result()?;
+        let reservation = self
+            .store
+            .release_stock(order_id.expect("validated"), &req.reason)
+            .await?;
+        Ok(Response::new(pb::ReleaseStockResponse {
+            reservation: reservation.map(|r| r.to_proto()),
+        }))
+    }
+}
