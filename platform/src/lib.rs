@@ -4,6 +4,7 @@
 pub mod auth;
 pub mod config;
 pub mod db;
+pub mod events;
 pub mod error;
 pub mod grpc;
 pub mod shutdown;
