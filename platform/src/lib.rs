@@ -4,8 +4,8 @@
 pub mod auth;
 pub mod config;
 pub mod db;
-pub mod events;
 pub mod error;
+pub mod events;
 pub mod grpc;
 pub mod shutdown;
 pub mod telemetry;

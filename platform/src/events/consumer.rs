@@ -105,7 +105,10 @@ impl ConsumerConfig {
 
     fn backoff_for(&self, delivery: u64) -> Duration {
         let index = (delivery.max(1) as usize - 1).min(self.backoff.len().saturating_sub(1));
-        self.backoff.get(index).copied().unwrap_or(Duration::from_secs(1))
+        self.backoff
+            .get(index)
+            .copied()
+            .unwrap_or(Duration::from_secs(1))
     }
 }
 
@@ -177,7 +180,12 @@ enum Outcome {
     DeadLetter(String),
 }
 
-async fn process(db: &Database, config: &ConsumerConfig, handler: &dyn EventHandler, delivery: Delivery) {
+async fn process(
+    db: &Database,
+    config: &ConsumerConfig,
+    handler: &dyn EventHandler,
+    delivery: Delivery,
+) {
     let Delivery { event, acker } = delivery;
     let span = tracing::info_span!(
         "consume event",

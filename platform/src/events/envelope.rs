@@ -76,7 +76,11 @@ impl EventsConfig {
     /// Unique prefixes for one test (`t<uuid>`), so parallel tests never share a stream.
     pub fn isolated() -> Self {
         let id = Uuid::now_v7().simple().to_string();
-        Self { subject_prefix: format!("t{id}"), stream_prefix: format!("t{id}-"), ..Self::default() }
+        Self {
+            subject_prefix: format!("t{id}"),
+            stream_prefix: format!("t{id}-"),
+            ..Self::default()
+        }
     }
     pub fn stream_name(&self, topic: &str) -> String {
         format!("{}{topic}", self.stream_prefix)
@@ -139,7 +143,14 @@ impl OutgoingEvent {
         correlation_id: &str,
         message: &impl prost::Message,
     ) -> Self {
-        Self::from_bytes(source, topic, event_type, aggregate_id, correlation_id, message.encode_to_vec())
+        Self::from_bytes(
+            source,
+            topic,
+            event_type,
+            aggregate_id,
+            correlation_id,
+            message.encode_to_vec(),
+        )
     }
 
     /// Like [`OutgoingEvent::new`] with an already encoded payload.
@@ -151,10 +162,18 @@ impl OutgoingEvent {
         correlation_id: &str,
         payload: Vec<u8>,
     ) -> Self {
-        let event_type =
-            if event_type.contains('.') { event_type.to_owned() } else { format!("{EVENT_PACKAGE}.{event_type}") };
+        let event_type = if event_type.contains('.') {
+            event_type.to_owned()
+        } else {
+            format!("{EVENT_PACKAGE}.{event_type}")
+        };
         let context = crate::telemetry::current_context_headers();
-        let find = |key: &str| context.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone());
+        let find = |key: &str| {
+            context
+                .iter()
+                .find(|(k, _)| k == key)
+                .map(|(_, v)| v.clone())
+        };
         Self {
             id: Uuid::now_v7(),
             topic: topic.to_owned(),
@@ -177,7 +196,11 @@ impl OutgoingEvent {
             (headers::EVENT_ID, self.id.to_string()),
             (headers::EVENT_TYPE, self.event_type.clone()),
             (headers::EVENT_SOURCE, self.source.clone()),
-            (headers::EVENT_TIME, self.occur_time.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)),
+            (
+                headers::EVENT_TIME,
+                self.occur_time
+                    .to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+            ),
             (headers::CORRELATION_ID, self.correlation_id.clone()),
             (headers::AGGREGATE_ID, self.aggregate_id.clone()),
             (headers::CONTENT_TYPE, headers::PROTOBUF.to_owned()),

@@ -63,12 +63,17 @@ impl Default for MemoryBus {
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl MemoryBus {
     pub fn new() -> Self {
-        Self { state: Arc::new(Mutex::new(State::default())), config: Arc::new(EventsConfig::default()) }
+        Self {
+            state: Arc::new(Mutex::new(State::default())),
+            config: Arc::new(EventsConfig::default()),
+        }
     }
 
     /// Delivers `event` to every consumer of its topic again, bypassing de-duplication (tests
@@ -81,7 +86,10 @@ impl MemoryBus {
     fn append(&self, state: &mut State, event: &OutgoingEvent) -> u64 {
         let log = state.logs.entry(event.topic.clone()).or_default();
         let sequence = log.len() as u64 + 1;
-        let item = Item { event: event.to_received(self.config.subject(&event.topic, &event.event_type)), sequence };
+        let item = Item {
+            event: event.to_received(self.config.subject(&event.topic, &event.event_type)),
+            sequence,
+        };
         log.push(item.clone());
         for ((_, topic), queue) in &state.queues {
             if *topic == event.topic {
@@ -99,7 +107,10 @@ impl EventBus for MemoryBus {
         let window = self.config.duplicate_window;
         if let Some((sequence, at)) = state.seen.get(&event.id) {
             if at.elapsed() < window {
-                return Ok(PublishAck { sequence: *sequence, duplicate: true });
+                return Ok(PublishAck {
+                    sequence: *sequence,
+                    duplicate: true,
+                });
             }
         }
         if state.seen.len() >= 4096 && state.seen.len().is_power_of_two() {
@@ -107,7 +118,10 @@ impl EventBus for MemoryBus {
         }
         let sequence = self.append(&mut state, event);
         state.seen.insert(event.id, (sequence, Instant::now()));
-        Ok(PublishAck { sequence, duplicate: false })
+        Ok(PublishAck {
+            sequence,
+            duplicate: false,
+        })
     }
 
     async fn subscribe(&self, spec: &SubscriptionSpec) -> Result<Box<dyn Subscription>, BusError> {
@@ -117,13 +131,20 @@ impl EventBus for MemoryBus {
             Some(queue) => queue.clone(),
             None => {
                 let backlog = state.logs.get(&spec.topic).cloned().unwrap_or_default();
-                let queue = Arc::new(Queue { items: Mutex::new(backlog.into()), ready: Notify::new() });
+                let queue = Arc::new(Queue {
+                    items: Mutex::new(backlog.into()),
+                    ready: Notify::new(),
+                });
                 queue.ready.notify_one();
                 state.queues.insert(key, queue.clone());
                 queue
             }
         };
-        Ok(Box::new(MemorySubscription { bus: self.clone(), queue, spec: spec.clone() }))
+        Ok(Box::new(MemorySubscription {
+            bus: self.clone(),
+            queue,
+            spec: spec.clone(),
+        }))
     }
 
     async fn dead_letters(&self) -> Result<Vec<DeadLetter>, BusError> {
@@ -132,16 +153,27 @@ impl EventBus for MemoryBus {
 
     async fn replay_dead_letter(&self, id: u64) -> Result<(), BusError> {
         let mut state = lock(&self.state);
-        let letter = state.dead.remove(&id).ok_or_else(|| BusError::NotFound(id.to_string()))?;
+        let letter = state
+            .dead
+            .remove(&id)
+            .ok_or_else(|| BusError::NotFound(id.to_string()))?;
         let key = (letter.service.clone(), letter.topic.clone());
         let queue = state
             .queues
             .entry(key)
-            .or_insert_with(|| Arc::new(Queue { items: Mutex::new(VecDeque::new()), ready: Notify::new() }))
+            .or_insert_with(|| {
+                Arc::new(Queue {
+                    items: Mutex::new(VecDeque::new()),
+                    ready: Notify::new(),
+                })
+            })
             .clone();
         let mut event = letter.event;
         event.delivery_count = 1;
-        queue.push(Item { event, sequence: letter.original_sequence });
+        queue.push(Item {
+            event,
+            sequence: letter.original_sequence,
+        });
         Ok(())
     }
 }
@@ -166,7 +198,10 @@ impl Subscription for MemorySubscription {
                     settled: AtomicBool::new(false),
                     ack_wait: self.spec.ack_wait,
                 };
-                return Some(Delivery { event: item.event, acker: Box::new(acker) });
+                return Some(Delivery {
+                    event: item.event,
+                    acker: Box::new(acker),
+                });
             }
             self.queue.ready.notified().await;
         }

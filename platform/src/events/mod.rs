@@ -28,7 +28,7 @@ pub mod tx;
 
 use std::sync::Arc;
 
-pub use bus::{Acker, BusError, Delivery, EventBus, SubscriptionSpec, Subscription};
+pub use bus::{Acker, BusError, Delivery, EventBus, Subscription, SubscriptionSpec};
 pub use consumer::{Consumer, ConsumerConfig, EventHandler, HandlerError};
 pub use dlq::DeadLetter;
 pub use envelope::{EventsConfig, OutgoingEvent, ReceivedEvent, TOPICS};
@@ -39,7 +39,10 @@ pub use tx::Tx;
 
 /// The bus of the current profile: NATS JetStream when `nats_url` is given (streams are created
 /// or updated), else a new in-process bus.
-pub async fn connect_bus(nats_url: Option<&str>, config: EventsConfig) -> Result<Arc<dyn EventBus>, BusError> {
+pub async fn connect_bus(
+    nats_url: Option<&str>,
+    config: EventsConfig,
+) -> Result<Arc<dyn EventBus>, BusError> {
     match nats_url {
         Some(url) => Ok(Arc::new(NatsBus::connect(url, config).await?)),
         None => Ok(Arc::new(MemoryBus::new())),

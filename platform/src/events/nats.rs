@@ -52,11 +52,15 @@ impl NatsBus {
         let client = async_nats::ConnectOptions::new()
             .connection_timeout(Duration::from_secs(5))
             // Come back quickly after a broker restart.
-            .reconnect_delay_callback(|attempts| Duration::from_millis((attempts as u64 * 100).min(2_000)))
+            .reconnect_delay_callback(|attempts| {
+                Duration::from_millis((attempts as u64 * 100).min(2_000))
+            })
             .connect(url)
             .await
             .map_err(|e| BusError::Unavailable(format!("cannot connect to NATS at {url}: {e}")))?;
-        let js = jetstream::ContextBuilder::new().timeout(config.request_timeout).build(client.clone());
+        let js = jetstream::ContextBuilder::new()
+            .timeout(config.request_timeout)
+            .build(client.clone());
         Ok(Self { client, js, config })
     }
 
@@ -87,24 +91,43 @@ impl NatsBus {
     /// Creates or updates every stream (idempotent).
     pub async fn ensure_streams(&self) -> Result<(), BusError> {
         for topic in TOPICS {
-            let config =
-                self.stream_config(self.config.stream_name(topic), self.config.topic_subjects(topic), self.config.max_age);
-            self.js.create_or_update_stream(config).await.map_err(other)?;
+            let config = self.stream_config(
+                self.config.stream_name(topic),
+                self.config.topic_subjects(topic),
+                self.config.max_age,
+            );
+            self.js
+                .create_or_update_stream(config)
+                .await
+                .map_err(other)?;
         }
-        let dlq = self.stream_config(self.config.dlq_stream(), self.config.dlq_subjects(), self.config.max_age * 4);
+        let dlq = self.stream_config(
+            self.config.dlq_stream(),
+            self.config.dlq_subjects(),
+            self.config.max_age * 4,
+        );
         self.js.create_or_update_stream(dlq).await.map_err(other)?;
         Ok(())
     }
 
     /// Deletes every stream of this configuration's prefix (test clean-up).
     pub async fn delete_streams(&self) -> Result<(), BusError> {
-        for name in TOPICS.iter().map(|t| self.config.stream_name(t)).chain([self.config.dlq_stream()]) {
+        for name in TOPICS
+            .iter()
+            .map(|t| self.config.stream_name(t))
+            .chain([self.config.dlq_stream()])
+        {
             let _ = self.js.delete_stream(&name).await;
         }
         Ok(())
     }
 
-    fn publish_message(&self, event: &OutgoingEvent, message_id: &str, extra: &[(&str, String)]) -> jetstream::message::PublishMessage {
+    fn publish_message(
+        &self,
+        event: &OutgoingEvent,
+        message_id: &str,
+        extra: &[(&str, String)],
+    ) -> jetstream::message::PublishMessage {
         let mut map = HeaderMap::new();
         for (name, value) in event.headers() {
             map.insert(name, value);
@@ -118,10 +141,21 @@ impl NatsBus {
             .message_id(message_id)
     }
 
-    async fn send(&self, subject: String, publish: jetstream::message::PublishMessage) -> Result<PublishAck, BusError> {
-        let ack = self.js.send_publish(subject, publish).await.map_err(publish_error)?;
+    async fn send(
+        &self,
+        subject: String,
+        publish: jetstream::message::PublishMessage,
+    ) -> Result<PublishAck, BusError> {
+        let ack = self
+            .js
+            .send_publish(subject, publish)
+            .await
+            .map_err(publish_error)?;
         let ack = ack.await.map_err(publish_error)?;
-        Ok(PublishAck { sequence: ack.sequence, duplicate: ack.duplicate })
+        Ok(PublishAck {
+            sequence: ack.sequence,
+            duplicate: ack.duplicate,
+        })
     }
 
     /// Publishes `event` again under a different `Nats-Msg-Id`, bypassing broker
@@ -129,25 +163,49 @@ impl NatsBus {
     pub async fn publish_duplicate(&self, event: &OutgoingEvent) -> Result<PublishAck, BusError> {
         let message_id = format!("{}-dup-{}", event.id, uuid::Uuid::now_v7());
         let publish = self.publish_message(event, &message_id, &[]);
-        self.send(self.config.subject(&event.topic, &event.event_type), publish).await
+        self.send(
+            self.config.subject(&event.topic, &event.event_type),
+            publish,
+        )
+        .await
     }
 
     async fn dlq_stream(&self) -> Result<stream::Stream, BusError> {
         self.js
             .get_stream(self.config.dlq_stream())
             .await
-            .map_err(|e| BusError::Other(format!("dead-letter stream {}: {e}", self.config.dlq_stream())))
+            .map_err(|e| {
+                BusError::Other(format!(
+                    "dead-letter stream {}: {e}",
+                    self.config.dlq_stream()
+                ))
+            })
     }
 
-    async fn dead_letter_at(&self, stream: &stream::Stream, sequence: u64) -> Result<DeadLetter, BusError> {
-        let message = stream.get_raw_message(sequence).await.map_err(|_| BusError::NotFound(sequence.to_string()))?;
+    async fn dead_letter_at(
+        &self,
+        stream: &stream::Stream,
+        sequence: u64,
+    ) -> Result<DeadLetter, BusError> {
+        let message = stream
+            .get_raw_message(sequence)
+            .await
+            .map_err(|_| BusError::NotFound(sequence.to_string()))?;
         let map = Some(&message.headers);
         let get = |name: &str| header(map, name);
         let topic = get(headers::DLQ_TOPIC).unwrap_or_default();
         let original_subject = get(headers::DLQ_SUBJECT).unwrap_or_default();
-        let delivery_count = get(headers::DLQ_DELIVERIES).and_then(|v| v.parse().ok()).unwrap_or(0);
-        let event = ReceivedEvent::from_headers(&topic, &original_subject, message.payload.clone(), delivery_count, get)
-            .map_err(BusError::Other)?;
+        let delivery_count = get(headers::DLQ_DELIVERIES)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        let event = ReceivedEvent::from_headers(
+            &topic,
+            &original_subject,
+            message.payload.clone(),
+            delivery_count,
+            get,
+        )
+        .map_err(BusError::Other)?;
         Ok(DeadLetter {
             id: sequence,
             service: get(headers::DLQ_SERVICE).unwrap_or_default(),
@@ -155,7 +213,9 @@ impl NatsBus {
             error: get(headers::DLQ_ERROR).unwrap_or_default(),
             delivery_count,
             original_subject,
-            original_sequence: get(headers::DLQ_STREAM_SEQ).and_then(|v| v.parse().ok()).unwrap_or(0),
+            original_sequence: get(headers::DLQ_STREAM_SEQ)
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0),
             dead_lettered_at: get("dlq-time")
                 .and_then(|t| DateTime::parse_from_rfc3339(&t).ok())
                 .map(|t| t.with_timezone(&Utc))
@@ -168,7 +228,9 @@ impl NatsBus {
 fn publish_error(error: async_nats::jetstream::context::PublishError) -> BusError {
     match error.kind() {
         PublishErrorKind::TimedOut => BusError::Unknown(error.to_string()),
-        PublishErrorKind::BrokenPipe | PublishErrorKind::StreamNotFound => BusError::Unavailable(error.to_string()),
+        PublishErrorKind::BrokenPipe | PublishErrorKind::StreamNotFound => {
+            BusError::Unavailable(error.to_string())
+        }
         _ => BusError::Unknown(error.to_string()),
     }
 }
@@ -177,11 +239,19 @@ fn publish_error(error: async_nats::jetstream::context::PublishError) -> BusErro
 impl EventBus for NatsBus {
     async fn publish(&self, event: &OutgoingEvent) -> Result<PublishAck, BusError> {
         let publish = self.publish_message(event, &event.id.to_string(), &[]);
-        self.send(self.config.subject(&event.topic, &event.event_type), publish).await
+        self.send(
+            self.config.subject(&event.topic, &event.event_type),
+            publish,
+        )
+        .await
     }
 
     async fn subscribe(&self, spec: &SubscriptionSpec) -> Result<Box<dyn Subscription>, BusError> {
-        let mut subscription = NatsSubscription { bus: self.clone(), spec: spec.clone(), messages: None };
+        let mut subscription = NatsSubscription {
+            bus: self.clone(),
+            spec: spec.clone(),
+            messages: None,
+        };
         subscription.open().await?;
         Ok(Box::new(subscription))
     }
@@ -212,7 +282,8 @@ impl EventBus for NatsBus {
         let letter = self.dead_letter_at(&stream, id).await?;
         let event = letter.event.to_outgoing();
         let message_id = format!("{}-replay-{id}", event.id);
-        let publish = self.publish_message(&event, &message_id, &[(headers::REPLAY_OF, id.to_string())]);
+        let publish =
+            self.publish_message(&event, &message_id, &[(headers::REPLAY_OF, id.to_string())]);
         let subject = if letter.original_subject.is_empty() {
             self.config.subject(&event.topic, &event.event_type)
         } else {
@@ -233,7 +304,12 @@ struct NatsSubscription {
 impl NatsSubscription {
     async fn open(&mut self) -> Result<(), BusError> {
         let config = &self.bus.config;
-        let stream = self.bus.js.get_stream(config.stream_name(&self.spec.topic)).await.map_err(other)?;
+        let stream = self
+            .bus
+            .js
+            .get_stream(config.stream_name(&self.spec.topic))
+            .await
+            .map_err(other)?;
         let durable = EventsConfig::durable_name(&self.spec.service, &self.spec.topic);
         let consumer: jetstream::consumer::Consumer<pull::Config> = stream
             .get_or_create_consumer(
@@ -293,12 +369,24 @@ impl Subscription for NatsSubscription {
                         delivered,
                         |name| header(map.as_ref(), name),
                     );
-                    let acker = NatsAcker { bus: self.bus.clone(), message, topic: self.spec.topic.clone(), delivered, sequence };
+                    let acker = NatsAcker {
+                        bus: self.bus.clone(),
+                        message,
+                        topic: self.spec.topic.clone(),
+                        delivered,
+                        sequence,
+                    };
                     match parsed {
-                        Ok(event) => return Some(Delivery { event, acker: Box::new(acker) }),
+                        Ok(event) => {
+                            return Some(Delivery {
+                                event,
+                                acker: Box::new(acker),
+                            });
+                        }
                         Err(error) => {
                             tracing::error!(%error, "malformed event message, dead-lettering");
-                            if let Err(error) = acker.dead_letter(&self.spec.service, &error).await {
+                            if let Err(error) = acker.dead_letter(&self.spec.service, &error).await
+                            {
                                 tracing::error!(%error, "could not dead-letter malformed message");
                             }
                         }
@@ -329,23 +417,40 @@ impl Acker for NatsAcker {
     }
 
     async fn nak(&self, delay: Duration) -> Result<(), BusError> {
-        self.message.ack_with(AckKind::Nak(Some(delay))).await.map_err(other)
+        self.message
+            .ack_with(AckKind::Nak(Some(delay)))
+            .await
+            .map_err(other)
     }
 
     async fn dead_letter(&self, service: &str, error: &str) -> Result<(), BusError> {
         let config = &self.bus.config;
         let mut map = self.message.headers.clone().unwrap_or_default();
         let event_id = header(Some(&map), headers::EVENT_ID).unwrap_or_default();
-        let stream = self.message.info().map(|i| i.stream.to_owned()).unwrap_or_default();
+        let stream = self
+            .message
+            .info()
+            .map(|i| i.stream.to_owned())
+            .unwrap_or_default();
         let fields = [
-            (headers::DLQ_ERROR, error.chars().take(2_000).collect::<String>().replace(['\r', '\n'], " ")),
+            (
+                headers::DLQ_ERROR,
+                error
+                    .chars()
+                    .take(2_000)
+                    .collect::<String>()
+                    .replace(['\r', '\n'], " "),
+            ),
             (headers::DLQ_SERVICE, service.to_owned()),
             (headers::DLQ_TOPIC, self.topic.clone()),
             (headers::DLQ_DELIVERIES, self.delivered.to_string()),
             (headers::DLQ_SUBJECT, self.message.subject.to_string()),
             (headers::DLQ_STREAM, stream),
             (headers::DLQ_STREAM_SEQ, self.sequence.to_string()),
-            ("dlq-time", Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true)),
+            (
+                "dlq-time",
+                Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+            ),
         ];
         for (name, value) in fields {
             map.insert(name, value);
@@ -355,7 +460,9 @@ impl Acker for NatsAcker {
             .payload(self.message.payload.clone())
             .headers(map)
             .message_id(message_id);
-        self.bus.send(config.dlq_subject(service, &self.topic), publish).await?;
+        self.bus
+            .send(config.dlq_subject(service, &self.topic), publish)
+            .await?;
         self.message.ack_with(AckKind::Term).await.map_err(other)
     }
 }

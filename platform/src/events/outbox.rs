@@ -21,7 +21,7 @@ use std::sync::Arc;
 use std::sync::LazyLock;
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use sqlx::postgres::PgListener;
 use sqlx::{PgConnection, Row, SqliteConnection};
 use tokio::sync::Notify;
@@ -87,7 +87,8 @@ CREATE TABLE IF NOT EXISTS event_inbox (
 "#;
 
 /// Platform migrations for PostgreSQL: append to the service's list.
-pub const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[(9001, "event outbox and inbox", POSTGRES_SQL)];
+pub const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] =
+    &[(9001, "event outbox and inbox", POSTGRES_SQL)];
 /// Platform migrations for SQLite: append to the service's list.
 pub const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[(9001, "event outbox and inbox", SQLITE_SQL)];
 
@@ -117,12 +118,18 @@ pub async fn enqueue_pg(conn: &mut PgConnection, event: &OutgoingEvent) -> Resul
     .bind(event.occur_time)
     .execute(&mut *conn)
     .await?;
-    sqlx::query("SELECT pg_notify($1, '')").bind(NOTIFY_CHANNEL).execute(&mut *conn).await?;
+    sqlx::query("SELECT pg_notify($1, '')")
+        .bind(NOTIFY_CHANNEL)
+        .execute(&mut *conn)
+        .await?;
     Ok(())
 }
 
 /// Inserts `event` into the outbox within the caller's SQLite transaction.
-pub async fn enqueue_sqlite(conn: &mut SqliteConnection, event: &OutgoingEvent) -> Result<(), sqlx::Error> {
+pub async fn enqueue_sqlite(
+    conn: &mut SqliteConnection,
+    event: &OutgoingEvent,
+) -> Result<(), sqlx::Error> {
     sqlx::query(
         "INSERT INTO event_outbox (event_id, topic, event_type, aggregate_id, source, correlation_id, \
          traceparent, tracestate, payload, occur_time) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -144,22 +151,28 @@ pub async fn enqueue_sqlite(conn: &mut SqliteConnection, event: &OutgoingEvent) 
 
 /// Records `event_id` as processed by `consumer` in the transaction. Returns `false` when it
 /// already was (a duplicate delivery: skip its effects).
-pub async fn record_inbox(tx: &mut Tx, consumer: &str, event_id: Uuid) -> Result<bool, sqlx::Error> {
+pub async fn record_inbox(
+    tx: &mut Tx,
+    consumer: &str,
+    event_id: Uuid,
+) -> Result<bool, sqlx::Error> {
     let result = match tx.conn() {
-        TxConn::Postgres(c) => {
-            sqlx::query("INSERT INTO event_inbox (consumer, event_id) VALUES ($1, $2) ON CONFLICT DO NOTHING")
+        TxConn::Postgres(c) => sqlx::query(
+            "INSERT INTO event_inbox (consumer, event_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+        )
+        .bind(consumer)
+        .bind(event_id)
+        .execute(&mut **c)
+        .await?
+        .rows_affected(),
+        TxConn::Sqlite(c) => {
+            sqlx::query("INSERT OR IGNORE INTO event_inbox (consumer, event_id) VALUES (?, ?)")
                 .bind(consumer)
-                .bind(event_id)
+                .bind(event_id.to_string())
                 .execute(&mut **c)
                 .await?
                 .rows_affected()
         }
-        TxConn::Sqlite(c) => sqlx::query("INSERT OR IGNORE INTO event_inbox (consumer, event_id) VALUES (?, ?)")
-            .bind(consumer)
-            .bind(event_id.to_string())
-            .execute(&mut **c)
-            .await?
-            .rows_affected(),
     };
     Ok(result == 1)
 }
@@ -180,19 +193,34 @@ pub async fn pending_count(db: &Database) -> Result<i64, sqlx::Error> {
 pub async fn mark_unsent(db: &Database, within: Option<Duration>) -> Result<u64, sqlx::Error> {
     let since = within
         .and_then(|w| chrono::Duration::from_std(w).ok())
-        .map(|w| Utc::now() - w)
-        .unwrap_or(DateTime::<Utc>::MIN_UTC);
-    Ok(match db {
-        Database::Postgres(pool) => sqlx::query("UPDATE event_outbox SET sent_at = NULL WHERE sent_at >= $1")
-            .bind(since)
-            .execute(pool)
-            .await?
-            .rows_affected(),
-        Database::Sqlite(pool) => sqlx::query("UPDATE event_outbox SET sent_at = NULL WHERE sent_at >= ?")
-            .bind(since)
-            .execute(pool)
-            .await?
-            .rows_affected(),
+        .map(|w| Utc::now() - w);
+    Ok(match (db, since) {
+        (Database::Postgres(pool), Some(since)) => {
+            sqlx::query("UPDATE event_outbox SET sent_at = NULL WHERE sent_at >= $1")
+                .bind(since)
+                .execute(pool)
+                .await?
+                .rows_affected()
+        }
+        (Database::Postgres(pool), None) => {
+            sqlx::query("UPDATE event_outbox SET sent_at = NULL WHERE sent_at IS NOT NULL")
+                .execute(pool)
+                .await?
+                .rows_affected()
+        }
+        (Database::Sqlite(pool), Some(since)) => {
+            sqlx::query("UPDATE event_outbox SET sent_at = NULL WHERE sent_at >= ?")
+                .bind(since)
+                .execute(pool)
+                .await?
+                .rows_affected()
+        }
+        (Database::Sqlite(pool), None) => {
+            sqlx::query("UPDATE event_outbox SET sent_at = NULL WHERE sent_at IS NOT NULL")
+                .execute(pool)
+                .await?
+                .rows_affected()
+        }
     })
 }
 
@@ -397,14 +425,25 @@ impl Relay {
         }
     }
 
-    fn finish(&self, selected: usize, sent: usize, error: Option<anyhow::Error>) -> anyhow::Result<RelayPass> {
+    fn finish(
+        &self,
+        selected: usize,
+        sent: usize,
+        error: Option<anyhow::Error>,
+    ) -> anyhow::Result<RelayPass> {
         match error {
             Some(error) => Err(error),
-            None => Ok(RelayPass { published: sent, more: selected as i64 >= self.config.batch_size }),
+            None => Ok(RelayPass {
+                published: sent,
+                more: selected as i64 >= self.config.batch_size,
+            }),
         }
     }
 
-    async fn publish_rows(&self, rows: &[(i64, OutgoingEvent)]) -> (Vec<i64>, Option<anyhow::Error>) {
+    async fn publish_rows(
+        &self,
+        rows: &[(i64, OutgoingEvent)],
+    ) -> (Vec<i64>, Option<anyhow::Error>) {
         let mut sent = Vec::with_capacity(rows.len());
         for (seq, event) in rows {
             match self.bus.publish(event).await {
