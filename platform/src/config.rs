@@ -21,10 +21,7 @@ pub struct ConfigError {
 
 impl ConfigError {
     pub fn new(var: &str, reason: impl Into<String>) -> Self {
-        Self {
-            var: var.to_owned(),
-            reason: reason.into(),
-        }
+        Self { var: var.to_owned(), reason: reason.into() }
     }
 }
 
@@ -37,33 +34,20 @@ pub struct Env {
 
 impl Env {
     pub fn from_process() -> Self {
-        Self {
-            vars: std::env::vars().collect(),
-        }
+        Self { vars: std::env::vars().collect() }
     }
 
-    pub fn from_pairs<K: Into<String>, V: Into<String>>(
-        pairs: impl IntoIterator<Item = (K, V)>,
-    ) -> Self {
-        Self {
-            vars: pairs
-                .into_iter()
-                .map(|(k, v)| (k.into(), v.into()))
-                .collect(),
-        }
+    pub fn from_pairs<K: Into<String>, V: Into<String>>(pairs: impl IntoIterator<Item = (K, V)>) -> Self {
+        Self { vars: pairs.into_iter().map(|(k, v)| (k.into(), v.into())).collect() }
     }
 
     /// The value of `name`, treating an empty value as absent.
     pub fn optional(&self, name: &str) -> Option<String> {
-        self.vars
-            .get(name)
-            .filter(|v| !v.trim().is_empty())
-            .cloned()
+        self.vars.get(name).filter(|v| !v.trim().is_empty()).cloned()
     }
 
     pub fn required(&self, name: &str) -> Result<String, ConfigError> {
-        self.optional(name)
-            .ok_or_else(|| ConfigError::new(name, "is required but not set"))
+        self.optional(name).ok_or_else(|| ConfigError::new(name, "is required but not set"))
     }
 
     pub fn parse<T>(&self, name: &str) -> Result<Option<T>, ConfigError>
@@ -90,19 +74,14 @@ impl Env {
 
     /// A URL whose scheme must be one of `schemes`.
     pub fn url(&self, name: &str, schemes: &[&str]) -> Result<Option<String>, ConfigError> {
-        let Some(raw) = self.optional(name) else {
-            return Ok(None);
-        };
+        let Some(raw) = self.optional(name) else { return Ok(None) };
         let scheme = raw.split_once("://").map(|(s, _)| s).unwrap_or("");
         if schemes.contains(&scheme) {
             Ok(Some(raw))
         } else {
             Err(ConfigError::new(
                 name,
-                format!(
-                    "scheme {scheme:?} is not supported (expected one of {})",
-                    schemes.join(", ")
-                ),
+                format!("scheme {scheme:?} is not supported (expected one of {})", schemes.join(", ")),
             ))
         }
     }
@@ -139,10 +118,7 @@ pub struct GrpcLimits {
 
 impl Default for GrpcLimits {
     fn default() -> Self {
-        Self {
-            request_timeout: Duration::from_secs(30),
-            max_message_bytes: 4 * 1024 * 1024,
-        }
+        Self { request_timeout: Duration::from_secs(30), max_message_bytes: 4 * 1024 * 1024 }
     }
 }
 
@@ -150,11 +126,7 @@ impl ServiceConfig {
     /// Reads `<SERVICE>_ADDR` (or `GRPC_ADDR`), `DATABASE_URL`, `NATS_URL`, `REDIS_URL`, the
     /// `AUTH_*` issuers and the telemetry variables. `default_port` is the service's port of
     /// DESIGN §8.
-    pub fn from_env(
-        env: &Env,
-        service: &'static str,
-        default_port: u16,
-    ) -> Result<Self, ConfigError> {
+    pub fn from_env(env: &Env, service: &'static str, default_port: u16) -> Result<Self, ConfigError> {
         let addr_var = format!("{}_ADDR", service.to_uppercase().replace('-', "_"));
         let listen_addr = match env.parse::<SocketAddr>(&addr_var)? {
             Some(addr) => addr,
@@ -191,18 +163,11 @@ impl AuthConfig {
             (IssuerKind::Service, "AUTH_SERVICE"),
         ] {
             let issuer_var = format!("{prefix}_ISSUER");
-            let Some(issuer) = env.url(&issuer_var, &["http", "https"])? else {
-                continue;
-            };
+            let Some(issuer) = env.url(&issuer_var, &["http", "https"])? else { continue };
             let audience_var = format!("{prefix}_AUDIENCE");
             let audience = env.required(&audience_var)?;
             let jwks_url = env.url(&format!("{prefix}_JWKS_URL"), &["http", "https"])?;
-            issuers.push(IssuerConfig {
-                kind,
-                issuer,
-                audience,
-                jwks_url,
-            });
+            issuers.push(IssuerConfig { kind, issuer, audience, jwks_url });
         }
         Ok(Self {
             issuers,
@@ -232,16 +197,11 @@ impl TelemetryConfig {
             Some("json") => LogFormat::Json,
             Some("pretty") | Some("text") => LogFormat::Pretty,
             Some(other) => {
-                return Err(ConfigError::new(
-                    "LOG_FORMAT",
-                    format!("{other:?} is not one of json, pretty"),
-                ));
+                return Err(ConfigError::new("LOG_FORMAT", format!("{other:?} is not one of json, pretty")));
             }
         };
         Ok(Self {
-            service_name: env
-                .optional("OTEL_SERVICE_NAME")
-                .unwrap_or_else(|| format!("ordermesh-{service}")),
+            service_name: env.optional("OTEL_SERVICE_NAME").unwrap_or_else(|| format!("ordermesh-{service}")),
             log_format,
             otlp_endpoint: env.url("OTEL_EXPORTER_OTLP_ENDPOINT", &["http", "https"])?,
         })
@@ -269,33 +229,17 @@ mod tests {
         assert!(err.to_string().contains("mysql"), "{err}");
 
         let env = Env::from_pairs([("PRODUCT_ADDR", "not-an-address")]);
-        assert_eq!(
-            ServiceConfig::from_env(&env, "product", 50051)
-                .unwrap_err()
-                .var,
-            "PRODUCT_ADDR"
-        );
+        assert_eq!(ServiceConfig::from_env(&env, "product", 50051).unwrap_err().var, "PRODUCT_ADDR");
 
         let env = Env::from_pairs([("AUTH_CLIENT_ISSUER", "https://login.example")]);
-        assert_eq!(
-            ServiceConfig::from_env(&env, "product", 50051)
-                .unwrap_err()
-                .var,
-            "AUTH_CLIENT_AUDIENCE"
-        );
+        assert_eq!(ServiceConfig::from_env(&env, "product", 50051).unwrap_err().var, "AUTH_CLIENT_AUDIENCE");
     }
 
     #[test]
     fn production_logs_are_json_unless_overridden() {
         let env = Env::from_pairs([("ORDERMESH_ENV", "production")]);
-        assert_eq!(
-            TelemetryConfig::from_env(&env, "x").unwrap().log_format,
-            LogFormat::Json
-        );
+        assert_eq!(TelemetryConfig::from_env(&env, "x").unwrap().log_format, LogFormat::Json);
         let env = Env::from_pairs([("ORDERMESH_ENV", "production"), ("LOG_FORMAT", "pretty")]);
-        assert_eq!(
-            TelemetryConfig::from_env(&env, "x").unwrap().log_format,
-            LogFormat::Pretty
-        );
+        assert_eq!(TelemetryConfig::from_env(&env, "x").unwrap().log_format, LogFormat::Pretty);
     }
 }

@@ -137,8 +137,7 @@ pub fn set_remote_parent(span: &tracing::Span, get: impl Fn(&str) -> Option<Stri
         return;
     }
     let extractor = PairsExtractor(pairs);
-    let context =
-        opentelemetry::global::get_text_map_propagator(|propagator| propagator.extract(&extractor));
+    let context = opentelemetry::global::get_text_map_propagator(|propagator| propagator.extract(&extractor));
     let _ = span.set_parent(context);
 }
 
@@ -160,7 +159,5 @@ pub fn current_trace_id() -> Option<String> {
     let context = tracing::Span::current().context();
     let span = context.span();
     let span_context = span.span_context();
-    span_context
-        .is_valid()
-        .then(|| span_context.trace_id().to_string())
+    span_context.is_valid().then(|| span_context.trace_id().to_string())
 }

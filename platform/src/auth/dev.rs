@@ -67,12 +67,7 @@ impl DevIssuer {
         let point = secret.public_key().to_encoded_point(false);
         // The kid is derived from the public key, so it changes exactly when the key does.
         let kid = URL_SAFE_NO_PAD.encode(&sha256(point.as_bytes())[..12]);
-        Ok(Self {
-            base_url: base_url.trim_end_matches('/').to_owned(),
-            kid,
-            secret,
-            encoding,
-        })
+        Ok(Self { base_url: base_url.trim_end_matches('/').to_owned(), kid, secret, encoding })
     }
 
     /// The `iss` of tokens of `kind`.
@@ -92,19 +87,15 @@ impl DevIssuer {
     /// Validation settings trusting this issuer's three populations with `audience`.
     pub fn auth_config(&self, audience: &str) -> AuthConfig {
         AuthConfig {
-            issuers: [
-                IssuerKind::Employee,
-                IssuerKind::Client,
-                IssuerKind::Service,
-            ]
-            .into_iter()
-            .map(|kind| IssuerConfig {
-                kind,
-                issuer: self.issuer(kind),
-                audience: audience.to_owned(),
-                jwks_url: Some(self.jwks_url()),
-            })
-            .collect(),
+            issuers: [IssuerKind::Employee, IssuerKind::Client, IssuerKind::Service]
+                .into_iter()
+                .map(|kind| IssuerConfig {
+                    kind,
+                    issuer: self.issuer(kind),
+                    audience: audience.to_owned(),
+                    jwks_url: Some(self.jwks_url()),
+                })
+                .collect(),
             ..AuthConfig::default()
         }
     }
@@ -112,10 +103,7 @@ impl DevIssuer {
     /// The public key set, as served at `<issuer>/jwks.json`.
     pub fn jwks(&self) -> serde_json::Value {
         let point = self.secret.public_key().to_encoded_point(false);
-        let (x, y) = (
-            point.x().expect("uncompressed point"),
-            point.y().expect("uncompressed point"),
-        );
+        let (x, y) = (point.x().expect("uncompressed point"), point.y().expect("uncompressed point"));
         json!({"keys": [{
             "kty": "EC", "crv": "P-256", "alg": "ES256", "use": "sig", "kid": self.kid,
             "x": URL_SAFE_NO_PAD.encode(x), "y": URL_SAFE_NO_PAD.encode(y),
@@ -150,18 +138,10 @@ impl DevIssuer {
     pub fn router(&self) -> axum::Router {
         use axum::{Json, routing::get};
         let jwks = self.jwks();
-        let mut router =
-            axum::Router::new().route("/jwks.json", get(move || async move { Json(jwks) }));
-        for kind in [
-            IssuerKind::Employee,
-            IssuerKind::Client,
-            IssuerKind::Service,
-        ] {
+        let mut router = axum::Router::new().route("/jwks.json", get(move || async move { Json(jwks) }));
+        for kind in [IssuerKind::Employee, IssuerKind::Client, IssuerKind::Service] {
             let discovery = self.discovery(kind);
-            let path = self
-                .issuer(kind)
-                .trim_start_matches(&self.base_url)
-                .to_owned();
+            let path = self.issuer(kind).trim_start_matches(&self.base_url).to_owned();
             router = router.route(
                 &format!("{path}/.well-known/openid-configuration"),
                 get(move || async move { Json(discovery) }),

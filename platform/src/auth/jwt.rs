@@ -97,11 +97,7 @@ impl JwtValidator {
                 last_fetch: Mutex::new(None),
             })
             .collect();
-        Self {
-            issuers,
-            http,
-            config,
-        }
+        Self { issuers, http, config }
     }
 
     /// Validates `token` and returns who it identifies.
@@ -110,14 +106,10 @@ impl JwtValidator {
         let (Some(header), Some(payload), Some(_signature), None) =
             (parts.next(), parts.next(), parts.next(), parts.next())
         else {
-            return Err(AuthError::Malformed(
-                "expected three dot-separated parts".into(),
-            ));
+            return Err(AuthError::Malformed("expected three dot-separated parts".into()));
         };
         let header: UnverifiedHeader = decode_segment(header, "header")?;
-        let alg = header
-            .alg
-            .ok_or_else(|| AuthError::Malformed("header has no alg".into()))?;
+        let alg = header.alg.ok_or_else(|| AuthError::Malformed("header has no alg".into()))?;
         let header_alg = ALLOWED
             .into_iter()
             .find(|allowed| format!("{allowed:?}") == alg)
@@ -157,19 +149,12 @@ impl JwtValidator {
                 subject: claims.sub,
                 roles: claims.roles.iter().filter_map(|r| Role::parse(r)).collect(),
             },
-            IssuerKind::Client => Principal::Client {
-                issuer: issuer.config.issuer.clone(),
-                subject: claims.sub,
-            },
+            IssuerKind::Client => Principal::Client { issuer: issuer.config.issuer.clone(), subject: claims.sub },
             IssuerKind::Service => Principal::Service { name: claims.sub },
         })
     }
 
-    async fn key(
-        &self,
-        issuer: &IssuerState,
-        kid: &str,
-    ) -> Result<(Algorithm, Arc<DecodingKey>), AuthError> {
+    async fn key(&self, issuer: &IssuerState, kid: &str) -> Result<(Algorithm, Arc<DecodingKey>), AuthError> {
         if let Some((alg, key)) = issuer.keys.read().await.get(kid) {
             return Ok((*alg, key.clone()));
         }
@@ -178,8 +163,7 @@ impl JwtValidator {
         if let Some((alg, key)) = issuer.keys.read().await.get(kid) {
             return Ok((*alg, key.clone()));
         }
-        let may_fetch =
-            last_fetch.is_none_or(|at| at.elapsed() >= self.config.jwks_refetch_cooldown);
+        let may_fetch = last_fetch.is_none_or(|at| at.elapsed() >= self.config.jwks_refetch_cooldown);
         if may_fetch {
             *last_fetch = Some(Instant::now());
             let keys = self.fetch_keys(&issuer.config).await?;
@@ -198,8 +182,7 @@ impl JwtValidator {
         &self,
         issuer: &IssuerConfig,
     ) -> Result<HashMap<String, (Algorithm, Arc<DecodingKey>)>, AuthError> {
-        let unavailable =
-            |e: reqwest::Error| AuthError::JwksUnavailable(e.without_url().to_string());
+        let unavailable = |e: reqwest::Error| AuthError::JwksUnavailable(e.without_url().to_string());
         let jwks_url = match &issuer.jwks_url {
             Some(url) => url.clone(),
             None => {
@@ -207,10 +190,7 @@ impl JwtValidator {
                 struct Discovery {
                     jwks_uri: String,
                 }
-                let url = format!(
-                    "{}/.well-known/openid-configuration",
-                    issuer.issuer.trim_end_matches('/')
-                );
+                let url = format!("{}/.well-known/openid-configuration", issuer.issuer.trim_end_matches('/'));
                 let discovery: Discovery = self
                     .http
                     .get(url)
@@ -242,9 +222,7 @@ impl JwtValidator {
                 let kid = jwk.common.key_id.clone()?;
                 let alg = match &jwk.algorithm {
                     AlgorithmParameters::RSA(_) => Algorithm::RS256,
-                    AlgorithmParameters::EllipticCurve(ec) if ec.curve == EllipticCurve::P256 => {
-                        Algorithm::ES256
-                    }
+                    AlgorithmParameters::EllipticCurve(ec) if ec.curve == EllipticCurve::P256 => Algorithm::ES256,
                     _ => return None,
                 };
                 // A key that declares another algorithm is not used for this one.
@@ -260,15 +238,11 @@ impl JwtValidator {
     }
 }
 
-fn decode_segment<T: serde::de::DeserializeOwned>(
-    segment: &str,
-    what: &str,
-) -> Result<T, AuthError> {
+fn decode_segment<T: serde::de::DeserializeOwned>(segment: &str, what: &str) -> Result<T, AuthError> {
     let bytes = URL_SAFE_NO_PAD
         .decode(segment)
         .map_err(|_| AuthError::Malformed(format!("{what} is not base64url")))?;
-    serde_json::from_slice(&bytes)
-        .map_err(|_| AuthError::Malformed(format!("{what} is not valid JSON")))
+    serde_json::from_slice(&bytes).map_err(|_| AuthError::Malformed(format!("{what} is not valid JSON")))
 }
 
 fn map_error(kind: ErrorKind) -> AuthError {

@@ -43,11 +43,7 @@ pub struct AuthConfig {
 
 impl Default for AuthConfig {
     fn default() -> Self {
-        Self {
-            issuers: Vec::new(),
-            leeway: Duration::from_secs(60),
-            jwks_refetch_cooldown: Duration::from_secs(30),
-        }
+        Self { issuers: Vec::new(), leeway: Duration::from_secs(60), jwks_refetch_cooldown: Duration::from_secs(30) }
     }
 }
 
@@ -87,18 +83,10 @@ impl std::fmt::Display for Role {
 /// Who is calling, as established from a validated token.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Principal {
-    Employee {
-        subject: String,
-        roles: BTreeSet<Role>,
-    },
+    Employee { subject: String, roles: BTreeSet<Role> },
     /// A client of the client portal; `issuer` + `subject` is the identity linked to a customer.
-    Client {
-        issuer: String,
-        subject: String,
-    },
-    Service {
-        name: String,
-    },
+    Client { issuer: String, subject: String },
+    Service { name: String },
 }
 
 impl Principal {

@@ -34,10 +34,7 @@ impl AuthLayer {
 impl<S> tower::Layer<S> for AuthLayer {
     type Service = AuthService<S>;
     fn layer(&self, inner: S) -> Self::Service {
-        AuthService {
-            inner,
-            validator: self.validator.clone(),
-        }
+        AuthService { inner, validator: self.validator.clone() }
     }
 }
 
@@ -49,10 +46,7 @@ pub struct AuthService<S> {
 
 impl<S, B> tower::Service<http::Request<B>> for AuthService<S>
 where
-    S: tower::Service<http::Request<B>, Response = http::Response<tonic::body::Body>>
-        + Clone
-        + Send
-        + 'static,
+    S: tower::Service<http::Request<B>, Response = http::Response<tonic::body::Body>> + Clone + Send + 'static,
     S::Future: Send + 'static,
     B: Send + 'static,
 {
@@ -77,9 +71,7 @@ where
                         Err(reason) => return Ok(reject(reason)),
                     };
                     let Some(validator) = validator else {
-                        return Ok(reject(
-                            "this service accepts no tokens: no issuer is configured".into(),
-                        ));
+                        return Ok(reject("this service accepts no tokens: no issuer is configured".into()));
                     };
                     match validator.validate(&token).await {
                         Ok(principal) => {
@@ -119,8 +111,7 @@ fn bearer_token(headers: &http::HeaderMap) -> Option<Result<String, String>> {
 
 /// The authenticated caller, or UNAUTHENTICATED when the call carried no token.
 pub fn principal<T>(request: &tonic::Request<T>) -> Result<&Principal, Status> {
-    principal_opt(request)
-        .ok_or_else(|| Status::unauthenticated("this call requires a bearer token"))
+    principal_opt(request).ok_or_else(|| Status::unauthenticated("this call requires a bearer token"))
 }
 
 /// The authenticated caller, if the call carried a token.

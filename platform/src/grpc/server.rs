@@ -85,22 +85,11 @@ impl GrpcServer {
 
     /// Serves on `listener` until `shutdown` fires, then drains in-flight calls.
     pub async fn serve(self, listener: TcpListener, shutdown: Shutdown) -> anyhow::Result<()> {
-        let Self {
-            service,
-            mut routes,
-            service_names,
-            limits,
-            validator,
-            readiness,
-        } = self;
+        let Self { service, mut routes, service_names, limits, validator, readiness } = self;
         let (reporter, health_service) = tonic_health::server::health_reporter();
-        reporter
-            .set_service_status("", ServingStatus::NotServing)
-            .await;
+        reporter.set_service_status("", ServingStatus::NotServing).await;
         for name in &service_names {
-            reporter
-                .set_service_status(*name, ServingStatus::NotServing)
-                .await;
+            reporter.set_service_status(*name, ServingStatus::NotServing).await;
         }
         routes.add_service(health_service);
         let (v1, v1alpha) = reflection_services(&service_names)?;
@@ -116,24 +105,16 @@ impl GrpcServer {
         tokio::spawn(async move {
             if let Some(check) = readiness {
                 if let Err(error) = check().await {
-                    tracing::error!(
-                        service,
-                        error = format!("{error:#}"),
-                        "readiness check failed; staying NOT_SERVING"
-                    );
+                    tracing::error!(service, error = format!("{error:#}"), "readiness check failed; staying NOT_SERVING");
                     return;
                 }
             }
             if ready_shutdown.is_triggered() {
                 return;
             }
-            ready_reporter
-                .set_service_status("", ServingStatus::Serving)
-                .await;
+            ready_reporter.set_service_status("", ServingStatus::Serving).await;
             for name in names {
-                ready_reporter
-                    .set_service_status(name, ServingStatus::Serving)
-                    .await;
+                ready_reporter.set_service_status(name, ServingStatus::Serving).await;
             }
             tracing::info!(service, "ready");
         });
@@ -151,9 +132,7 @@ impl GrpcServer {
             .serve_with_incoming_shutdown(incoming, async move {
                 drain.wait().await;
                 // Tell load balancers first, then stop accepting.
-                reporter
-                    .set_service_status("", ServingStatus::NotServing)
-                    .await;
+                reporter.set_service_status("", ServingStatus::NotServing).await;
             })
             .await;
         tracing::info!(service, "gRPC server stopped");
@@ -166,12 +145,8 @@ impl GrpcServer {
 fn reflection_services(
     service_names: &[&'static str],
 ) -> anyhow::Result<(
-    tonic_reflection::server::v1::ServerReflectionServer<
-        impl tonic_reflection::server::v1::ServerReflection,
-    >,
-    tonic_reflection::server::v1alpha::ServerReflectionServer<
-        impl tonic_reflection::server::v1alpha::ServerReflection,
-    >,
+    tonic_reflection::server::v1::ServerReflectionServer<impl tonic_reflection::server::v1::ServerReflection>,
+    tonic_reflection::server::v1alpha::ServerReflectionServer<impl tonic_reflection::server::v1alpha::ServerReflection>,
 )> {
     let listed = || {
         let mut names: Vec<String> = service_names.iter().map(|s| s.to_string()).collect();
@@ -185,9 +160,7 @@ fn reflection_services(
             .register_encoded_file_descriptor_set(ordermesh_proto::FILE_DESCRIPTOR_SET)
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
             .register_encoded_file_descriptor_set(tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET)
-            .register_encoded_file_descriptor_set(
-                tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET,
-            );
+            .register_encoded_file_descriptor_set(tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET);
         for name in listed() {
             builder = builder.with_service_name(name);
         }

@@ -27,10 +27,7 @@ impl GrpcTraceLayer {
 impl<S> tower::Layer<S> for GrpcTraceLayer {
     type Service = GrpcTraceService<S>;
     fn layer(&self, inner: S) -> Self::Service {
-        GrpcTraceService {
-            inner,
-            service: self.service,
-        }
+        GrpcTraceService { inner, service: self.service }
     }
 }
 
@@ -58,12 +55,7 @@ where
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let headers = request.headers();
-        let header = |name: &str| {
-            headers
-                .get(name)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_owned)
-        };
+        let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
         let correlation_id = header("x-correlation-id")
             .filter(|id| id.len() <= 128)
             .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
@@ -75,9 +67,7 @@ where
             correlation_id = %correlation_id,
         );
         telemetry::set_remote_parent(&span, header);
-        request
-            .extensions_mut()
-            .insert(CorrelationId(correlation_id));
+        request.extensions_mut().insert(CorrelationId(correlation_id));
         let started = Instant::now();
         Box::pin(
             async move {
