@@ -405,6 +405,12 @@ async fn committed_consumed_once_rolled_back_never(kind: BusKind, backend: Backe
         "consumer span continues the publisher's trace"
     );
     assert_eq!(outbox::pending_count(&env.db).await.unwrap(), 0);
+    // Housekeeping: sent outbox rows and inbox rows are pruned by age.
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    assert_eq!(
+        outbox::prune(&env.db, Duration::ZERO).await.unwrap(),
+        (1, 1)
+    );
     env.finish().await;
 }
 

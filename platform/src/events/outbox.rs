@@ -224,6 +224,44 @@ pub async fn mark_unsent(db: &Database, within: Option<Duration>) -> Result<u64,
     })
 }
 
+/// Deletes outbox rows sent, and inbox rows recorded, more than `older_than` ago. Keep inbox
+/// rows longer than any redelivery can come (the streams' and dead-letter queue's retention).
+/// Returns `(outbox rows, inbox rows)` deleted.
+pub async fn prune(db: &Database, older_than: Duration) -> Result<(u64, u64), sqlx::Error> {
+    let before =
+        Utc::now() - chrono::Duration::from_std(older_than).unwrap_or(chrono::Duration::MAX);
+    Ok(match db {
+        Database::Postgres(pool) => (
+            sqlx::query("DELETE FROM event_outbox WHERE sent_at < $1")
+                .bind(before)
+                .execute(pool)
+                .await?
+                .rows_affected(),
+            sqlx::query("DELETE FROM event_inbox WHERE processed_at < $1")
+                .bind(before)
+                .execute(pool)
+                .await?
+                .rows_affected(),
+        ),
+        Database::Sqlite(pool) => {
+            // sent_at is written by sqlx (RFC 3339), processed_at by SQLite's strftime.
+            let inbox_before = before.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string();
+            (
+                sqlx::query("DELETE FROM event_outbox WHERE sent_at IS NOT NULL AND sent_at < ?")
+                    .bind(before)
+                    .execute(pool)
+                    .await?
+                    .rows_affected(),
+                sqlx::query("DELETE FROM event_inbox WHERE processed_at < ?")
+                    .bind(&inbox_before)
+                    .execute(pool)
+                    .await?
+                    .rows_affected(),
+            )
+        }
+    })
+}
+
 #[derive(Debug, Clone)]
 pub struct RelayConfig {
     /// Rows per batch.
@@ -246,6 +284,17 @@ impl Default for RelayConfig {
             min_backoff: Duration::from_millis(100),
             max_backoff: Duration::from_secs(5),
             republish_on_start: None,
+        }
+    }
+}
+
+impl RelayConfig {
+    /// For the in-process bus: rows sent in the last hour are published again at start-up, so a
+    /// restart of the process loses nothing that consumers had not yet processed.
+    pub fn embedded() -> Self {
+        Self {
+            republish_on_start: Some(Duration::from_secs(3600)),
+            ..Self::default()
         }
     }
 }
