@@ -3,7 +3,9 @@ use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::time::{Duration, Instant};
 
-use ordermesh_platform::auth::{DevIssuer, DevTokenRequest, IssuerKind, Role};
+use std::sync::Arc;
+
+use ordermesh_platform::auth::{DevIssuer, DevTokenRequest, IssuerKind, Role, ServiceCredentials};
 use ordermesh_platform::{Env, ServiceConfig, Shutdown, telemetry};
 use tokio::net::TcpListener;
 
@@ -33,7 +35,12 @@ pub struct UpArgs {
 
 impl Default for UpArgs {
     fn default() -> Self {
-        Self { data: DataDirArg { data_dir: PathBuf::from("data") }, ephemeral: false }
+        Self {
+            data: DataDirArg {
+                data_dir: PathBuf::from("data"),
+            },
+            ephemeral: false,
+        }
     }
 }
 
@@ -41,12 +48,24 @@ type RunFn = fn(ServiceConfig, TcpListener, Shutdown) -> Pin<Box<dyn Future<Outp
 
 /// The six services, their default ports, and how to run each in-process.
 const SERVICES: [(&str, u16, RunFn); 6] = [
-    (product_svc::SERVICE, product_svc::DEFAULT_PORT, |c, l, s| Box::pin(product_svc::run(c, l, s))),
-    (customer_svc::SERVICE, customer_svc::DEFAULT_PORT, |c, l, s| Box::pin(customer_svc::run(c, l, s))),
-    (order_svc::SERVICE, order_svc::DEFAULT_PORT, |c, l, s| Box::pin(order_svc::run(c, l, s))),
-    (payment_svc::SERVICE, payment_svc::DEFAULT_PORT, |c, l, s| Box::pin(payment_svc::run(c, l, s))),
-    (audit_svc::SERVICE, audit_svc::DEFAULT_PORT, |c, l, s| Box::pin(audit_svc::run(c, l, s))),
-    (notification_svc::SERVICE, notification_svc::DEFAULT_PORT, |c, l, s| Box::pin(notification_svc::run(c, l, s))),
+    (product_svc::SERVICE, product_svc::DEFAULT_PORT, |c, l, s| {
+        Box::pin(product_svc::run(c, l, s))
+    }),
+    (customer_svc::SERVICE, customer_svc::DEFAULT_PORT, |c, l, s| {
+        Box::pin(customer_svc::run(c, l, s))
+    }),
+    (order_svc::SERVICE, order_svc::DEFAULT_PORT, |c, l, s| {
+        Box::pin(order_svc::run(c, l, s))
+    }),
+    (payment_svc::SERVICE, payment_svc::DEFAULT_PORT, |c, l, s| {
+        Box::pin(payment_svc::run(c, l, s))
+    }),
+    (audit_svc::SERVICE, audit_svc::DEFAULT_PORT, |c, l, s| {
+        Box::pin(audit_svc::run(c, l, s))
+    }),
+    (notification_svc::SERVICE, notification_svc::DEFAULT_PORT, |c, l, s| {
+        Box::pin(notification_svc::run(c, l, s))
+    }),
 ];
 
 pub fn run(args: UpArgs) -> anyhow::Result<()> {
@@ -54,13 +73,19 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
     let env = Env::from_process();
     let started = Instant::now();
     let temp = args.ephemeral.then(tempfile::tempdir).transpose()?;
-    let data_dir = temp.as_ref().map(|t| t.path().to_path_buf()).unwrap_or(args.data.data_dir.clone());
+    let data_dir = temp
+        .as_ref()
+        .map(|t| t.path().to_path_buf())
+        .unwrap_or(args.data.data_dir.clone());
     std::fs::create_dir_all(&data_dir)?;
 
     tokio::runtime::Runtime::new()?.block_on(async move {
         let _telemetry = telemetry::init(&telemetry::TelemetryConfig::from_env(&env, "up")?)?;
         let shutdown = Shutdown::on_signals();
-        let issuer = DevIssuer::load_or_generate(dev_issuer_url(), &dev_issuer_path(&data_dir))?;
+        let issuer = Arc::new(DevIssuer::load_or_generate(
+            dev_issuer_url(),
+            &dev_issuer_path(&data_dir),
+        )?);
         let issuer_listener = TcpListener::bind(("127.0.0.1", DEV_ISSUER_PORT)).await?;
         let mut tasks = tokio::task::JoinSet::new();
         let issuer_router = issuer.router();
@@ -80,6 +105,11 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
             }
             if config.auth.issuers.is_empty() {
                 config.auth = issuer.auth_config(DEV_AUDIENCE);
+                config.credentials = ServiceCredentials::Dev {
+                    issuer: issuer.clone(),
+                    service: name.to_owned(),
+                    audience: DEV_AUDIENCE.to_owned(),
+                };
             }
             let listener = TcpListener::bind(config.listen_addr).await?;
             addresses.push((name, listener.local_addr()?));
@@ -127,14 +157,25 @@ fn print_banner(
             ttl: Duration::from_secs(8 * 3600),
         })
     };
-    println!("ordermesh is up ({:.1}s), data in {}", elapsed.as_secs_f64(), data_dir.display());
+    println!(
+        "ordermesh is up ({:.1}s), data in {}",
+        elapsed.as_secs_f64(),
+        data_dir.display()
+    );
     println!("  BFF            http://localhost:{}", bff_addr.port());
     for (name, addr) in services {
-        println!("  {name:<14} localhost:{}  (grpcurl -plaintext localhost:{} list)", addr.port(), addr.port());
+        println!(
+            "  {name:<14} localhost:{}  (grpcurl -plaintext localhost:{} list)",
+            addr.port(),
+            addr.port()
+        );
     }
     println!("  dev issuer     {}", dev_issuer_url());
     println!("Tokens (valid 8 hours):");
-    println!("  ADMIN_TOKEN={}", token(IssuerKind::Employee, "dev-admin", vec![Role::Admin])?);
+    println!(
+        "  ADMIN_TOKEN={}",
+        token(IssuerKind::Employee, "dev-admin", vec![Role::Admin])?
+    );
     println!("  CLIENT_TOKEN={}", token(IssuerKind::Client, "dev-client-1", vec![])?);
     Ok(())
 }

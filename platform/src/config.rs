@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::str::FromStr;
 use std::time::Duration;
 
-use crate::auth::{AuthConfig, IssuerConfig, IssuerKind};
+use crate::auth::{AuthConfig, IssuerConfig, IssuerKind, ServiceCredentials};
 use crate::telemetry::{LogFormat, TelemetryConfig};
 
 /// A configuration variable that is missing or cannot be parsed.
@@ -21,7 +21,10 @@ pub struct ConfigError {
 
 impl ConfigError {
     pub fn new(var: &str, reason: impl Into<String>) -> Self {
-        Self { var: var.to_owned(), reason: reason.into() }
+        Self {
+            var: var.to_owned(),
+            reason: reason.into(),
+        }
     }
 }
 
@@ -34,11 +37,15 @@ pub struct Env {
 
 impl Env {
     pub fn from_process() -> Self {
-        Self { vars: std::env::vars().collect() }
+        Self {
+            vars: std::env::vars().collect(),
+        }
     }
 
     pub fn from_pairs<K: Into<String>, V: Into<String>>(pairs: impl IntoIterator<Item = (K, V)>) -> Self {
-        Self { vars: pairs.into_iter().map(|(k, v)| (k.into(), v.into())).collect() }
+        Self {
+            vars: pairs.into_iter().map(|(k, v)| (k.into(), v.into())).collect(),
+        }
     }
 
     /// The value of `name`, treating an empty value as absent.
@@ -47,7 +54,8 @@ impl Env {
     }
 
     pub fn required(&self, name: &str) -> Result<String, ConfigError> {
-        self.optional(name).ok_or_else(|| ConfigError::new(name, "is required but not set"))
+        self.optional(name)
+            .ok_or_else(|| ConfigError::new(name, "is required but not set"))
     }
 
     pub fn parse<T>(&self, name: &str) -> Result<Option<T>, ConfigError>
@@ -74,14 +82,19 @@ impl Env {
 
     /// A URL whose scheme must be one of `schemes`.
     pub fn url(&self, name: &str, schemes: &[&str]) -> Result<Option<String>, ConfigError> {
-        let Some(raw) = self.optional(name) else { return Ok(None) };
+        let Some(raw) = self.optional(name) else {
+            return Ok(None);
+        };
         let scheme = raw.split_once("://").map(|(s, _)| s).unwrap_or("");
         if schemes.contains(&scheme) {
             Ok(Some(raw))
         } else {
             Err(ConfigError::new(
                 name,
-                format!("scheme {scheme:?} is not supported (expected one of {})", schemes.join(", ")),
+                format!(
+                    "scheme {scheme:?} is not supported (expected one of {})",
+                    schemes.join(", ")
+                ),
             ))
         }
     }
@@ -104,6 +117,8 @@ pub struct ServiceConfig {
     /// Absent → in-memory cache.
     pub redis_url: Option<String>,
     pub auth: AuthConfig,
+    /// How this service authenticates its own calls to other services (`SERVICE_TOKEN_FILE`).
+    pub credentials: ServiceCredentials,
     pub telemetry: TelemetryConfig,
     pub grpc: GrpcLimits,
 }
@@ -118,7 +133,10 @@ pub struct GrpcLimits {
 
 impl Default for GrpcLimits {
     fn default() -> Self {
-        Self { request_timeout: Duration::from_secs(30), max_message_bytes: 4 * 1024 * 1024 }
+        Self {
+            request_timeout: Duration::from_secs(30),
+            max_message_bytes: 4 * 1024 * 1024,
+        }
     }
 }
 
@@ -142,6 +160,10 @@ impl ServiceConfig {
             nats_url: env.url("NATS_URL", &["nats", "tls", "ws", "wss"])?,
             redis_url: env.url("REDIS_URL", &["redis", "rediss"])?,
             auth: AuthConfig::from_env(env)?,
+            credentials: env
+                .optional("SERVICE_TOKEN_FILE")
+                .map(|path| ServiceCredentials::File(path.into()))
+                .unwrap_or_default(),
             telemetry: TelemetryConfig::from_env(env, service)?,
             grpc: GrpcLimits {
                 request_timeout: env.seconds_or("GRPC_REQUEST_TIMEOUT_SECONDS", 30)?,
@@ -163,11 +185,18 @@ impl AuthConfig {
             (IssuerKind::Service, "AUTH_SERVICE"),
         ] {
             let issuer_var = format!("{prefix}_ISSUER");
-            let Some(issuer) = env.url(&issuer_var, &["http", "https"])? else { continue };
+            let Some(issuer) = env.url(&issuer_var, &["http", "https"])? else {
+                continue;
+            };
             let audience_var = format!("{prefix}_AUDIENCE");
             let audience = env.required(&audience_var)?;
             let jwks_url = env.url(&format!("{prefix}_JWKS_URL"), &["http", "https"])?;
-            issuers.push(IssuerConfig { kind, issuer, audience, jwks_url });
+            issuers.push(IssuerConfig {
+                kind,
+                issuer,
+                audience,
+                jwks_url,
+            });
         }
         Ok(Self {
             issuers,
@@ -197,11 +226,16 @@ impl TelemetryConfig {
             Some("json") => LogFormat::Json,
             Some("pretty") | Some("text") => LogFormat::Pretty,
             Some(other) => {
-                return Err(ConfigError::new("LOG_FORMAT", format!("{other:?} is not one of json, pretty")));
+                return Err(ConfigError::new(
+                    "LOG_FORMAT",
+                    format!("{other:?} is not one of json, pretty"),
+                ));
             }
         };
         Ok(Self {
-            service_name: env.optional("OTEL_SERVICE_NAME").unwrap_or_else(|| format!("ordermesh-{service}")),
+            service_name: env
+                .optional("OTEL_SERVICE_NAME")
+                .unwrap_or_else(|| format!("ordermesh-{service}")),
             log_format,
             otlp_endpoint: env.url("OTEL_EXPORTER_OTLP_ENDPOINT", &["http", "https"])?,
         })
@@ -229,17 +263,29 @@ mod tests {
         assert!(err.to_string().contains("mysql"), "{err}");
 
         let env = Env::from_pairs([("PRODUCT_ADDR", "not-an-address")]);
-        assert_eq!(ServiceConfig::from_env(&env, "product", 50051).unwrap_err().var, "PRODUCT_ADDR");
+        assert_eq!(
+            ServiceConfig::from_env(&env, "product", 50051).unwrap_err().var,
+            "PRODUCT_ADDR"
+        );
 
         let env = Env::from_pairs([("AUTH_CLIENT_ISSUER", "https://login.example")]);
-        assert_eq!(ServiceConfig::from_env(&env, "product", 50051).unwrap_err().var, "AUTH_CLIENT_AUDIENCE");
+        assert_eq!(
+            ServiceConfig::from_env(&env, "product", 50051).unwrap_err().var,
+            "AUTH_CLIENT_AUDIENCE"
+        );
     }
 
     #[test]
     fn production_logs_are_json_unless_overridden() {
         let env = Env::from_pairs([("ORDERMESH_ENV", "production")]);
-        assert_eq!(TelemetryConfig::from_env(&env, "x").unwrap().log_format, LogFormat::Json);
+        assert_eq!(
+            TelemetryConfig::from_env(&env, "x").unwrap().log_format,
+            LogFormat::Json
+        );
         let env = Env::from_pairs([("ORDERMESH_ENV", "production"), ("LOG_FORMAT", "pretty")]);
-        assert_eq!(TelemetryConfig::from_env(&env, "x").unwrap().log_format, LogFormat::Pretty);
+        assert_eq!(
+            TelemetryConfig::from_env(&env, "x").unwrap().log_format,
+            LogFormat::Pretty
+        );
     }
 }

@@ -7,9 +7,9 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use sqlx::migrate::{Migration, MigrationType, Migrator};
-use sqlx::{AssertSqlSafe, SqlSafeStr};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{AssertSqlSafe, SqlSafeStr};
 use sqlx::{PgPool, SqlitePool};
 
 /// A connected pool of either backend.
@@ -28,17 +28,29 @@ pub struct Migrations {
 impl Migrations {
     /// Builds both migrators from `(version, description, sql)` lists, typically written with
     /// `include_str!` so the SQL is embedded in the binary without compile-time database access.
-    pub fn embedded(postgres: &[(i64, &'static str, &'static str)], sqlite: &[(i64, &'static str, &'static str)]) -> Self {
+    pub fn embedded(
+        postgres: &[(i64, &'static str, &'static str)],
+        sqlite: &[(i64, &'static str, &'static str)],
+    ) -> Self {
         let migrator = |list: &[(i64, &'static str, &'static str)]| {
             Migrator::with_migrations(
                 list.iter()
                     .map(|(version, description, sql)| {
-                        Migration::new(*version, (*description).into(), MigrationType::Simple, AssertSqlSafe(*sql).into_sql_str(), false)
+                        Migration::new(
+                            *version,
+                            (*description).into(),
+                            MigrationType::Simple,
+                            AssertSqlSafe(*sql).into_sql_str(),
+                            false,
+                        )
                     })
                     .collect(),
             )
         };
-        Self { postgres: migrator(postgres), sqlite: migrator(sqlite) }
+        Self {
+            postgres: migrator(postgres),
+            sqlite: migrator(sqlite),
+        }
     }
 }
 
@@ -53,7 +65,10 @@ impl Database {
             );
             let options = PgConnectOptions::from_str(url)?;
             // Create the schema over a plain connection first; the pool's connections then use it.
-            let bootstrap = PgPoolOptions::new().max_connections(1).connect_with(options.clone()).await?;
+            let bootstrap = PgPoolOptions::new()
+                .max_connections(1)
+                .connect_with(options.clone())
+                .await?;
             sqlx::query(AssertSqlSafe(format!("CREATE SCHEMA IF NOT EXISTS {schema}")))
                 .execute(&bootstrap)
                 .await?;
@@ -66,10 +81,10 @@ impl Database {
             Ok(Self::Postgres(pool))
         } else if let Some(path) = url.strip_prefix("sqlite://") {
             let path = path.split('?').next().unwrap_or_default();
-            if let Some(parent) = std::path::Path::new(path).parent() {
-                if !parent.as_os_str().is_empty() {
-                    std::fs::create_dir_all(parent)?;
-                }
+            if let Some(parent) = std::path::Path::new(path).parent()
+                && !parent.as_os_str().is_empty()
+            {
+                std::fs::create_dir_all(parent)?;
             }
             let options = SqliteConnectOptions::from_str(url)?
                 .create_if_missing(true)

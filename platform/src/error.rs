@@ -24,7 +24,10 @@ pub enum ServiceError {
     NotFound { resource: &'static str, id: String },
     /// `field` names what collides; the value is not echoed (it may be personal data).
     #[error("{resource} with this {field} already exists")]
-    AlreadyExists { resource: &'static str, field: &'static str },
+    AlreadyExists {
+        resource: &'static str,
+        field: &'static str,
+    },
     /// The request is valid but the resource is not in a state that allows it.
     #[error("{message}")]
     FailedPrecondition { reason: &'static str, message: String },
@@ -46,20 +49,33 @@ pub enum ServiceError {
 }
 
 fn summarize(violations: &[FieldViolation]) -> String {
-    violations.iter().map(|v| format!("{}: {}", v.field, v.description)).collect::<Vec<_>>().join("; ")
+    violations
+        .iter()
+        .map(|v| format!("{}: {}", v.field, v.description))
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 impl ServiceError {
     pub fn invalid(field: impl Into<String>, description: impl Into<String>) -> Self {
-        Self::InvalidArgument(vec![FieldViolation { field: field.into(), description: description.into() }])
+        Self::InvalidArgument(vec![FieldViolation {
+            field: field.into(),
+            description: description.into(),
+        }])
     }
 
     pub fn not_found(resource: &'static str, id: impl std::fmt::Display) -> Self {
-        Self::NotFound { resource, id: id.to_string() }
+        Self::NotFound {
+            resource,
+            id: id.to_string(),
+        }
     }
 
     pub fn precondition(reason: &'static str, message: impl Into<String>) -> Self {
-        Self::FailedPrecondition { reason, message: message.into() }
+        Self::FailedPrecondition {
+            reason,
+            message: message.into(),
+        }
     }
 
     pub fn internal(error: impl Into<anyhow::Error>) -> Self {
@@ -157,7 +173,10 @@ impl Violations {
     }
 
     pub fn add(&mut self, field: impl Into<String>, description: impl Into<String>) -> &mut Self {
-        self.0.push(FieldViolation { field: field.into(), description: description.into() });
+        self.0.push(FieldViolation {
+            field: field.into(),
+            description: description.into(),
+        });
         self
     }
 
@@ -167,7 +186,11 @@ impl Violations {
 
     /// `Ok` when nothing was recorded, else `InvalidArgument` with every violation.
     pub fn into_result(self) -> Result<(), ServiceError> {
-        if self.0.is_empty() { Ok(()) } else { Err(ServiceError::InvalidArgument(self.0)) }
+        if self.0.is_empty() {
+            Ok(())
+        } else {
+            Err(ServiceError::InvalidArgument(self.0))
+        }
     }
 }
 
@@ -178,7 +201,9 @@ mod tests {
     #[test]
     fn field_violations_travel_as_bad_request_details() {
         let mut v = Violations::new();
-        v.check(false, "sku", "must not be empty").check(true, "name", "unused").add("price.currency_code", "not ISO-4217");
+        v.check(false, "sku", "must not be empty")
+            .check(true, "name", "unused")
+            .add("price.currency_code", "not ISO-4217");
         let status: Status = v.into_result().unwrap_err().into();
         assert_eq!(status.code(), Code::InvalidArgument);
         let details = status.get_error_details();
@@ -199,6 +224,9 @@ mod tests {
     fn precondition_reason_is_reported() {
         let status: Status = ServiceError::precondition("ORDER_ALREADY_SHIPPED", "order is shipped").into();
         assert_eq!(status.code(), Code::FailedPrecondition);
-        assert_eq!(status.get_error_details().error_info().unwrap().reason, "ORDER_ALREADY_SHIPPED");
+        assert_eq!(
+            status.get_error_details().error_info().unwrap().reason,
+            "ORDER_ALREADY_SHIPPED"
+        );
     }
 }

@@ -2,6 +2,7 @@
 //! a service. Each concern lives in one module so the six services do not copy it.
 
 pub mod auth;
+pub mod client;
 pub mod config;
 pub mod db;
 pub mod error;

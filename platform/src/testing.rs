@@ -25,17 +25,27 @@ impl TestDatabase {
         let name = format!("om_test_{}", uuid::Uuid::now_v7().simple());
         let admin = PgConnectOptions::from_str(&admin_url())?;
         let mut conn = admin.connect().await?;
-        sqlx::query(AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&mut conn).await?;
+        sqlx::query(AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .execute(&mut conn)
+            .await?;
         conn.close().await?;
         let url = admin.database(&name).to_url_lossy().to_string();
-        Ok(Self { url, pg_name: Some(name), _dir: None })
+        Ok(Self {
+            url,
+            pg_name: Some(name),
+            _dir: None,
+        })
     }
 
     /// A new SQLite file in a temporary directory.
     pub fn sqlite() -> anyhow::Result<Self> {
         let dir = tempfile::tempdir()?;
         let url = format!("sqlite://{}/test.db", dir.path().display());
-        Ok(Self { url, pg_name: None, _dir: Some(dir) })
+        Ok(Self {
+            url,
+            pg_name: None,
+            _dir: Some(dir),
+        })
     }
 
     /// Both backends, for suites that must pass on each.
@@ -57,9 +67,13 @@ impl Drop for TestDatabase {
         let Some(name) = self.pg_name.take() else { return };
         // Drop may run inside or outside a runtime; a thread with its own runtime works in both.
         let _ = std::thread::spawn(move || {
-            let Ok(runtime) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
+            let Ok(runtime) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
+                return;
+            };
             runtime.block_on(async move {
-                let Ok(admin) = PgConnectOptions::from_str(&admin_url()) else { return };
+                let Ok(admin) = PgConnectOptions::from_str(&admin_url()) else {
+                    return;
+                };
                 if let Ok(mut conn) = admin.connect().await {
                     let _ = sqlx::query(AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")))
                         .execute(&mut conn)

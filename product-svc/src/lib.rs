@@ -1,7 +1,7 @@
 //! The product service: `run` starts it on a listener it is given, so tests and `ordermesh up`
 //! run it in-process on any port.
 
-use ordermesh_platform::{grpc::GrpcServer, ServiceConfig, Shutdown};
+use ordermesh_platform::{ServiceConfig, Shutdown, grpc::GrpcServer};
 use tokio::net::TcpListener;
 
 /// Short name used in logs, configuration variables and the database schema.

@@ -50,10 +50,8 @@ pub mod ordermesh {
 
 pub use ordermesh::{
     audit::v1 as audit, common::v1 as common, customer::v1 as customer, events::v1 as events,
-    notification::v1 as notification, order::v1 as order, payment::v1 as payment,
-    product::v1 as product,
+    notification::v1 as notification, order::v1 as order, payment::v1 as payment, product::v1 as product,
 };
 
 /// Encoded `FileDescriptorSet` of every ordermesh file and its imports, for gRPC reflection.
-pub const FILE_DESCRIPTOR_SET: &[u8] =
-    include_bytes!(concat!(env!("OUT_DIR"), "/ordermesh_descriptor.bin"));
+pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/ordermesh_descriptor.bin"));

@@ -67,7 +67,12 @@ impl DevIssuer {
         let point = secret.public_key().to_encoded_point(false);
         // The kid is derived from the public key, so it changes exactly when the key does.
         let kid = URL_SAFE_NO_PAD.encode(&sha256(point.as_bytes())[..12]);
-        Ok(Self { base_url: base_url.trim_end_matches('/').to_owned(), kid, secret, encoding })
+        Ok(Self {
+            base_url: base_url.trim_end_matches('/').to_owned(),
+            kid,
+            secret,
+            encoding,
+        })
     }
 
     /// The `iss` of tokens of `kind`.
@@ -103,7 +108,10 @@ impl DevIssuer {
     /// The public key set, as served at `<issuer>/jwks.json`.
     pub fn jwks(&self) -> serde_json::Value {
         let point = self.secret.public_key().to_encoded_point(false);
-        let (x, y) = (point.x().expect("uncompressed point"), point.y().expect("uncompressed point"));
+        let (x, y) = (
+            point.x().expect("uncompressed point"),
+            point.y().expect("uncompressed point"),
+        );
         json!({"keys": [{
             "kty": "EC", "crv": "P-256", "alg": "ES256", "use": "sig", "kid": self.kid,
             "x": URL_SAFE_NO_PAD.encode(x), "y": URL_SAFE_NO_PAD.encode(y),

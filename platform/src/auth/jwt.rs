@@ -1,6 +1,6 @@
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -60,7 +60,16 @@ pub struct JwtValidator {
 struct IssuerState {
     config: IssuerConfig,
     keys: RwLock<HashMap<String, (Algorithm, Arc<DecodingKey>)>>,
-    last_fetch: Mutex<Option<Instant>>,
+    fetch: Mutex<FetchState>,
+}
+
+#[derive(Default)]
+struct FetchState {
+    loaded: bool,
+    /// Last refetch caused by an unknown kid; such refetches are rate-limited by the cooldown.
+    last_refetch: Option<Instant>,
+    /// Last failed fetch; retried at most once per second so a down issuer is not hammered.
+    last_failure: Option<Instant>,
 }
 
 #[derive(Deserialize)]
@@ -70,8 +79,10 @@ struct UnverifiedHeader {
 }
 
 #[derive(Deserialize)]
-struct UnverifiedIssuer {
+struct UnverifiedClaims {
     iss: Option<serde_json::Value>,
+    exp: Option<serde_json::Value>,
+    nbf: Option<serde_json::Value>,
 }
 
 #[derive(Deserialize)]
@@ -94,7 +105,7 @@ impl JwtValidator {
             .map(|issuer| IssuerState {
                 config: issuer.clone(),
                 keys: RwLock::new(HashMap::new()),
-                last_fetch: Mutex::new(None),
+                fetch: Mutex::new(FetchState::default()),
             })
             .collect();
         Self { issuers, http, config }
@@ -109,7 +120,9 @@ impl JwtValidator {
             return Err(AuthError::Malformed("expected three dot-separated parts".into()));
         };
         let header: UnverifiedHeader = decode_segment(header, "header")?;
-        let alg = header.alg.ok_or_else(|| AuthError::Malformed("header has no alg".into()))?;
+        let alg = header
+            .alg
+            .ok_or_else(|| AuthError::Malformed("header has no alg".into()))?;
         let header_alg = ALLOWED
             .into_iter()
             .find(|allowed| format!("{allowed:?}") == alg)
@@ -118,7 +131,13 @@ impl JwtValidator {
 
         // The issuer is read unverified only to choose whose keys to verify with; the verified
         // `iss` must then match that same issuer.
-        let claimed: UnverifiedIssuer = decode_segment(payload, "payload")?;
+        let claimed: UnverifiedClaims = decode_segment(payload, "payload")?;
+        // Time claims must be NumericDate; the library would only call a string "missing".
+        for (name, value) in [("exp", &claimed.exp), ("nbf", &claimed.nbf)] {
+            if value.as_ref().is_some_and(|v| !v.is_number()) {
+                return Err(AuthError::InvalidClaim(format!("{name} (must be a number of seconds)")));
+            }
+        }
         let issuer = match claimed.iss {
             Some(serde_json::Value::String(iss)) => self
                 .issuers
@@ -149,7 +168,10 @@ impl JwtValidator {
                 subject: claims.sub,
                 roles: claims.roles.iter().filter_map(|r| Role::parse(r)).collect(),
             },
-            IssuerKind::Client => Principal::Client { issuer: issuer.config.issuer.clone(), subject: claims.sub },
+            IssuerKind::Client => Principal::Client {
+                issuer: issuer.config.issuer.clone(),
+                subject: claims.sub,
+            },
             IssuerKind::Service => Principal::Service { name: claims.sub },
         })
     }
@@ -159,15 +181,33 @@ impl JwtValidator {
             return Ok((*alg, key.clone()));
         }
         // One fetch at a time per issuer; a burst of tokens with an unknown kid costs one request.
-        let mut last_fetch = issuer.last_fetch.lock().await;
+        let mut state = issuer.fetch.lock().await;
         if let Some((alg, key)) = issuer.keys.read().await.get(kid) {
             return Ok((*alg, key.clone()));
         }
-        let may_fetch = last_fetch.is_none_or(|at| at.elapsed() >= self.config.jwks_refetch_cooldown);
+        let recently_failed = state
+            .last_failure
+            .is_some_and(|at| at.elapsed() < Duration::from_secs(1));
+        let may_fetch = !recently_failed
+            && (!state.loaded
+                || state
+                    .last_refetch
+                    .is_none_or(|at| at.elapsed() >= self.config.jwks_refetch_cooldown));
         if may_fetch {
-            *last_fetch = Some(Instant::now());
-            let keys = self.fetch_keys(&issuer.config).await?;
-            *issuer.keys.write().await = keys;
+            if state.loaded {
+                state.last_refetch = Some(Instant::now());
+            }
+            match self.fetch_keys(&issuer.config).await {
+                Ok(keys) => {
+                    *issuer.keys.write().await = keys;
+                    state.loaded = true;
+                    state.last_failure = None;
+                }
+                Err(error) => {
+                    state.last_failure = Some(Instant::now());
+                    return Err(error);
+                }
+            }
         }
         issuer
             .keys
@@ -190,7 +230,10 @@ impl JwtValidator {
                 struct Discovery {
                     jwks_uri: String,
                 }
-                let url = format!("{}/.well-known/openid-configuration", issuer.issuer.trim_end_matches('/'));
+                let url = format!(
+                    "{}/.well-known/openid-configuration",
+                    issuer.issuer.trim_end_matches('/')
+                );
                 let discovery: Discovery = self
                     .http
                     .get(url)
@@ -226,10 +269,10 @@ impl JwtValidator {
                     _ => return None,
                 };
                 // A key that declares another algorithm is not used for this one.
-                if let Some(declared) = jwk.common.key_algorithm {
-                    if format!("{declared:?}") != format!("{alg:?}") {
-                        return None;
-                    }
+                if let Some(declared) = jwk.common.key_algorithm
+                    && format!("{declared:?}") != format!("{alg:?}")
+                {
+                    return None;
                 }
                 let key = DecodingKey::from_jwk(jwk).ok()?;
                 Some((kid, (alg, Arc::new(key))))

@@ -1,11 +1,13 @@
 //! Authentication: JWT validation against each issuer's JWKS, and the principals it yields.
 
+mod credentials;
 mod dev;
 mod jwt;
 
 use std::collections::BTreeSet;
 use std::time::Duration;
 
+pub use credentials::ServiceCredentials;
 pub use dev::{DevIssuer, DevTokenRequest};
 pub use jwt::{AuthError, JwtValidator};
 
@@ -43,7 +45,11 @@ pub struct AuthConfig {
 
 impl Default for AuthConfig {
     fn default() -> Self {
-        Self { issuers: Vec::new(), leeway: Duration::from_secs(60), jwks_refetch_cooldown: Duration::from_secs(30) }
+        Self {
+            issuers: Vec::new(),
+            leeway: Duration::from_secs(60),
+            jwks_refetch_cooldown: Duration::from_secs(30),
+        }
     }
 }
 
@@ -83,10 +89,18 @@ impl std::fmt::Display for Role {
 /// Who is calling, as established from a validated token.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Principal {
-    Employee { subject: String, roles: BTreeSet<Role> },
+    Employee {
+        subject: String,
+        roles: BTreeSet<Role>,
+    },
     /// A client of the client portal; `issuer` + `subject` is the identity linked to a customer.
-    Client { issuer: String, subject: String },
-    Service { name: String },
+    Client {
+        issuer: String,
+        subject: String,
+    },
+    Service {
+        name: String,
+    },
 }
 
 impl Principal {

@@ -34,7 +34,10 @@ impl AuthLayer {
 impl<S> tower::Layer<S> for AuthLayer {
     type Service = AuthService<S>;
     fn layer(&self, inner: S) -> Self::Service {
-        AuthService { inner, validator: self.validator.clone() }
+        AuthService {
+            inner,
+            validator: self.validator.clone(),
+        }
     }
 }
 
@@ -64,24 +67,24 @@ where
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let validator = self.validator.clone();
         Box::pin(async move {
-            if !is_public(request.uri().path()) {
-                if let Some(token) = bearer_token(request.headers()) {
-                    let token = match token {
-                        Ok(token) => token,
-                        Err(reason) => return Ok(reject(reason)),
-                    };
-                    let Some(validator) = validator else {
-                        return Ok(reject("this service accepts no tokens: no issuer is configured".into()));
-                    };
-                    match validator.validate(&token).await {
-                        Ok(principal) => {
-                            request.extensions_mut().insert(principal);
-                            request.extensions_mut().insert(BearerToken(token));
-                        }
-                        Err(error) => {
-                            tracing::info!(reason = %error, "rejected bearer token");
-                            return Ok(reject(error.to_string()));
-                        }
+            if !is_public(request.uri().path())
+                && let Some(token) = bearer_token(request.headers())
+            {
+                let token = match token {
+                    Ok(token) => token,
+                    Err(reason) => return Ok(reject(reason)),
+                };
+                let Some(validator) = validator else {
+                    return Ok(reject("this service accepts no tokens: no issuer is configured".into()));
+                };
+                match validator.validate(&token).await {
+                    Ok(principal) => {
+                        request.extensions_mut().insert(principal);
+                        request.extensions_mut().insert(BearerToken(token));
+                    }
+                    Err(error) => {
+                        tracing::info!(reason = %error, "rejected bearer token");
+                        return Ok(reject(error.to_string()));
                     }
                 }
             }

@@ -85,7 +85,14 @@ impl GrpcServer {
 
     /// Serves on `listener` until `shutdown` fires, then drains in-flight calls.
     pub async fn serve(self, listener: TcpListener, shutdown: Shutdown) -> anyhow::Result<()> {
-        let Self { service, mut routes, service_names, limits, validator, readiness } = self;
+        let Self {
+            service,
+            mut routes,
+            service_names,
+            limits,
+            validator,
+            readiness,
+        } = self;
         let (reporter, health_service) = tonic_health::server::health_reporter();
         reporter.set_service_status("", ServingStatus::NotServing).await;
         for name in &service_names {
@@ -103,11 +110,15 @@ impl GrpcServer {
         let names = service_names.clone();
         let ready_shutdown = shutdown.clone();
         tokio::spawn(async move {
-            if let Some(check) = readiness {
-                if let Err(error) = check().await {
-                    tracing::error!(service, error = format!("{error:#}"), "readiness check failed; staying NOT_SERVING");
-                    return;
-                }
+            if let Some(check) = readiness
+                && let Err(error) = check().await
+            {
+                tracing::error!(
+                    service,
+                    error = format!("{error:#}"),
+                    "readiness check failed; staying NOT_SERVING"
+                );
+                return;
             }
             if ready_shutdown.is_triggered() {
                 return;

@@ -27,7 +27,10 @@ impl GrpcTraceLayer {
 impl<S> tower::Layer<S> for GrpcTraceLayer {
     type Service = GrpcTraceService<S>;
     fn layer(&self, inner: S) -> Self::Service {
-        GrpcTraceService { inner, service: self.service }
+        GrpcTraceService {
+            inner,
+            service: self.service,
+        }
     }
 }
 

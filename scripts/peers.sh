@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Installs the peer tools the tests drive, outside the clone so a warm machine reuses them:
+# a Python venv with grpcio + grpcio-reflection (a reflection client no one here wrote) and
+# buf from the npm registry. Prints the environment to export.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cache=${ORDERMESH_CACHE:-$HOME/.cache/ordermesh}
+mkdir -p "$cache"
+
+venv="$cache/venv"
+if [ ! -x "$venv/bin/python" ]; then
+  python3 -m venv "$venv" >&2
+fi
+if ! cmp -s "$root/tests/peers/requirements.txt" "$venv/.requirements" 2>/dev/null; then
+  "$venv/bin/pip" install -q --disable-pip-version-check -r "$root/tests/peers/requirements.txt" >&2
+  cp "$root/tests/peers/requirements.txt" "$venv/.requirements"
+fi
+
+npm_dir="$cache/npm"
+if ! cmp -s "$root/tests/peers/package.json" "$npm_dir/package.json" 2>/dev/null || [ ! -x "$npm_dir/node_modules/.bin/buf" ]; then
+  mkdir -p "$npm_dir"
+  cp "$root/tests/peers/package.json" "$npm_dir/package.json"
+  (cd "$npm_dir" && npm install --no-audit --no-fund --loglevel=error >&2)
+fi
+
+echo "export ORDERMESH_PYTHON=$venv/bin/python"
+echo "export PATH=$npm_dir/node_modules/.bin:\$PATH"
