@@ -39,11 +39,7 @@ pub struct BusArgs {
 
 impl BusArgs {
     async fn connect(&self) -> anyhow::Result<NatsBus> {
-        let Some(url) = self
-            .nats_url
-            .as_deref()
-            .filter(|url| !url.trim().is_empty())
-        else {
+        let Some(url) = self.nats_url.as_deref().filter(|url| !url.trim().is_empty()) else {
             anyhow::bail!(
                 "NATS_URL is not set: `ordermesh dlq` works on the NATS JetStream dead-letter stream; set NATS_URL (or --nats-url), e.g. nats://127.0.0.1:4222"
             )

@@ -4,9 +4,7 @@
 use std::process::Command;
 use std::time::Duration;
 
-use ordermesh_platform::events::{
-    EventBus, EventsConfig, NatsBus, OutgoingEvent, SubscriptionSpec,
-};
+use ordermesh_platform::events::{EventBus, EventsConfig, NatsBus, OutgoingEvent, SubscriptionSpec};
 
 fn nats_url() -> String {
     std::env::var("NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".to_owned())
@@ -81,11 +79,7 @@ fn dlq_list_and_replay() {
     let (ok, stdout, stderr) = cli(&config, &["list"]);
     assert!(ok, "{stderr}");
     assert!(stdout.contains(&event.id.to_string()), "{stdout}");
-    assert!(
-        stdout.contains("gateway said no")
-            && stdout.contains("cli-test-svc")
-            && stdout.contains("PaymentFailed")
-    );
+    assert!(stdout.contains("gateway said no") && stdout.contains("cli-test-svc") && stdout.contains("PaymentFailed"));
 
     let (ok, stdout, stderr) = cli(&config, &["replay", "--all"]);
     assert!(ok, "{stderr}");

@@ -15,8 +15,8 @@ use ordermesh_platform::db::{Database, Migrations};
 use ordermesh_platform::events::outbox::{self, RelayPass};
 use ordermesh_platform::events::tx::TxConn;
 use ordermesh_platform::events::{
-    Consumer, ConsumerConfig, EventBus, EventHandler, EventsConfig, HandlerError, MemoryBus,
-    NatsBus, OutgoingEvent, ReceivedEvent, Relay, RelayConfig, Tx,
+    Consumer, ConsumerConfig, EventBus, EventHandler, EventsConfig, HandlerError, MemoryBus, NatsBus, OutgoingEvent,
+    ReceivedEvent, Relay, RelayConfig, Tx,
 };
 use ordermesh_platform::testing::TestDatabase;
 use ordermesh_proto::events::OrderPlaced;
@@ -36,9 +36,7 @@ fn init_tracing() {
         use opentelemetry::trace::TracerProvider as _;
         use tracing_subscriber::layer::SubscriberExt;
         use tracing_subscriber::util::SubscriberInitExt;
-        opentelemetry::global::set_text_map_propagator(
-            opentelemetry_sdk::propagation::TraceContextPropagator::new(),
-        );
+        opentelemetry::global::set_text_map_propagator(opentelemetry_sdk::propagation::TraceContextPropagator::new());
         let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder().build();
         let _ = tracing_subscriber::registry()
             .with(tracing_subscriber::EnvFilter::new("info"))
@@ -53,16 +51,8 @@ const EFFECTS_SQLITE: &str = "CREATE TABLE effects (event_id TEXT NOT NULL, aggr
                               pos INTEGER NOT NULL, correlation_id TEXT NOT NULL, trace_ok INTEGER NOT NULL)";
 
 fn migrations() -> Migrations {
-    let pg = [
-        &[(1, "effects", EFFECTS_PG)][..],
-        outbox::POSTGRES_MIGRATIONS,
-    ]
-    .concat();
-    let sqlite = [
-        &[(1, "effects", EFFECTS_SQLITE)][..],
-        outbox::SQLITE_MIGRATIONS,
-    ]
-    .concat();
+    let pg = [&[(1, "effects", EFFECTS_PG)][..], outbox::POSTGRES_MIGRATIONS].concat();
+    let sqlite = [&[(1, "effects", EFFECTS_SQLITE)][..], outbox::SQLITE_MIGRATIONS].concat();
     Migrations::embedded(&pg, &sqlite)
 }
 
@@ -88,15 +78,10 @@ impl EventHandler for TestHandler {
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
             .is_ok()
         {
-            return Err(HandlerError::transient(anyhow::anyhow!(
-                "induced transient failure"
-            )));
+            return Err(HandlerError::transient(anyhow::anyhow!("induced transient failure")));
         }
         let body = event.decode::<OrderPlaced>()?.order_id;
-        let trace_ok = match (
-            &event.traceparent,
-            ordermesh_platform::telemetry::current_trace_id(),
-        ) {
+        let trace_ok = match (&event.traceparent, ordermesh_platform::telemetry::current_trace_id()) {
             (Some(parent), Some(current)) => parent.split('-').nth(1) == Some(current.as_str()),
             _ => false,
         };
@@ -152,10 +137,7 @@ impl Drop for StreamsGuard {
     fn drop(&mut self) {
         let (url, config) = (self.url.clone(), self.config.clone());
         let _ = std::thread::spawn(move || {
-            let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            else {
+            let Ok(runtime) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
                 return;
             };
             runtime.block_on(async move {
@@ -184,14 +166,7 @@ fn event(aggregate: &str, body: &str) -> OutgoingEvent {
         order_id: body.to_owned(),
         ..Default::default()
     };
-    OutgoingEvent::new(
-        "order-svc",
-        TOPIC,
-        "OrderPlaced",
-        aggregate,
-        "corr-1",
-        &message,
-    )
+    OutgoingEvent::new("order-svc", TOPIC, "OrderPlaced", aggregate, "corr-1", &message)
 }
 
 fn fast_relay() -> RelayConfig {
@@ -224,9 +199,7 @@ impl Env {
             Backend::Postgres => TestDatabase::postgres().await.expect("test database"),
             Backend::Sqlite => TestDatabase::sqlite().expect("test database"),
         };
-        let db = Database::connect(test_db.url(), "svc")
-            .await
-            .expect("connect");
+        let db = Database::connect(test_db.url(), "svc").await.expect("connect");
         db.migrate(&migrations()).await.expect("migrate");
         let (bus, nats, memory, streams): (Arc<dyn EventBus>, _, _, _) = match kind {
             BusKind::Nats => {
@@ -292,9 +265,7 @@ impl Env {
     async fn publish_duplicate(&self, event: &OutgoingEvent) {
         match (&self.nats, &self.memory) {
             (Some(nats), _) => {
-                nats.publish_duplicate(event)
-                    .await
-                    .expect("duplicate publish");
+                nats.publish_duplicate(event).await.expect("duplicate publish");
             }
             (_, Some(memory)) => memory.publish_duplicate(event),
             _ => unreachable!(),
@@ -322,11 +293,7 @@ impl Env {
         }
     }
 
-    async fn wait_effects(
-        &self,
-        count: usize,
-        timeout: Duration,
-    ) -> Vec<(String, String, String, i64, String, i64)> {
+    async fn wait_effects(&self, count: usize, timeout: Duration) -> Vec<(String, String, String, i64, String, i64)> {
         let deadline = Instant::now() + timeout;
         loop {
             let effects = self.effects().await;
@@ -382,10 +349,7 @@ async fn committed_consumed_once_rolled_back_never(kind: BusKind, backend: Backe
         let _entered = span.enter();
         event("order-1", "committed")
     };
-    assert!(
-        committed.traceparent.is_some(),
-        "trace context captured at enqueue"
-    );
+    assert!(committed.traceparent.is_some(), "trace context captured at enqueue");
     env.write(&[event("order-2", "rolled-back")], false).await;
     env.write(std::slice::from_ref(&committed), true).await;
     let effects = env.wait_effects(1, Duration::from_secs(10)).await;
@@ -400,17 +364,11 @@ async fn committed_consumed_once_rolled_back_never(kind: BusKind, backend: Backe
         (aggregate.as_str(), body.as_str(), correlation.as_str()),
         ("order-1", "committed", "corr-1")
     );
-    assert_eq!(
-        *trace_ok, 1,
-        "consumer span continues the publisher's trace"
-    );
+    assert_eq!(*trace_ok, 1, "consumer span continues the publisher's trace");
     assert_eq!(outbox::pending_count(&env.db).await.unwrap(), 0);
     // Housekeeping: sent outbox rows and inbox rows are pruned by age.
     tokio::time::sleep(Duration::from_millis(20)).await;
-    assert_eq!(
-        outbox::prune(&env.db, Duration::ZERO).await.unwrap(),
-        (1, 1)
-    );
+    assert_eq!(outbox::prune(&env.db, Duration::ZERO).await.unwrap(), (1, 1));
     env.finish().await;
 }
 
@@ -482,11 +440,7 @@ async fn always_fails_dead_lettered_then_replayed(kind: BusKind, backend: Backen
     assert_eq!(letter.delivery_count, 3);
     assert!(letter.error.contains("induced failure"), "{}", letter.error);
     assert_eq!(letter.event.id, poison.id);
-    assert!(
-        letter
-            .original_subject
-            .ends_with(".order-events.OrderPlaced")
-    );
+    assert!(letter.original_subject.ends_with(".order-events.OrderPlaced"));
     assert_eq!(env.handler.calls.load(Ordering::SeqCst), 3);
     assert!(env.effects().await.is_empty());
 
@@ -511,9 +465,7 @@ async fn relay_republish_absorbed(kind: BusKind, backend: Backend) {
     let env = Env::new(kind, backend).await;
     env.start_consumer(fast_consumer()).await;
     let relay = env.relay();
-    let events: Vec<_> = (0..5)
-        .map(|i| event(&format!("order-{i}"), &format!("e{i}")))
-        .collect();
+    let events: Vec<_> = (0..5).map(|i| event(&format!("order-{i}"), &format!("e{i}"))).collect();
     env.write(&events, true).await;
     assert_eq!(
         relay.publish_pending().await.unwrap(),
@@ -555,12 +507,7 @@ async fn per_aggregate_order(kind: BusKind, backend: Backend) {
     env.start_relay();
     for batch in 0..10 {
         let events: Vec<_> = (0..20)
-            .map(|i| {
-                event(
-                    &format!("order-{}", i % 7),
-                    &format!("{:04}", batch * 20 + i),
-                )
-            })
+            .map(|i| event(&format!("order-{}", i % 7), &format!("{:04}", batch * 20 + i)))
             .collect();
         env.write(&events, true).await;
     }
@@ -569,11 +516,7 @@ async fn per_aggregate_order(kind: BusKind, backend: Backend) {
     assert_eq!(distinct(&effects), 200);
     for aggregate in 0..7 {
         let name = format!("order-{aggregate}");
-        let bodies: Vec<&String> = effects
-            .iter()
-            .filter(|e| e.1 == name)
-            .map(|e| &e.2)
-            .collect();
+        let bodies: Vec<&String> = effects.iter().filter(|e| e.1 == name).map(|e| &e.2).collect();
         let mut sorted = bodies.clone();
         sorted.sort();
         assert_eq!(bodies, sorted, "events of {name} handled in order");
@@ -629,13 +572,19 @@ struct OwnNats {
     dir: tempfile::TempDir,
 }
 
+fn nats_server_bin() -> String {
+    std::env::var("NATS_SERVER_BIN").unwrap_or_else(|_| {
+        if std::path::Path::new("/usr/sbin/nats-server").exists() {
+            "/usr/sbin/nats-server".into()
+        } else {
+            "nats-server".into()
+        }
+    })
+}
+
 impl OwnNats {
     fn start() -> Self {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let mut server = Self {
             child: None,
             port,
@@ -646,22 +595,13 @@ impl OwnNats {
     }
 
     fn spawn(&mut self) {
-        let child = Command::new(
-            std::env::var("NATS_SERVER_BIN").unwrap_or_else(|_| "/usr/sbin/nats-server".into()),
-        )
-        .args([
-            "-js",
-            "-a",
-            "127.0.0.1",
-            "-p",
-            &self.port.to_string(),
-            "-sd",
-        ])
-        .arg(self.dir.path())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start nats-server");
+        let child = Command::new(nats_server_bin())
+            .args(["-js", "-a", "127.0.0.1", "-p", &self.port.to_string(), "-sd"])
+            .arg(self.dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start nats-server");
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(10);
         while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
@@ -703,12 +643,7 @@ async fn broker_outage_loses_nothing(backend: Backend) {
     server.kill();
     for batch in 0..100 {
         let events: Vec<_> = (0..10)
-            .map(|i| {
-                event(
-                    &format!("order-{}", i % 13),
-                    &format!("{:04}", batch * 10 + i),
-                )
-            })
+            .map(|i| event(&format!("order-{}", i % 13), &format!("{:04}", batch * 10 + i)))
             .collect();
         env.write(&events, true).await;
     }
@@ -761,9 +696,6 @@ async fn concurrent_relays_on_postgres() {
     let bodies: Vec<&String> = effects.iter().map(|e| &e.2).collect();
     let mut sorted = bodies.clone();
     sorted.sort();
-    assert_eq!(
-        bodies, sorted,
-        "one aggregate stays in order with several relays"
-    );
+    assert_eq!(bodies, sorted, "one aggregate stays in order with several relays");
     env.finish().await;
 }

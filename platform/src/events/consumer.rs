@@ -105,10 +105,7 @@ impl ConsumerConfig {
 
     fn backoff_for(&self, delivery: u64) -> Duration {
         let index = (delivery.max(1) as usize - 1).min(self.backoff.len().saturating_sub(1));
-        self.backoff
-            .get(index)
-            .copied()
-            .unwrap_or(Duration::from_secs(1))
+        self.backoff.get(index).copied().unwrap_or(Duration::from_secs(1))
     }
 }
 
@@ -180,12 +177,7 @@ enum Outcome {
     DeadLetter(String),
 }
 
-async fn process(
-    db: &Database,
-    config: &ConsumerConfig,
-    handler: &dyn EventHandler,
-    delivery: Delivery,
-) {
+async fn process(db: &Database, config: &ConsumerConfig, handler: &dyn EventHandler, delivery: Delivery) {
     let Delivery { event, acker } = delivery;
     let span = tracing::info_span!(
         "consume event",
@@ -206,7 +198,10 @@ async fn process(
     });
     async {
         let outcome = if event.delivery_count > config.max_deliver {
-            Outcome::DeadLetter(format!("delivered {} times without being settled", event.delivery_count))
+            Outcome::DeadLetter(format!(
+                "delivered {} times without being settled",
+                event.delivery_count
+            ))
         } else {
             match run_handler(db, config, handler, &event).await {
                 Ok(true) => Outcome::Processed,

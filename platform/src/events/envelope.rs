@@ -168,12 +168,7 @@ impl OutgoingEvent {
             format!("{EVENT_PACKAGE}.{event_type}")
         };
         let context = crate::telemetry::current_context_headers();
-        let find = |key: &str| {
-            context
-                .iter()
-                .find(|(k, _)| k == key)
-                .map(|(_, v)| v.clone())
-        };
+        let find = |key: &str| context.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone());
         Self {
             id: Uuid::now_v7(),
             topic: topic.to_owned(),
@@ -198,8 +193,7 @@ impl OutgoingEvent {
             (headers::EVENT_SOURCE, self.source.clone()),
             (
                 headers::EVENT_TIME,
-                self.occur_time
-                    .to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+                self.occur_time.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
             ),
             (headers::CORRELATION_ID, self.correlation_id.clone()),
             (headers::AGGREGATE_ID, self.aggregate_id.clone()),

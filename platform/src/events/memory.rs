@@ -63,9 +63,7 @@ impl Default for MemoryBus {
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl MemoryBus {
@@ -105,13 +103,13 @@ impl EventBus for MemoryBus {
     async fn publish(&self, event: &OutgoingEvent) -> Result<PublishAck, BusError> {
         let mut state = lock(&self.state);
         let window = self.config.duplicate_window;
-        if let Some((sequence, at)) = state.seen.get(&event.id) {
-            if at.elapsed() < window {
-                return Ok(PublishAck {
-                    sequence: *sequence,
-                    duplicate: true,
-                });
-            }
+        if let Some((sequence, at)) = state.seen.get(&event.id)
+            && at.elapsed() < window
+        {
+            return Ok(PublishAck {
+                sequence: *sequence,
+                duplicate: true,
+            });
         }
         if state.seen.len() >= 4096 && state.seen.len().is_power_of_two() {
             state.seen.retain(|_, (_, at)| at.elapsed() < window);

@@ -39,10 +39,7 @@ pub use tx::Tx;
 
 /// The bus of the current profile: NATS JetStream when `nats_url` is given (streams are created
 /// or updated), else a new in-process bus.
-pub async fn connect_bus(
-    nats_url: Option<&str>,
-    config: EventsConfig,
-) -> Result<Arc<dyn EventBus>, BusError> {
+pub async fn connect_bus(nats_url: Option<&str>, config: EventsConfig) -> Result<Arc<dyn EventBus>, BusError> {
     match nats_url {
         Some(url) => Ok(Arc::new(NatsBus::connect(url, config).await?)),
         None => Ok(Arc::new(MemoryBus::new())),

@@ -52,9 +52,7 @@ impl NatsBus {
         let client = async_nats::ConnectOptions::new()
             .connection_timeout(Duration::from_secs(5))
             // Come back quickly after a broker restart.
-            .reconnect_delay_callback(|attempts| {
-                Duration::from_millis((attempts as u64 * 100).min(2_000))
-            })
+            .reconnect_delay_callback(|attempts| Duration::from_millis((attempts as u64 * 100).min(2_000)))
             .connect(url)
             .await
             .map_err(|e| BusError::Unavailable(format!("cannot connect to NATS at {url}: {e}")))?;
@@ -96,10 +94,7 @@ impl NatsBus {
                 self.config.topic_subjects(topic),
                 self.config.max_age,
             );
-            self.js
-                .create_or_update_stream(config)
-                .await
-                .map_err(other)?;
+            self.js.create_or_update_stream(config).await.map_err(other)?;
         }
         let dlq = self.stream_config(
             self.config.dlq_stream(),
@@ -141,16 +136,8 @@ impl NatsBus {
             .message_id(message_id)
     }
 
-    async fn send(
-        &self,
-        subject: String,
-        publish: jetstream::message::PublishMessage,
-    ) -> Result<PublishAck, BusError> {
-        let ack = self
-            .js
-            .send_publish(subject, publish)
-            .await
-            .map_err(publish_error)?;
+    async fn send(&self, subject: String, publish: jetstream::message::PublishMessage) -> Result<PublishAck, BusError> {
+        let ack = self.js.send_publish(subject, publish).await.map_err(publish_error)?;
         let ack = ack.await.map_err(publish_error)?;
         Ok(PublishAck {
             sequence: ack.sequence,
@@ -163,30 +150,18 @@ impl NatsBus {
     pub async fn publish_duplicate(&self, event: &OutgoingEvent) -> Result<PublishAck, BusError> {
         let message_id = format!("{}-dup-{}", event.id, uuid::Uuid::now_v7());
         let publish = self.publish_message(event, &message_id, &[]);
-        self.send(
-            self.config.subject(&event.topic, &event.event_type),
-            publish,
-        )
-        .await
+        self.send(self.config.subject(&event.topic, &event.event_type), publish)
+            .await
     }
 
     async fn dlq_stream(&self) -> Result<stream::Stream, BusError> {
         self.js
             .get_stream(self.config.dlq_stream())
             .await
-            .map_err(|e| {
-                BusError::Other(format!(
-                    "dead-letter stream {}: {e}",
-                    self.config.dlq_stream()
-                ))
-            })
+            .map_err(|e| BusError::Other(format!("dead-letter stream {}: {e}", self.config.dlq_stream())))
     }
 
-    async fn dead_letter_at(
-        &self,
-        stream: &stream::Stream,
-        sequence: u64,
-    ) -> Result<DeadLetter, BusError> {
+    async fn dead_letter_at(&self, stream: &stream::Stream, sequence: u64) -> Result<DeadLetter, BusError> {
         let message = stream
             .get_raw_message(sequence)
             .await
@@ -195,17 +170,10 @@ impl NatsBus {
         let get = |name: &str| header(map, name);
         let topic = get(headers::DLQ_TOPIC).unwrap_or_default();
         let original_subject = get(headers::DLQ_SUBJECT).unwrap_or_default();
-        let delivery_count = get(headers::DLQ_DELIVERIES)
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0);
-        let event = ReceivedEvent::from_headers(
-            &topic,
-            &original_subject,
-            message.payload.clone(),
-            delivery_count,
-            get,
-        )
-        .map_err(BusError::Other)?;
+        let delivery_count = get(headers::DLQ_DELIVERIES).and_then(|v| v.parse().ok()).unwrap_or(0);
+        let event =
+            ReceivedEvent::from_headers(&topic, &original_subject, message.payload.clone(), delivery_count, get)
+                .map_err(BusError::Other)?;
         Ok(DeadLetter {
             id: sequence,
             service: get(headers::DLQ_SERVICE).unwrap_or_default(),
@@ -213,9 +181,7 @@ impl NatsBus {
             error: get(headers::DLQ_ERROR).unwrap_or_default(),
             delivery_count,
             original_subject,
-            original_sequence: get(headers::DLQ_STREAM_SEQ)
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(0),
+            original_sequence: get(headers::DLQ_STREAM_SEQ).and_then(|v| v.parse().ok()).unwrap_or(0),
             dead_lettered_at: get("dlq-time")
                 .and_then(|t| DateTime::parse_from_rfc3339(&t).ok())
                 .map(|t| t.with_timezone(&Utc))
@@ -228,9 +194,7 @@ impl NatsBus {
 fn publish_error(error: async_nats::jetstream::context::PublishError) -> BusError {
     match error.kind() {
         PublishErrorKind::TimedOut => BusError::Unknown(error.to_string()),
-        PublishErrorKind::BrokenPipe | PublishErrorKind::StreamNotFound => {
-            BusError::Unavailable(error.to_string())
-        }
+        PublishErrorKind::BrokenPipe | PublishErrorKind::StreamNotFound => BusError::Unavailable(error.to_string()),
         _ => BusError::Unknown(error.to_string()),
     }
 }
@@ -239,11 +203,8 @@ fn publish_error(error: async_nats::jetstream::context::PublishError) -> BusErro
 impl EventBus for NatsBus {
     async fn publish(&self, event: &OutgoingEvent) -> Result<PublishAck, BusError> {
         let publish = self.publish_message(event, &event.id.to_string(), &[]);
-        self.send(
-            self.config.subject(&event.topic, &event.event_type),
-            publish,
-        )
-        .await
+        self.send(self.config.subject(&event.topic, &event.event_type), publish)
+            .await
     }
 
     async fn subscribe(&self, spec: &SubscriptionSpec) -> Result<Box<dyn Subscription>, BusError> {
@@ -282,8 +243,7 @@ impl EventBus for NatsBus {
         let letter = self.dead_letter_at(&stream, id).await?;
         let event = letter.event.to_outgoing();
         let message_id = format!("{}-replay-{id}", event.id);
-        let publish =
-            self.publish_message(&event, &message_id, &[(headers::REPLAY_OF, id.to_string())]);
+        let publish = self.publish_message(&event, &message_id, &[(headers::REPLAY_OF, id.to_string())]);
         let subject = if letter.original_subject.is_empty() {
             self.config.subject(&event.topic, &event.event_type)
         } else {
@@ -385,8 +345,7 @@ impl Subscription for NatsSubscription {
                         }
                         Err(error) => {
                             tracing::error!(%error, "malformed event message, dead-lettering");
-                            if let Err(error) = acker.dead_letter(&self.spec.service, &error).await
-                            {
+                            if let Err(error) = acker.dead_letter(&self.spec.service, &error).await {
                                 tracing::error!(%error, "could not dead-letter malformed message");
                             }
                         }
@@ -417,29 +376,18 @@ impl Acker for NatsAcker {
     }
 
     async fn nak(&self, delay: Duration) -> Result<(), BusError> {
-        self.message
-            .ack_with(AckKind::Nak(Some(delay)))
-            .await
-            .map_err(other)
+        self.message.ack_with(AckKind::Nak(Some(delay))).await.map_err(other)
     }
 
     async fn dead_letter(&self, service: &str, error: &str) -> Result<(), BusError> {
         let config = &self.bus.config;
         let mut map = self.message.headers.clone().unwrap_or_default();
         let event_id = header(Some(&map), headers::EVENT_ID).unwrap_or_default();
-        let stream = self
-            .message
-            .info()
-            .map(|i| i.stream.to_owned())
-            .unwrap_or_default();
+        let stream = self.message.info().map(|i| i.stream.to_owned()).unwrap_or_default();
         let fields = [
             (
                 headers::DLQ_ERROR,
-                error
-                    .chars()
-                    .take(2_000)
-                    .collect::<String>()
-                    .replace(['\r', '\n'], " "),
+                error.chars().take(2_000).collect::<String>().replace(['\r', '\n'], " "),
             ),
             (headers::DLQ_SERVICE, service.to_owned()),
             (headers::DLQ_TOPIC, self.topic.clone()),
@@ -460,9 +408,7 @@ impl Acker for NatsAcker {
             .payload(self.message.payload.clone())
             .headers(map)
             .message_id(message_id);
-        self.bus
-            .send(config.dlq_subject(service, &self.topic), publish)
-            .await?;
+        self.bus.send(config.dlq_subject(service, &self.topic), publish).await?;
         self.message.ack_with(AckKind::Term).await.map_err(other)
     }
 }

@@ -87,8 +87,7 @@ CREATE TABLE IF NOT EXISTS event_inbox (
 "#;
 
 /// Platform migrations for PostgreSQL: append to the service's list.
-pub const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] =
-    &[(9001, "event outbox and inbox", POSTGRES_SQL)];
+pub const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[(9001, "event outbox and inbox", POSTGRES_SQL)];
 /// Platform migrations for SQLite: append to the service's list.
 pub const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[(9001, "event outbox and inbox", SQLITE_SQL)];
 
@@ -126,10 +125,7 @@ pub async fn enqueue_pg(conn: &mut PgConnection, event: &OutgoingEvent) -> Resul
 }
 
 /// Inserts `event` into the outbox within the caller's SQLite transaction.
-pub async fn enqueue_sqlite(
-    conn: &mut SqliteConnection,
-    event: &OutgoingEvent,
-) -> Result<(), sqlx::Error> {
+pub async fn enqueue_sqlite(conn: &mut SqliteConnection, event: &OutgoingEvent) -> Result<(), sqlx::Error> {
     sqlx::query(
         "INSERT INTO event_outbox (event_id, topic, event_type, aggregate_id, source, correlation_id, \
          traceparent, tracestate, payload, occur_time) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -151,28 +147,22 @@ pub async fn enqueue_sqlite(
 
 /// Records `event_id` as processed by `consumer` in the transaction. Returns `false` when it
 /// already was (a duplicate delivery: skip its effects).
-pub async fn record_inbox(
-    tx: &mut Tx,
-    consumer: &str,
-    event_id: Uuid,
-) -> Result<bool, sqlx::Error> {
+pub async fn record_inbox(tx: &mut Tx, consumer: &str, event_id: Uuid) -> Result<bool, sqlx::Error> {
     let result = match tx.conn() {
-        TxConn::Postgres(c) => sqlx::query(
-            "INSERT INTO event_inbox (consumer, event_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
-        )
-        .bind(consumer)
-        .bind(event_id)
-        .execute(&mut **c)
-        .await?
-        .rows_affected(),
-        TxConn::Sqlite(c) => {
-            sqlx::query("INSERT OR IGNORE INTO event_inbox (consumer, event_id) VALUES (?, ?)")
+        TxConn::Postgres(c) => {
+            sqlx::query("INSERT INTO event_inbox (consumer, event_id) VALUES ($1, $2) ON CONFLICT DO NOTHING")
                 .bind(consumer)
-                .bind(event_id.to_string())
+                .bind(event_id)
                 .execute(&mut **c)
                 .await?
                 .rows_affected()
         }
+        TxConn::Sqlite(c) => sqlx::query("INSERT OR IGNORE INTO event_inbox (consumer, event_id) VALUES (?, ?)")
+            .bind(consumer)
+            .bind(event_id.to_string())
+            .execute(&mut **c)
+            .await?
+            .rows_affected(),
     };
     Ok(result == 1)
 }
@@ -228,8 +218,7 @@ pub async fn mark_unsent(db: &Database, within: Option<Duration>) -> Result<u64,
 /// rows longer than any redelivery can come (the streams' and dead-letter queue's retention).
 /// Returns `(outbox rows, inbox rows)` deleted.
 pub async fn prune(db: &Database, older_than: Duration) -> Result<(u64, u64), sqlx::Error> {
-    let before =
-        Utc::now() - chrono::Duration::from_std(older_than).unwrap_or(chrono::Duration::MAX);
+    let before = Utc::now() - chrono::Duration::from_std(older_than).unwrap_or(chrono::Duration::MAX);
     Ok(match db {
         Database::Postgres(pool) => (
             sqlx::query("DELETE FROM event_outbox WHERE sent_at < $1")
@@ -366,10 +355,10 @@ impl Relay {
     }
 
     pub async fn run(self, shutdown: Shutdown) {
-        if let Some(window) = self.config.republish_on_start {
-            if let Err(error) = mark_unsent(&self.db, Some(window)).await {
-                tracing::warn!(%error, "outbox: could not re-arm recently sent rows");
-            }
+        if let Some(window) = self.config.republish_on_start
+            && let Err(error) = mark_unsent(&self.db, Some(window)).await
+        {
+            tracing::warn!(%error, "outbox: could not re-arm recently sent rows");
         }
         let mut listener = match &self.db {
             Database::Postgres(pool) => match PgListener::connect_with(pool).await {
@@ -424,10 +413,11 @@ impl Relay {
         match &self.db {
             Database::Postgres(pool) => {
                 let mut tx = pool.begin().await?;
-                let locked: bool =
-                    sqlx::query_scalar("SELECT pg_try_advisory_xact_lock(hashtext(current_schema() || '.event_outbox'))")
-                        .fetch_one(&mut *tx)
-                        .await?;
+                let locked: bool = sqlx::query_scalar(
+                    "SELECT pg_try_advisory_xact_lock(hashtext(current_schema() || '.event_outbox'))",
+                )
+                .fetch_one(&mut *tx)
+                .await?;
                 if !locked {
                     return Ok(RelayPass::default());
                 }
@@ -474,12 +464,7 @@ impl Relay {
         }
     }
 
-    fn finish(
-        &self,
-        selected: usize,
-        sent: usize,
-        error: Option<anyhow::Error>,
-    ) -> anyhow::Result<RelayPass> {
+    fn finish(&self, selected: usize, sent: usize, error: Option<anyhow::Error>) -> anyhow::Result<RelayPass> {
         match error {
             Some(error) => Err(error),
             None => Ok(RelayPass {
@@ -489,10 +474,7 @@ impl Relay {
         }
     }
 
-    async fn publish_rows(
-        &self,
-        rows: &[(i64, OutgoingEvent)],
-    ) -> (Vec<i64>, Option<anyhow::Error>) {
+    async fn publish_rows(&self, rows: &[(i64, OutgoingEvent)]) -> (Vec<i64>, Option<anyhow::Error>) {
         let mut sent = Vec::with_capacity(rows.len());
         for (seq, event) in rows {
             match self.bus.publish(event).await {
