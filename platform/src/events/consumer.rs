@@ -72,6 +72,9 @@ pub struct ConsumerConfig {
     pub topic: String,
     /// Sequential lanes: events are spread over lanes by aggregate id, so at most `lanes` events
     /// are handled at once and events of one aggregate are handled one after another, in order.
+    /// Caveat: an event that failed and waits for its redelivery (nak with backoff) does not hold
+    /// back later events of its aggregate; handlers that depend on strict order must check the
+    /// aggregate's state (e.g. a version) and fail transiently when an event arrives early.
     pub lanes: usize,
     /// Deliveries before an event is dead-lettered.
     pub max_deliver: u64,

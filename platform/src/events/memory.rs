@@ -66,7 +66,16 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
+static SHARED: std::sync::LazyLock<MemoryBus> = std::sync::LazyLock::new(MemoryBus::new);
+
 impl MemoryBus {
+    /// The bus shared by every service of this process (what the embedded profile uses, so that
+    /// services started together by `ordermesh up` see each other's events).
+    pub fn shared() -> Self {
+        SHARED.clone()
+    }
+
+    /// A new, separate bus (tests).
     pub fn new() -> Self {
         Self {
             state: Arc::new(Mutex::new(State::default())),

@@ -38,10 +38,11 @@ pub use outbox::{Relay, RelayConfig};
 pub use tx::Tx;
 
 /// The bus of the current profile: NATS JetStream when `nats_url` is given (streams are created
-/// or updated), else a new in-process bus.
+/// or updated), else the process-wide in-process bus ([`MemoryBus::shared`]). With the
+/// in-process bus, run relays with [`RelayConfig::embedded`].
 pub async fn connect_bus(nats_url: Option<&str>, config: EventsConfig) -> Result<Arc<dyn EventBus>, BusError> {
     match nats_url {
         Some(url) => Ok(Arc::new(NatsBus::connect(url, config).await?)),
-        None => Ok(Arc::new(MemoryBus::new())),
+        None => Ok(Arc::new(MemoryBus::shared())),
     }
 }
