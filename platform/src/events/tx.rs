@@ -32,10 +32,13 @@ pub struct Tx {
 }
 
 impl Tx {
+    /// Begins a transaction (on SQLite `BEGIN IMMEDIATE`: writers queue for the single write lock).
     pub async fn begin(db: &Database) -> Result<Self, sqlx::Error> {
         let conn = match db {
             Database::Postgres(pool) => TxConn::Postgres(pool.begin().await?),
-            Database::Sqlite(pool) => TxConn::Sqlite(pool.begin().await?),
+            // IMMEDIATE: take the write lock up front, so a transaction that reads before it
+            // writes waits (busy_timeout) instead of failing to upgrade under concurrency.
+            Database::Sqlite(pool) => TxConn::Sqlite(pool.begin_with("BEGIN IMMEDIATE").await?),
         };
         Ok(Self { conn, enqueued: 0 })
     }
