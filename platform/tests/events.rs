@@ -699,3 +699,44 @@ async fn concurrent_relays_on_postgres() {
     assert_eq!(bodies, sorted, "one aggregate stays in order with several relays");
     env.finish().await;
 }
+
+/// Embedded profile: the in-process bus is lost with the process; after a "restart" the relay
+/// (RelayConfig::embedded) publishes recently sent rows again, so an event that was sent but not
+/// yet consumed is still delivered, and what was already consumed is absorbed by the inbox.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embedded_restart_redelivers_unconsumed_events() {
+    let env = Env::new(BusKind::Memory, Backend::Sqlite).await;
+    let before_crash = Shutdown::new();
+    let first_bus: Arc<dyn EventBus> = Arc::new(MemoryBus::new());
+    let consumer = Consumer::spawn(
+        first_bus.clone(),
+        env.db.clone(),
+        fast_consumer(),
+        env.handler.clone(),
+        before_crash.clone(),
+    )
+    .await
+    .unwrap();
+    let relay = Relay::new(env.db.clone(), first_bus.clone(), RelayConfig::embedded());
+    let events: Vec<_> = (0..3).map(|i| event("order-1", &format!("e{i}"))).collect();
+    env.write(&events, true).await;
+    relay.publish_pending().await.unwrap();
+    assert_eq!(env.wait_effects(3, Duration::from_secs(10)).await.len(), 3);
+    // The consumer stops; one more event is published but never consumed; then the process dies.
+    before_crash.trigger();
+    consumer.await.unwrap();
+    env.write(&[event("order-1", "e3")], true).await;
+    assert_eq!(relay.publish_pending().await.unwrap().published, 1);
+    drop(first_bus);
+
+    // "Restart": a new in-process bus, consumer and relay.
+    env.start_consumer(fast_consumer()).await;
+    Relay::new(env.db.clone(), env.bus.clone(), RelayConfig::embedded()).spawn(env.shutdown.clone());
+    let effects = env.wait_effects(4, Duration::from_secs(10)).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(effects.len(), 4);
+    let effects = env.effects().await;
+    assert_eq!(effects.len(), 4, "{effects:?}");
+    assert_eq!(distinct(&effects), 4);
+    env.finish().await;
+}
