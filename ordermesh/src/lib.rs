@@ -1,5 +1,6 @@
 //! The ordermesh command-line tool.
 
+mod dlq;
 mod token;
 mod up;
 
@@ -21,6 +22,9 @@ pub enum Command {
     /// Print a token that the running dev issuer accepts.
     #[command(subcommand)]
     Token(token::TokenCommand),
+    /// List or replay dead-lettered events (NATS JetStream; needs NATS_URL).
+    #[command(subcommand)]
+    Dlq(dlq::DlqCommand),
 }
 
 /// Where `ordermesh up` keeps its SQLite files and the dev issuer's key.
@@ -35,5 +39,6 @@ pub fn execute(cli: Cli) -> anyhow::Result<()> {
     match cli.command.unwrap_or(Command::Up(up::UpArgs::default())) {
         Command::Up(args) => up::run(args),
         Command::Token(command) => token::run(command),
+        Command::Dlq(command) => dlq::run(command),
     }
 }

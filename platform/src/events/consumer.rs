@@ -1,0 +1,272 @@
+//! The consumer runner: one durable consumer per (service, topic), bounded concurrency with
+//! per-aggregate order, inbox idempotency in the handler's transaction, ack after commit, nak
+//! with backoff on transient errors, dead letter after `max_deliver`.
+
+use std::collections::hash_map::DefaultHasher;
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tokio::sync::mpsc;
+use tracing::Instrument;
+
+use super::bus::{Delivery, EventBus, SubscriptionSpec};
+use super::envelope::ReceivedEvent;
+use super::outbox;
+use super::tx::Tx;
+use crate::db::Database;
+use crate::shutdown::Shutdown;
+
+/// Why a handler did not process an event.
+#[derive(Debug, thiserror::Error)]
+pub enum HandlerError {
+    /// May succeed later (database busy, a peer service down): retried with backoff, then
+    /// dead-lettered after `max_deliver` deliveries.
+    #[error("{0}")]
+    Transient(anyhow::Error),
+    /// Will never succeed (undecodable payload, invariant broken): dead-lettered at once.
+    #[error("{0}")]
+    Permanent(anyhow::Error),
+}
+
+impl HandlerError {
+    pub fn transient(error: impl Into<anyhow::Error>) -> Self {
+        Self::Transient(error.into())
+    }
+    pub fn permanent(error: impl Into<anyhow::Error>) -> Self {
+        Self::Permanent(error.into())
+    }
+}
+
+impl From<sqlx::Error> for HandlerError {
+    fn from(error: sqlx::Error) -> Self {
+        Self::Transient(error.into())
+    }
+}
+
+impl From<anyhow::Error> for HandlerError {
+    fn from(error: anyhow::Error) -> Self {
+        Self::Transient(error)
+    }
+}
+
+impl From<prost::DecodeError> for HandlerError {
+    fn from(error: prost::DecodeError) -> Self {
+        Self::Permanent(error.into())
+    }
+}
+
+/// A service's reaction to the events of one topic. Write every effect through `tx`: it also
+/// holds the inbox row, and commits (then the delivery is acked) only if this returns `Ok`.
+/// Events enqueued on `tx` are published after the commit.
+#[async_trait]
+pub trait EventHandler: Send + Sync + 'static {
+    async fn handle(&self, event: &ReceivedEvent, tx: &mut Tx) -> Result<(), HandlerError>;
+}
+
+#[derive(Debug, Clone)]
+pub struct ConsumerConfig {
+    /// Consuming service, e.g. `product-svc`.
+    pub service: String,
+    pub topic: String,
+    /// Sequential lanes: events are spread over lanes by aggregate id, so at most `lanes` events
+    /// are handled at once and events of one aggregate are handled one after another, in order.
+    /// Caveat: an event that failed and waits for its redelivery (nak with backoff) does not hold
+    /// back later events of its aggregate; handlers that depend on strict order must check the
+    /// aggregate's state (e.g. a version) and fail transiently when an event arrives early.
+    pub lanes: usize,
+    /// Deliveries before an event is dead-lettered.
+    pub max_deliver: u64,
+    /// Redelivery delay of a delivery that was never settled (the process died).
+    pub ack_wait: Duration,
+    /// Nak delay after the n-th failed delivery: `backoff[min(n, len) - 1]`.
+    pub backoff: Vec<Duration>,
+}
+
+impl ConsumerConfig {
+    pub fn new(service: &str, topic: &str) -> Self {
+        Self {
+            service: service.to_owned(),
+            topic: topic.to_owned(),
+            lanes: 8,
+            max_deliver: 5,
+            ack_wait: Duration::from_secs(30),
+            backoff: vec![
+                Duration::from_secs(1),
+                Duration::from_secs(5),
+                Duration::from_secs(15),
+                Duration::from_secs(60),
+            ],
+        }
+    }
+
+    /// Inbox key of this consumer.
+    pub fn inbox_name(&self) -> String {
+        format!("{}/{}", self.service, self.topic)
+    }
+
+    fn backoff_for(&self, delivery: u64) -> Duration {
+        let index = (delivery.max(1) as usize - 1).min(self.backoff.len().saturating_sub(1));
+        self.backoff.get(index).copied().unwrap_or(Duration::from_secs(1))
+    }
+}
+
+/// A running consumer; see [`Consumer::spawn`].
+pub struct Consumer;
+
+impl Consumer {
+    /// Subscribes (creating the durable consumer if needed) and handles deliveries until
+    /// `shutdown`; in-flight events finish before the task ends.
+    pub async fn spawn(
+        bus: Arc<dyn EventBus>,
+        db: Database,
+        config: ConsumerConfig,
+        handler: Arc<dyn EventHandler>,
+        shutdown: Shutdown,
+    ) -> Result<tokio::task::JoinHandle<()>, super::BusError> {
+        let lanes = config.lanes.max(1);
+        let spec = SubscriptionSpec {
+            service: config.service.clone(),
+            topic: config.topic.clone(),
+            ack_wait: config.ack_wait,
+            max_deliver: config.max_deliver,
+            max_ack_pending: (lanes * 16).min(512),
+        };
+        let mut subscription = bus.subscribe(&spec).await?;
+        let config = Arc::new(config);
+        let mut senders = Vec::with_capacity(lanes);
+        let mut workers = Vec::with_capacity(lanes);
+        for _ in 0..lanes {
+            let (sender, mut receiver) = mpsc::channel::<Delivery>(16);
+            senders.push(sender);
+            let (db, config, handler) = (db.clone(), config.clone(), handler.clone());
+            workers.push(tokio::spawn(async move {
+                while let Some(delivery) = receiver.recv().await {
+                    process(&db, &config, handler.as_ref(), delivery).await;
+                }
+            }));
+        }
+        Ok(tokio::spawn(async move {
+            loop {
+                let delivery = tokio::select! {
+                    delivery = subscription.next() => delivery,
+                    _ = shutdown.wait() => None,
+                };
+                let Some(delivery) = delivery else { break };
+                let lane = lane_of(&delivery.event.aggregate_id, lanes);
+                if senders[lane].send(delivery).await.is_err() {
+                    break;
+                }
+            }
+            drop(senders);
+            for worker in workers {
+                let _ = worker.await;
+            }
+        }))
+    }
+}
+
+fn lane_of(aggregate_id: &str, lanes: usize) -> usize {
+    let mut hasher = DefaultHasher::new();
+    aggregate_id.hash(&mut hasher);
+    (hasher.finish() % lanes as u64) as usize
+}
+
+enum Outcome {
+    Processed,
+    Duplicate,
+    Retry(String),
+    DeadLetter(String),
+}
+
+async fn process(db: &Database, config: &ConsumerConfig, handler: &dyn EventHandler, delivery: Delivery) {
+    let Delivery { event, acker } = delivery;
+    let span = tracing::info_span!(
+        "consume event",
+        otel.kind = "consumer",
+        messaging.system = "nats",
+        messaging.destination = %event.subject,
+        service = %config.service,
+        topic = %config.topic,
+        event_id = %event.id,
+        event_type = %event.event_type,
+        correlation_id = %event.correlation_id,
+        delivery = event.delivery_count,
+    );
+    crate::telemetry::set_remote_parent(&span, |key| match key {
+        "traceparent" => event.traceparent.clone(),
+        "tracestate" => event.tracestate.clone(),
+        _ => None,
+    });
+    async {
+        let outcome = if event.delivery_count > config.max_deliver {
+            Outcome::DeadLetter(format!(
+                "delivered {} times without being settled",
+                event.delivery_count
+            ))
+        } else {
+            match run_handler(db, config, handler, &event).await {
+                Ok(true) => Outcome::Processed,
+                Ok(false) => Outcome::Duplicate,
+                Err(HandlerError::Permanent(error)) => Outcome::DeadLetter(format!("{error:#}")),
+                Err(HandlerError::Transient(error)) if event.delivery_count >= config.max_deliver => {
+                    Outcome::DeadLetter(format!("{error:#}"))
+                }
+                Err(HandlerError::Transient(error)) => Outcome::Retry(format!("{error:#}")),
+            }
+        };
+        let settled = match outcome {
+            Outcome::Processed => acker.ack().await,
+            Outcome::Duplicate => {
+                tracing::debug!("duplicate delivery skipped");
+                acker.ack().await
+            }
+            Outcome::Retry(error) => {
+                let delay = config.backoff_for(event.delivery_count);
+                tracing::warn!(%error, retry_in_ms = delay.as_millis() as u64, "event handler failed, will retry");
+                acker.nak(delay).await
+            }
+            Outcome::DeadLetter(error) => {
+                tracing::error!(%error, "event dead-lettered");
+                match acker.dead_letter(&config.service, &error).await {
+                    Ok(()) => Ok(()),
+                    Err(dlq_error) => {
+                        tracing::error!(error = %dlq_error, "dead-lettering failed, will retry");
+                        acker.nak(config.backoff_for(event.delivery_count)).await
+                    }
+                }
+            }
+        };
+        if let Err(error) = settled {
+            // The broker redelivers after ack_wait; the inbox absorbs the repeat.
+            tracing::warn!(%error, "could not settle delivery");
+        }
+    }
+    .instrument(span)
+    .await
+}
+
+/// Runs the handler in a transaction with the inbox row. `Ok(false)`: already processed.
+async fn run_handler(
+    db: &Database,
+    config: &ConsumerConfig,
+    handler: &dyn EventHandler,
+    event: &ReceivedEvent,
+) -> Result<bool, HandlerError> {
+    let mut tx = Tx::begin(db).await?;
+    if !outbox::record_inbox(&mut tx, &config.inbox_name(), event.id).await? {
+        tx.rollback().await?;
+        return Ok(false);
+    }
+    match handler.handle(event, &mut tx).await {
+        Ok(()) => {
+            tx.commit().await?;
+            Ok(true)
+        }
+        Err(error) => {
+            let _ = tx.rollback().await;
+            Err(error)
+        }
+    }
+}

@@ -1,0 +1,504 @@
+//! Transactional outbox (insert in the caller's transaction), the consumers' inbox table, and the
+//! relay that moves committed outbox rows to the bus.
+//!
+//! # Tables
+//! [`POSTGRES_MIGRATIONS`] and [`SQLITE_MIGRATIONS`] create `event_outbox` and `event_inbox`.
+//! Every service appends them to its own migration lists (versions 9000+ are reserved for the
+//! platform), e.g. `[SERVICE_PG, outbox::POSTGRES_MIGRATIONS].concat()`.
+//!
+//! # Relay
+//! Publishes pending rows in `seq` order, awaits the broker's ack (the event id is the
+//! `Nats-Msg-Id`), then marks them sent. A failure or timeout leaves the row pending and the
+//! relay retries with backoff, with the same id, so the broker absorbs a repeat. It wakes on
+//! commit (PostgreSQL `LISTEN ordermesh_outbox`, and an in-process signal from [`Tx::commit`])
+//! and polls as a fallback. On PostgreSQL several relays may run: rows are claimed with
+//! `FOR UPDATE SKIP LOCKED` under a transaction-scoped advisory lock per schema, so one relay
+//! publishes at a time (keeping per-aggregate order) and the others stand by.
+//!
+//! [`Tx::commit`]: super::Tx::commit
+
+use std::sync::Arc;
+use std::sync::LazyLock;
+use std::time::Duration;
+
+use chrono::Utc;
+use sqlx::postgres::PgListener;
+use sqlx::{PgConnection, Row, SqliteConnection};
+use tokio::sync::Notify;
+use uuid::Uuid;
+
+use super::bus::EventBus;
+use super::envelope::OutgoingEvent;
+use super::tx::{Tx, TxConn};
+use crate::db::Database;
+use crate::shutdown::Shutdown;
+
+/// PostgreSQL NOTIFY channel signalled by every enqueue (delivered on commit only).
+pub const NOTIFY_CHANNEL: &str = "ordermesh_outbox";
+
+const POSTGRES_SQL: &str = r#"
+CREATE TABLE IF NOT EXISTS event_outbox (
+    seq            BIGSERIAL PRIMARY KEY,
+    event_id       UUID NOT NULL UNIQUE,
+    topic          TEXT NOT NULL,
+    event_type     TEXT NOT NULL,
+    aggregate_id   TEXT NOT NULL,
+    source         TEXT NOT NULL,
+    correlation_id TEXT NOT NULL,
+    traceparent    TEXT,
+    tracestate     TEXT,
+    payload        BYTEA NOT NULL,
+    occur_time     TIMESTAMPTZ NOT NULL,
+    created_at     TIMESTAMPTZ NOT NULL DEFAULT now(),
+    sent_at        TIMESTAMPTZ
+);
+CREATE INDEX IF NOT EXISTS event_outbox_pending ON event_outbox (seq) WHERE sent_at IS NULL;
+CREATE TABLE IF NOT EXISTS event_inbox (
+    consumer     TEXT NOT NULL,
+    event_id     UUID NOT NULL,
+    processed_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+    PRIMARY KEY (consumer, event_id)
+);
+"#;
+
+const SQLITE_SQL: &str = r#"
+CREATE TABLE IF NOT EXISTS event_outbox (
+    seq            INTEGER PRIMARY KEY AUTOINCREMENT,
+    event_id       TEXT NOT NULL UNIQUE,
+    topic          TEXT NOT NULL,
+    event_type     TEXT NOT NULL,
+    aggregate_id   TEXT NOT NULL,
+    source         TEXT NOT NULL,
+    correlation_id TEXT NOT NULL,
+    traceparent    TEXT,
+    tracestate     TEXT,
+    payload        BLOB NOT NULL,
+    occur_time     TEXT NOT NULL,
+    created_at     TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
+    sent_at        TEXT
+);
+CREATE INDEX IF NOT EXISTS event_outbox_pending ON event_outbox (seq) WHERE sent_at IS NULL;
+CREATE TABLE IF NOT EXISTS event_inbox (
+    consumer     TEXT NOT NULL,
+    event_id     TEXT NOT NULL,
+    processed_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
+    PRIMARY KEY (consumer, event_id)
+);
+"#;
+
+/// Platform migrations for PostgreSQL: append to the service's list.
+pub const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[(9001, "event outbox and inbox", POSTGRES_SQL)];
+/// Platform migrations for SQLite: append to the service's list.
+pub const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[(9001, "event outbox and inbox", SQLITE_SQL)];
+
+static COMMITTED: LazyLock<Notify> = LazyLock::new(Notify::new);
+
+/// Wakes the relays of this process. [`Tx::commit`] calls it; call it yourself after committing
+/// a plain sqlx transaction in which you used [`enqueue_sqlite`] (else the relay's poll finds it).
+pub fn notify_committed() {
+    COMMITTED.notify_waiters();
+}
+
+/// Inserts `event` into the outbox within the caller's PostgreSQL transaction.
+pub async fn enqueue_pg(conn: &mut PgConnection, event: &OutgoingEvent) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO event_outbox (event_id, topic, event_type, aggregate_id, source, correlation_id, \
+         traceparent, tracestate, payload, occur_time) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+    )
+    .bind(event.id)
+    .bind(&event.topic)
+    .bind(&event.event_type)
+    .bind(&event.aggregate_id)
+    .bind(&event.source)
+    .bind(&event.correlation_id)
+    .bind(&event.traceparent)
+    .bind(&event.tracestate)
+    .bind(&event.payload)
+    .bind(event.occur_time)
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query("SELECT pg_notify($1, '')")
+        .bind(NOTIFY_CHANNEL)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+/// Inserts `event` into the outbox within the caller's SQLite transaction.
+pub async fn enqueue_sqlite(conn: &mut SqliteConnection, event: &OutgoingEvent) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO event_outbox (event_id, topic, event_type, aggregate_id, source, correlation_id, \
+         traceparent, tracestate, payload, occur_time) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(event.id.to_string())
+    .bind(&event.topic)
+    .bind(&event.event_type)
+    .bind(&event.aggregate_id)
+    .bind(&event.source)
+    .bind(&event.correlation_id)
+    .bind(&event.traceparent)
+    .bind(&event.tracestate)
+    .bind(&event.payload)
+    .bind(event.occur_time)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// Records `event_id` as processed by `consumer` in the transaction. Returns `false` when it
+/// already was (a duplicate delivery: skip its effects).
+pub async fn record_inbox(tx: &mut Tx, consumer: &str, event_id: Uuid) -> Result<bool, sqlx::Error> {
+    let result = match tx.conn() {
+        TxConn::Postgres(c) => {
+            sqlx::query("INSERT INTO event_inbox (consumer, event_id) VALUES ($1, $2) ON CONFLICT DO NOTHING")
+                .bind(consumer)
+                .bind(event_id)
+                .execute(&mut **c)
+                .await?
+                .rows_affected()
+        }
+        TxConn::Sqlite(c) => sqlx::query("INSERT OR IGNORE INTO event_inbox (consumer, event_id) VALUES (?, ?)")
+            .bind(consumer)
+            .bind(event_id.to_string())
+            .execute(&mut **c)
+            .await?
+            .rows_affected(),
+    };
+    Ok(result == 1)
+}
+
+/// Number of outbox rows not yet sent (the outbox backlog).
+pub async fn pending_count(db: &Database) -> Result<i64, sqlx::Error> {
+    let sql = "SELECT COUNT(*) FROM event_outbox WHERE sent_at IS NULL";
+    match db {
+        Database::Postgres(pool) => sqlx::query_scalar(sql).fetch_one(pool).await,
+        Database::Sqlite(pool) => sqlx::query_scalar(sql).fetch_one(pool).await,
+    }
+}
+
+/// Marks every outbox row as unsent again (rows sent within `within`, or all when `None`), so
+/// the relay publishes them again with their original ids. Used at start-up of the embedded
+/// profile (the in-process bus forgets on restart; consumers' inboxes absorb repeats) and by
+/// tests that simulate a relay killed between publish and mark.
+pub async fn mark_unsent(db: &Database, within: Option<Duration>) -> Result<u64, sqlx::Error> {
+    let since = within
+        .and_then(|w| chrono::Duration::from_std(w).ok())
+        .map(|w| Utc::now() - w);
+    Ok(match (db, since) {
+        (Database::Postgres(pool), Some(since)) => {
+            sqlx::query("UPDATE event_outbox SET sent_at = NULL WHERE sent_at >= $1")
+                .bind(since)
+                .execute(pool)
+                .await?
+                .rows_affected()
+        }
+        (Database::Postgres(pool), None) => {
+            sqlx::query("UPDATE event_outbox SET sent_at = NULL WHERE sent_at IS NOT NULL")
+                .execute(pool)
+                .await?
+                .rows_affected()
+        }
+        (Database::Sqlite(pool), Some(since)) => {
+            sqlx::query("UPDATE event_outbox SET sent_at = NULL WHERE sent_at >= ?")
+                .bind(since)
+                .execute(pool)
+                .await?
+                .rows_affected()
+        }
+        (Database::Sqlite(pool), None) => {
+            sqlx::query("UPDATE event_outbox SET sent_at = NULL WHERE sent_at IS NOT NULL")
+                .execute(pool)
+                .await?
+                .rows_affected()
+        }
+    })
+}
+
+/// Deletes outbox rows sent, and inbox rows recorded, more than `older_than` ago. Keep inbox
+/// rows longer than any redelivery can come (the streams' and dead-letter queue's retention).
+/// Returns `(outbox rows, inbox rows)` deleted.
+pub async fn prune(db: &Database, older_than: Duration) -> Result<(u64, u64), sqlx::Error> {
+    let before = Utc::now() - chrono::Duration::from_std(older_than).unwrap_or(chrono::Duration::MAX);
+    Ok(match db {
+        Database::Postgres(pool) => (
+            sqlx::query("DELETE FROM event_outbox WHERE sent_at < $1")
+                .bind(before)
+                .execute(pool)
+                .await?
+                .rows_affected(),
+            sqlx::query("DELETE FROM event_inbox WHERE processed_at < $1")
+                .bind(before)
+                .execute(pool)
+                .await?
+                .rows_affected(),
+        ),
+        Database::Sqlite(pool) => {
+            // sent_at is written by sqlx (RFC 3339), processed_at by SQLite's strftime.
+            let inbox_before = before.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string();
+            (
+                sqlx::query("DELETE FROM event_outbox WHERE sent_at IS NOT NULL AND sent_at < ?")
+                    .bind(before)
+                    .execute(pool)
+                    .await?
+                    .rows_affected(),
+                sqlx::query("DELETE FROM event_inbox WHERE processed_at < ?")
+                    .bind(&inbox_before)
+                    .execute(pool)
+                    .await?
+                    .rows_affected(),
+            )
+        }
+    })
+}
+
+#[derive(Debug, Clone)]
+pub struct RelayConfig {
+    /// Rows per batch.
+    pub batch_size: i64,
+    /// Fallback poll when no wake-up arrives.
+    pub poll_interval: Duration,
+    /// Backoff after a failed publish, doubled up to `max_backoff`.
+    pub min_backoff: Duration,
+    pub max_backoff: Duration,
+    /// At start, re-publish rows sent within this window (embedded profile: the in-process bus
+    /// does not survive a restart). `None` for NATS.
+    pub republish_on_start: Option<Duration>,
+}
+
+impl Default for RelayConfig {
+    fn default() -> Self {
+        Self {
+            batch_size: 100,
+            poll_interval: Duration::from_secs(1),
+            min_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_secs(5),
+            republish_on_start: None,
+        }
+    }
+}
+
+impl RelayConfig {
+    /// For the in-process bus: rows sent in the last hour are published again at start-up, so a
+    /// restart of the process loses nothing that consumers had not yet processed.
+    pub fn embedded() -> Self {
+        Self {
+            republish_on_start: Some(Duration::from_secs(3600)),
+            ..Self::default()
+        }
+    }
+}
+
+/// Moves committed outbox rows of one database to the bus.
+pub struct Relay {
+    db: Database,
+    bus: Arc<dyn EventBus>,
+    config: RelayConfig,
+}
+
+fn pg_row(row: &sqlx::postgres::PgRow) -> Result<(i64, OutgoingEvent), sqlx::Error> {
+    Ok((
+        row.try_get("seq")?,
+        OutgoingEvent {
+            id: row.try_get("event_id")?,
+            topic: row.try_get("topic")?,
+            event_type: row.try_get("event_type")?,
+            aggregate_id: row.try_get("aggregate_id")?,
+            payload: row.try_get("payload")?,
+            correlation_id: row.try_get("correlation_id")?,
+            traceparent: row.try_get("traceparent")?,
+            tracestate: row.try_get("tracestate")?,
+            source: row.try_get("source")?,
+            occur_time: row.try_get("occur_time")?,
+        },
+    ))
+}
+
+fn sqlite_row(row: &sqlx::sqlite::SqliteRow) -> Result<(i64, OutgoingEvent), sqlx::Error> {
+    let id: String = row.try_get("event_id")?;
+    Ok((
+        row.try_get("seq")?,
+        OutgoingEvent {
+            id: id.parse().map_err(|e| sqlx::Error::Decode(Box::new(e)))?,
+            topic: row.try_get("topic")?,
+            event_type: row.try_get("event_type")?,
+            aggregate_id: row.try_get("aggregate_id")?,
+            payload: row.try_get("payload")?,
+            correlation_id: row.try_get("correlation_id")?,
+            traceparent: row.try_get("traceparent")?,
+            tracestate: row.try_get("tracestate")?,
+            source: row.try_get("source")?,
+            occur_time: row.try_get("occur_time")?,
+        },
+    ))
+}
+
+const SELECT_COLUMNS: &str = "seq, event_id, topic, event_type, aggregate_id, source, correlation_id, traceparent, \
+                              tracestate, payload, occur_time";
+
+/// Result of one relay pass.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct RelayPass {
+    /// Rows published and marked sent.
+    pub published: usize,
+    /// More rows may be pending (a full batch was sent).
+    pub more: bool,
+}
+
+impl Relay {
+    pub fn new(db: Database, bus: Arc<dyn EventBus>, config: RelayConfig) -> Self {
+        Self { db, bus, config }
+    }
+
+    /// Runs the relay until `shutdown`.
+    pub fn spawn(self, shutdown: Shutdown) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(self.run(shutdown))
+    }
+
+    pub async fn run(self, shutdown: Shutdown) {
+        if let Some(window) = self.config.republish_on_start
+            && let Err(error) = mark_unsent(&self.db, Some(window)).await
+        {
+            tracing::warn!(%error, "outbox: could not re-arm recently sent rows");
+        }
+        let mut listener = match &self.db {
+            Database::Postgres(pool) => match PgListener::connect_with(pool).await {
+                Ok(mut listener) => match listener.listen(NOTIFY_CHANNEL).await {
+                    Ok(()) => Some(listener),
+                    Err(error) => {
+                        tracing::warn!(%error, "outbox: LISTEN failed, polling only");
+                        None
+                    }
+                },
+                Err(error) => {
+                    tracing::warn!(%error, "outbox: LISTEN failed, polling only");
+                    None
+                }
+            },
+            Database::Sqlite(_) => None,
+        };
+        let mut backoff = self.config.min_backoff;
+        while !shutdown.is_triggered() {
+            let notified = COMMITTED.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            match self.publish_pending().await {
+                Ok(pass) => {
+                    backoff = self.config.min_backoff;
+                    if pass.more {
+                        continue;
+                    }
+                }
+                Err(error) => {
+                    tracing::warn!(error = %error, retry_in_ms = backoff.as_millis() as u64, "outbox relay: publish failed, will retry");
+                    tokio::select! {
+                        _ = tokio::time::sleep(backoff) => {}
+                        _ = shutdown.wait() => break,
+                    }
+                    backoff = (backoff * 2).min(self.config.max_backoff);
+                    continue;
+                }
+            }
+            tokio::select! {
+                _ = notified => {}
+                _ = pg_notification(&mut listener) => {}
+                _ = tokio::time::sleep(self.config.poll_interval) => {}
+                _ = shutdown.wait() => break,
+            }
+        }
+    }
+
+    /// Publishes one batch of pending rows in order and marks the acknowledged ones sent. Stops
+    /// at the first failure (keeping order); the error is returned after marking what was sent.
+    pub async fn publish_pending(&self) -> anyhow::Result<RelayPass> {
+        match &self.db {
+            Database::Postgres(pool) => {
+                let mut tx = pool.begin().await?;
+                let locked: bool = sqlx::query_scalar(
+                    "SELECT pg_try_advisory_xact_lock(hashtext(current_schema() || '.event_outbox'))",
+                )
+                .fetch_one(&mut *tx)
+                .await?;
+                if !locked {
+                    return Ok(RelayPass::default());
+                }
+                let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "SELECT {SELECT_COLUMNS} FROM event_outbox WHERE sent_at IS NULL ORDER BY seq LIMIT $1 \
+                     FOR UPDATE SKIP LOCKED"
+                )))
+                .bind(self.config.batch_size)
+                .fetch_all(&mut *tx)
+                .await?;
+                let rows = rows.iter().map(pg_row).collect::<Result<Vec<_>, _>>()?;
+                let (sent, error) = self.publish_rows(&rows).await;
+                if !sent.is_empty() {
+                    sqlx::query("UPDATE event_outbox SET sent_at = now() WHERE seq = ANY($1)")
+                        .bind(&sent)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                tx.commit().await?;
+                self.finish(rows.len(), sent.len(), error)
+            }
+            Database::Sqlite(pool) => {
+                let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "SELECT {SELECT_COLUMNS} FROM event_outbox WHERE sent_at IS NULL ORDER BY seq LIMIT ?"
+                )))
+                .bind(self.config.batch_size)
+                .fetch_all(pool)
+                .await?;
+                let rows = rows.iter().map(sqlite_row).collect::<Result<Vec<_>, _>>()?;
+                let (sent, error) = self.publish_rows(&rows).await;
+                if !sent.is_empty() {
+                    let mut tx = pool.begin().await?;
+                    for seq in &sent {
+                        sqlx::query("UPDATE event_outbox SET sent_at = ? WHERE seq = ?")
+                            .bind(Utc::now())
+                            .bind(seq)
+                            .execute(&mut *tx)
+                            .await?;
+                    }
+                    tx.commit().await?;
+                }
+                self.finish(rows.len(), sent.len(), error)
+            }
+        }
+    }
+
+    fn finish(&self, selected: usize, sent: usize, error: Option<anyhow::Error>) -> anyhow::Result<RelayPass> {
+        match error {
+            Some(error) => Err(error),
+            None => Ok(RelayPass {
+                published: sent,
+                more: selected as i64 >= self.config.batch_size,
+            }),
+        }
+    }
+
+    async fn publish_rows(&self, rows: &[(i64, OutgoingEvent)]) -> (Vec<i64>, Option<anyhow::Error>) {
+        let mut sent = Vec::with_capacity(rows.len());
+        for (seq, event) in rows {
+            match self.bus.publish(event).await {
+                Ok(ack) => {
+                    if ack.duplicate {
+                        tracing::debug!(event_id = %event.id, "outbox: publish absorbed as duplicate");
+                    }
+                    sent.push(*seq);
+                }
+                Err(error) => return (sent, Some(error.into())),
+            }
+        }
+        (sent, None)
+    }
+}
+
+async fn pg_notification(listener: &mut Option<PgListener>) {
+    match listener {
+        Some(listener) => {
+            if listener.recv().await.is_err() {
+                // Connection trouble: the listener reconnects on the next call; do not spin.
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+        None => std::future::pending().await,
+    }
+}

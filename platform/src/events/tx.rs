@@ -1,0 +1,100 @@
+//! [`Tx`]: a database transaction of either backend, in which services write their effects,
+//! enqueue outgoing events and (in handlers) the inbox row is recorded.
+
+use sqlx::{PgConnection, Postgres, Sqlite, SqliteConnection, Transaction};
+
+use super::envelope::OutgoingEvent;
+use super::outbox;
+use crate::db::Database;
+
+/// The backend-specific transaction inside a [`Tx`].
+#[derive(Debug)]
+pub enum TxConn {
+    Postgres(Transaction<'static, Postgres>),
+    Sqlite(Transaction<'static, Sqlite>),
+}
+
+/// A transaction on the service's [`Database`]. Services run their own SQL through
+/// [`Tx::conn`] (match on the backend) or [`Tx::postgres`]/[`Tx::sqlite`]:
+///
+/// ```ignore
+/// match tx.conn() {
+///     TxConn::Postgres(c) => sqlx::query("UPDATE …").execute(&mut **c).await?,
+///     TxConn::Sqlite(c) => sqlx::query("UPDATE …").execute(&mut **c).await?,
+/// };
+/// tx.enqueue(&event).await?;
+/// tx.commit().await?;
+/// ```
+#[derive(Debug)]
+pub struct Tx {
+    conn: TxConn,
+    enqueued: usize,
+}
+
+impl Tx {
+    /// Begins a transaction (on SQLite `BEGIN IMMEDIATE`: writers queue for the single write lock).
+    pub async fn begin(db: &Database) -> Result<Self, sqlx::Error> {
+        let conn = match db {
+            Database::Postgres(pool) => TxConn::Postgres(pool.begin().await?),
+            // IMMEDIATE: take the write lock up front, so a transaction that reads before it
+            // writes waits (busy_timeout) instead of failing to upgrade under concurrency.
+            Database::Sqlite(pool) => TxConn::Sqlite(pool.begin_with("BEGIN IMMEDIATE").await?),
+        };
+        Ok(Self { conn, enqueued: 0 })
+    }
+
+    pub fn conn(&mut self) -> &mut TxConn {
+        &mut self.conn
+    }
+
+    /// The PostgreSQL connection, if this is a PostgreSQL transaction.
+    pub fn postgres(&mut self) -> Option<&mut PgConnection> {
+        match &mut self.conn {
+            TxConn::Postgres(tx) => Some(&mut **tx),
+            TxConn::Sqlite(_) => None,
+        }
+    }
+
+    /// The SQLite connection, if this is an SQLite transaction.
+    pub fn sqlite(&mut self) -> Option<&mut SqliteConnection> {
+        match &mut self.conn {
+            TxConn::Sqlite(tx) => Some(&mut **tx),
+            TxConn::Postgres(_) => None,
+        }
+    }
+
+    pub fn is_postgres(&self) -> bool {
+        matches!(self.conn, TxConn::Postgres(_))
+    }
+
+    /// Inserts `event` into the outbox of this transaction: it is published after (and only if)
+    /// the transaction commits.
+    pub async fn enqueue(&mut self, event: &OutgoingEvent) -> Result<(), sqlx::Error> {
+        match &mut self.conn {
+            TxConn::Postgres(tx) => outbox::enqueue_pg(tx, event).await?,
+            TxConn::Sqlite(tx) => outbox::enqueue_sqlite(tx, event).await?,
+        }
+        self.enqueued += 1;
+        Ok(())
+    }
+
+    /// Commits, then wakes the relays of this process if events were enqueued (PostgreSQL relays
+    /// are also woken by NOTIFY, which is delivered on commit).
+    pub async fn commit(self) -> Result<(), sqlx::Error> {
+        match self.conn {
+            TxConn::Postgres(tx) => tx.commit().await?,
+            TxConn::Sqlite(tx) => tx.commit().await?,
+        }
+        if self.enqueued > 0 {
+            outbox::notify_committed();
+        }
+        Ok(())
+    }
+
+    pub async fn rollback(self) -> Result<(), sqlx::Error> {
+        match self.conn {
+            TxConn::Postgres(tx) => tx.rollback().await,
+            TxConn::Sqlite(tx) => tx.rollback().await,
+        }
+    }
+}
