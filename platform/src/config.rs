@@ -105,7 +105,7 @@ impl Env {
 }
 
 /// Everything a domain service needs to start. Built by [`ServiceConfig::from_env`].
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ServiceConfig {
     /// Short name, e.g. `product`; used for logs, schemas and default file names.
     pub service: &'static str,
@@ -117,6 +117,10 @@ pub struct ServiceConfig {
     /// Absent → in-memory cache.
     pub redis_url: Option<String>,
     pub auth: AuthConfig,
+    /// Stream and subject naming (`NATS_SUBJECT_PREFIX`, `NATS_STREAM_PREFIX`; tests isolate by prefix).
+    pub events: crate::events::EventsConfig,
+    /// A bus to use instead of connecting one (tests and `ordermesh up` share one in-process bus).
+    pub bus: Option<std::sync::Arc<dyn crate::events::EventBus>>,
     /// How this service authenticates its own calls to other services (`SERVICE_TOKEN_FILE`).
     pub credentials: ServiceCredentials,
     pub telemetry: TelemetryConfig,
@@ -160,6 +164,17 @@ impl ServiceConfig {
             nats_url: env.url("NATS_URL", &["nats", "tls", "ws", "wss"])?,
             redis_url: env.url("REDIS_URL", &["redis", "rediss"])?,
             auth: AuthConfig::from_env(env)?,
+            events: {
+                let mut events = crate::events::EventsConfig::default();
+                if let Some(prefix) = env.optional("NATS_SUBJECT_PREFIX") {
+                    events.subject_prefix = prefix;
+                }
+                if let Some(prefix) = env.optional("NATS_STREAM_PREFIX") {
+                    events.stream_prefix = prefix;
+                }
+                events
+            },
+            bus: None,
             credentials: env
                 .optional("SERVICE_TOKEN_FILE")
                 .map(|path| ServiceCredentials::File(path.into()))

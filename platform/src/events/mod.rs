@@ -24,6 +24,7 @@ pub mod envelope;
 pub mod memory;
 pub mod nats;
 pub mod outbox;
+pub mod runtime;
 pub mod tx;
 
 use std::sync::Arc;
@@ -35,6 +36,7 @@ pub use envelope::{EventsConfig, OutgoingEvent, ReceivedEvent, TOPICS};
 pub use memory::MemoryBus;
 pub use nats::NatsBus;
 pub use outbox::{Relay, RelayConfig};
+pub use runtime::EventRuntime;
 pub use tx::Tx;
 
 /// The bus of the current profile: NATS JetStream when `nats_url` is given (streams are created
