@@ -144,6 +144,24 @@ impl Default for GrpcLimits {
     }
 }
 
+impl std::fmt::Debug for ServiceConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The database URL may carry a password: only its scheme is shown.
+        let scheme = self.database_url.split("://").next().unwrap_or_default();
+        f.debug_struct("ServiceConfig")
+            .field("service", &self.service)
+            .field("listen_addr", &self.listen_addr)
+            .field("database", &scheme)
+            .field("nats", &self.nats_url.is_some())
+            .field("redis", &self.redis_url.is_some())
+            .field("auth", &self.auth)
+            .field("events", &self.events)
+            .field("shared_bus", &self.bus.is_some())
+            .field("credentials", &self.credentials)
+            .finish_non_exhaustive()
+    }
+}
+
 impl ServiceConfig {
     /// Reads `<SERVICE>_ADDR` (or `GRPC_ADDR`), `DATABASE_URL`, `NATS_URL`, `REDIS_URL`, the
     /// `AUTH_*` issuers and the telemetry variables. `default_port` is the service's port of
