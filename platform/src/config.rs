@@ -121,6 +121,8 @@ pub struct ServiceConfig {
     pub events: crate::events::EventsConfig,
     /// A bus to use instead of connecting one (tests and `ordermesh up` share one in-process bus).
     pub bus: Option<std::sync::Arc<dyn crate::events::EventBus>>,
+    /// Where the other services are (`<NAME>_SVC_URL`, default `http://127.0.0.1:<its port>`).
+    pub peers: PeerUrls,
     /// How this service authenticates its own calls to other services (`SERVICE_TOKEN_FILE`).
     pub credentials: ServiceCredentials,
     pub telemetry: TelemetryConfig,
@@ -141,6 +143,35 @@ impl Default for GrpcLimits {
             request_timeout: Duration::from_secs(30),
             max_message_bytes: 4 * 1024 * 1024,
         }
+    }
+}
+
+/// gRPC addresses of the six services, as seen by a caller.
+#[derive(Debug, Clone)]
+pub struct PeerUrls {
+    pub product: String,
+    pub customer: String,
+    pub order: String,
+    pub payment: String,
+    pub audit: String,
+    pub notification: String,
+}
+
+impl PeerUrls {
+    pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
+        let url = |name: &str, port: u16| -> Result<String, ConfigError> {
+            Ok(env
+                .url(&format!("{name}_SVC_URL"), &["http", "https"])?
+                .unwrap_or_else(|| format!("http://127.0.0.1:{port}")))
+        };
+        Ok(Self {
+            product: url("PRODUCT", 50051)?,
+            customer: url("CUSTOMER", 50052)?,
+            order: url("ORDER", 50053)?,
+            payment: url("PAYMENT", 50054)?,
+            audit: url("AUDIT", 50055)?,
+            notification: url("NOTIFICATION", 50056)?,
+        })
     }
 }
 
@@ -193,6 +224,7 @@ impl ServiceConfig {
                 events
             },
             bus: None,
+            peers: PeerUrls::from_env(env)?,
             credentials: env
                 .optional("SERVICE_TOKEN_FILE")
                 .map(|path| ServiceCredentials::File(path.into()))

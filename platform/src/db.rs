@@ -128,3 +128,33 @@ impl Database {
         }
     }
 }
+
+/// Runs the same sqlx code on whichever backend `db` is, binding `$pool` to the pool. The body
+/// is compiled once per backend, so it must use SQL both accept (`$N` placeholders, `RETURNING`,
+/// `ON CONFLICT`, no `FOR UPDATE`) and types both encode (UUIDs, `DateTime<Utc>`, `Json<T>`).
+#[macro_export]
+macro_rules! on_pool {
+    ($db:expr, |$pool:ident| $body:expr) => {
+        match $db {
+            $crate::db::Database::Postgres($pool) => $body,
+            $crate::db::Database::Sqlite($pool) => $body,
+        }
+    };
+}
+
+/// [`on_pool!`] for a [`crate::events::Tx`]: binds `$conn` to the transaction's connection.
+#[macro_export]
+macro_rules! on_tx {
+    ($tx:expr, |$conn:ident| $body:expr) => {
+        match $tx.conn() {
+            $crate::events::tx::TxConn::Postgres(tx) => {
+                let $conn = &mut **tx;
+                $body
+            }
+            $crate::events::tx::TxConn::Sqlite(tx) => {
+                let $conn = &mut **tx;
+                $body
+            }
+        }
+    };
+}

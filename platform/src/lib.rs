@@ -17,7 +17,7 @@ pub mod testing;
 pub mod validate;
 
 pub use cache::{Cache, CacheStatsSnapshot};
-pub use config::{ConfigError, Env, ServiceConfig};
+pub use config::{ConfigError, Env, PeerUrls, ServiceConfig};
 pub use error::{FieldViolation, ServiceError, Violations};
 pub use shutdown::Shutdown;
 
