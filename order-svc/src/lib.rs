@@ -2,6 +2,7 @@
 //! run it in-process on any port.
 
 pub mod domain;
+pub mod store;
 
 use ordermesh_platform::{ServiceConfig, Shutdown, grpc::GrpcServer};
 use tokio::net::TcpListener;
