@@ -115,6 +115,27 @@ fn corrupt(column: &str, value: &str) -> sqlx::Error {
     sqlx::Error::Decode(format!("unexpected {column} {value:?}").into())
 }
 
+/// Inserts one history row through executor `$conn` (a macro, so it compiles for both backends).
+macro_rules! insert_history {
+    ($conn:expr, $order_id:expr, $entry:expr) => {{
+        let entry: &HistoryEntry = $entry;
+        sqlx::query(
+            "INSERT INTO order_status_history (order_id, seq, from_status, to_status, reason, actor, cause_event_id, changed_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind($order_id)
+        .bind(entry.seq)
+        .bind(entry.from.map(|s| s.as_str()))
+        .bind(entry.to.as_str())
+        .bind(entry.reason.as_deref())
+        .bind(entry.actor.as_str())
+        .bind(entry.cause_event_id.as_deref())
+        .bind(entry.changed_at)
+        .execute($conn)
+        .await?;
+    }};
+}
+
 /// Inserts a new order with its items and first history entry, inside the caller's transaction
 /// (which also holds its `OrderPlaced` event). A duplicate `(customer_id, idempotency_key)` is a
 /// unique violation for the caller to resolve.
@@ -157,38 +178,10 @@ pub async fn insert(tx: &mut Tx, order: &Order) -> Result<(), sqlx::Error> {
             .await?;
         }
         for entry in &order.history {
-            insert_history(&mut *conn, order.id, entry).await?;
+            insert_history!(&mut *conn, order.id, entry);
         }
         Ok(())
     })
-}
-
-async fn insert_history<'c, DB, E>(conn: E, order_id: Uuid, entry: &HistoryEntry) -> Result<(), sqlx::Error>
-where
-    DB: sqlx::Database,
-    E: sqlx::Executor<'c, Database = DB>,
-    for<'q> DB::Arguments: sqlx::IntoArguments<DB>,
-    for<'q> Uuid: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
-    for<'q> i32: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
-    for<'q> Option<&'q str>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
-    for<'q> &'q str: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
-    for<'q> DateTime<Utc>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
-{
-    sqlx::query(
-        "INSERT INTO order_status_history (order_id, seq, from_status, to_status, reason, actor, cause_event_id, changed_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-    )
-    .bind(order_id)
-    .bind(entry.seq)
-    .bind(entry.from.map(|s| s.as_str()))
-    .bind(entry.to.as_str())
-    .bind(entry.reason.as_deref())
-    .bind(entry.actor.as_str())
-    .bind(entry.cause_event_id.as_deref())
-    .bind(entry.changed_at)
-    .execute(conn)
-    .await?;
-    Ok(())
 }
 
 /// The order a customer placed with `key`, if any.
@@ -275,7 +268,7 @@ pub async fn apply_transition(
         if updated == 0 {
             return Ok(false);
         }
-        insert_history(&mut *conn, order.id, entry).await?;
+        insert_history!(&mut *conn, order.id, entry);
         Ok(true)
     })
 }

@@ -15,7 +15,25 @@ pub use breaker::{BreakerConfig, BreakerOpen, BreakerState, CircuitBreaker, Perm
 pub use layers::{BoxError, CircuitBreakerLayer, RetryUnavailableLayer};
 
 /// The channel type every generated client is built on: `XServiceClient::new(channel)`.
-pub type ResilientChannel = BoxCloneSyncService<http::Request<Body>, http::Response<Body>, BoxError>;
+pub type ResilientChannel = BoxCloneSyncService<http::Request<Body>, http::Response<Body>, ChannelError>;
+
+/// The error of a [`ResilientChannel`] call. A concrete type (not a boxed trait object) so the
+/// futures of generated clients stay `Send` inside async trait methods; tonic finds the
+/// `Status` (e.g. "circuit open") through [`std::error::Error::source`].
+#[derive(Debug)]
+pub struct ChannelError(pub BoxError);
+
+impl std::fmt::Display for ChannelError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::error::Error for ChannelError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(self.0.as_ref())
+    }
+}
 
 #[derive(Debug, Clone)]
 pub struct ClientConfig {
@@ -56,6 +74,7 @@ pub fn channel(config: &ClientConfig) -> anyhow::Result<(ResilientChannel, Circu
         .http2_keep_alive_interval(Duration::from_secs(30));
     let breaker = CircuitBreaker::new(config.name.clone(), config.breaker.clone());
     let service = tower::ServiceBuilder::new()
+        .map_err(ChannelError)
         .layer(CircuitBreakerLayer::new(breaker.clone()))
         .layer(RetryUnavailableLayer::new(config.max_retries, config.retry_backoff))
         .service(endpoint.connect_lazy());

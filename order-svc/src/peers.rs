@@ -1,0 +1,64 @@
+//! The services order-svc calls, through the platform's resilient channels (deadline, retry on
+//! UNAVAILABLE, circuit breaker), and the mapping of their failures to our errors.
+
+use ordermesh_platform::auth::ServiceCredentials;
+use ordermesh_platform::client::{CallContext, ClientConfig, ResilientChannel, channel};
+use ordermesh_platform::{ServiceConfig, ServiceError};
+use ordermesh_proto::customer::customer_service_client::CustomerServiceClient;
+use ordermesh_proto::payment::payment_service_client::PaymentServiceClient;
+use ordermesh_proto::product::product_service_client::ProductServiceClient;
+use tonic::Code;
+
+#[derive(Clone)]
+pub struct Peers {
+    pub product: ProductServiceClient<ResilientChannel>,
+    pub customer: CustomerServiceClient<ResilientChannel>,
+    pub payment: PaymentServiceClient<ResilientChannel>,
+    credentials: ServiceCredentials,
+}
+
+impl Peers {
+    pub fn connect(config: &ServiceConfig) -> anyhow::Result<Self> {
+        let (product, _) = channel(&ClientConfig::new("product-svc", config.peers.product.clone()))?;
+        let (customer, _) = channel(&ClientConfig::new("customer-svc", config.peers.customer.clone()))?;
+        let (payment, _) = channel(&ClientConfig::new("payment-svc", config.peers.payment.clone()))?;
+        Ok(Self {
+            product: ProductServiceClient::new(product),
+            customer: CustomerServiceClient::new(customer),
+            payment: PaymentServiceClient::new(payment),
+            credentials: config.credentials.clone(),
+        })
+    }
+
+    /// Context for calls order-svc makes on its own behalf (saga steps), with its service token.
+    pub fn as_service(&self, correlation_id: &str) -> Result<CallContext, ServiceError> {
+        let token = self.credentials.token().map_err(ServiceError::Internal)?;
+        Ok(CallContext {
+            bearer_token: token,
+            correlation_id: Some(correlation_id.to_owned()),
+        })
+    }
+}
+
+/// Maps a peer's failure: its outages become UNAVAILABLE (the caller may retry), its refusals
+/// keep their meaning, anything else is internal.
+pub fn peer_error(peer: &str, status: tonic::Status) -> ServiceError {
+    match status.code() {
+        Code::Unavailable | Code::DeadlineExceeded | Code::ResourceExhausted | Code::Cancelled => {
+            tracing::warn!(peer, code = ?status.code(), "peer unavailable");
+            ServiceError::Unavailable(format!("{peer} is unavailable, try again later"))
+        }
+        Code::PermissionDenied => ServiceError::PermissionDenied(format!("{peer}: {}", status.message())),
+        Code::Unauthenticated => ServiceError::Unauthenticated(format!("{peer}: {}", status.message())),
+        _ => ServiceError::Internal(anyhow::anyhow!(
+            "{peer} answered {:?}: {}",
+            status.code(),
+            status.message()
+        )),
+    }
+}
+
+/// Whether a peer failure may succeed on a later try.
+pub fn is_transient(error: &ServiceError) -> bool {
+    matches!(error, ServiceError::Unavailable(_) | ServiceError::DeadlineExceeded)
+}
