@@ -93,14 +93,15 @@ pub const TEST_AUDIENCE: &str = "ordermesh";
 /// the tokens it mints. Tokens of the three populations are accepted by a service whose
 /// `config.auth` is [`TestAuth::auth_config`].
 pub struct TestAuth {
-    issuer: crate::auth::DevIssuer,
+    issuer: std::sync::Arc<crate::auth::DevIssuer>,
     server: tokio::task::JoinHandle<()>,
 }
 
 impl TestAuth {
     pub async fn start() -> anyhow::Result<Self> {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let issuer = crate::auth::DevIssuer::generate(format!("http://{}", listener.local_addr()?))?;
+        let issuer =
+            std::sync::Arc::new(crate::auth::DevIssuer::generate(format!("http://{}", listener.local_addr()?))?);
         let router = issuer.router();
         let server = tokio::spawn(async move {
             let _ = axum::serve(listener, router).await;
@@ -114,6 +115,15 @@ impl TestAuth {
 
     pub fn issuer(&self, kind: crate::auth::IssuerKind) -> String {
         self.issuer.issuer(kind)
+    }
+
+    /// Credentials with which service `name` calls other services (tokens minted per call).
+    pub fn credentials(&self, name: &str) -> crate::auth::ServiceCredentials {
+        crate::auth::ServiceCredentials::Dev {
+            issuer: self.issuer.clone(),
+            service: name.to_owned(),
+            audience: TEST_AUDIENCE.to_owned(),
+        }
     }
 
     fn mint(&self, kind: crate::auth::IssuerKind, subject: &str, roles: &[crate::auth::Role]) -> String {
