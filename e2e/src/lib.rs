@@ -1,0 +1,467 @@
+//! A whole ordermesh back end in one test process: product-, customer-, order- and payment-svc
+//! on `127.0.0.1:0`, each in its own schema of one fresh PostgreSQL database, talking over real
+//! gRPC and real NATS JetStream (streams isolated per test by prefix). Helpers create catalogue
+//! data and customers and wait for the asynchronous saga.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use ordermesh_platform::auth::Role;
+use ordermesh_platform::events::EventsConfig;
+use ordermesh_platform::testing::{TestAuth, TestDatabase, service_config, with_token};
+use ordermesh_platform::{ServiceConfig, Shutdown};
+use ordermesh_proto::common::Money;
+use ordermesh_proto::customer::customer_service_client::CustomerServiceClient;
+use ordermesh_proto::customer::{CreateCustomerRequest, IdentityLink};
+use ordermesh_proto::order::order_service_client::OrderServiceClient;
+use ordermesh_proto::order::{GetOrderRequest, Order, OrderStatus, PlaceOrderItem, PlaceOrderRequest, PlaceOrderResponse};
+use ordermesh_proto::payment::payment_service_client::PaymentServiceClient;
+use ordermesh_proto::payment::{ListPaymentsRequest, Payment};
+use ordermesh_proto::product::product_service_client::ProductServiceClient;
+use ordermesh_proto::product::{AdjustStockRequest, CreateProductRequest, GetStockLevelRequest, Product, StockLevel};
+use payment_svc::gateway::{
+    ChargeRequest, FollowUpRequest, GatewayError, GatewayOutcome, PaymentGateway, SandboxGateway,
+};
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tonic::transport::Channel;
+
+pub const NATS_URL: &str = "nats://127.0.0.1:4222";
+
+/// A gateway that counts what reaches it, in front of the sandbox (or any other gateway).
+pub struct CountingGateway {
+    inner: Arc<dyn PaymentGateway>,
+    approved_charges: AtomicUsize,
+    charge_calls: AtomicUsize,
+    refunds: AtomicUsize,
+    keys: std::sync::Mutex<HashMap<String, usize>>,
+}
+
+impl CountingGateway {
+    pub fn new(inner: Arc<dyn PaymentGateway>) -> Arc<Self> {
+        Arc::new(Self {
+            inner,
+            approved_charges: AtomicUsize::new(0),
+            charge_calls: AtomicUsize::new(0),
+            refunds: AtomicUsize::new(0),
+            keys: Default::default(),
+        })
+    }
+
+    pub fn sandbox() -> Arc<Self> {
+        Self::new(Arc::new(SandboxGateway::new()))
+    }
+
+    /// Distinct idempotency keys whose charge the gateway approved: real charges.
+    pub fn distinct_approved_charges(&self) -> usize {
+        self.keys.lock().unwrap().len()
+    }
+
+    pub fn charge_calls(&self) -> usize {
+        self.charge_calls.load(Ordering::SeqCst)
+    }
+
+    pub fn approved_charge_answers(&self) -> usize {
+        self.approved_charges.load(Ordering::SeqCst)
+    }
+
+    pub fn refunds(&self) -> usize {
+        self.refunds.load(Ordering::SeqCst)
+    }
+}
+
+#[async_trait::async_trait]
+impl PaymentGateway for CountingGateway {
+    async fn charge(&self, request: &ChargeRequest) -> Result<GatewayOutcome, GatewayError> {
+        self.charge_calls.fetch_add(1, Ordering::SeqCst);
+        let outcome = self.inner.charge(request).await;
+        if let Ok(GatewayOutcome::Approved { .. }) = &outcome {
+            self.approved_charges.fetch_add(1, Ordering::SeqCst);
+            *self.keys.lock().unwrap().entry(request.idempotency_key.clone()).or_default() += 1;
+        }
+        outcome
+    }
+
+    async fn capture(&self, request: &FollowUpRequest) -> Result<GatewayOutcome, GatewayError> {
+        self.inner.capture(request).await
+    }
+
+    async fn refund(&self, request: &FollowUpRequest) -> Result<GatewayOutcome, GatewayError> {
+        let outcome = self.inner.refund(request).await;
+        if outcome.is_ok() {
+            self.refunds.fetch_add(1, Ordering::SeqCst);
+        }
+        outcome
+    }
+}
+
+struct Running {
+    addr: SocketAddr,
+    shutdown: Shutdown,
+    handle: JoinHandle<anyhow::Result<()>>,
+}
+
+/// The back end of one test.
+pub struct Platform {
+    pub auth: TestAuth,
+    _database: TestDatabase,
+    database_url: String,
+    pub events: EventsConfig,
+    pub gateway: Arc<dyn PaymentGateway>,
+    running: HashMap<&'static str, Running>,
+    pub admin: String,
+}
+
+impl Platform {
+    /// Starts the four services with `gateway` behind payment-svc.
+    pub async fn start(gateway: Arc<dyn PaymentGateway>) -> anyhow::Result<Self> {
+        let auth = TestAuth::start().await?;
+        let database = TestDatabase::postgres().await?;
+        let admin = auth.employee("admin-1", &[Role::Admin]);
+        let mut platform = Self {
+            database_url: database.url().to_owned(),
+            _database: database,
+            events: EventsConfig::isolated(),
+            gateway,
+            running: HashMap::new(),
+            admin,
+            auth,
+        };
+        let product = platform.bind().await?;
+        let customer = platform.bind().await?;
+        let payment = platform.bind().await?;
+        let order = platform.bind().await?;
+        platform.launch("product", product).await?;
+        platform.launch("customer", customer).await?;
+        platform.launch("payment", payment).await?;
+        platform.launch("order", order).await?;
+        Ok(platform)
+    }
+
+    async fn bind(&self) -> anyhow::Result<TcpListener> {
+        Ok(TcpListener::bind("127.0.0.1:0").await?)
+    }
+
+    fn url(&self, name: &str) -> String {
+        self.running.get(name).map(|r| format!("http://{}", r.addr)).unwrap_or_default()
+    }
+
+    fn config(&self, name: &'static str) -> anyhow::Result<ServiceConfig> {
+        let mut config = service_config(name, &self.database_url, self.auth.auth_config())?;
+        config.nats_url = Some(NATS_URL.to_owned());
+        config.events = self.events.clone();
+        config.credentials = self.auth.credentials(&format!("{name}-svc"));
+        config.peers.product = self.url("product");
+        config.peers.customer = self.url("customer");
+        config.peers.payment = self.url("payment");
+        Ok(config)
+    }
+
+    async fn launch(&mut self, name: &'static str, listener: TcpListener) -> anyhow::Result<()> {
+        let addr = listener.local_addr()?;
+        // Peers are known before the service starts: register the address first.
+        self.running.insert(name, Running { addr, shutdown: Shutdown::new(), handle: tokio::spawn(async { Ok(()) }) });
+        let config = self.config(name)?;
+        let shutdown = Shutdown::new();
+        let s = shutdown.clone();
+        let handle = match name {
+            "product" => tokio::spawn(product_svc::run(config, listener, s)),
+            "customer" => tokio::spawn(customer_svc::run(config, listener, s)),
+            "order" => tokio::spawn(order_svc::run(config, listener, s)),
+            "payment" => tokio::spawn(payment_svc::run_with_gateway(config, listener, s, self.gateway.clone())),
+            other => anyhow::bail!("unknown service {other}"),
+        };
+        self.running.insert(name, Running { addr, shutdown, handle });
+        self.wait_serving(name).await
+    }
+
+    async fn wait_serving(&mut self, name: &str) -> anyhow::Result<()> {
+        use tonic_health::pb::health_client::HealthClient;
+        use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus};
+        let mut health = HealthClient::new(self.channel(name));
+        for _ in 0..1500 {
+            let running = self.running.get_mut(name).expect("registered");
+            if running.handle.is_finished() {
+                let result = (&mut running.handle).await?;
+                anyhow::bail!("{name} exited before it was ready: {result:?}");
+            }
+            let status = health.check(HealthCheckRequest { service: String::new() }).await;
+            if status.is_ok_and(|r| r.into_inner().status == ServingStatus::Serving as i32) {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        anyhow::bail!("{name} not ready after 30 s")
+    }
+
+    /// Stops a service gracefully (its address stays reserved for [`Platform::restart`]).
+    pub async fn stop(&mut self, name: &str) -> anyhow::Result<()> {
+        let running = self.running.get_mut(name).expect("running");
+        running.shutdown.trigger();
+        (&mut running.handle).await??;
+        Ok(())
+    }
+
+    /// Starts a stopped service again on its old address.
+    pub async fn restart(&mut self, name: &'static str) -> anyhow::Result<()> {
+        let addr = self.running.get(name).expect("known").addr;
+        let mut attempt = 0;
+        let listener = loop {
+            match TcpListener::bind(addr).await {
+                Ok(listener) => break listener,
+                Err(error) if attempt < 50 => {
+                    attempt += 1;
+                    let _ = error;
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(error) => return Err(error.into()),
+            }
+        };
+        self.launch(name, listener).await
+    }
+
+    pub fn channel(&self, name: &str) -> Channel {
+        Channel::from_shared(self.url(name)).expect("url").connect_lazy()
+    }
+
+    pub fn orders(&self) -> OrderServiceClient<Channel> {
+        OrderServiceClient::new(self.channel("order"))
+    }
+
+    pub fn products(&self) -> ProductServiceClient<Channel> {
+        ProductServiceClient::new(self.channel("product"))
+    }
+
+    pub fn customers(&self) -> CustomerServiceClient<Channel> {
+        CustomerServiceClient::new(self.channel("customer"))
+    }
+
+    pub fn payments(&self) -> PaymentServiceClient<Channel> {
+        PaymentServiceClient::new(self.channel("payment"))
+    }
+
+    /// An active product priced `price_minor` EUR cents with `stock` units on hand.
+    pub async fn product(&self, price_minor: i64, stock: i64) -> anyhow::Result<Product> {
+        let sku = format!("SKU-{}", uuid::Uuid::now_v7().simple());
+        let product = self
+            .products()
+            .create_product(with_token(
+                CreateProductRequest {
+                    product: Some(Product {
+                        sku,
+                        name: "Espresso machine".into(),
+                        description: "A test product".into(),
+                        price: Some(Money { amount_minor: price_minor, currency_code: "EUR".into() }),
+                        active: true,
+                        ..Default::default()
+                    }),
+                },
+                &self.admin,
+            ))
+            .await?
+            .into_inner()
+            .product
+            .expect("product");
+        if stock > 0 {
+            self.products()
+                .adjust_stock(with_token(
+                    AdjustStockRequest {
+                        product_id: product.id.clone(),
+                        delta: stock,
+                        reason: "initial stock".into(),
+                        idempotency_key: String::new(),
+                    },
+                    &self.admin,
+                ))
+                .await?;
+        }
+        Ok(product)
+    }
+
+    pub async fn stock(&self, product_id: &str) -> anyhow::Result<StockLevel> {
+        Ok(self
+            .products()
+            .get_stock_level(with_token(GetStockLevelRequest { product_id: product_id.into() }, &self.admin))
+            .await?
+            .into_inner()
+            .stock_level
+            .expect("stock level"))
+    }
+
+    /// A client identity with its customer profile: `(client token, customer id)`.
+    pub async fn client(&self, subject: &str) -> anyhow::Result<(String, String)> {
+        let token = self.auth.client(subject);
+        let customer = self
+            .customers()
+            .create_customer(with_token(
+                CreateCustomerRequest {
+                    display_name: "Test Client".into(),
+                    email: format!("{subject}@example.test"),
+                    identity: Some(IdentityLink {
+                        issuer: self.auth.issuer(ordermesh_platform::auth::IssuerKind::Client),
+                        subject: subject.into(),
+                    }),
+                    ..Default::default()
+                },
+                &token,
+            ))
+            .await?
+            .into_inner()
+            .customer
+            .expect("customer");
+        Ok((token, customer.id))
+    }
+
+    pub async fn place(
+        &self,
+        token: &str,
+        customer_id: &str,
+        lines: &[(&str, i32)],
+        payment_method: &str,
+        key: &str,
+    ) -> Result<PlaceOrderResponse, tonic::Status> {
+        let request = PlaceOrderRequest {
+            customer_id: customer_id.into(),
+            items: lines.iter().map(|(id, q)| PlaceOrderItem { product_id: (*id).into(), quantity: *q }).collect(),
+            shipping_address: None,
+            payment_method_token: payment_method.into(),
+            idempotency_key: key.into(),
+        };
+        Ok(self.orders().place_order(with_token(request, token)).await?.into_inner())
+    }
+
+    pub async fn order(&self, order_id: &str) -> anyhow::Result<Order> {
+        Ok(self
+            .orders()
+            .get_order(with_token(GetOrderRequest { order_id: order_id.into() }, &self.admin))
+            .await?
+            .into_inner()
+            .order
+            .expect("order"))
+    }
+
+    /// Polls until the order reaches one of `statuses`, or fails after `timeout`.
+    pub async fn wait_for(&self, order_id: &str, statuses: &[OrderStatus], timeout: Duration) -> anyhow::Result<Order> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let order = self.order(order_id).await?;
+            if statuses.iter().any(|s| *s as i32 == order.status) {
+                return Ok(order);
+            }
+            anyhow::ensure!(
+                tokio::time::Instant::now() < deadline,
+                "order {order_id} still {:?} after {timeout:?}",
+                OrderStatus::try_from(order.status)
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub async fn payments_of(&self, order_id: &str) -> anyhow::Result<Vec<Payment>> {
+        Ok(self
+            .payments()
+            .list_payments(with_token(ListPaymentsRequest { order_id: order_id.into(), ..Default::default() }, &self.admin))
+            .await?
+            .into_inner()
+            .payments)
+    }
+}
+
+impl Drop for Platform {
+    fn drop(&mut self) {
+        for running in self.running.values() {
+            running.shutdown.trigger();
+        }
+        // Remove this test's streams from the shared NATS server.
+        let events = self.events.clone();
+        let _ = std::thread::spawn(move || {
+            let Ok(runtime) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
+            runtime.block_on(async move {
+                if let Ok(bus) = ordermesh_platform::events::NatsBus::connect_only(NATS_URL, events).await {
+                    let _ = bus.delete_streams().await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+/// The statuses an order ends the saga in (before fulfilment).
+pub const SETTLED: [OrderStatus; 3] = [OrderStatus::Confirmed, OrderStatus::Rejected, OrderStatus::Cancelled];
+
+/// Names of an order's history, oldest first.
+pub fn history(order: &Order) -> Vec<OrderStatus> {
+    order.history.iter().map(|h| OrderStatus::try_from(h.to_status).unwrap_or(OrderStatus::Unspecified)).collect()
+}
+
+/// A payment provider on a local port, speaking the HTTP gateway adapter's protocol. It
+/// performs a charge the first time it sees an idempotency key (even when it then answers with
+/// an error, as real providers can), so only same-key retries avoid double charges.
+pub struct FakeProvider {
+    state: Arc<std::sync::Mutex<ProviderState>>,
+    pub addr: SocketAddr,
+    server: JoinHandle<()>,
+}
+
+#[derive(Default)]
+struct ProviderState {
+    /// Status codes to answer in turn before answering normally.
+    failures: Vec<u16>,
+    requests: usize,
+    charges: HashMap<String, serde_json::Value>,
+}
+
+impl FakeProvider {
+    /// Serves on `listener`, failing the first requests with `failures`.
+    pub async fn serve(listener: TcpListener, failures: Vec<u16>) -> Self {
+        use axum::extract::State;
+        use axum::http::{HeaderMap, StatusCode};
+        use axum::response::IntoResponse;
+        type Shared = Arc<std::sync::Mutex<ProviderState>>;
+        async fn charge(State(state): State<Shared>, headers: HeaderMap) -> axum::response::Response {
+            let key = headers.get("idempotency-key").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+            let mut state = state.lock().unwrap();
+            state.requests += 1;
+            let next = state.charges.len() + 1;
+            let record =
+                state.charges.entry(key).or_insert_with(|| serde_json::json!({"id": format!("ch_{next}"), "status": "approved"})).clone();
+            if !state.failures.is_empty() {
+                let code = state.failures.remove(0);
+                return StatusCode::from_u16(code).unwrap().into_response();
+            }
+            (StatusCode::OK, axum::Json(record)).into_response()
+        }
+        let state: Shared = Arc::new(std::sync::Mutex::new(ProviderState { failures, ..Default::default() }));
+        let addr = listener.local_addr().expect("bound");
+        let app = axum::Router::new()
+            .route("/v1/charges", axum::routing::post(charge))
+            .route("/v1/refunds", axum::routing::post(charge))
+            .with_state(state.clone());
+        let server = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Self { state, addr, server }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Charges performed (distinct idempotency keys).
+    pub fn charges(&self) -> usize {
+        self.state.lock().unwrap().charges.len()
+    }
+
+    pub fn requests(&self) -> usize {
+        self.state.lock().unwrap().requests
+    }
+}
+
+impl Drop for FakeProvider {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
