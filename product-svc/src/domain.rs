@@ -427,6 +427,12 @@ pub struct Reservation {
 }
 
 impl Reservation {
+    /// A release that came before any reservation of the order (RELEASED, no lines): it keeps a
+    /// late reserve for the same order from reserving anything.
+    pub fn is_tombstone(&self) -> bool {
+        self.status == ReservationStatus::Released && self.lines.is_empty()
+    }
+
     pub fn to_proto(&self) -> pb::StockReservation {
         pb::StockReservation {
             order_id: self.order_id.to_string(),
