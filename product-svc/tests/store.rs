@@ -388,3 +388,81 @@ async fn store_behaviour_on_sqlite() {
     let db = TestDatabase::sqlite().unwrap();
     behaviour(open(&db).await).await;
 }
+
+/// A release that comes before the reservation (a cancel handled before its OrderPlaced) leaves
+/// a tombstone: the late reserve reserves nothing, and racing reserves and releases never leak
+/// stock.
+async fn release_before_reserve(store: Arc<dyn ProductStore>) {
+    let kitchen = category("Kitchen", None);
+    store.create_category(&kitchen).await.unwrap();
+    let kettle = product("TOMB-KETTLE", "", kitchen.id, 100);
+    store.create_product(&kettle).await.unwrap();
+    store.adjust_stock(&adjustment(kettle.id, 100, None)).await.unwrap();
+    let line = |quantity| StockLine {
+        product_id: kettle.id,
+        quantity,
+    };
+
+    let order = Uuid::now_v7();
+    assert!(store.release_stock(order, "order cancelled").await.unwrap().is_none());
+    assert!(
+        store.release_stock(order, "again").await.unwrap().is_none(),
+        "a repeated early release stays a tombstone"
+    );
+    let late = store.reserve_stock(order, &[line(3)]).await.unwrap();
+    assert_eq!(late.status, ReservationStatus::Released);
+    assert!(late.is_tombstone() && late.lines.is_empty());
+    let again = store.reserve_stock(order, &[line(3)]).await.unwrap();
+    assert_eq!(again.status, ReservationStatus::Released);
+    let level = store.stock_levels(&[kettle.id]).await.unwrap().pop().unwrap();
+    assert_eq!((level.on_hand, level.reserved), (100, 0), "the late reserve reserved nothing");
+    assert!(matches!(
+        store.commit_stock(order).await.unwrap_err(),
+        ServiceError::FailedPrecondition { .. }
+    ));
+
+    // Reserve and release of the same orders racing each other: whichever wins, nothing stays
+    // reserved once both have run.
+    let orders: Vec<Uuid> = (0..20).map(|_| Uuid::now_v7()).collect();
+    let tasks = orders.iter().enumerate().flat_map(|(i, order)| {
+        let (reserve_store, release_store, order) = (store.clone(), store.clone(), *order);
+        let reserve = tokio::spawn(async move {
+            reserve_store
+                .reserve_stock(order, &[StockLine {
+                    product_id: kettle.id,
+                    quantity: 2,
+                }])
+                .await
+                .map(|_| ())
+        });
+        let release = tokio::spawn(async move {
+            if i % 2 == 0 {
+                tokio::task::yield_now().await;
+            }
+            release_store.release_stock(order, "order cancelled").await.map(|_| ())
+        });
+        [reserve, release]
+    });
+    for outcome in futures::future::join_all(tasks).await {
+        outcome.unwrap().unwrap();
+    }
+    let level = store.stock_levels(&[kettle.id]).await.unwrap().pop().unwrap();
+    assert_eq!((level.on_hand, level.reserved), (100, 0), "no stock leaked");
+    for order in &orders {
+        let status = store.reserve_stock(*order, &[line(2)]).await.unwrap().status;
+        assert_eq!(status, ReservationStatus::Released, "{order} is released or a tombstone");
+    }
+    assert_eq!(store.stock_levels(&[kettle.id]).await.unwrap()[0].reserved, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn release_before_reserve_leaves_a_tombstone_on_postgres() {
+    let db = TestDatabase::postgres().await.unwrap();
+    release_before_reserve(open(&db).await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn release_before_reserve_leaves_a_tombstone_on_sqlite() {
+    let db = TestDatabase::sqlite().unwrap();
+    release_before_reserve(open(&db).await).await;
+}
