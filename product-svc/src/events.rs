@@ -65,7 +65,12 @@ impl EventHandler for OrderEventsHandler {
     }
 }
 
-async fn on_placed(event: &ReceivedEvent, tx: &mut Tx, order_id: Uuid, lines: &[StockLine]) -> Result<(), HandlerError> {
+async fn on_placed(
+    event: &ReceivedEvent,
+    tx: &mut Tx,
+    order_id: Uuid,
+    lines: &[StockLine],
+) -> Result<(), HandlerError> {
     let reservation = store::reserve_stock_in(tx, order_id, lines)
         .await
         .map_err(store_error)?;
@@ -127,7 +132,8 @@ async fn on_release(event: &ReceivedEvent, tx: &mut Tx, order_id: Uuid, reason: 
         reason: reason.to_owned(),
         occur_time: Some(now()),
     };
-    tx.enqueue(&outgoing(event, order_id, "StockReleased", &message)).await?;
+    tx.enqueue(&outgoing(event, order_id, "StockReleased", &message))
+        .await?;
     Ok(())
 }
 
@@ -139,7 +145,8 @@ async fn on_shipped(event: &ReceivedEvent, tx: &mut Tx, order_id: Uuid) -> Resul
         lines: proto_lines(&committed),
         occur_time: Some(now()),
     };
-    tx.enqueue(&outgoing(event, order_id, "StockCommitted", &message)).await?;
+    tx.enqueue(&outgoing(event, order_id, "StockCommitted", &message))
+        .await?;
     Ok(())
 }
 
@@ -175,9 +182,8 @@ fn lines(placed: &ev::OrderPlaced) -> Result<Vec<StockLine>, HandlerError> {
     }
     let mut merged = std::collections::BTreeMap::<Uuid, i32>::new();
     for item in &placed.items {
-        let product_id = Uuid::parse_str(&item.product_id).map_err(|e| {
-            HandlerError::permanent(anyhow::anyhow!("invalid product id {:?}: {e}", item.product_id))
-        })?;
+        let product_id = Uuid::parse_str(&item.product_id)
+            .map_err(|e| HandlerError::permanent(anyhow::anyhow!("invalid product id {:?}: {e}", item.product_id)))?;
         if item.quantity <= 0 {
             return Err(HandlerError::permanent(anyhow::anyhow!(
                 "non-positive quantity {} for product {product_id}",

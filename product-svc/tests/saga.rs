@@ -57,7 +57,9 @@ impl Saga {
                 (Arc::new(bus.clone()), Some(bus))
             }
         };
-        let cache = Cache::connect(None, testing::unique_prefix("product-saga")).await.unwrap();
+        let cache = Cache::connect(None, testing::unique_prefix("product-saga"))
+            .await
+            .unwrap();
         let service = RunningService::start(config, move |c, l, s| product_svc::run_with_cache(c, l, s, cache))
             .await
             .unwrap();
@@ -260,7 +262,11 @@ async fn saga(mut h: Saga) {
         (shortfall.product_id.as_str(), shortfall.requested, shortfall.available),
         (mug.to_string().as_str(), 4, 3)
     );
-    assert_eq!(h.stock(kettle).await, (10, 3), "all or nothing: the kettle was not reserved");
+    assert_eq!(
+        h.stock(kettle).await,
+        (10, 3),
+        "all or nothing: the kettle was not reserved"
+    );
     assert_eq!(h.stock(mug).await, (5, 2));
 
     // OrderCancelled → stock restored, StockReleased with the released lines.
@@ -336,7 +342,10 @@ async fn saga(mut h: Saga) {
             assert_eq!(letter.delivery_count, 1, "permanent: not retried");
             break;
         }
-        assert!(tokio::time::Instant::now() < deadline, "undecodable event not dead-lettered");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "undecodable event not dead-lettered"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     // Nothing was answered to the ignored and the undecodable events: the next answer on their

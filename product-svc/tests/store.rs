@@ -415,7 +415,11 @@ async fn release_before_reserve(store: Arc<dyn ProductStore>) {
     let again = store.reserve_stock(order, &[line(3)]).await.unwrap();
     assert_eq!(again.status, ReservationStatus::Released);
     let level = store.stock_levels(&[kettle.id]).await.unwrap().pop().unwrap();
-    assert_eq!((level.on_hand, level.reserved), (100, 0), "the late reserve reserved nothing");
+    assert_eq!(
+        (level.on_hand, level.reserved),
+        (100, 0),
+        "the late reserve reserved nothing"
+    );
     assert!(matches!(
         store.commit_stock(order).await.unwrap_err(),
         ServiceError::FailedPrecondition { .. }
@@ -428,10 +432,13 @@ async fn release_before_reserve(store: Arc<dyn ProductStore>) {
         let (reserve_store, release_store, order) = (store.clone(), store.clone(), *order);
         let reserve = tokio::spawn(async move {
             reserve_store
-                .reserve_stock(order, &[StockLine {
-                    product_id: kettle.id,
-                    quantity: 2,
-                }])
+                .reserve_stock(
+                    order,
+                    &[StockLine {
+                        product_id: kettle.id,
+                        quantity: 2,
+                    }],
+                )
                 .await
                 .map(|_| ())
         });
@@ -450,7 +457,11 @@ async fn release_before_reserve(store: Arc<dyn ProductStore>) {
     assert_eq!((level.on_hand, level.reserved), (100, 0), "no stock leaked");
     for order in &orders {
         let status = store.reserve_stock(*order, &[line(2)]).await.unwrap().status;
-        assert_eq!(status, ReservationStatus::Released, "{order} is released or a tombstone");
+        assert_eq!(
+            status,
+            ReservationStatus::Released,
+            "{order} is released or a tombstone"
+        );
     }
     assert_eq!(store.stock_levels(&[kettle.id]).await.unwrap()[0].reserved, 0);
 }

@@ -394,7 +394,11 @@ impl ProductStore for PgStore {
     }
 }
 
-async fn reservation_on(conn: &mut PgConnection, order_id: Uuid, lock: bool) -> Result<Option<Reservation>, ServiceError> {
+async fn reservation_on(
+    conn: &mut PgConnection,
+    order_id: Uuid,
+    lock: bool,
+) -> Result<Option<Reservation>, ServiceError> {
     let sql = format!(
         "{RESERVATION_COLUMNS} WHERE order_id = $1{}",
         if lock { " FOR UPDATE" } else { "" }

@@ -572,7 +572,5 @@ pub(super) async fn skus(conn: &mut SqliteConnection, ids: &[Uuid]) -> Result<Ve
     }
     q.push(")");
     let rows = q.build().fetch_all(&mut *conn).await?;
-    rows.iter()
-        .map(|r| Ok((id(r, "id")?, r.try_get("sku")?)))
-        .collect()
+    rows.iter().map(|r| Ok((id(r, "id")?, r.try_get("sku")?))).collect()
 }
