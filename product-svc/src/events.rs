@@ -16,6 +16,9 @@
 //! back the later ones), so a cancel may come before its placement: the release then leaves a
 //! tombstone, and the late `OrderPlaced` reserves nothing and publishes nothing (the order is
 //! already cancelled or rejected, nobody waits for an answer).
+//!
+//! Catalogue and stock writes publish `ProductCreated`, `ProductUpdated` and `StockAdjusted`
+//! (built here) through the outbox, in the transaction of the write (see the store).
 
 use async_trait::async_trait;
 use ordermesh_platform::ServiceError;
@@ -24,7 +27,7 @@ use ordermesh_proto::events as ev;
 use ordermesh_proto::product as pb;
 use uuid::Uuid;
 
-use crate::domain::{Reservation, ReservationStatus, StockLine};
+use crate::domain::{Adjustment, Origin, Product, Reservation, ReservationStatus, StockLevel, StockLine};
 use crate::store;
 
 /// Topic consumed by product-svc.
@@ -248,4 +251,54 @@ fn now() -> prost_types::Timestamp {
         seconds: now.timestamp(),
         nanos: now.timestamp_subsec_nanos() as i32,
     }
+}
+
+/// `ProductCreated` (aggregate id = product id).
+pub fn product_created(product: &Product, origin: &Origin) -> OutgoingEvent {
+    let message = ev::ProductCreated {
+        product: Some(product.to_proto()),
+        actor: Some(origin.actor.clone()),
+        occur_time: Some(now()),
+    };
+    inventory_event(&product.id, "ProductCreated", origin, &message)
+}
+
+/// `ProductUpdated` with the product after the change and the fields that changed.
+pub fn product_updated(before: &Product, after: &Product, origin: &Origin) -> OutgoingEvent {
+    let message = ev::ProductUpdated {
+        product: Some(after.to_proto()),
+        changed_fields: before.changed_fields(after),
+        actor: Some(origin.actor.clone()),
+        occur_time: Some(now()),
+    };
+    inventory_event(&after.id, "ProductUpdated", origin, &message)
+}
+
+/// `StockAdjusted` with the stock level after the adjustment (aggregate id = product id).
+pub fn stock_adjusted(adjustment: &Adjustment, level: &StockLevel, origin: &Origin) -> OutgoingEvent {
+    let message = ev::StockAdjusted {
+        product_id: adjustment.product_id.to_string(),
+        delta: adjustment.delta,
+        stock_level: Some(level.to_proto(true)),
+        reason: adjustment.reason.clone(),
+        actor: Some(origin.actor.clone()),
+        occur_time: Some(now()),
+    };
+    inventory_event(&adjustment.product_id, "StockAdjusted", origin, &message)
+}
+
+fn inventory_event(
+    aggregate_id: &Uuid,
+    event_type: &str,
+    origin: &Origin,
+    message: &impl prost::Message,
+) -> OutgoingEvent {
+    OutgoingEvent::new(
+        SOURCE,
+        INVENTORY_EVENTS,
+        event_type,
+        &aggregate_id.to_string(),
+        &origin.correlation_id,
+        message,
+    )
 }

@@ -16,7 +16,9 @@ use ordermesh_platform::testing::{self, RunningService, TestAuth, TestDatabase};
 use ordermesh_platform::validate::Money;
 use ordermesh_proto::events as ev;
 use ordermesh_proto::order::OrderItem;
-use product_svc::domain::{self, Adjustment, Category, Product, ReservationStatus, StockLevel, StockLine};
+use product_svc::domain::{
+    self, Adjustment, Category, Origin, Product, ProductPatch, ReservationStatus, StockLevel, StockLine,
+};
 use product_svc::store::{self, ProductStore};
 use uuid::Uuid;
 
@@ -113,14 +115,17 @@ impl Saga {
             update_time: now,
             version: 1,
         };
-        self.store.create_product(&product).await.unwrap();
+        self.store.create_product(&product, &origin()).await.unwrap();
         self.store
-            .adjust_stock(&Adjustment {
-                product_id: product.id,
-                delta: stock,
-                reason: "initial stock".into(),
-                idempotency_key: None,
-            })
+            .adjust_stock(
+                &Adjustment {
+                    product_id: product.id,
+                    delta: stock,
+                    reason: "initial stock".into(),
+                    idempotency_key: None,
+                },
+                &origin(),
+            )
             .await
             .unwrap();
         product.id
@@ -145,6 +150,10 @@ impl Saga {
         delivery.acker.ack().await.unwrap();
         delivery.event
     }
+}
+
+fn origin() -> Origin {
+    Origin::system("saga-test")
 }
 
 fn correlation(order_id: Uuid) -> String {
@@ -207,6 +216,71 @@ fn sorted_lines(lines: &[ordermesh_proto::product::StockLine]) -> Vec<(String, i
 async fn saga(mut h: Saga) {
     let kettle = h.product("SAGA-KETTLE", 10).await;
     let mug = h.product("SAGA-MUG", 5).await;
+
+    // Catalogue and stock writes publish through the outbox, in the order they committed.
+    for (product, sku, stock) in [(kettle, "SAGA-KETTLE", 10), (mug, "SAGA-MUG", 5)] {
+        let created = h.next_inventory().await;
+        assert_eq!(created.short_type(), "ProductCreated");
+        assert_eq!(created.aggregate_id, product.to_string());
+        let message = created.decode::<ev::ProductCreated>().unwrap();
+        assert_eq!(message.product.unwrap().sku, sku);
+        assert_eq!(message.actor.unwrap().id, "saga-test");
+        let adjusted = h.next_inventory().await;
+        assert_eq!(adjusted.short_type(), "StockAdjusted");
+        let message = adjusted.decode::<ev::StockAdjusted>().unwrap();
+        assert_eq!((message.product_id, message.delta), (product.to_string(), stock));
+        assert_eq!(message.stock_level.unwrap().on_hand, stock);
+    }
+    // A keyed adjustment repeated publishes once; an update publishes the changed fields.
+    let restock = Adjustment {
+        product_id: kettle,
+        delta: 2,
+        reason: "restock".into(),
+        idempotency_key: Some(format!("restock-{kettle}")),
+    };
+    h.store.adjust_stock(&restock, &origin()).await.unwrap();
+    h.store.adjust_stock(&restock, &origin()).await.unwrap();
+    let patch = ProductPatch {
+        price: Some(Money {
+            amount_minor: 1_250,
+            currency_code: "EUR".into(),
+        }),
+        name: Some("Product SAGA-KETTLE".into()),
+        ..Default::default()
+    };
+    h.store.update_product(kettle, &patch, None, &origin()).await.unwrap();
+    let adjusted = h.next_inventory().await;
+    assert_eq!(adjusted.short_type(), "StockAdjusted");
+    assert_eq!(
+        adjusted
+            .decode::<ev::StockAdjusted>()
+            .unwrap()
+            .stock_level
+            .unwrap()
+            .on_hand,
+        12
+    );
+    let updated = h.next_inventory().await;
+    assert_eq!(
+        updated.short_type(),
+        "ProductUpdated",
+        "the repeated adjustment published nothing"
+    );
+    let message = updated.decode::<ev::ProductUpdated>().unwrap();
+    assert_eq!(message.changed_fields, ["price"], "the name did not change");
+    assert_eq!(message.product.unwrap().version, 2);
+    h.store
+        .adjust_stock(
+            &Adjustment {
+                delta: -2,
+                idempotency_key: None,
+                ..restock
+            },
+            &origin(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(h.next_inventory().await.short_type(), "StockAdjusted");
 
     // OrderPlaced with enough stock → StockReserved, stock reserved.
     let order = Uuid::now_v7();

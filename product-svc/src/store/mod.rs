@@ -15,8 +15,8 @@ use ordermesh_platform::events::tx::TxConn;
 use uuid::Uuid;
 
 use crate::domain::{
-    Adjustment, Category, ListCursor, Product, ProductFilter, ProductPatch, Reservation, ReservationStatus, StockLevel,
-    StockLine,
+    Adjustment, Category, ListCursor, Origin, Product, ProductFilter, ProductPatch, Reservation, ReservationStatus,
+    StockLevel, StockLine,
 };
 
 pub use postgres::PgStore;
@@ -95,18 +95,19 @@ pub trait ProductStore: Send + Sync + 'static {
         limit: usize,
     ) -> Result<Vec<Category>, ServiceError>;
 
-    /// Inserts the product with a zero stock level. ALREADY_EXISTS for a taken SKU;
-    /// INVALID_ARGUMENT for an unknown category.
-    async fn create_product(&self, product: &Product) -> Result<(), ServiceError>;
+    /// Inserts the product with a zero stock level, and `ProductCreated` in the outbox, in one
+    /// transaction. ALREADY_EXISTS for a taken SKU; INVALID_ARGUMENT for an unknown category.
+    async fn create_product(&self, product: &Product, origin: &Origin) -> Result<(), ServiceError>;
     /// The products that exist among `ids`, in no particular order.
     async fn get_products(&self, ids: &[Uuid]) -> Result<Vec<Product>, ServiceError>;
-    /// Applies `patch` and bumps the version. NOT_FOUND, ABORTED on a version mismatch,
-    /// ALREADY_EXISTS for a taken SKU.
+    /// Applies `patch`, bumps the version and enqueues `ProductUpdated`, in one transaction.
+    /// NOT_FOUND, ABORTED on a version mismatch, ALREADY_EXISTS for a taken SKU.
     async fn update_product(
         &self,
         id: Uuid,
         patch: &ProductPatch,
         expected_version: Option<i64>,
+        origin: &Origin,
     ) -> Result<Product, ServiceError>;
     /// Newest first, strictly after `after`; at most `limit` rows.
     async fn list_products(
@@ -127,8 +128,9 @@ pub trait ProductStore: Send + Sync + 'static {
     /// The stock levels that exist among `ids`.
     async fn stock_levels(&self, ids: &[Uuid]) -> Result<Vec<StockLevel>, ServiceError>;
     /// Adds `delta` to on-hand stock; FAILED_PRECONDITION if on-hand would fall below the
-    /// reserved quantity; idempotent per key (a repeat returns the first result).
-    async fn adjust_stock(&self, adjustment: &Adjustment) -> Result<StockLevel, ServiceError>;
+    /// reserved quantity; idempotent per key (a repeat returns the first result and publishes
+    /// nothing). Enqueues `StockAdjusted` in the adjustment's transaction.
+    async fn adjust_stock(&self, adjustment: &Adjustment, origin: &Origin) -> Result<StockLevel, ServiceError>;
     /// Reserves every line or none (lines sorted by product id). Idempotent per order id: a
     /// repeat returns the stored outcome and changes nothing (also after a release: a released
     /// order, or a tombstone left by an early release, is never reserved again).

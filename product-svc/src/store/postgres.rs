@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use ordermesh_platform::ServiceError;
+use ordermesh_platform::events::outbox;
 use ordermesh_platform::validate::Money;
 use sqlx::postgres::PgRow;
 use sqlx::types::Json;
@@ -14,9 +15,10 @@ use uuid::Uuid;
 
 use super::{CategoryCursor, ProductStore};
 use crate::domain::{
-    self, Adjustment, Category, ListCursor, LockedStock, Product, ProductFilter, ProductPatch, Reservation,
+    self, Adjustment, Category, ListCursor, LockedStock, Origin, Product, ProductFilter, ProductPatch, Reservation,
     ReservationStatus, Shortfall, StockLevel, StockLine,
 };
+use crate::events;
 
 #[derive(Clone, Debug)]
 pub struct PgStore {
@@ -176,7 +178,7 @@ impl ProductStore for PgStore {
         Ok(rows.iter().map(category).collect::<Result<_, _>>()?)
     }
 
-    async fn create_product(&self, p: &Product) -> Result<(), ServiceError> {
+    async fn create_product(&self, p: &Product, origin: &Origin) -> Result<(), ServiceError> {
         let mut tx = self.pool.begin().await?;
         sqlx::query(
             "INSERT INTO products (id, sku, name, description, category_id, price_amount_minor, price_currency, active, \
@@ -202,7 +204,9 @@ impl ProductStore for PgStore {
             .bind(p.create_time)
             .execute(&mut *tx)
             .await?;
+        outbox::enqueue_pg(&mut tx, &events::product_created(p, origin)).await?;
         tx.commit().await?;
+        outbox::notify_committed();
         Ok(())
     }
 
@@ -220,6 +224,7 @@ impl ProductStore for PgStore {
         id: Uuid,
         patch: &ProductPatch,
         expected_version: Option<i64>,
+        origin: &Origin,
     ) -> Result<Product, ServiceError> {
         let mut tx = self.pool.begin().await?;
         let sql = format!("SELECT {PRODUCT_COLUMNS} FROM products WHERE id = $1 FOR UPDATE");
@@ -234,6 +239,7 @@ impl ProductStore for PgStore {
         if expected_version.is_some_and(|v| v != current.version) {
             return Err(super::version_mismatch(current.version));
         }
+        let before = current.clone();
         patch.apply(&mut current);
         current.version += 1;
         current.update_time = domain::now().max(current.update_time);
@@ -255,7 +261,9 @@ impl ProductStore for PgStore {
         .execute(&mut *tx)
         .await
         .map_err(|e| super::write_error(e, super::sku_taken(), super::unknown_category()))?;
+        outbox::enqueue_pg(&mut tx, &events::product_updated(&before, &current, origin)).await?;
         tx.commit().await?;
+        outbox::notify_committed();
         Ok(current)
     }
 
@@ -313,7 +321,7 @@ impl ProductStore for PgStore {
         Ok(rows.iter().map(stock).collect::<Result<_, _>>()?)
     }
 
-    async fn adjust_stock(&self, a: &Adjustment) -> Result<StockLevel, ServiceError> {
+    async fn adjust_stock(&self, a: &Adjustment, origin: &Origin) -> Result<StockLevel, ServiceError> {
         if let Some(key) = &a.idempotency_key
             && let Some(level) = self.stored_adjustment(key).await?
         {
@@ -366,7 +374,9 @@ impl ProductStore for PgStore {
                 .await?
                 .ok_or_else(|| ServiceError::Aborted("concurrent adjustment with the same key".into()));
         }
+        outbox::enqueue_pg(&mut tx, &events::stock_adjusted(a, &level, origin)).await?;
         tx.commit().await?;
+        outbox::notify_committed();
         Ok(level)
     }
 

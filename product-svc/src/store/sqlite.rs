@@ -8,6 +8,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use ordermesh_platform::ServiceError;
+use ordermesh_platform::events::outbox;
 use ordermesh_platform::validate::Money;
 use sqlx::sqlite::SqliteRow;
 use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection, SqlitePool};
@@ -16,9 +17,10 @@ use uuid::Uuid;
 
 use super::{CategoryCursor, ProductStore};
 use crate::domain::{
-    self, Adjustment, Category, ListCursor, LockedStock, Product, ProductFilter, ProductPatch, Reservation,
+    self, Adjustment, Category, ListCursor, LockedStock, Origin, Product, ProductFilter, ProductPatch, Reservation,
     ReservationStatus, StockLevel, StockLine,
 };
+use crate::events;
 
 #[derive(Clone, Debug)]
 pub struct SqliteStore {
@@ -200,7 +202,7 @@ impl ProductStore for SqliteStore {
         rows.iter().map(category).collect()
     }
 
-    async fn create_product(&self, p: &Product) -> Result<(), ServiceError> {
+    async fn create_product(&self, p: &Product, origin: &Origin) -> Result<(), ServiceError> {
         let _writer = self.writer.lock().await;
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         sqlx::query(
@@ -227,7 +229,9 @@ impl ProductStore for SqliteStore {
             .bind(micros(p.create_time))
             .execute(&mut *tx)
             .await?;
+        outbox::enqueue_sqlite(&mut tx, &events::product_created(p, origin)).await?;
         tx.commit().await?;
+        outbox::notify_committed();
         Ok(())
     }
 
@@ -247,6 +251,7 @@ impl ProductStore for SqliteStore {
         id: Uuid,
         patch: &ProductPatch,
         expected_version: Option<i64>,
+        origin: &Origin,
     ) -> Result<Product, ServiceError> {
         let _writer = self.writer.lock().await;
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
@@ -262,6 +267,7 @@ impl ProductStore for SqliteStore {
         if expected_version.is_some_and(|v| v != current.version) {
             return Err(super::version_mismatch(current.version));
         }
+        let before = current.clone();
         patch.apply(&mut current);
         current.version += 1;
         current.update_time = domain::now().max(current.update_time);
@@ -283,7 +289,9 @@ impl ProductStore for SqliteStore {
         .execute(&mut *tx)
         .await
         .map_err(|e| super::write_error(e, super::sku_taken(), super::unknown_category()))?;
+        outbox::enqueue_sqlite(&mut tx, &events::product_updated(&before, &current, origin)).await?;
         tx.commit().await?;
+        outbox::notify_committed();
         Ok(current)
     }
 
@@ -345,7 +353,7 @@ impl ProductStore for SqliteStore {
         rows.iter().map(stock).collect()
     }
 
-    async fn adjust_stock(&self, a: &Adjustment) -> Result<StockLevel, ServiceError> {
+    async fn adjust_stock(&self, a: &Adjustment, origin: &Origin) -> Result<StockLevel, ServiceError> {
         let _writer = self.writer.lock().await;
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         if let Some(key) = &a.idempotency_key {
@@ -391,7 +399,9 @@ impl ProductStore for SqliteStore {
         .bind(micros(now))
         .execute(&mut *tx)
         .await?;
+        outbox::enqueue_sqlite(&mut tx, &events::stock_adjusted(a, &level, origin)).await?;
         tx.commit().await?;
+        outbox::notify_committed();
         Ok(level)
     }
 
