@@ -2,7 +2,8 @@
 //! is given, so tests and `ordermesh up` run it in-process on any port.
 //!
 //! Modules point inward: [`grpc`] (handlers) → [`domain`] (types and rules, no I/O) ←
-//! [`store`] (PostgreSQL and SQLite).
+//! [`store`] (PostgreSQL and SQLite). [`events`] is the service's part of the order saga (the
+//! `order-events` consumer) and builds the events the store enqueues in its transactions.
 
 pub mod domain;
 pub mod events;
