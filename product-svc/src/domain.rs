@@ -16,6 +16,55 @@ pub fn now() -> DateTime<Utc> {
     DateTime::from_timestamp_micros(now.timestamp_micros()).unwrap_or(now)
 }
 
+/// Who caused a catalogue or stock write, and in which business flow: carried into the events
+/// the write publishes (in its own transaction, through the outbox).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Origin {
+    pub actor: ordermesh_proto::common::Actor,
+    pub correlation_id: String,
+}
+
+impl Origin {
+    /// The principal of a request and its correlation id (a fresh one if the request had none).
+    pub fn of(principal: &ordermesh_platform::auth::Principal, correlation_id: Option<&str>) -> Self {
+        use ordermesh_platform::auth::Principal;
+        use ordermesh_proto::common::{Actor, ActorKind};
+        let actor = match principal {
+            Principal::Employee { subject, roles } => Actor {
+                kind: ActorKind::Employee as i32,
+                id: subject.clone(),
+                roles: roles.iter().map(|r| r.as_str().to_owned()).collect(),
+            },
+            // The customer id of a client is not known here (catalogue writes are admin-only).
+            Principal::Client { .. } => Actor {
+                kind: ActorKind::Customer as i32,
+                ..Default::default()
+            },
+            Principal::Service { name } => Actor {
+                kind: ActorKind::Service as i32,
+                id: name.clone(),
+                roles: Vec::new(),
+            },
+        };
+        Self {
+            actor,
+            correlation_id: correlation_id.map_or_else(|| Uuid::now_v7().to_string(), str::to_owned),
+        }
+    }
+
+    /// A scheduled or housekeeping job (and tests).
+    pub fn system(job: &str) -> Self {
+        Self {
+            actor: ordermesh_proto::common::Actor {
+                kind: ordermesh_proto::common::ActorKind::System as i32,
+                id: job.to_owned(),
+                roles: Vec::new(),
+            },
+            correlation_id: Uuid::now_v7().to_string(),
+        }
+    }
+}
+
 pub fn timestamp(t: DateTime<Utc>) -> prost_types::Timestamp {
     prost_types::Timestamp {
         seconds: t.timestamp(),
@@ -60,6 +109,24 @@ pub struct Product {
 }
 
 impl Product {
+    /// Field paths (as in `UpdateProduct`'s mask) whose values differ between `self` and `after`.
+    pub fn changed_fields(&self, after: &Product) -> Vec<String> {
+        let mut changed = Vec::new();
+        let mut check = |name: &str, differs: bool| {
+            if differs {
+                changed.push(name.to_owned());
+            }
+        };
+        check("sku", self.sku != after.sku);
+        check("name", self.name != after.name);
+        check("description", self.description != after.description);
+        check("category_id", self.category_id != after.category_id);
+        check("price", self.price != after.price);
+        check("active", self.active != after.active);
+        check("attributes", self.attributes != after.attributes);
+        changed
+    }
+
     pub fn to_proto(&self) -> pb::Product {
         pb::Product {
             id: self.id.to_string(),
@@ -427,6 +494,12 @@ pub struct Reservation {
 }
 
 impl Reservation {
+    /// A release that came before any reservation of the order (RELEASED, no lines): it keeps a
+    /// late reserve for the same order from reserving anything.
+    pub fn is_tombstone(&self) -> bool {
+        self.status == ReservationStatus::Released && self.lines.is_empty()
+    }
+
     pub fn to_proto(&self) -> pb::StockReservation {
         pb::StockReservation {
             order_id: self.order_id.to_string(),

@@ -205,9 +205,10 @@ impl ProductService for ProductApi {
     }
 
     async fn create_product(&self, request: Request<pb::CreateProductRequest>) -> Reply<pb::CreateProductResponse> {
+        let origin = origin(&request)?;
         require_admin(principal(&request)?)?;
         let product = domain::new_product(request.get_ref().product.as_ref())?;
-        self.store.create_product(&product).await?;
+        self.store.create_product(&product, &origin).await?;
         tracing::info!(product_id = %product.id, "product created");
         Ok(Response::new(pb::CreateProductResponse {
             product: Some(product.to_proto()),
@@ -215,10 +216,14 @@ impl ProductService for ProductApi {
     }
 
     async fn update_product(&self, request: Request<pb::UpdateProductRequest>) -> Reply<pb::UpdateProductResponse> {
+        let origin = origin(&request)?;
         require_admin(principal(&request)?)?;
         let req = request.into_inner();
         let (id, patch) = domain::product_patch(req.product.as_ref(), req.update_mask.as_ref())?;
-        let product = self.store.update_product(id, &patch, req.expected_version).await?;
+        let product = self
+            .store
+            .update_product(id, &patch, req.expected_version, &origin)
+            .await?;
         self.cache.delete(&Self::cache_key(id)).await;
         tracing::info!(product_id = %id, version = product.version, "product updated");
         Ok(Response::new(pb::UpdateProductResponse {
@@ -289,9 +294,10 @@ impl ProductService for ProductApi {
     }
 
     async fn adjust_stock(&self, request: Request<pb::AdjustStockRequest>) -> Reply<pb::AdjustStockResponse> {
+        let origin = origin(&request)?;
         require_admin(principal(&request)?)?;
         let adjustment = domain::adjustment(request.get_ref())?;
-        let level = self.store.adjust_stock(&adjustment).await?;
+        let level = self.store.adjust_stock(&adjustment, &origin).await?;
         tracing::info!(product_id = %adjustment.product_id, delta = adjustment.delta, "stock adjusted");
         Ok(Response::new(pb::AdjustStockResponse {
             stock_level: Some(level.to_proto(true)),
@@ -332,4 +338,14 @@ impl ProductService for ProductApi {
             reservation: reservation.map(|r| r.to_proto()),
         }))
     }
+}
+
+/// The caller and the correlation id of `request`, for the events a write publishes.
+fn origin<T>(request: &Request<T>) -> Result<domain::Origin, Status> {
+    let caller = principal(request)?;
+    let correlation_id = request
+        .extensions()
+        .get::<ordermesh_platform::grpc::CorrelationId>()
+        .map(|c| c.0.as_str());
+    Ok(domain::Origin::of(caller, correlation_id))
 }

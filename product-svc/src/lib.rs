@@ -2,9 +2,11 @@
 //! is given, so tests and `ordermesh up` run it in-process on any port.
 //!
 //! Modules point inward: [`grpc`] (handlers) → [`domain`] (types and rules, no I/O) ←
-//! [`store`] (PostgreSQL and SQLite).
+//! [`store`] (PostgreSQL and SQLite). [`events`] is the service's part of the order saga (the
+//! `order-events` consumer) and builds the events the store enqueues in its transactions.
 
 pub mod domain;
+pub mod events;
 pub mod grpc;
 pub mod store;
 
@@ -12,6 +14,7 @@ use std::sync::Arc;
 
 use ordermesh_platform::auth::JwtValidator;
 use ordermesh_platform::db::Database;
+use ordermesh_platform::events::EventRuntime;
 use ordermesh_platform::{Cache, ServiceConfig, Shutdown, grpc::GrpcServer};
 use ordermesh_proto::product::product_service_server::ProductServiceServer;
 use tokio::net::TcpListener;
@@ -39,6 +42,11 @@ pub async fn run_with_cache(
     let db = Database::connect(&config.database_url, SERVICE).await?;
     db.migrate(&store::migrations()).await?;
     let store = store::for_database(&db);
+    // The outbox relay and the saga consumer (DESIGN §3); they stop with `shutdown`.
+    let mut events = EventRuntime::start(&config, &db, &shutdown).await?;
+    events
+        .consume(events::ORDER_EVENTS, Arc::new(events::OrderEventsHandler))
+        .await?;
     let validator = JwtValidator::new(config.auth.clone());
     let server = GrpcServer::new(&config).with_auth(Arc::new(validator));
     let max = server.max_message_bytes();
@@ -49,8 +57,12 @@ pub async fn run_with_cache(
     let result = server
         .add_service(api)
         .readiness(move || async move { ping.ping().await })
-        .serve(listener, shutdown)
+        .serve(listener, shutdown.clone())
         .await;
+    // The server returns once shutdown was triggered (or failed to start): make sure the event
+    // tasks stop too, and let in-flight events finish before the pool closes.
+    shutdown.trigger();
+    events.join().await;
     db.close().await;
     result
 }

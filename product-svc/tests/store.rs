@@ -8,7 +8,7 @@ use ordermesh_platform::db::Database;
 use ordermesh_platform::testing::TestDatabase;
 use ordermesh_platform::validate::Money;
 use product_svc::domain::{
-    self, Adjustment, Category, Product, ProductFilter, ProductPatch, ReservationStatus, StockLine,
+    self, Adjustment, Category, Origin, Product, ProductFilter, ProductPatch, ReservationStatus, StockLine,
 };
 use product_svc::store::{self, ProductStore};
 use uuid::Uuid;
@@ -19,6 +19,10 @@ async fn open(db: &TestDatabase) -> Arc<dyn ProductStore> {
         .expect("connect");
     database.migrate(&store::migrations()).await.expect("migrate");
     store::for_database(&database)
+}
+
+fn origin() -> Origin {
+    Origin::system("store-test")
 }
 
 fn category(name: &str, parent_id: Option<Uuid>) -> Category {
@@ -89,13 +93,13 @@ async fn behaviour(store: Arc<dyn ProductStore>) {
 
     // Products: create, read back exactly, unique SKU, unknown category.
     let kettle = product("KETTLE-1", "A stainless steel kettle that whistles", kitchen.id, 2999);
-    store.create_product(&kettle).await.unwrap();
+    store.create_product(&kettle, &origin()).await.unwrap();
     assert_eq!(
         store.get_products(&[kettle.id]).await.unwrap(),
         std::slice::from_ref(&kettle)
     );
     let taken = store
-        .create_product(&product("KETTLE-1", "", kitchen.id, 1))
+        .create_product(&product("KETTLE-1", "", kitchen.id, 1), &origin())
         .await
         .unwrap_err();
     assert!(
@@ -103,7 +107,7 @@ async fn behaviour(store: Arc<dyn ProductStore>) {
         "{taken}"
     );
     let no_cat = store
-        .create_product(&product("X-1", "", Uuid::now_v7(), 1))
+        .create_product(&product("X-1", "", Uuid::now_v7(), 1), &origin())
         .await
         .unwrap_err();
     assert!(matches!(no_cat, ServiceError::InvalidArgument(_)), "{no_cat}");
@@ -111,30 +115,42 @@ async fn behaviour(store: Arc<dyn ProductStore>) {
 
     // Update: masked fields, version check, SKU collision.
     let toaster = product("TOASTER-1", "Two slots, crumb tray", kitchen.id, 4999);
-    store.create_product(&toaster).await.unwrap();
+    store.create_product(&toaster, &origin()).await.unwrap();
     let patch = ProductPatch {
         name: Some("Toaster Deluxe".into()),
         active: Some(false),
         ..Default::default()
     };
-    let updated = store.update_product(toaster.id, &patch, Some(1)).await.unwrap();
+    let updated = store
+        .update_product(toaster.id, &patch, Some(1), &origin())
+        .await
+        .unwrap();
     assert_eq!(
         (updated.name.as_str(), updated.active, updated.version),
         ("Toaster Deluxe", false, 2)
     );
     assert_eq!(store.get_products(&[toaster.id]).await.unwrap()[0], updated);
-    let stale = store.update_product(toaster.id, &patch, Some(1)).await.unwrap_err();
+    let stale = store
+        .update_product(toaster.id, &patch, Some(1), &origin())
+        .await
+        .unwrap_err();
     assert!(matches!(stale, ServiceError::Aborted(_)), "{stale}");
     let clash = ProductPatch {
         sku: Some("KETTLE-1".into()),
         ..Default::default()
     };
     assert!(matches!(
-        store.update_product(toaster.id, &clash, None).await.unwrap_err(),
+        store
+            .update_product(toaster.id, &clash, None, &origin())
+            .await
+            .unwrap_err(),
         ServiceError::AlreadyExists { .. }
     ));
     assert!(matches!(
-        store.update_product(Uuid::now_v7(), &patch, None).await.unwrap_err(),
+        store
+            .update_product(Uuid::now_v7(), &patch, None, &origin())
+            .await
+            .unwrap_err(),
         ServiceError::NotFound { .. }
     ));
 
@@ -142,7 +158,7 @@ async fn behaviour(store: Arc<dyn ProductStore>) {
     let mut ids = vec![toaster.id, kettle.id];
     for i in 0..5 {
         let p = product(&format!("MUG-{i}"), "A mug", kitchen.id, 500 + i);
-        store.create_product(&p).await.unwrap();
+        store.create_product(&p, &origin()).await.unwrap();
         ids.insert(0, p.id);
     }
     let all = ProductFilter::default();
@@ -203,22 +219,25 @@ async fn behaviour(store: Arc<dyn ProductStore>) {
     let level = store.stock_levels(&[kettle.id]).await.unwrap().pop().unwrap();
     assert_eq!((level.on_hand, level.reserved), (0, 0));
     let level = store
-        .adjust_stock(&adjustment(kettle.id, 10, Some("k1")))
+        .adjust_stock(&adjustment(kettle.id, 10, Some("k1")), &origin())
         .await
         .unwrap();
     assert_eq!(level.on_hand, 10);
     let again = store
-        .adjust_stock(&adjustment(kettle.id, 10, Some("k1")))
+        .adjust_stock(&adjustment(kettle.id, 10, Some("k1")), &origin())
         .await
         .unwrap();
     assert_eq!(again.on_hand, 10, "a repeated key does not adjust twice");
     assert!(matches!(
-        store.adjust_stock(&adjustment(kettle.id, -11, None)).await.unwrap_err(),
+        store
+            .adjust_stock(&adjustment(kettle.id, -11, None), &origin())
+            .await
+            .unwrap_err(),
         ServiceError::FailedPrecondition { .. }
     ));
     assert!(matches!(
         store
-            .adjust_stock(&adjustment(Uuid::now_v7(), 1, None))
+            .adjust_stock(&adjustment(Uuid::now_v7(), 1, None), &origin())
             .await
             .unwrap_err(),
         ServiceError::NotFound { .. }
@@ -226,7 +245,7 @@ async fn behaviour(store: Arc<dyn ProductStore>) {
 
     // Reservations: all or nothing, idempotent, release and commit.
     let mug = ids[0];
-    store.adjust_stock(&adjustment(mug, 5, None)).await.unwrap();
+    store.adjust_stock(&adjustment(mug, 5, None), &origin()).await.unwrap();
     let mut lines = vec![
         StockLine {
             product_id: kettle.id,
@@ -279,7 +298,10 @@ async fn behaviour(store: Arc<dyn ProductStore>) {
         "a repeat changes nothing"
     );
     assert!(matches!(
-        store.adjust_stock(&adjustment(kettle.id, -7, None)).await.unwrap_err(),
+        store
+            .adjust_stock(&adjustment(kettle.id, -7, None), &origin())
+            .await
+            .unwrap_err(),
         ServiceError::FailedPrecondition { .. }
     ));
     let released = store.release_stock(order, "order cancelled").await.unwrap().unwrap();
@@ -327,8 +349,11 @@ async fn behaviour(store: Arc<dyn ProductStore>) {
 
     // Concurrency: 50 reservations of 3 against 100 → exactly 33 succeed, never negative.
     let bulk = product("BULK-1", "", kitchen.id, 1);
-    store.create_product(&bulk).await.unwrap();
-    store.adjust_stock(&adjustment(bulk.id, 100, None)).await.unwrap();
+    store.create_product(&bulk, &origin()).await.unwrap();
+    store
+        .adjust_stock(&adjustment(bulk.id, 100, None), &origin())
+        .await
+        .unwrap();
     let orders: Vec<Uuid> = (0..50).map(|_| Uuid::now_v7()).collect();
     let tasks = orders.iter().map(|order| {
         let store = store.clone();
@@ -387,4 +412,96 @@ async fn store_behaviour_on_postgres() {
 async fn store_behaviour_on_sqlite() {
     let db = TestDatabase::sqlite().unwrap();
     behaviour(open(&db).await).await;
+}
+
+/// A release that comes before the reservation (a cancel handled before its OrderPlaced) leaves
+/// a tombstone: the late reserve reserves nothing, and racing reserves and releases never leak
+/// stock.
+async fn release_before_reserve(store: Arc<dyn ProductStore>) {
+    let kitchen = category("Kitchen", None);
+    store.create_category(&kitchen).await.unwrap();
+    let kettle = product("TOMB-KETTLE", "", kitchen.id, 100);
+    store.create_product(&kettle, &origin()).await.unwrap();
+    store
+        .adjust_stock(&adjustment(kettle.id, 100, None), &origin())
+        .await
+        .unwrap();
+    let line = |quantity| StockLine {
+        product_id: kettle.id,
+        quantity,
+    };
+
+    let order = Uuid::now_v7();
+    assert!(store.release_stock(order, "order cancelled").await.unwrap().is_none());
+    assert!(
+        store.release_stock(order, "again").await.unwrap().is_none(),
+        "a repeated early release stays a tombstone"
+    );
+    let late = store.reserve_stock(order, &[line(3)]).await.unwrap();
+    assert_eq!(late.status, ReservationStatus::Released);
+    assert!(late.is_tombstone() && late.lines.is_empty());
+    let again = store.reserve_stock(order, &[line(3)]).await.unwrap();
+    assert_eq!(again.status, ReservationStatus::Released);
+    let level = store.stock_levels(&[kettle.id]).await.unwrap().pop().unwrap();
+    assert_eq!(
+        (level.on_hand, level.reserved),
+        (100, 0),
+        "the late reserve reserved nothing"
+    );
+    assert!(matches!(
+        store.commit_stock(order).await.unwrap_err(),
+        ServiceError::FailedPrecondition { .. }
+    ));
+
+    // Reserve and release of the same orders racing each other: whichever wins, nothing stays
+    // reserved once both have run.
+    let orders: Vec<Uuid> = (0..20).map(|_| Uuid::now_v7()).collect();
+    let tasks = orders.iter().enumerate().flat_map(|(i, order)| {
+        let (reserve_store, release_store, order) = (store.clone(), store.clone(), *order);
+        let reserve = tokio::spawn(async move {
+            reserve_store
+                .reserve_stock(
+                    order,
+                    &[StockLine {
+                        product_id: kettle.id,
+                        quantity: 2,
+                    }],
+                )
+                .await
+                .map(|_| ())
+        });
+        let release = tokio::spawn(async move {
+            if i % 2 == 0 {
+                tokio::task::yield_now().await;
+            }
+            release_store.release_stock(order, "order cancelled").await.map(|_| ())
+        });
+        [reserve, release]
+    });
+    for outcome in futures::future::join_all(tasks).await {
+        outcome.unwrap().unwrap();
+    }
+    let level = store.stock_levels(&[kettle.id]).await.unwrap().pop().unwrap();
+    assert_eq!((level.on_hand, level.reserved), (100, 0), "no stock leaked");
+    for order in &orders {
+        let status = store.reserve_stock(*order, &[line(2)]).await.unwrap().status;
+        assert_eq!(
+            status,
+            ReservationStatus::Released,
+            "{order} is released or a tombstone"
+        );
+    }
+    assert_eq!(store.stock_levels(&[kettle.id]).await.unwrap()[0].reserved, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn release_before_reserve_leaves_a_tombstone_on_postgres() {
+    let db = TestDatabase::postgres().await.unwrap();
+    release_before_reserve(open(&db).await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn release_before_reserve_leaves_a_tombstone_on_sqlite() {
+    let db = TestDatabase::sqlite().unwrap();
+    release_before_reserve(open(&db).await).await;
 }

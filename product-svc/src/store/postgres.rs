@@ -6,17 +6,19 @@ use std::collections::BTreeMap;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use ordermesh_platform::ServiceError;
+use ordermesh_platform::events::outbox;
 use ordermesh_platform::validate::Money;
 use sqlx::postgres::PgRow;
 use sqlx::types::Json;
-use sqlx::{PgPool, Postgres, QueryBuilder, Row};
+use sqlx::{PgConnection, PgPool, Postgres, QueryBuilder, Row};
 use uuid::Uuid;
 
 use super::{CategoryCursor, ProductStore};
 use crate::domain::{
-    self, Adjustment, Category, ListCursor, LockedStock, Product, ProductFilter, ProductPatch, Reservation,
+    self, Adjustment, Category, ListCursor, LockedStock, Origin, Product, ProductFilter, ProductPatch, Reservation,
     ReservationStatus, Shortfall, StockLevel, StockLine,
 };
+use crate::events;
 
 #[derive(Clone, Debug)]
 pub struct PgStore {
@@ -113,73 +115,6 @@ const RESERVATION_COLUMNS: &str =
     "SELECT order_id, status, lines, shortfalls, create_time, update_time FROM stock_reservations";
 
 impl PgStore {
-    async fn reservation(&self, order_id: Uuid) -> Result<Option<Reservation>, ServiceError> {
-        let sql = format!("{RESERVATION_COLUMNS} WHERE order_id = $1");
-        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(order_id)
-            .fetch_optional(&self.pool)
-            .await?;
-        row.as_ref().map(reservation).transpose()
-    }
-
-    /// Moves the reservation of `order_id` from RESERVED to `to`, applying the stock change of
-    /// each line; `Ok(None)` when the order has no reservation. `same` is returned unchanged.
-    async fn finish_reservation(
-        &self,
-        order_id: Uuid,
-        to: ReservationStatus,
-        reason: Option<&str>,
-    ) -> Result<Option<Reservation>, ServiceError> {
-        let mut tx = self.pool.begin().await?;
-        let sql = format!("{RESERVATION_COLUMNS} WHERE order_id = $1 FOR UPDATE");
-        let Some(row) = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(order_id)
-            .fetch_optional(&mut *tx)
-            .await?
-        else {
-            return Ok(None);
-        };
-        let mut current = reservation(&row)?;
-        match (current.status, to) {
-            (ReservationStatus::Reserved, _) => {}
-            (status, to) if status == to => return Ok(Some(current)),
-            (ReservationStatus::Rejected | ReservationStatus::Released, ReservationStatus::Released) => {
-                return Ok(Some(current));
-            }
-            (status, ReservationStatus::Committed) => {
-                return Err(super::reservation_precondition(status, "committed"));
-            }
-            (status, _) => return Err(super::reservation_precondition(status, "released")),
-        }
-        let now = domain::now();
-        let ids: Vec<Uuid> = current.lines.iter().map(|l| l.product_id).collect();
-        let quantities: Vec<i64> = current.lines.iter().map(|l| i64::from(l.quantity)).collect();
-        let on_hand_factor: i64 = if to == ReservationStatus::Committed { 1 } else { 0 };
-        sqlx::query(
-            "UPDATE stock_levels s SET reserved = s.reserved - u.qty, on_hand = s.on_hand - u.qty * $3, update_time = $4 \
-             FROM unnest($1::uuid[], $2::bigint[]) AS u(id, qty) WHERE s.product_id = u.id",
-        )
-        .bind(ids)
-        .bind(quantities)
-        .bind(on_hand_factor)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query(
-            "UPDATE stock_reservations SET status = $2, release_reason = $3, update_time = $4 WHERE order_id = $1",
-        )
-        .bind(order_id)
-        .bind(to.as_str())
-        .bind(reason.map(str::to_owned))
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        current.status = to;
-        current.update_time = now;
-        Ok(Some(current))
-    }
-
     async fn stored_adjustment(&self, key: &str) -> Result<Option<StockLevel>, ServiceError> {
         let row = sqlx::query(
             "SELECT a.product_id, p.sku, a.on_hand_after AS on_hand, a.reserved_after AS reserved, a.create_time AS update_time \
@@ -243,7 +178,7 @@ impl ProductStore for PgStore {
         Ok(rows.iter().map(category).collect::<Result<_, _>>()?)
     }
 
-    async fn create_product(&self, p: &Product) -> Result<(), ServiceError> {
+    async fn create_product(&self, p: &Product, origin: &Origin) -> Result<(), ServiceError> {
         let mut tx = self.pool.begin().await?;
         sqlx::query(
             "INSERT INTO products (id, sku, name, description, category_id, price_amount_minor, price_currency, active, \
@@ -269,7 +204,9 @@ impl ProductStore for PgStore {
             .bind(p.create_time)
             .execute(&mut *tx)
             .await?;
+        outbox::enqueue_pg(&mut tx, &events::product_created(p, origin)).await?;
         tx.commit().await?;
+        outbox::notify_committed();
         Ok(())
     }
 
@@ -287,6 +224,7 @@ impl ProductStore for PgStore {
         id: Uuid,
         patch: &ProductPatch,
         expected_version: Option<i64>,
+        origin: &Origin,
     ) -> Result<Product, ServiceError> {
         let mut tx = self.pool.begin().await?;
         let sql = format!("SELECT {PRODUCT_COLUMNS} FROM products WHERE id = $1 FOR UPDATE");
@@ -301,6 +239,7 @@ impl ProductStore for PgStore {
         if expected_version.is_some_and(|v| v != current.version) {
             return Err(super::version_mismatch(current.version));
         }
+        let before = current.clone();
         patch.apply(&mut current);
         current.version += 1;
         current.update_time = domain::now().max(current.update_time);
@@ -322,7 +261,9 @@ impl ProductStore for PgStore {
         .execute(&mut *tx)
         .await
         .map_err(|e| super::write_error(e, super::sku_taken(), super::unknown_category()))?;
+        outbox::enqueue_pg(&mut tx, &events::product_updated(&before, &current, origin)).await?;
         tx.commit().await?;
+        outbox::notify_committed();
         Ok(current)
     }
 
@@ -380,7 +321,7 @@ impl ProductStore for PgStore {
         Ok(rows.iter().map(stock).collect::<Result<_, _>>()?)
     }
 
-    async fn adjust_stock(&self, a: &Adjustment) -> Result<StockLevel, ServiceError> {
+    async fn adjust_stock(&self, a: &Adjustment, origin: &Origin) -> Result<StockLevel, ServiceError> {
         if let Some(key) = &a.idempotency_key
             && let Some(level) = self.stored_adjustment(key).await?
         {
@@ -433,92 +374,216 @@ impl ProductStore for PgStore {
                 .await?
                 .ok_or_else(|| ServiceError::Aborted("concurrent adjustment with the same key".into()));
         }
+        outbox::enqueue_pg(&mut tx, &events::stock_adjusted(a, &level, origin)).await?;
         tx.commit().await?;
+        outbox::notify_committed();
         Ok(level)
     }
 
     async fn reserve_stock(&self, order_id: Uuid, lines: &[StockLine]) -> Result<Reservation, ServiceError> {
-        let now = domain::now();
         let mut tx = self.pool.begin().await?;
-        // Claim the order id first: a concurrent call for the same order blocks on this row
-        // until the first commits, then finds it and returns the stored outcome.
-        let claimed = sqlx::query(
-            "INSERT INTO stock_reservations (order_id, status, lines, create_time, update_time) \
-             VALUES ($1, 'PENDING', $2, $3, $3) ON CONFLICT (order_id) DO NOTHING",
-        )
-        .bind(order_id)
-        .bind(Json(lines.to_vec()))
-        .bind(now)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        if claimed == 0 {
-            tx.rollback().await?;
-            return self
-                .reservation(order_id)
-                .await?
-                .ok_or_else(|| ServiceError::Aborted("concurrent reservation for the same order".into()));
-        }
-        let ids: Vec<Uuid> = lines.iter().map(|l| l.product_id).collect();
-        // Row locks in product-id order, so concurrent reservations cannot deadlock.
-        let rows = sqlx::query(
-            "SELECT s.product_id, p.active, s.on_hand - s.reserved AS available FROM stock_levels s \
-             JOIN products p ON p.id = s.product_id WHERE s.product_id = ANY($1) ORDER BY s.product_id FOR UPDATE OF s",
-        )
-        .bind(ids.clone())
-        .fetch_all(&mut *tx)
-        .await?;
-        let locked = rows
-            .iter()
-            .map(|r| {
-                Ok(LockedStock {
-                    product_id: r.try_get("product_id")?,
-                    active: r.try_get("active")?,
-                    available: r.try_get("available")?,
-                })
-            })
-            .collect::<Result<Vec<_>, sqlx::Error>>()?;
-        let shortfalls = domain::shortfalls(lines, &locked);
-        let status = if shortfalls.is_empty() {
-            let quantities: Vec<i64> = lines.iter().map(|l| i64::from(l.quantity)).collect();
-            sqlx::query(
-                "UPDATE stock_levels s SET reserved = s.reserved + u.qty, update_time = $3 \
-                 FROM unnest($1::uuid[], $2::bigint[]) AS u(id, qty) WHERE s.product_id = u.id",
-            )
-            .bind(ids)
-            .bind(quantities)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-            ReservationStatus::Reserved
-        } else {
-            ReservationStatus::Rejected
-        };
-        sqlx::query("UPDATE stock_reservations SET status = $2, shortfalls = $3 WHERE order_id = $1")
-            .bind(order_id)
-            .bind(status.as_str())
-            .bind(Json(shortfalls.clone()))
-            .execute(&mut *tx)
-            .await?;
+        let outcome = reserve(&mut tx, order_id, lines).await?;
         tx.commit().await?;
-        Ok(Reservation {
-            order_id,
-            status,
-            lines: lines.to_vec(),
-            shortfalls,
-            create_time: now,
-            update_time: now,
-        })
+        Ok(outcome)
     }
 
     async fn commit_stock(&self, order_id: Uuid) -> Result<Reservation, ServiceError> {
-        self.finish_reservation(order_id, ReservationStatus::Committed, None)
+        let mut tx = self.pool.begin().await?;
+        let outcome = finish(&mut tx, order_id, ReservationStatus::Committed, None)
             .await?
-            .ok_or_else(|| ServiceError::not_found("reservation", order_id))
+            .ok_or_else(|| ServiceError::not_found("reservation", order_id))?;
+        tx.commit().await?;
+        Ok(outcome)
     }
 
     async fn release_stock(&self, order_id: Uuid, reason: &str) -> Result<Option<Reservation>, ServiceError> {
-        self.finish_reservation(order_id, ReservationStatus::Released, Some(reason))
-            .await
+        let mut tx = self.pool.begin().await?;
+        let outcome = finish(&mut tx, order_id, ReservationStatus::Released, Some(reason)).await?;
+        tx.commit().await?;
+        Ok(outcome)
     }
+}
+
+async fn reservation_on(
+    conn: &mut PgConnection,
+    order_id: Uuid,
+    lock: bool,
+) -> Result<Option<Reservation>, ServiceError> {
+    let sql = format!(
+        "{RESERVATION_COLUMNS} WHERE order_id = $1{}",
+        if lock { " FOR UPDATE" } else { "" }
+    );
+    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(order_id)
+        .fetch_optional(&mut *conn)
+        .await?;
+    row.as_ref().map(reservation).transpose()
+}
+
+/// [`ProductStore::reserve_stock`] inside the caller's transaction (`conn` is in one): nothing is
+/// committed here.
+pub(super) async fn reserve(
+    conn: &mut PgConnection,
+    order_id: Uuid,
+    lines: &[StockLine],
+) -> Result<Reservation, ServiceError> {
+    let now = domain::now();
+    // Claim the order id first: a concurrent call for the same order (or a concurrent release
+    // leaving a tombstone) blocks on this row until the first commits; then the stored outcome
+    // is returned and nothing changes.
+    let claimed = sqlx::query(
+        "INSERT INTO stock_reservations (order_id, status, lines, create_time, update_time) \
+         VALUES ($1, 'PENDING', $2, $3, $3) ON CONFLICT (order_id) DO NOTHING",
+    )
+    .bind(order_id)
+    .bind(Json(lines.to_vec()))
+    .bind(now)
+    .execute(&mut *conn)
+    .await?
+    .rows_affected();
+    if claimed == 0 {
+        return reservation_on(conn, order_id, false)
+            .await?
+            .ok_or_else(|| ServiceError::Aborted("concurrent reservation for the same order".into()));
+    }
+    let ids: Vec<Uuid> = lines.iter().map(|l| l.product_id).collect();
+    // Row locks in product-id order, so concurrent reservations cannot deadlock.
+    let rows = sqlx::query(
+        "SELECT s.product_id, p.active, s.on_hand - s.reserved AS available FROM stock_levels s \
+         JOIN products p ON p.id = s.product_id WHERE s.product_id = ANY($1) ORDER BY s.product_id FOR UPDATE OF s",
+    )
+    .bind(ids.clone())
+    .fetch_all(&mut *conn)
+    .await?;
+    let locked = rows
+        .iter()
+        .map(|r| {
+            Ok(LockedStock {
+                product_id: r.try_get("product_id")?,
+                active: r.try_get("active")?,
+                available: r.try_get("available")?,
+            })
+        })
+        .collect::<Result<Vec<_>, sqlx::Error>>()?;
+    let shortfalls = domain::shortfalls(lines, &locked);
+    let status = if shortfalls.is_empty() {
+        let quantities: Vec<i64> = lines.iter().map(|l| i64::from(l.quantity)).collect();
+        sqlx::query(
+            "UPDATE stock_levels s SET reserved = s.reserved + u.qty, update_time = $3 \
+             FROM unnest($1::uuid[], $2::bigint[]) AS u(id, qty) WHERE s.product_id = u.id",
+        )
+        .bind(ids)
+        .bind(quantities)
+        .bind(now)
+        .execute(&mut *conn)
+        .await?;
+        ReservationStatus::Reserved
+    } else {
+        ReservationStatus::Rejected
+    };
+    sqlx::query("UPDATE stock_reservations SET status = $2, shortfalls = $3 WHERE order_id = $1")
+        .bind(order_id)
+        .bind(status.as_str())
+        .bind(Json(shortfalls.clone()))
+        .execute(&mut *conn)
+        .await?;
+    Ok(Reservation {
+        order_id,
+        status,
+        lines: lines.to_vec(),
+        shortfalls,
+        create_time: now,
+        update_time: now,
+    })
+}
+
+/// Moves the reservation of `order_id` from RESERVED to `to`, applying the stock change of each
+/// line, inside the caller's transaction. `Ok(None)` when the order has no reservation; a release
+/// of such an order leaves a tombstone (RELEASED, no lines) so that a later reserve for it is a
+/// no-op. A reservation already in `to` is returned unchanged.
+pub(super) async fn finish(
+    conn: &mut PgConnection,
+    order_id: Uuid,
+    to: ReservationStatus,
+    reason: Option<&str>,
+) -> Result<Option<Reservation>, ServiceError> {
+    let now = domain::now();
+    let mut current = match reservation_on(conn, order_id, true).await? {
+        Some(current) => current,
+        None if to == ReservationStatus::Released => {
+            // Released before it was reserved (events of one order may be handled out of
+            // order): the tombstone claims the order id, so the late reserve finds it and
+            // reserves nothing. If a concurrent reserve claimed it first, we wait for it here,
+            // then release what it reserved.
+            let inserted = sqlx::query(
+                "INSERT INTO stock_reservations (order_id, status, lines, release_reason, create_time, update_time) \
+                 VALUES ($1, 'RELEASED', '[]'::jsonb, $2, $3, $3) ON CONFLICT (order_id) DO NOTHING",
+            )
+            .bind(order_id)
+            .bind(reason.map(str::to_owned))
+            .bind(now)
+            .execute(&mut *conn)
+            .await?
+            .rows_affected();
+            if inserted == 1 {
+                return Ok(None);
+            }
+            reservation_on(conn, order_id, true)
+                .await?
+                .ok_or_else(|| ServiceError::Aborted("concurrent reservation for the same order".into()))?
+        }
+        None => return Ok(None),
+    };
+    if current.is_tombstone() {
+        return match to {
+            ReservationStatus::Released => Ok(None),
+            _ => Err(super::reservation_precondition(current.status, "committed")),
+        };
+    }
+    match (current.status, to) {
+        (ReservationStatus::Reserved, _) => {}
+        (status, to) if status == to => return Ok(Some(current)),
+        (ReservationStatus::Rejected | ReservationStatus::Released, ReservationStatus::Released) => {
+            return Ok(Some(current));
+        }
+        (status, ReservationStatus::Committed) => {
+            return Err(super::reservation_precondition(status, "committed"));
+        }
+        (status, _) => return Err(super::reservation_precondition(status, "released")),
+    }
+    let ids: Vec<Uuid> = current.lines.iter().map(|l| l.product_id).collect();
+    let quantities: Vec<i64> = current.lines.iter().map(|l| i64::from(l.quantity)).collect();
+    let on_hand_factor: i64 = if to == ReservationStatus::Committed { 1 } else { 0 };
+    sqlx::query(
+        "UPDATE stock_levels s SET reserved = s.reserved - u.qty, on_hand = s.on_hand - u.qty * $3, update_time = $4 \
+         FROM unnest($1::uuid[], $2::bigint[]) AS u(id, qty) WHERE s.product_id = u.id",
+    )
+    .bind(ids)
+    .bind(quantities)
+    .bind(on_hand_factor)
+    .bind(now)
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query("UPDATE stock_reservations SET status = $2, release_reason = $3, update_time = $4 WHERE order_id = $1")
+        .bind(order_id)
+        .bind(to.as_str())
+        .bind(reason.map(str::to_owned))
+        .bind(now)
+        .execute(&mut *conn)
+        .await?;
+    current.status = to;
+    current.update_time = now;
+    Ok(Some(current))
+}
+
+/// SKU of each of `ids` that exists.
+pub(super) async fn skus(conn: &mut PgConnection, ids: &[Uuid]) -> Result<Vec<(Uuid, String)>, ServiceError> {
+    let rows = sqlx::query("SELECT id, sku FROM products WHERE id = ANY($1)")
+        .bind(ids.to_vec())
+        .fetch_all(&mut *conn)
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|r| Ok((r.try_get("id")?, r.try_get("sku")?)))
+        .collect::<Result<_, sqlx::Error>>()?)
 }

@@ -8,17 +8,19 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use ordermesh_platform::ServiceError;
+use ordermesh_platform::events::outbox;
 use ordermesh_platform::validate::Money;
 use sqlx::sqlite::SqliteRow;
-use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool};
+use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection, SqlitePool};
 use tokio::sync::Mutex;
 use uuid::Uuid;
 
 use super::{CategoryCursor, ProductStore};
 use crate::domain::{
-    self, Adjustment, Category, ListCursor, LockedStock, Product, ProductFilter, ProductPatch, Reservation,
+    self, Adjustment, Category, ListCursor, LockedStock, Origin, Product, ProductFilter, ProductPatch, Reservation,
     ReservationStatus, StockLevel, StockLine,
 };
+use crate::events;
 
 #[derive(Clone, Debug)]
 pub struct SqliteStore {
@@ -151,59 +153,6 @@ impl SqliteStore {
             .await?;
         row.as_ref().map(stock).transpose()
     }
-
-    async fn finish_reservation(
-        &self,
-        order_id: Uuid,
-        to: ReservationStatus,
-        reason: Option<&str>,
-    ) -> Result<Option<Reservation>, ServiceError> {
-        let _writer = self.writer.lock().await;
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let row = sqlx::query(RESERVATION_SELECT)
-            .bind(order_id.to_string())
-            .fetch_optional(&mut *tx)
-            .await?;
-        let Some(row) = row else { return Ok(None) };
-        let mut current = reservation(&row)?;
-        match (current.status, to) {
-            (ReservationStatus::Reserved, _) => {}
-            (status, to) if status == to => return Ok(Some(current)),
-            (ReservationStatus::Rejected | ReservationStatus::Released, ReservationStatus::Released) => {
-                return Ok(Some(current));
-            }
-            (status, ReservationStatus::Committed) => {
-                return Err(super::reservation_precondition(status, "committed"));
-            }
-            (status, _) => return Err(super::reservation_precondition(status, "released")),
-        }
-        let now = domain::now();
-        let on_hand_factor: i64 = if to == ReservationStatus::Committed { 1 } else { 0 };
-        for line in &current.lines {
-            sqlx::query(
-                "UPDATE stock_levels SET reserved = reserved - ?2, on_hand = on_hand - ?2 * ?3, update_time = ?4 WHERE product_id = ?1",
-            )
-            .bind(line.product_id.to_string())
-            .bind(i64::from(line.quantity))
-            .bind(on_hand_factor)
-            .bind(micros(now))
-            .execute(&mut *tx)
-            .await?;
-        }
-        sqlx::query(
-            "UPDATE stock_reservations SET status = ?2, release_reason = ?3, update_time = ?4 WHERE order_id = ?1",
-        )
-        .bind(order_id.to_string())
-        .bind(to.as_str())
-        .bind(reason.map(str::to_owned))
-        .bind(micros(now))
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        current.status = to;
-        current.update_time = now;
-        Ok(Some(current))
-    }
 }
 
 #[async_trait]
@@ -253,7 +202,7 @@ impl ProductStore for SqliteStore {
         rows.iter().map(category).collect()
     }
 
-    async fn create_product(&self, p: &Product) -> Result<(), ServiceError> {
+    async fn create_product(&self, p: &Product, origin: &Origin) -> Result<(), ServiceError> {
         let _writer = self.writer.lock().await;
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         sqlx::query(
@@ -280,7 +229,9 @@ impl ProductStore for SqliteStore {
             .bind(micros(p.create_time))
             .execute(&mut *tx)
             .await?;
+        outbox::enqueue_sqlite(&mut tx, &events::product_created(p, origin)).await?;
         tx.commit().await?;
+        outbox::notify_committed();
         Ok(())
     }
 
@@ -300,6 +251,7 @@ impl ProductStore for SqliteStore {
         id: Uuid,
         patch: &ProductPatch,
         expected_version: Option<i64>,
+        origin: &Origin,
     ) -> Result<Product, ServiceError> {
         let _writer = self.writer.lock().await;
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
@@ -315,6 +267,7 @@ impl ProductStore for SqliteStore {
         if expected_version.is_some_and(|v| v != current.version) {
             return Err(super::version_mismatch(current.version));
         }
+        let before = current.clone();
         patch.apply(&mut current);
         current.version += 1;
         current.update_time = domain::now().max(current.update_time);
@@ -336,7 +289,9 @@ impl ProductStore for SqliteStore {
         .execute(&mut *tx)
         .await
         .map_err(|e| super::write_error(e, super::sku_taken(), super::unknown_category()))?;
+        outbox::enqueue_sqlite(&mut tx, &events::product_updated(&before, &current, origin)).await?;
         tx.commit().await?;
+        outbox::notify_committed();
         Ok(current)
     }
 
@@ -398,7 +353,7 @@ impl ProductStore for SqliteStore {
         rows.iter().map(stock).collect()
     }
 
-    async fn adjust_stock(&self, a: &Adjustment) -> Result<StockLevel, ServiceError> {
+    async fn adjust_stock(&self, a: &Adjustment, origin: &Origin) -> Result<StockLevel, ServiceError> {
         let _writer = self.writer.lock().await;
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         if let Some(key) = &a.idempotency_key {
@@ -444,85 +399,188 @@ impl ProductStore for SqliteStore {
         .bind(micros(now))
         .execute(&mut *tx)
         .await?;
+        outbox::enqueue_sqlite(&mut tx, &events::stock_adjusted(a, &level, origin)).await?;
         tx.commit().await?;
+        outbox::notify_committed();
         Ok(level)
     }
 
     async fn reserve_stock(&self, order_id: Uuid, lines: &[StockLine]) -> Result<Reservation, ServiceError> {
         let _writer = self.writer.lock().await;
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let existing = sqlx::query(RESERVATION_SELECT)
-            .bind(order_id.to_string())
-            .fetch_optional(&mut *tx)
-            .await?;
-        if let Some(row) = existing {
-            return reservation(&row);
-        }
-        let mut q = QueryBuilder::<Sqlite>::new(
-            "SELECT s.product_id, p.active, s.on_hand - s.reserved AS available FROM stock_levels s \
-             JOIN products p ON p.id = s.product_id WHERE s.product_id IN (",
-        );
-        let mut list = q.separated(", ");
-        for line in lines {
-            list.push_bind(line.product_id.to_string());
-        }
-        q.push(")");
-        let rows = q.build().fetch_all(&mut *tx).await?;
-        let locked = rows
-            .iter()
-            .map(|r| {
-                Ok(LockedStock {
-                    product_id: id(r, "product_id")?,
-                    active: r.try_get("active")?,
-                    available: r.try_get("available")?,
-                })
-            })
-            .collect::<Result<Vec<_>, ServiceError>>()?;
-        let shortfalls = domain::shortfalls(lines, &locked);
-        let now = domain::now();
-        let status = if shortfalls.is_empty() {
-            for line in lines {
-                sqlx::query("UPDATE stock_levels SET reserved = reserved + ?2, update_time = ?3 WHERE product_id = ?1")
-                    .bind(line.product_id.to_string())
-                    .bind(i64::from(line.quantity))
-                    .bind(micros(now))
-                    .execute(&mut *tx)
-                    .await?;
-            }
-            ReservationStatus::Reserved
-        } else {
-            ReservationStatus::Rejected
-        };
-        sqlx::query(
-            "INSERT INTO stock_reservations (order_id, status, lines, shortfalls, create_time, update_time) VALUES (?, ?, ?, ?, ?, ?)",
-        )
-        .bind(order_id.to_string())
-        .bind(status.as_str())
-        .bind(to_json(&lines)?)
-        .bind(to_json(&shortfalls)?)
-        .bind(micros(now))
-        .bind(micros(now))
-        .execute(&mut *tx)
-        .await?;
+        let outcome = reserve(&mut tx, order_id, lines).await?;
         tx.commit().await?;
-        Ok(Reservation {
-            order_id,
-            status,
-            lines: lines.to_vec(),
-            shortfalls,
-            create_time: now,
-            update_time: now,
-        })
+        Ok(outcome)
     }
 
     async fn commit_stock(&self, order_id: Uuid) -> Result<Reservation, ServiceError> {
-        self.finish_reservation(order_id, ReservationStatus::Committed, None)
+        let _writer = self.writer.lock().await;
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let outcome = finish(&mut tx, order_id, ReservationStatus::Committed, None)
             .await?
-            .ok_or_else(|| ServiceError::not_found("reservation", order_id))
+            .ok_or_else(|| ServiceError::not_found("reservation", order_id))?;
+        tx.commit().await?;
+        Ok(outcome)
     }
 
     async fn release_stock(&self, order_id: Uuid, reason: &str) -> Result<Option<Reservation>, ServiceError> {
-        self.finish_reservation(order_id, ReservationStatus::Released, Some(reason))
-            .await
+        let _writer = self.writer.lock().await;
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let outcome = finish(&mut tx, order_id, ReservationStatus::Released, Some(reason)).await?;
+        tx.commit().await?;
+        Ok(outcome)
     }
+}
+
+/// [`ProductStore::reserve_stock`] inside the caller's transaction, which must hold the write
+/// lock (`BEGIN IMMEDIATE`): nothing is committed here.
+pub(super) async fn reserve(
+    conn: &mut SqliteConnection,
+    order_id: Uuid,
+    lines: &[StockLine],
+) -> Result<Reservation, ServiceError> {
+    let existing = sqlx::query(RESERVATION_SELECT)
+        .bind(order_id.to_string())
+        .fetch_optional(&mut *conn)
+        .await?;
+    if let Some(row) = existing {
+        return reservation(&row);
+    }
+    let mut q = QueryBuilder::<Sqlite>::new(
+        "SELECT s.product_id, p.active, s.on_hand - s.reserved AS available FROM stock_levels s \
+         JOIN products p ON p.id = s.product_id WHERE s.product_id IN (",
+    );
+    let mut list = q.separated(", ");
+    for line in lines {
+        list.push_bind(line.product_id.to_string());
+    }
+    q.push(")");
+    let rows = q.build().fetch_all(&mut *conn).await?;
+    let locked = rows
+        .iter()
+        .map(|r| {
+            Ok(LockedStock {
+                product_id: id(r, "product_id")?,
+                active: r.try_get("active")?,
+                available: r.try_get("available")?,
+            })
+        })
+        .collect::<Result<Vec<_>, ServiceError>>()?;
+    let shortfalls = domain::shortfalls(lines, &locked);
+    let now = domain::now();
+    let status = if shortfalls.is_empty() {
+        for line in lines {
+            sqlx::query("UPDATE stock_levels SET reserved = reserved + ?2, update_time = ?3 WHERE product_id = ?1")
+                .bind(line.product_id.to_string())
+                .bind(i64::from(line.quantity))
+                .bind(micros(now))
+                .execute(&mut *conn)
+                .await?;
+        }
+        ReservationStatus::Reserved
+    } else {
+        ReservationStatus::Rejected
+    };
+    sqlx::query(
+        "INSERT INTO stock_reservations (order_id, status, lines, shortfalls, create_time, update_time) VALUES (?, ?, ?, ?, ?, ?)",
+    )
+    .bind(order_id.to_string())
+    .bind(status.as_str())
+    .bind(to_json(&lines)?)
+    .bind(to_json(&shortfalls)?)
+    .bind(micros(now))
+    .bind(micros(now))
+    .execute(&mut *conn)
+    .await?;
+    Ok(Reservation {
+        order_id,
+        status,
+        lines: lines.to_vec(),
+        shortfalls,
+        create_time: now,
+        update_time: now,
+    })
+}
+
+/// Moves the reservation of `order_id` from RESERVED to `to` inside the caller's transaction
+/// (holding the write lock). `Ok(None)` when the order has no reservation; a release of such an
+/// order leaves a tombstone (RELEASED, no lines) so that a later reserve for it is a no-op.
+pub(super) async fn finish(
+    conn: &mut SqliteConnection,
+    order_id: Uuid,
+    to: ReservationStatus,
+    reason: Option<&str>,
+) -> Result<Option<Reservation>, ServiceError> {
+    let row = sqlx::query(RESERVATION_SELECT)
+        .bind(order_id.to_string())
+        .fetch_optional(&mut *conn)
+        .await?;
+    let now = domain::now();
+    let Some(row) = row else {
+        if to == ReservationStatus::Released {
+            // Released before it was reserved (events of one order may be handled out of order).
+            sqlx::query(
+                "INSERT INTO stock_reservations (order_id, status, lines, shortfalls, release_reason, create_time, update_time) \
+                 VALUES (?1, 'RELEASED', '[]', '[]', ?2, ?3, ?3)",
+            )
+            .bind(order_id.to_string())
+            .bind(reason.map(str::to_owned))
+            .bind(micros(now))
+            .execute(&mut *conn)
+            .await?;
+        }
+        return Ok(None);
+    };
+    let mut current = reservation(&row)?;
+    if current.is_tombstone() {
+        return match to {
+            ReservationStatus::Released => Ok(None),
+            _ => Err(super::reservation_precondition(current.status, "committed")),
+        };
+    }
+    match (current.status, to) {
+        (ReservationStatus::Reserved, _) => {}
+        (status, to) if status == to => return Ok(Some(current)),
+        (ReservationStatus::Rejected | ReservationStatus::Released, ReservationStatus::Released) => {
+            return Ok(Some(current));
+        }
+        (status, ReservationStatus::Committed) => {
+            return Err(super::reservation_precondition(status, "committed"));
+        }
+        (status, _) => return Err(super::reservation_precondition(status, "released")),
+    }
+    let on_hand_factor: i64 = if to == ReservationStatus::Committed { 1 } else { 0 };
+    for line in &current.lines {
+        sqlx::query(
+            "UPDATE stock_levels SET reserved = reserved - ?2, on_hand = on_hand - ?2 * ?3, update_time = ?4 WHERE product_id = ?1",
+        )
+        .bind(line.product_id.to_string())
+        .bind(i64::from(line.quantity))
+        .bind(on_hand_factor)
+        .bind(micros(now))
+        .execute(&mut *conn)
+        .await?;
+    }
+    sqlx::query("UPDATE stock_reservations SET status = ?2, release_reason = ?3, update_time = ?4 WHERE order_id = ?1")
+        .bind(order_id.to_string())
+        .bind(to.as_str())
+        .bind(reason.map(str::to_owned))
+        .bind(micros(now))
+        .execute(&mut *conn)
+        .await?;
+    current.status = to;
+    current.update_time = now;
+    Ok(Some(current))
+}
+
+/// SKU of each of `ids` that exists.
+pub(super) async fn skus(conn: &mut SqliteConnection, ids: &[Uuid]) -> Result<Vec<(Uuid, String)>, ServiceError> {
+    let mut q = QueryBuilder::<Sqlite>::new("SELECT id, sku FROM products WHERE id IN (");
+    let mut list = q.separated(", ");
+    for product_id in ids {
+        list.push_bind(product_id.to_string());
+    }
+    q.push(")");
+    let rows = q.build().fetch_all(&mut *conn).await?;
+    rows.iter().map(|r| Ok((id(r, "id")?, r.try_get("sku")?))).collect()
 }

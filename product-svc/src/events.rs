@@ -1,0 +1,304 @@
+//! product-svc's part of the order saga (DESIGN §2–3): the consumer of `order-events`.
+//!
+//! | received (`order-events`)         | effect                        | published (`inventory-events`)   |
+//! |-----------------------------------|-------------------------------|----------------------------------|
+//! | `OrderPlaced`                     | reserve every line or none    | `StockReserved` / `StockRejected` |
+//! | `OrderRejected`, `OrderCancelled` | release the reservation       | `StockReleased`                  |
+//! | `OrderShipped`                    | commit the reservation        | `StockCommitted`                 |
+//!
+//! Every effect runs in the consumer's [`Tx`], together with the inbox row and the outgoing event,
+//! so the stock change and its announcement commit (or roll back) as one. A redelivered event is
+//! absorbed by the inbox; on top of that each store operation is idempotent per order id, so a
+//! second `OrderPlaced` for the same order (another event id) re-reads the stored outcome and
+//! publishes the same answer without touching stock.
+//!
+//! Events of one order can be handled out of order (an event waiting for its retry does not hold
+//! back the later ones), so a cancel may come before its placement: the release then leaves a
+//! tombstone, and the late `OrderPlaced` reserves nothing and publishes nothing (the order is
+//! already cancelled or rejected, nobody waits for an answer).
+//!
+//! Catalogue and stock writes publish `ProductCreated`, `ProductUpdated` and `StockAdjusted`
+//! (built here) through the outbox, in the transaction of the write (see the store).
+
+use async_trait::async_trait;
+use ordermesh_platform::ServiceError;
+use ordermesh_platform::events::{EventHandler, HandlerError, OutgoingEvent, ReceivedEvent, Tx};
+use ordermesh_proto::events as ev;
+use ordermesh_proto::product as pb;
+use uuid::Uuid;
+
+use crate::domain::{Adjustment, Origin, Product, Reservation, ReservationStatus, StockLevel, StockLine};
+use crate::store;
+
+/// Topic consumed by product-svc.
+pub const ORDER_EVENTS: &str = "order-events";
+/// Topic product-svc publishes on.
+pub const INVENTORY_EVENTS: &str = "inventory-events";
+/// Source of the events product-svc publishes.
+pub const SOURCE: &str = "product-svc";
+
+/// Handles `order-events` (aggregate id = order id).
+#[derive(Debug, Default, Clone)]
+pub struct OrderEventsHandler;
+
+#[async_trait]
+impl EventHandler for OrderEventsHandler {
+    async fn handle(&self, event: &ReceivedEvent, tx: &mut Tx) -> Result<(), HandlerError> {
+        match event.short_type() {
+            "OrderPlaced" => {
+                let placed = event.decode::<ev::OrderPlaced>()?;
+                let order_id = order_id(&placed.order_id)?;
+                let lines = lines(&placed)?;
+                on_placed(event, tx, order_id, &lines).await
+            }
+            "OrderRejected" => {
+                let rejected = event.decode::<ev::OrderRejected>()?;
+                on_release(event, tx, order_id(&rejected.order_id)?, "order rejected").await
+            }
+            "OrderCancelled" => {
+                let cancelled = event.decode::<ev::OrderCancelled>()?;
+                on_release(event, tx, order_id(&cancelled.order_id)?, "order cancelled").await
+            }
+            "OrderShipped" => {
+                let shipped = event.decode::<ev::OrderShipped>()?;
+                on_shipped(event, tx, order_id(&shipped.order_id)?).await
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+async fn on_placed(
+    event: &ReceivedEvent,
+    tx: &mut Tx,
+    order_id: Uuid,
+    lines: &[StockLine],
+) -> Result<(), HandlerError> {
+    let reservation = store::reserve_stock_in(tx, order_id, lines)
+        .await
+        .map_err(store_error)?;
+    let outgoing = match reservation.status {
+        ReservationStatus::Reserved => outgoing(
+            event,
+            order_id,
+            "StockReserved",
+            &ev::StockReserved {
+                order_id: order_id.to_string(),
+                lines: proto_lines(&reservation),
+                occur_time: Some(now()),
+            },
+        ),
+        ReservationStatus::Rejected => {
+            let reason = rejection_reason(tx, &reservation).await?;
+            outgoing(
+                event,
+                order_id,
+                "StockRejected",
+                &ev::StockRejected {
+                    order_id: order_id.to_string(),
+                    reason,
+                    shortfalls: reservation.to_proto().shortfalls,
+                    occur_time: Some(now()),
+                },
+            )
+        }
+        // Released (or tombstoned by an early cancel/rejection) or already shipped: the saga has
+        // moved past this order's placement, nothing is reserved and nobody awaits an answer.
+        ReservationStatus::Released | ReservationStatus::Committed => {
+            tracing::info!(
+                %order_id,
+                status = reservation.status.as_str(),
+                "OrderPlaced for an order already released or committed: nothing reserved"
+            );
+            return Ok(());
+        }
+    };
+    tracing::info!(%order_id, status = reservation.status.as_str(), "stock reservation for a placed order");
+    tx.enqueue(&outgoing).await?;
+    Ok(())
+}
+
+async fn on_release(event: &ReceivedEvent, tx: &mut Tx, order_id: Uuid, reason: &str) -> Result<(), HandlerError> {
+    let released = store::release_stock_in(tx, order_id, reason)
+        .await
+        .map_err(store_error)?;
+    // A rejected reservation (nothing was reserved) or a tombstone (`None`) releases no lines;
+    // StockReleased is published in every case so that the order's history shows it.
+    let lines = match &released {
+        Some(r) if r.status == ReservationStatus::Released => proto_lines(r),
+        _ => Vec::new(),
+    };
+    tracing::info!(%order_id, lines = lines.len(), reason, "stock released");
+    let message = ev::StockReleased {
+        order_id: order_id.to_string(),
+        lines,
+        reason: reason.to_owned(),
+        occur_time: Some(now()),
+    };
+    tx.enqueue(&outgoing(event, order_id, "StockReleased", &message))
+        .await?;
+    Ok(())
+}
+
+async fn on_shipped(event: &ReceivedEvent, tx: &mut Tx, order_id: Uuid) -> Result<(), HandlerError> {
+    let committed = store::commit_stock_in(tx, order_id).await.map_err(store_error)?;
+    tracing::info!(%order_id, "stock committed");
+    let message = ev::StockCommitted {
+        order_id: order_id.to_string(),
+        lines: proto_lines(&committed),
+        occur_time: Some(now()),
+    };
+    tx.enqueue(&outgoing(event, order_id, "StockCommitted", &message))
+        .await?;
+    Ok(())
+}
+
+/// Store errors are retried, except a broken saga invariant (e.g. shipping a released order),
+/// which no retry can fix: that goes to the dead-letter queue at once. NOT_FOUND on commit is
+/// retried: the `OrderPlaced` may still be waiting for its redelivery.
+fn store_error(error: ServiceError) -> HandlerError {
+    match error {
+        ServiceError::FailedPrecondition { .. } => HandlerError::permanent(anyhow::Error::new(error)),
+        error => HandlerError::transient(anyhow::Error::new(error)),
+    }
+}
+
+fn outgoing(event: &ReceivedEvent, order_id: Uuid, event_type: &str, message: &impl prost::Message) -> OutgoingEvent {
+    OutgoingEvent::new(
+        SOURCE,
+        INVENTORY_EVENTS,
+        event_type,
+        &order_id.to_string(),
+        &event.correlation_id,
+        message,
+    )
+}
+
+fn order_id(value: &str) -> Result<Uuid, HandlerError> {
+    Uuid::parse_str(value).map_err(|e| HandlerError::permanent(anyhow::anyhow!("invalid order id {value:?}: {e}")))
+}
+
+/// The order's lines, merged per product and sorted by product id (the store's lock order).
+fn lines(placed: &ev::OrderPlaced) -> Result<Vec<StockLine>, HandlerError> {
+    if placed.items.is_empty() {
+        return Err(HandlerError::permanent(anyhow::anyhow!("OrderPlaced without items")));
+    }
+    let mut merged = std::collections::BTreeMap::<Uuid, i32>::new();
+    for item in &placed.items {
+        let product_id = Uuid::parse_str(&item.product_id)
+            .map_err(|e| HandlerError::permanent(anyhow::anyhow!("invalid product id {:?}: {e}", item.product_id)))?;
+        if item.quantity <= 0 {
+            return Err(HandlerError::permanent(anyhow::anyhow!(
+                "non-positive quantity {} for product {product_id}",
+                item.quantity
+            )));
+        }
+        let quantity = merged.entry(product_id).or_default();
+        *quantity = quantity
+            .checked_add(item.quantity)
+            .ok_or_else(|| HandlerError::permanent(anyhow::anyhow!("quantity overflow for product {product_id}")))?;
+    }
+    Ok(merged
+        .into_iter()
+        .map(|(product_id, quantity)| StockLine { product_id, quantity })
+        .collect())
+}
+
+/// E.g. "insufficient stock for SKU KETTLE-1, MUG-2; unknown product 0190…". SKUs and ids only,
+/// no personal data.
+async fn rejection_reason(tx: &mut Tx, reservation: &Reservation) -> Result<String, HandlerError> {
+    let ids: Vec<Uuid> = reservation.shortfalls.iter().map(|s| s.product_id).collect();
+    let skus = store::skus_in(tx, &ids).await.map_err(store_error)?;
+    let sku_of = |id: Uuid| skus.iter().find(|(p, _)| *p == id).map(|(_, sku)| sku.clone());
+    let mut insufficient = Vec::new();
+    let mut inactive = Vec::new();
+    let mut unknown = Vec::new();
+    for shortfall in &reservation.shortfalls {
+        let name = sku_of(shortfall.product_id).unwrap_or_else(|| shortfall.product_id.to_string());
+        match shortfall.reason.as_str() {
+            "PRODUCT_NOT_FOUND" => unknown.push(shortfall.product_id.to_string()),
+            "PRODUCT_INACTIVE" => inactive.push(name),
+            _ => insufficient.push(name),
+        }
+    }
+    let mut parts = Vec::new();
+    if !insufficient.is_empty() {
+        parts.push(format!("insufficient stock for SKU {}", insufficient.join(", ")));
+    }
+    if !inactive.is_empty() {
+        parts.push(format!("inactive product SKU {}", inactive.join(", ")));
+    }
+    if !unknown.is_empty() {
+        parts.push(format!("unknown product {}", unknown.join(", ")));
+    }
+    Ok(parts.join("; "))
+}
+
+fn proto_lines(reservation: &Reservation) -> Vec<pb::StockLine> {
+    reservation
+        .lines
+        .iter()
+        .map(|l| pb::StockLine {
+            product_id: l.product_id.to_string(),
+            quantity: l.quantity,
+        })
+        .collect()
+}
+
+fn now() -> prost_types::Timestamp {
+    let now = crate::domain::now();
+    prost_types::Timestamp {
+        seconds: now.timestamp(),
+        nanos: now.timestamp_subsec_nanos() as i32,
+    }
+}
+
+/// `ProductCreated` (aggregate id = product id).
+pub fn product_created(product: &Product, origin: &Origin) -> OutgoingEvent {
+    let message = ev::ProductCreated {
+        product: Some(product.to_proto()),
+        actor: Some(origin.actor.clone()),
+        occur_time: Some(now()),
+    };
+    inventory_event(&product.id, "ProductCreated", origin, &message)
+}
+
+/// `ProductUpdated` with the product after the change and the fields that changed.
+pub fn product_updated(before: &Product, after: &Product, origin: &Origin) -> OutgoingEvent {
+    let message = ev::ProductUpdated {
+        product: Some(after.to_proto()),
+        changed_fields: before.changed_fields(after),
+        actor: Some(origin.actor.clone()),
+        occur_time: Some(now()),
+    };
+    inventory_event(&after.id, "ProductUpdated", origin, &message)
+}
+
+/// `StockAdjusted` with the stock level after the adjustment (aggregate id = product id).
+pub fn stock_adjusted(adjustment: &Adjustment, level: &StockLevel, origin: &Origin) -> OutgoingEvent {
+    let message = ev::StockAdjusted {
+        product_id: adjustment.product_id.to_string(),
+        delta: adjustment.delta,
+        stock_level: Some(level.to_proto(true)),
+        reason: adjustment.reason.clone(),
+        actor: Some(origin.actor.clone()),
+        occur_time: Some(now()),
+    };
+    inventory_event(&adjustment.product_id, "StockAdjusted", origin, &message)
+}
+
+fn inventory_event(
+    aggregate_id: &Uuid,
+    event_type: &str,
+    origin: &Origin,
+    message: &impl prost::Message,
+) -> OutgoingEvent {
+    OutgoingEvent::new(
+        SOURCE,
+        INVENTORY_EVENTS,
+        event_type,
+        &aggregate_id.to_string(),
+        &origin.correlation_id,
+        message,
+    )
+}
