@@ -68,7 +68,17 @@ pub async fn run_with_gateway(
     let db = Database::connect(&config.database_url, SERVICE).await?;
     db.migrate(&store::migrations()).await?;
     let payments = Arc::new(service::Payments::new(store::for_database(&db), gateway));
-    let mut runtime = EventRuntime::start(&config, &db, &shutdown).await?;
+    // The relay and consumer stop with the service, or when the server ends on its own (an
+    // error), without triggering the caller's shutdown (which `ordermesh up` shares).
+    let events_shutdown = Shutdown::new();
+    let linked = {
+        let (outer, inner) = (shutdown.clone(), events_shutdown.clone());
+        tokio::spawn(async move {
+            outer.wait().await;
+            inner.trigger();
+        })
+    };
+    let mut runtime = EventRuntime::start(&config, &db, &events_shutdown).await?;
     runtime
         .consume(
             events::ORDER_EVENTS,
@@ -87,8 +97,8 @@ pub async fn run_with_gateway(
         .readiness(move || async move { ping.ping().await })
         .serve(listener, shutdown.clone())
         .await;
-    // The server stops on shutdown (or failed): make sure the relay and consumers stop too.
-    shutdown.trigger();
+    events_shutdown.trigger();
+    linked.abort();
     runtime.join().await;
     db.close().await;
     result
