@@ -28,6 +28,8 @@ pub fn nats_url() -> String {
 pub struct CountingGateway {
     inner: Arc<dyn PaymentGateway>,
     pub fail_first: AtomicUsize,
+    /// Like `fail_first`, for refunds.
+    pub fail_refunds: AtomicUsize,
     pub charges: AtomicUsize,
     pub captures: AtomicUsize,
     pub refunds: AtomicUsize,
@@ -39,6 +41,7 @@ impl CountingGateway {
         Self {
             inner,
             fail_first: AtomicUsize::new(0),
+            fail_refunds: AtomicUsize::new(0),
             charges: AtomicUsize::new(0),
             captures: AtomicUsize::new(0),
             refunds: AtomicUsize::new(0),
@@ -73,6 +76,13 @@ impl PaymentGateway for CountingGateway {
         self.inner.capture(request).await
     }
     async fn refund(&self, request: &FollowUpRequest) -> Result<GatewayOutcome, GatewayError> {
+        if self
+            .fail_refunds
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok()
+        {
+            return Err(GatewayError::Unavailable("injected outage".into()));
+        }
         self.refunds.fetch_add(1, Ordering::SeqCst);
         self.inner.refund(request).await
     }
@@ -177,6 +187,31 @@ impl Harness {
             idempotency_key: key.into(),
         };
         Ok(self.client().refund_payment(with_token(req, token)).await?.into_inner())
+    }
+
+    /// `(event type, correlation id)` of the outbox rows, oldest first.
+    pub async fn outbox(&self) -> Vec<(String, String)> {
+        let pool = sqlx::PgPool::connect(self.db.url()).await.unwrap();
+        let rows: Vec<(String, String)> = sqlx::query_as(
+            "SELECT event_type, correlation_id FROM payment.event_outbox WHERE topic = 'payment-events' ORDER BY seq",
+        )
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+        pool.close().await;
+        rows
+    }
+
+    /// Events of `order-events` processed by payment-svc (its inbox rows).
+    pub async fn processed_order_events(&self) -> i64 {
+        let pool = sqlx::PgPool::connect(self.db.url()).await.unwrap();
+        let (n,): (i64,) =
+            sqlx::query_as("SELECT count(*) FROM payment.event_inbox WHERE consumer = 'payment-svc/order-events'")
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+        pool.close().await;
+        n
     }
 
     /// Event types in the outbox, oldest first.
