@@ -333,7 +333,13 @@ impl Authorize {
         let order_id = validate::uuid(&mut v, "order_id", &req.order_id);
         let customer_id = validate::uuid(&mut v, "customer_id", &req.customer_id);
         let amount = positive_money(&mut v, "amount", req.amount.as_ref(), true);
-        validate::length(&mut v, "payment_method_token", &req.payment_method_token, 1, MAX_TOKEN_LEN);
+        validate::length(
+            &mut v,
+            "payment_method_token",
+            &req.payment_method_token,
+            1,
+            MAX_TOKEN_LEN,
+        );
         validate::length(&mut v, "idempotency_key", &req.idempotency_key, 1, MAX_KEY_LEN);
         v.into_result()?;
         Ok(Self {
@@ -360,12 +366,7 @@ impl Authorize {
 }
 
 /// A money field that must be > 0.
-pub fn positive_money(
-    v: &mut Violations,
-    field: &str,
-    value: Option<&common::Money>,
-    required: bool,
-) -> Option<Money> {
+pub fn positive_money(v: &mut Violations, field: &str, value: Option<&common::Money>, required: bool) -> Option<Money> {
     let money = validate::money(v, field, value, required, false)?;
     if money.amount_minor == 0 {
         v.add(format!("{field}.amount_minor"), "must be greater than zero");
@@ -440,12 +441,7 @@ impl FollowUp {
             .as_ref()
             .map(|m| format!("{} {}", m.amount_minor, m.currency_code))
             .unwrap_or_default();
-        request_hash(&[
-            self.kind.as_str(),
-            &self.payment_id.to_string(),
-            &amount,
-            &self.reason,
-        ])
+        request_hash(&[self.kind.as_str(), &self.payment_id.to_string(), &amount, &self.reason])
     }
 }
 
@@ -567,11 +563,17 @@ pub fn check_follow_up(op: &FollowUp, payment: &Payment, transactions: &[Transac
 /// The gateway's final answer to an operation.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
-    Approved { gateway_reference: String },
+    Approved {
+        gateway_reference: String,
+    },
     /// A business refusal.
-    Declined { reason: String },
+    Declined {
+        reason: String,
+    },
     /// A technical failure that retrying will not fix (the gateway rejected the request).
-    Failed { reason: String },
+    Failed {
+        reason: String,
+    },
 }
 
 /// What an outcome changes, and the event it publishes.

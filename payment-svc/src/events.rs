@@ -158,7 +158,14 @@ impl EventHandler for OrderEventsHandler {
             None => Actor::service(&event.source),
         };
         self.payments
-            .refund_cancelled_order(tx, order_id, payment_id, &actor, &cancelled.reason, &event.correlation_id)
+            .refund_cancelled_order(
+                tx,
+                order_id,
+                payment_id,
+                &actor,
+                &cancelled.reason,
+                &event.correlation_id,
+            )
             .await
     }
 }

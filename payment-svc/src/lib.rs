@@ -32,16 +32,17 @@ pub const DEFAULT_PORT: u16 = 50054;
 /// The gateway of the environment: [`HttpGateway`] on `PAYMENT_GATEWAY_URL` (with
 /// `PAYMENT_GATEWAY_API_KEY` as its bearer key, if set), else the [`SandboxGateway`].
 pub fn gateway_from_env() -> anyhow::Result<Arc<dyn PaymentGateway>> {
-    match std::env::var("PAYMENT_GATEWAY_URL").ok().filter(|u| !u.trim().is_empty()) {
+    match std::env::var("PAYMENT_GATEWAY_URL")
+        .ok()
+        .filter(|u| !u.trim().is_empty())
+    {
         Some(url) => {
             anyhow::ensure!(
                 url.starts_with("http://") || url.starts_with("https://"),
                 "PAYMENT_GATEWAY_URL must be an http:// or https:// URL"
             );
             let mut config = HttpGatewayConfig::new(url);
-            config.api_key = std::env::var("PAYMENT_GATEWAY_API_KEY")
-                .ok()
-                .filter(|k| !k.is_empty());
+            config.api_key = std::env::var("PAYMENT_GATEWAY_API_KEY").ok().filter(|k| !k.is_empty());
             Ok(Arc::new(HttpGateway::new(config)?))
         }
         None => {

@@ -26,9 +26,7 @@ use crate::domain::{
     RefundStatus, Settlement, Transaction, TransactionKind, TransactionStatus,
 };
 use crate::events;
-use crate::gateway::{
-    Amount, ChargeRequest, FollowUpRequest, GatewayError, GatewayOutcome, PaymentGateway,
-};
+use crate::gateway::{Amount, ChargeRequest, FollowUpRequest, GatewayError, GatewayOutcome, PaymentGateway};
 use crate::store::PaymentStore;
 
 /// Idempotency key of the refund of a cancelled order (the consumer of `order-events`).
@@ -151,7 +149,12 @@ impl Payments {
                 tx.rollback().await?;
                 return resume_or_done(existing, TransactionKind::Authorize, hash);
             }
-            if self.store.active_payment_for_order(&mut tx, cmd.order_id).await?.is_some() {
+            if self
+                .store
+                .active_payment_for_order(&mut tx, cmd.order_id)
+                .await?
+                .is_some()
+            {
                 tx.rollback().await?;
                 return Err(order_has_payment());
             }
@@ -232,7 +235,8 @@ impl Payments {
         };
         let request = self.gateway_request(&transaction).await?;
         let outcome = outcome_of(self.call(transaction.kind, &request).await).map_err(unavailable)?;
-        self.settle(transaction.id, &outcome, &op.reason, correlation_id).await?;
+        self.settle(transaction.id, &outcome, &op.reason, correlation_id)
+            .await?;
         self.result_of(&transaction).await
     }
 
@@ -244,11 +248,7 @@ impl Payments {
         Ok((view, refund))
     }
 
-    async fn call(
-        &self,
-        kind: TransactionKind,
-        request: &FollowUpRequest,
-    ) -> Result<GatewayOutcome, GatewayError> {
+    async fn call(&self, kind: TransactionKind, request: &FollowUpRequest) -> Result<GatewayOutcome, GatewayError> {
         match kind {
             TransactionKind::Capture => self.gateway.capture(request).await,
             TransactionKind::Void => self.gateway.void(request).await,
@@ -309,9 +309,9 @@ impl Payments {
             .insert_transaction(tx, &transaction)
             .await
             .map_err(|error| match error {
-                ServiceError::AlreadyExists { .. } => ServiceError::Aborted(
-                    "a concurrent request used the same idempotency key; retry with it".into(),
-                ),
+                ServiceError::AlreadyExists { .. } => {
+                    ServiceError::Aborted("a concurrent request used the same idempotency key; retry with it".into())
+                }
                 other => other,
             })?;
         Ok(Started::Pending(transaction))
@@ -446,7 +446,11 @@ impl Payments {
             }
             Err(error) => return Err(handler_error(error)),
         };
-        let transactions = self.store.transactions_of(tx, payment.id).await.map_err(handler_error)?;
+        let transactions = self
+            .store
+            .transactions_of(tx, payment.id)
+            .await
+            .map_err(handler_error)?;
         let request = follow_up_request(&payment, &transactions, &transaction);
         let outcome = outcome_of(self.gateway.refund(&request).await).map_err(HandlerError::transient)?;
         if let Outcome::Declined { reason } | Outcome::Failed { reason } = &outcome {

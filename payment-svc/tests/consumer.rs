@@ -86,7 +86,10 @@ async fn order_cancelled_refunds_a_paid_order_once() {
         .await
         .unwrap();
 
-    wait_for("the four distinct events", async || h.processed_order_events().await == 4).await;
+    wait_for("the four distinct events", async || {
+        h.processed_order_events().await == 4
+    })
+    .await;
     // Let the duplicate delivery go through too.
     tokio::time::sleep(Duration::from_millis(500)).await;
 
@@ -97,13 +100,20 @@ async fn order_cancelled_refunds_a_paid_order_once() {
     let refund = &payment.refunds[0];
     assert_eq!(refund.requested_by.as_ref().unwrap().id, "cs-7");
     assert!(refund.reason.starts_with("order cancelled"), "{}", refund.reason);
-    assert_eq!(CountingGateway::count(&h.gateway.refunds), 1, "one refund at the gateway");
+    assert_eq!(
+        CountingGateway::count(&h.gateway.refunds),
+        1,
+        "one refund at the gateway"
+    );
     let outbox = h.outbox().await;
     assert_eq!(
         outbox,
         [
             ("ordermesh.events.v1.PaymentCaptured".to_owned(), outbox[0].1.clone()),
-            ("ordermesh.events.v1.PaymentRefunded".to_owned(), "corr-cancel".to_owned()),
+            (
+                "ordermesh.events.v1.PaymentRefunded".to_owned(),
+                "corr-cancel".to_owned()
+            ),
         ]
     );
 }

@@ -60,7 +60,10 @@ async fn authorize_then_capture_and_one_step_charge() {
     let kinds: Vec<i32> = captured.transactions.iter().map(|t| t.kind).collect();
     assert_eq!(
         kinds,
-        [pb::TransactionKind::Authorize as i32, pb::TransactionKind::Capture as i32]
+        [
+            pb::TransactionKind::Authorize as i32,
+            pb::TransactionKind::Capture as i32
+        ]
     );
 
     // Capturing again (another key) is a state error; the same key repeats the answer.
@@ -371,7 +374,13 @@ async fn validation_reports_every_field() {
     assert_eq!(err.code(), Code::InvalidArgument);
     assert_eq!(
         violated_fields(&err),
-        ["order_id", "customer_id", "amount", "payment_method_token", "idempotency_key"]
+        [
+            "order_id",
+            "customer_id",
+            "amount",
+            "payment_method_token",
+            "idempotency_key"
+        ]
     );
     let err = h
         .authorize(

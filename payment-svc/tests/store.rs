@@ -75,20 +75,38 @@ async fn behaviour(store: Arc<dyn PaymentStore>) {
 
     // The key is unique; the order has one active payment at most.
     let mut tx = Tx::begin(&db).await.unwrap();
-    assert_eq!(store.transaction_by_key(&mut tx, "key-1").await.unwrap(), Some(auth.clone()));
+    assert_eq!(
+        store.transaction_by_key(&mut tx, "key-1").await.unwrap(),
+        Some(auth.clone())
+    );
     assert!(store.transaction_by_key(&mut tx, "nope").await.unwrap().is_none());
     let dup = store
-        .insert_transaction(&mut tx, &transaction(p.id, TransactionKind::Capture, Some("key-1"), None))
+        .insert_transaction(
+            &mut tx,
+            &transaction(p.id, TransactionKind::Capture, Some("key-1"), None),
+        )
         .await
         .unwrap_err();
-    assert!(matches!(dup, ServiceError::AlreadyExists { field: "idempotency_key", .. }), "{dup}");
+    assert!(
+        matches!(
+            dup,
+            ServiceError::AlreadyExists {
+                field: "idempotency_key",
+                ..
+            }
+        ),
+        "{dup}"
+    );
     tx.rollback().await.unwrap();
     let mut tx = Tx::begin(&db).await.unwrap();
     let second = store
         .insert_payment(&mut tx, &payment(order, customer, PaymentStatus::Pending))
         .await
         .unwrap_err();
-    assert!(matches!(second, ServiceError::AlreadyExists { field: "order_id", .. }), "{second}");
+    assert!(
+        matches!(second, ServiceError::AlreadyExists { field: "order_id", .. }),
+        "{second}"
+    );
     tx.rollback().await.unwrap();
 
     // Outcome: captured.
@@ -178,10 +196,7 @@ async fn behaviour(store: Arc<dyn PaymentStore>) {
         ..Default::default()
     };
     let page1 = store.list_payments(&mine, None, 2).await.unwrap();
-    let page2 = store
-        .list_payments(&mine, Some(page1[1].payment.id), 2)
-        .await
-        .unwrap();
+    let page2 = store.list_payments(&mine, Some(page1[1].payment.id), 2).await.unwrap();
     let ids: Vec<Uuid> = page1.iter().chain(&page2).map(|v| v.payment.id).collect();
     assert_eq!(ids, vec![retry.id, declined.id, p.id]);
     assert_eq!(page2[0].refunds.len(), 1, "views carry their refunds");

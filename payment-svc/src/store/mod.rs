@@ -27,7 +27,11 @@ pub use sqlite::SqliteStore;
 /// The migrations of both backends (the service's own, then the platform's outbox and inbox),
 /// embedded in the binary.
 pub fn migrations() -> Migrations {
-    let mut postgres = vec![(1, "payments", include_str!("../../migrations/postgres/0001_payments.sql"))];
+    let mut postgres = vec![(
+        1,
+        "payments",
+        include_str!("../../migrations/postgres/0001_payments.sql"),
+    )];
     postgres.extend_from_slice(outbox::POSTGRES_MIGRATIONS);
     let mut sqlite = vec![(1, "payments", include_str!("../../migrations/sqlite/0001_payments.sql"))];
     sqlite.extend_from_slice(outbox::SQLITE_MIGRATIONS);

@@ -20,8 +20,7 @@ macro_rules! sql_store {
 
             use super::super::bad_column;
             use crate::domain::{
-                Actor, Payment, PaymentStatus, Refund, RefundStatus, Transaction, TransactionKind,
-                TransactionStatus,
+                Actor, Payment, PaymentStatus, Refund, RefundStatus, Transaction, TransactionKind, TransactionStatus,
             };
 
             type DbRow = <$db as sqlx::Database>::Row;
@@ -154,7 +153,10 @@ macro_rules! sql_store {
                 &self,
                 id: uuid::Uuid,
             ) -> Result<Option<crate::domain::PaymentView>, ordermesh_platform::ServiceError> {
-                let sql = format!("SELECT {} FROM payments WHERE id = $1", super::sql::PAYMENT_COLUMNS);
+                let sql = format!(
+                    "SELECT {} FROM payments WHERE id = $1",
+                    super::sql::PAYMENT_COLUMNS
+                );
                 let row = sqlx::query(sqlx::AssertSqlSafe(sql))
                     .bind(id)
                     .fetch_optional(self.pool())

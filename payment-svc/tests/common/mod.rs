@@ -146,11 +146,7 @@ impl Harness {
         self.client.clone()
     }
 
-    pub async fn authorize(
-        &self,
-        req: pb::AuthorizePaymentRequest,
-        token: &str,
-    ) -> Result<pb::Payment, tonic::Status> {
+    pub async fn authorize(&self, req: pb::AuthorizePaymentRequest, token: &str) -> Result<pb::Payment, tonic::Status> {
         Ok(self
             .client()
             .authorize_payment(with_token(req, token))
@@ -223,7 +219,9 @@ impl Harness {
                 .await
                 .unwrap();
         pool.close().await;
-        rows.into_iter().map(|(t,)| t.rsplit('.').next().unwrap().to_owned()).collect()
+        rows.into_iter()
+            .map(|(t,)| t.rsplit('.').next().unwrap().to_owned())
+            .collect()
     }
 }
 
