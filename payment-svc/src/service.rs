@@ -50,6 +50,9 @@ enum Started {
     Done(Transaction),
     /// The operation is PENDING: send it to the gateway.
     Pending(Transaction),
+    /// Nothing to do: the payment is already where the operation would take it (a void of a
+    /// VOIDED payment returns it unchanged).
+    Unchanged(Uuid),
 }
 
 fn resume_or_done(existing: Transaction, kind: TransactionKind, hash: &str) -> Result<Started, ServiceError> {
@@ -124,6 +127,7 @@ impl Payments {
         let hash = cmd.hash();
         let transaction = match self.start_authorize(cmd, &hash).await? {
             Started::Done(t) => return self.get(t.payment_id).await,
+            Started::Unchanged(id) => return self.get(id).await,
             Started::Pending(t) => t,
         };
         let request = ChargeRequest {
@@ -231,6 +235,7 @@ impl Payments {
         };
         let transaction = match started {
             Started::Done(t) => return self.result_of(&t).await,
+            Started::Unchanged(id) => return Ok((self.get(id).await?, None)),
             Started::Pending(t) => t,
         };
         let request = self.gateway_request(&transaction).await?;
@@ -273,6 +278,9 @@ impl Payments {
             .lock_payment(tx, op.payment_id)
             .await?
             .ok_or_else(|| ServiceError::not_found("payment", op.payment_id))?;
+        if op.kind == TransactionKind::Void && payment.status == PaymentStatus::Voided {
+            return Ok(Started::Unchanged(payment.id));
+        }
         let transactions = self.store.transactions_of(tx, payment.id).await?;
         let amount = domain::check_follow_up(op, &payment, &transactions)?;
         let now = domain::now();
@@ -439,7 +447,7 @@ impl Payments {
         let hash = op.hash();
         let transaction = match self.start_follow_up(tx, &op, &hash, actor).await {
             Ok(Started::Pending(t)) => t,
-            Ok(Started::Done(_)) => return Ok(()),
+            Ok(Started::Done(_) | Started::Unchanged(_)) => return Ok(()),
             Err(ServiceError::FailedPrecondition { message, .. }) => {
                 tracing::info!(%order_id, %message, "cancelled order: nothing to refund");
                 return Ok(());

@@ -146,3 +146,94 @@ async fn a_gateway_outage_during_the_refund_is_retried() {
     assert_eq!(CountingGateway::count(&h.gateway.refunds), 1);
     assert_eq!(h.processed_order_events().await, 1);
 }
+
+/// The embedded profile: SQLite and the in-process bus, the same code end to end.
+#[tokio::test]
+async fn embedded_profile_charges_refunds_and_consumes() {
+    use ordermesh_platform::events::MemoryBus;
+    use ordermesh_platform::testing::{self, RunningService, TestAuth, TestDatabase, with_token};
+    use ordermesh_proto::payment::payment_service_client::PaymentServiceClient;
+
+    let db = TestDatabase::sqlite().unwrap();
+    let auth = TestAuth::start().await.unwrap();
+    let mut config = testing::service_config(payment_svc::SERVICE, db.url(), auth.auth_config()).unwrap();
+    let bus = Arc::new(MemoryBus::new());
+    config.bus = Some(bus.clone());
+    let gateway = Arc::new(CountingGateway::sandbox());
+    let service_gateway: Arc<dyn payment_svc::gateway::PaymentGateway> = gateway.clone();
+    let service = RunningService::start(config, move |c, l, s| {
+        payment_svc::run_with_gateway(c, l, s, service_gateway)
+    })
+    .await
+    .unwrap();
+    let mut client = PaymentServiceClient::new(service.channel());
+    let token = auth.service("order-svc");
+
+    let order = Uuid::now_v7();
+    let request = charge(order, "tok_approved", &format!("order-{order}-charge"), true);
+    let paid = client
+        .authorize_payment(with_token(request.clone(), &token))
+        .await
+        .unwrap()
+        .into_inner()
+        .payment
+        .unwrap();
+    assert_eq!(status(&paid), pb::PaymentStatus::Captured);
+    let again = client
+        .authorize_payment(with_token(request, &token))
+        .await
+        .unwrap()
+        .into_inner()
+        .payment
+        .unwrap();
+    assert_eq!(again.id, paid.id);
+    assert_eq!(CountingGateway::count(&gateway.charges), 1);
+
+    let partial = client
+        .refund_payment(with_token(
+            pb::RefundPaymentRequest {
+                payment_id: paid.id.clone(),
+                amount: Some(common::eur(200)),
+                reason: "goodwill".into(),
+                idempotency_key: "goodwill-1".into(),
+            },
+            &auth.employee("admin-1", &[ordermesh_platform::auth::Role::Admin]),
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        status(partial.payment.as_ref().unwrap()),
+        pb::PaymentStatus::PartiallyRefunded
+    );
+
+    let event = cancelled(order, &paid.id, true);
+    bus.publish(&event).await.unwrap();
+    bus.publish(&cancelled(order, "", true)).await.unwrap();
+    let get = |id: String| {
+        let mut client = client.clone();
+        let token = token.clone();
+        async move {
+            client
+                .get_payment(with_token(pb::GetPaymentRequest { payment_id: id }, &token))
+                .await
+                .unwrap()
+                .into_inner()
+                .payment
+                .unwrap()
+        }
+    };
+    wait_for("the refund", async || {
+        status(&get(paid.id.clone()).await) == pb::PaymentStatus::Refunded
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let payment = get(paid.id.clone()).await;
+    assert_eq!(
+        payment.refunds.len(),
+        2,
+        "the goodwill refund and one cancellation refund"
+    );
+    assert_eq!(payment.refunds[1].amount.as_ref().unwrap().amount_minor, 4000);
+    assert_eq!(CountingGateway::count(&gateway.refunds), 2);
+}

@@ -190,13 +190,27 @@ async fn gateway_outage_is_unavailable_and_a_retry_with_the_key_completes() {
     assert_eq!(status(&done), pb::PaymentStatus::Captured);
     assert_eq!(count(&h.gateway.charges), 1);
 
+    // The gateway charged but its answer was lost: the retry sends the same key, and the
+    // gateway answers with the first (and only) charge.
+    h.gateway.lose_answers.store(1, std::sync::atomic::Ordering::SeqCst);
+    let lost = charge(Uuid::now_v7(), "tok_approved", "lost-answer", true);
+    let err = h.authorize(lost.clone(), &h.order_svc()).await.unwrap_err();
+    assert_eq!(err.code(), Code::Unavailable);
+    let recovered = h.authorize(lost, &h.order_svc()).await.unwrap();
+    assert_eq!(status(&recovered), pb::PaymentStatus::Captured);
+    assert_eq!(
+        h.gateway.charge_keys.lock().unwrap()[1..],
+        ["lost-answer", "lost-answer"],
+        "both attempts carried the caller's key"
+    );
+
     // The sandbox's own transient error token.
     let err = h
         .authorize(charge(Uuid::now_v7(), "tok_gateway_error", "ge", true), &h.order_svc())
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::Unavailable);
-    assert_eq!(h.outbox_types().await, ["PaymentCaptured"]);
+    assert_eq!(h.outbox_types().await, ["PaymentCaptured", "PaymentCaptured"]);
 }
 
 #[tokio::test]
@@ -293,8 +307,22 @@ async fn void_releases_an_authorisation() {
     assert_eq!(status(&voided), pb::PaymentStatus::Voided);
     let again = void("v-1").await.unwrap().into_inner().payment.unwrap();
     assert_eq!(again, voided);
-    assert_eq!(void("v-2").await.unwrap_err().code(), Code::FailedPrecondition);
+    // Voiding a VOIDED payment (another key) returns it unchanged; capturing it is refused.
+    assert_eq!(void("v-2").await.unwrap().into_inner().payment.unwrap(), voided);
     assert_eq!(count(&h.gateway.voids), 1);
+    let err = h
+        .client()
+        .capture_payment(with_token(
+            pb::CapturePaymentRequest {
+                payment_id: held.id.clone(),
+                amount: None,
+                idempotency_key: "v-capture".into(),
+            },
+            &token,
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::FailedPrecondition);
     assert_eq!(h.outbox_types().await, ["PaymentAuthorized", "PaymentVoided"]);
 }
 

@@ -28,6 +28,11 @@ pub fn nats_url() -> String {
 pub struct CountingGateway {
     inner: Arc<dyn PaymentGateway>,
     pub fail_first: AtomicUsize,
+    /// The next `lose_answers` charges reach the gateway (which performs them) but their answer
+    /// is lost: a transient error, as when the process or the network fails after the call.
+    pub lose_answers: AtomicUsize,
+    /// Keys of the charges that reached the gateway.
+    pub charge_keys: std::sync::Mutex<Vec<String>>,
     /// Like `fail_first`, for refunds.
     pub fail_refunds: AtomicUsize,
     pub charges: AtomicUsize,
@@ -42,6 +47,8 @@ impl CountingGateway {
             inner,
             fail_first: AtomicUsize::new(0),
             fail_refunds: AtomicUsize::new(0),
+            lose_answers: AtomicUsize::new(0),
+            charge_keys: std::sync::Mutex::new(Vec::new()),
             charges: AtomicUsize::new(0),
             captures: AtomicUsize::new(0),
             refunds: AtomicUsize::new(0),
@@ -69,7 +76,16 @@ impl PaymentGateway for CountingGateway {
             return Err(GatewayError::Unavailable("injected outage".into()));
         }
         self.charges.fetch_add(1, Ordering::SeqCst);
-        self.inner.charge(request).await
+        self.charge_keys.lock().unwrap().push(request.idempotency_key.clone());
+        let outcome = self.inner.charge(request).await;
+        if self
+            .lose_answers
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok()
+        {
+            return Err(GatewayError::Unavailable("answer lost".into()));
+        }
+        outcome
     }
     async fn capture(&self, request: &FollowUpRequest) -> Result<GatewayOutcome, GatewayError> {
         self.captures.fetch_add(1, Ordering::SeqCst);
