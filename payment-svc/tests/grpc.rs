@@ -136,6 +136,22 @@ async fn the_same_idempotency_key_charges_once() {
     assert!(results.iter().all(|r| r.as_ref().unwrap().id == first.id));
     assert_eq!(count(&h.gateway.charges), 1);
 
+    // Racing requests for one order under different keys: one payment, one charge.
+    let race = Uuid::now_v7();
+    let results = futures::future::join_all(
+        (0..8).map(|i| h.authorize(charge(race, "tok_approved", &format!("race-{i}"), true), &token)),
+    )
+    .await;
+    let won: Vec<_> = results.iter().filter_map(|r| r.as_ref().ok()).collect();
+    assert_eq!(won.len(), 1, "{results:?}");
+    assert!(
+        results
+            .iter()
+            .filter_map(|r| r.as_ref().err())
+            .all(|e| e.code() == Code::AlreadyExists)
+    );
+    assert_eq!(count(&h.gateway.charges), 2);
+
     // The same key with another request is refused clearly.
     let mut other = request.clone();
     other.amount = Some(eur(1));
@@ -152,8 +168,8 @@ async fn the_same_idempotency_key_charges_once() {
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::AlreadyExists, "{err:?}");
-    assert_eq!(count(&h.gateway.charges), 1);
-    assert_eq!(h.outbox_types().await, ["PaymentCaptured"]);
+    assert_eq!(count(&h.gateway.charges), 2);
+    assert_eq!(h.outbox_types().await, ["PaymentCaptured", "PaymentCaptured"]);
 }
 
 #[tokio::test]
@@ -275,6 +291,22 @@ async fn refunds_partial_then_full_never_above_captured_and_idempotent() {
         h.outbox_types().await,
         ["PaymentCaptured", "PaymentRefunded", "PaymentRefunded"]
     );
+
+    // Concurrent refunds under different keys never exceed what was captured.
+    let p = h
+        .authorize(charge(Uuid::now_v7(), "tok_approved", "r-race", true), &h.order_svc())
+        .await
+        .unwrap();
+    let keys: Vec<String> = (0..6).map(|i| format!("r-race-{i}")).collect();
+    let results = futures::future::join_all(keys.iter().map(|key| h.refund(&p.id, Some(1000), key, &admin))).await;
+    assert_eq!(results.iter().filter(|r| r.is_ok()).count(), 4, "{results:?}");
+    assert!(
+        results
+            .iter()
+            .filter_map(|r| r.as_ref().err())
+            .all(|e| e.code() == Code::FailedPrecondition)
+    );
+    assert_eq!(h.get(&p.id).await.refunded_amount.unwrap().amount_minor, 4000);
 
     // Refunding an authorised, uncaptured payment is a state error.
     let held = h
