@@ -46,7 +46,8 @@ impl HttpGatewayConfig {
 /// Adapter for a JSON-over-HTTP payment provider:
 ///
 /// - `POST {base}/v1/charges` `{amount, currency, payment_method, reference, capture}`
-/// - `POST {base}/v1/captures` and `POST {base}/v1/refunds` `{reference, amount, currency}`
+/// - `POST {base}/v1/captures`, `POST {base}/v1/refunds` and `POST {base}/v1/voids`
+///   `{reference, amount, currency}`
 ///
 /// Every request carries `Idempotency-Key`, and a retry reuses it, so the provider performs each
 /// operation once however often we ask. 2xx `{id, status: "approved"|"declined", decline_reason}`
@@ -192,5 +193,11 @@ impl PaymentGateway for HttpGateway {
         let body = json!({"reference": request.gateway_reference, "amount": request.amount.minor,
                           "currency": request.amount.currency});
         self.post("/v1/refunds", &request.idempotency_key, body).await
+    }
+
+    async fn void(&self, request: &FollowUpRequest) -> Result<GatewayOutcome, GatewayError> {
+        let body = json!({"reference": request.gateway_reference, "amount": request.amount.minor,
+                          "currency": request.amount.currency});
+        self.post("/v1/voids", &request.idempotency_key, body).await
     }
 }

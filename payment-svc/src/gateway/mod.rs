@@ -26,11 +26,11 @@ pub struct ChargeRequest {
     pub capture: bool,
 }
 
-/// Capture or refund against an earlier gateway operation.
+/// Capture, void or refund against an earlier gateway operation.
 #[derive(Debug, Clone)]
 pub struct FollowUpRequest {
     pub idempotency_key: String,
-    /// The gateway's reference of the authorization (capture) or capture (refund).
+    /// The gateway's reference of the authorization (capture, void) or capture (refund).
     pub gateway_reference: String,
     pub amount: Amount,
 }
@@ -72,4 +72,6 @@ pub trait PaymentGateway: Send + Sync {
     async fn charge(&self, request: &ChargeRequest) -> Result<GatewayOutcome, GatewayError>;
     async fn capture(&self, request: &FollowUpRequest) -> Result<GatewayOutcome, GatewayError>;
     async fn refund(&self, request: &FollowUpRequest) -> Result<GatewayOutcome, GatewayError>;
+    /// Releases an authorization that will not be captured.
+    async fn void(&self, request: &FollowUpRequest) -> Result<GatewayOutcome, GatewayError>;
 }

@@ -66,6 +66,10 @@ impl PaymentGateway for SandboxGateway {
     async fn refund(&self, request: &FollowUpRequest) -> Result<GatewayOutcome, GatewayError> {
         Ok(self.once(&request.idempotency_key, || Self::approve("re")))
     }
+
+    async fn void(&self, request: &FollowUpRequest) -> Result<GatewayOutcome, GatewayError> {
+        Ok(self.once(&request.idempotency_key, || Self::approve("vd")))
+    }
 }
 
 #[cfg(test)]
