@@ -17,11 +17,15 @@ use ordermesh_proto::common::Money;
 use ordermesh_proto::customer::customer_service_client::CustomerServiceClient;
 use ordermesh_proto::customer::{CreateCustomerRequest, IdentityLink};
 use ordermesh_proto::order::order_service_client::OrderServiceClient;
-use ordermesh_proto::order::{GetOrderRequest, Order, OrderStatus, PlaceOrderItem, PlaceOrderRequest, PlaceOrderResponse};
+use ordermesh_proto::order::{
+    GetOrderRequest, Order, OrderStatus, PlaceOrderItem, PlaceOrderRequest, PlaceOrderResponse,
+};
 use ordermesh_proto::payment::payment_service_client::PaymentServiceClient;
 use ordermesh_proto::payment::{ListPaymentsRequest, Payment};
 use ordermesh_proto::product::product_service_client::ProductServiceClient;
-use ordermesh_proto::product::{AdjustStockRequest, CreateProductRequest, GetStockLevelRequest, Product, StockLevel};
+use ordermesh_proto::product::{
+    AdjustStockRequest, CreateCategoryRequest, CreateProductRequest, GetStockLevelRequest, Product, StockLevel,
+};
 use payment_svc::gateway::{
     ChargeRequest, FollowUpRequest, GatewayError, GatewayOutcome, PaymentGateway, SandboxGateway,
 };
@@ -80,13 +84,22 @@ impl PaymentGateway for CountingGateway {
         let outcome = self.inner.charge(request).await;
         if let Ok(GatewayOutcome::Approved { .. }) = &outcome {
             self.approved_charges.fetch_add(1, Ordering::SeqCst);
-            *self.keys.lock().unwrap().entry(request.idempotency_key.clone()).or_default() += 1;
+            *self
+                .keys
+                .lock()
+                .unwrap()
+                .entry(request.idempotency_key.clone())
+                .or_default() += 1;
         }
         outcome
     }
 
     async fn capture(&self, request: &FollowUpRequest) -> Result<GatewayOutcome, GatewayError> {
         self.inner.capture(request).await
+    }
+
+    async fn void(&self, request: &FollowUpRequest) -> Result<GatewayOutcome, GatewayError> {
+        self.inner.void(request).await
     }
 
     async fn refund(&self, request: &FollowUpRequest) -> Result<GatewayOutcome, GatewayError> {
@@ -146,7 +159,10 @@ impl Platform {
     }
 
     fn url(&self, name: &str) -> String {
-        self.running.get(name).map(|r| format!("http://{}", r.addr)).unwrap_or_default()
+        self.running
+            .get(name)
+            .map(|r| format!("http://{}", r.addr))
+            .unwrap_or_default()
     }
 
     fn config(&self, name: &'static str) -> anyhow::Result<ServiceConfig> {
@@ -163,7 +179,14 @@ impl Platform {
     async fn launch(&mut self, name: &'static str, listener: TcpListener) -> anyhow::Result<()> {
         let addr = listener.local_addr()?;
         // Peers are known before the service starts: register the address first.
-        self.running.insert(name, Running { addr, shutdown: Shutdown::new(), handle: tokio::spawn(async { Ok(()) }) });
+        self.running.insert(
+            name,
+            Running {
+                addr,
+                shutdown: Shutdown::new(),
+                handle: tokio::spawn(async { Ok(()) }),
+            },
+        );
         let config = self.config(name)?;
         let shutdown = Shutdown::new();
         let s = shutdown.clone();
@@ -245,7 +268,20 @@ impl Platform {
 
     /// An active product priced `price_minor` EUR cents with `stock` units on hand.
     pub async fn product(&self, price_minor: i64, stock: i64) -> anyhow::Result<Product> {
-        let sku = format!("SKU-{}", uuid::Uuid::now_v7().simple());
+        let sku = format!("SKU-{}", uuid::Uuid::now_v7().simple()).to_uppercase();
+        let category = self
+            .products()
+            .create_category(with_token(
+                CreateCategoryRequest {
+                    name: format!("Kitchen {sku}"),
+                    ..Default::default()
+                },
+                &self.admin,
+            ))
+            .await?
+            .into_inner()
+            .category
+            .expect("category");
         let product = self
             .products()
             .create_product(with_token(
@@ -254,7 +290,11 @@ impl Platform {
                         sku,
                         name: "Espresso machine".into(),
                         description: "A test product".into(),
-                        price: Some(Money { amount_minor: price_minor, currency_code: "EUR".into() }),
+                        category_id: category.id,
+                        price: Some(Money {
+                            amount_minor: price_minor,
+                            currency_code: "EUR".into(),
+                        }),
                         active: true,
                         ..Default::default()
                     }),
@@ -284,7 +324,12 @@ impl Platform {
     pub async fn stock(&self, product_id: &str) -> anyhow::Result<StockLevel> {
         Ok(self
             .products()
-            .get_stock_level(with_token(GetStockLevelRequest { product_id: product_id.into() }, &self.admin))
+            .get_stock_level(with_token(
+                GetStockLevelRequest {
+                    product_id: product_id.into(),
+                },
+                &self.admin,
+            ))
             .await?
             .into_inner()
             .stock_level
@@ -325,18 +370,33 @@ impl Platform {
     ) -> Result<PlaceOrderResponse, tonic::Status> {
         let request = PlaceOrderRequest {
             customer_id: customer_id.into(),
-            items: lines.iter().map(|(id, q)| PlaceOrderItem { product_id: (*id).into(), quantity: *q }).collect(),
+            items: lines
+                .iter()
+                .map(|(id, q)| PlaceOrderItem {
+                    product_id: (*id).into(),
+                    quantity: *q,
+                })
+                .collect(),
             shipping_address: None,
             payment_method_token: payment_method.into(),
             idempotency_key: key.into(),
         };
-        Ok(self.orders().place_order(with_token(request, token)).await?.into_inner())
+        Ok(self
+            .orders()
+            .place_order(with_token(request, token))
+            .await?
+            .into_inner())
     }
 
     pub async fn order(&self, order_id: &str) -> anyhow::Result<Order> {
         Ok(self
             .orders()
-            .get_order(with_token(GetOrderRequest { order_id: order_id.into() }, &self.admin))
+            .get_order(with_token(
+                GetOrderRequest {
+                    order_id: order_id.into(),
+                },
+                &self.admin,
+            ))
             .await?
             .into_inner()
             .order
@@ -363,7 +423,13 @@ impl Platform {
     pub async fn payments_of(&self, order_id: &str) -> anyhow::Result<Vec<Payment>> {
         Ok(self
             .payments()
-            .list_payments(with_token(ListPaymentsRequest { order_id: order_id.into(), ..Default::default() }, &self.admin))
+            .list_payments(with_token(
+                ListPaymentsRequest {
+                    order_id: order_id.into(),
+                    ..Default::default()
+                },
+                &self.admin,
+            ))
             .await?
             .into_inner()
             .payments)
@@ -378,7 +444,9 @@ impl Drop for Platform {
         // Remove this test's streams from the shared NATS server.
         let events = self.events.clone();
         let _ = std::thread::spawn(move || {
-            let Ok(runtime) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
+            let Ok(runtime) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
+                return;
+            };
             runtime.block_on(async move {
                 if let Ok(bus) = ordermesh_platform::events::NatsBus::connect_only(NATS_URL, events).await {
                     let _ = bus.delete_streams().await;
@@ -394,7 +462,11 @@ pub const SETTLED: [OrderStatus; 3] = [OrderStatus::Confirmed, OrderStatus::Reje
 
 /// Names of an order's history, oldest first.
 pub fn history(order: &Order) -> Vec<OrderStatus> {
-    order.history.iter().map(|h| OrderStatus::try_from(h.to_status).unwrap_or(OrderStatus::Unspecified)).collect()
+    order
+        .history
+        .iter()
+        .map(|h| OrderStatus::try_from(h.to_status).unwrap_or(OrderStatus::Unspecified))
+        .collect()
 }
 
 /// A payment provider on a local port, speaking the HTTP gateway adapter's protocol. It
@@ -422,19 +494,29 @@ impl FakeProvider {
         use axum::response::IntoResponse;
         type Shared = Arc<std::sync::Mutex<ProviderState>>;
         async fn charge(State(state): State<Shared>, headers: HeaderMap) -> axum::response::Response {
-            let key = headers.get("idempotency-key").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+            let key = headers
+                .get("idempotency-key")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_owned();
             let mut state = state.lock().unwrap();
             state.requests += 1;
             let next = state.charges.len() + 1;
-            let record =
-                state.charges.entry(key).or_insert_with(|| serde_json::json!({"id": format!("ch_{next}"), "status": "approved"})).clone();
+            let record = state
+                .charges
+                .entry(key)
+                .or_insert_with(|| serde_json::json!({"id": format!("ch_{next}"), "status": "approved"}))
+                .clone();
             if !state.failures.is_empty() {
                 let code = state.failures.remove(0);
                 return StatusCode::from_u16(code).unwrap().into_response();
             }
             (StatusCode::OK, axum::Json(record)).into_response()
         }
-        let state: Shared = Arc::new(std::sync::Mutex::new(ProviderState { failures, ..Default::default() }));
+        let state: Shared = Arc::new(std::sync::Mutex::new(ProviderState {
+            failures,
+            ..Default::default()
+        }));
         let addr = listener.local_addr().expect("bound");
         let app = axum::Router::new()
             .route("/v1/charges", axum::routing::post(charge))

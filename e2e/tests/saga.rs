@@ -21,7 +21,10 @@ async fn happy_path_confirms_with_history_pending_reserved_confirmed() {
     let product = p.product(1999, 10).await.unwrap();
     let (token, customer) = p.client("alice").await.unwrap();
 
-    let placed = p.place(&token, &customer, &[(&product.id, 2)], "tok_approved", "").await.unwrap();
+    let placed = p
+        .place(&token, &customer, &[(&product.id, 2)], "tok_approved", "")
+        .await
+        .unwrap();
     let order = placed.order.unwrap();
     assert_eq!(order.status, OrderStatus::Pending as i32, "PlaceOrder returns at once");
     assert!(!placed.correlation_id.is_empty());
@@ -29,7 +32,10 @@ async fn happy_path_confirms_with_history_pending_reserved_confirmed() {
 
     let done = p.wait_for(&order.id, &SETTLED, SAGA).await.unwrap();
     assert_eq!(done.status, OrderStatus::Confirmed as i32, "{done:?}");
-    assert_eq!(history(&done), [OrderStatus::Pending, OrderStatus::Reserved, OrderStatus::Confirmed]);
+    assert_eq!(
+        history(&done),
+        [OrderStatus::Pending, OrderStatus::Reserved, OrderStatus::Confirmed]
+    );
     let payments = p.payments_of(&order.id).await.unwrap();
     assert_eq!(payments.len(), 1);
     assert_eq!(payments[0].status, PaymentStatus::Captured as i32);
@@ -45,7 +51,12 @@ async fn not_enough_stock_rejects_with_reason_and_charges_nothing() {
     let p = Platform::start(gateway.clone()).await.unwrap();
     let product = p.product(500, 1).await.unwrap();
     let (token, customer) = p.client("bob").await.unwrap();
-    let order = p.place(&token, &customer, &[(&product.id, 3)], "tok_approved", "").await.unwrap().order.unwrap();
+    let order = p
+        .place(&token, &customer, &[(&product.id, 3)], "tok_approved", "")
+        .await
+        .unwrap()
+        .order
+        .unwrap();
 
     let done = p.wait_for(&order.id, &SETTLED, SAGA).await.unwrap();
     assert_eq!(done.status, OrderStatus::Rejected as i32);
@@ -62,13 +73,20 @@ async fn declined_payment_rejects_and_restores_stock() {
     let p = Platform::start(gateway.clone()).await.unwrap();
     let product = p.product(500, 5).await.unwrap();
     let (token, customer) = p.client("carol").await.unwrap();
-    let order =
-        p.place(&token, &customer, &[(&product.id, 2)], "tok_insufficient_funds", "").await.unwrap().order.unwrap();
+    let order = p
+        .place(&token, &customer, &[(&product.id, 2)], "tok_insufficient_funds", "")
+        .await
+        .unwrap()
+        .order
+        .unwrap();
 
     let done = p.wait_for(&order.id, &SETTLED, SAGA).await.unwrap();
     assert_eq!(done.status, OrderStatus::Rejected as i32);
     assert_eq!(done.rejection_reason, "insufficient_funds");
-    assert_eq!(history(&done), [OrderStatus::Pending, OrderStatus::Reserved, OrderStatus::Rejected]);
+    assert_eq!(
+        history(&done),
+        [OrderStatus::Pending, OrderStatus::Reserved, OrderStatus::Rejected]
+    );
     // The release is asynchronous (product-svc consumes OrderRejected).
     let deadline = tokio::time::Instant::now() + SAGA;
     while p.stock(&product.id).await.unwrap().available != 5 {
@@ -85,11 +103,22 @@ async fn cancelling_a_confirmed_order_refunds_and_restores_stock_a_shipped_one_c
     let product = p.product(1000, 4).await.unwrap();
     let (token, customer) = p.client("dave").await.unwrap();
 
-    let first = p.place(&token, &customer, &[(&product.id, 1)], "tok_approved", "").await.unwrap().order.unwrap();
+    let first = p
+        .place(&token, &customer, &[(&product.id, 1)], "tok_approved", "")
+        .await
+        .unwrap()
+        .order
+        .unwrap();
     p.wait_for(&first.id, &[OrderStatus::Confirmed], SAGA).await.unwrap();
     let cancelled = p
         .orders()
-        .cancel_order(with_token(CancelOrderRequest { order_id: first.id.clone(), reason: "changed my mind".into() }, &token))
+        .cancel_order(with_token(
+            CancelOrderRequest {
+                order_id: first.id.clone(),
+                reason: "changed my mind".into(),
+            },
+            &token,
+        ))
         .await
         .unwrap()
         .into_inner()
@@ -105,11 +134,19 @@ async fn cancelling_a_confirmed_order_refunds_and_restores_stock_a_shipped_one_c
             assert_eq!(payment.status, PaymentStatus::Refunded as i32);
             break;
         }
-        assert!(tokio::time::Instant::now() < deadline, "refund {refunded}, stock {stock:?}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "refund {refunded}, stock {stock:?}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 
-    let second = p.place(&token, &customer, &[(&product.id, 1)], "tok_approved", "").await.unwrap().order.unwrap();
+    let second = p
+        .place(&token, &customer, &[(&product.id, 1)], "tok_approved", "")
+        .await
+        .unwrap()
+        .order
+        .unwrap();
     p.wait_for(&second.id, &[OrderStatus::Confirmed], SAGA).await.unwrap();
     let manager = p.auth.employee("mgr-1", &[Role::OrderManager]);
     p.orders()
@@ -127,7 +164,13 @@ async fn cancelling_a_confirmed_order_refunds_and_restores_stock_a_shipped_one_c
         .unwrap();
     let error = p
         .orders()
-        .cancel_order(with_token(CancelOrderRequest { order_id: second.id.clone(), reason: String::new() }, &token))
+        .cancel_order(with_token(
+            CancelOrderRequest {
+                order_id: second.id.clone(),
+                reason: String::new(),
+            },
+            &token,
+        ))
         .await
         .unwrap_err();
     assert_eq!(error.code(), tonic::Code::FailedPrecondition, "{error:?}");
@@ -140,14 +183,18 @@ async fn the_same_idempotency_key_twice_gives_one_order_and_one_charge() {
     let p = Platform::start(gateway.clone()).await.unwrap();
     let product = p.product(700, 10).await.unwrap();
     let (token, customer) = p.client("erin").await.unwrap();
+    let lines = [(product.id.as_str(), 1)];
     let (a, b) = tokio::join!(
-        p.place(&token, &customer, &[(&product.id, 1)], "tok_approved", "checkout-42"),
-        p.place(&token, &customer, &[(&product.id, 1)], "tok_approved", "checkout-42"),
+        p.place(&token, &customer, &lines, "tok_approved", "checkout-42"),
+        p.place(&token, &customer, &lines, "tok_approved", "checkout-42"),
     );
     let (a, b) = (a.unwrap(), b.unwrap());
     assert_eq!(a.order.as_ref().unwrap().id, b.order.as_ref().unwrap().id);
     assert!(a.idempotent_replay || b.idempotent_replay);
-    let again = p.place(&token, &customer, &[(&product.id, 1)], "tok_approved", "checkout-42").await.unwrap();
+    let again = p
+        .place(&token, &customer, &[(&product.id, 1)], "tok_approved", "checkout-42")
+        .await
+        .unwrap();
     assert!(again.idempotent_replay);
     let id = again.order.unwrap().id;
     p.wait_for(&id, &[OrderStatus::Confirmed], SAGA).await.unwrap();
@@ -163,10 +210,9 @@ async fn two_hundred_concurrent_orders_for_fifty_units_confirm_exactly_fifty() {
     let product = p.product(100, 50).await.unwrap();
     let (token, customer) = p.client("frank").await.unwrap();
 
-    let placed = futures::future::join_all(
-        (0..200).map(|_| p.place(&token, &customer, &[(&product.id, 1)], "tok_approved", "")),
-    )
-    .await;
+    let lines = [(product.id.as_str(), 1)];
+    let placed =
+        futures::future::join_all((0..200).map(|_| p.place(&token, &customer, &lines, "tok_approved", ""))).await;
     let ids: Vec<String> = placed.into_iter().map(|r| r.unwrap().order.unwrap().id).collect();
     let mut confirmed = 0;
     let mut rejected = 0;
@@ -202,12 +248,21 @@ fn http_gateway(url: String, breaker: BreakerConfig) -> Arc<HttpGateway> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_http_gateway_answering_503_twice_then_200_captures_once() {
-    let provider = FakeProvider::serve(tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(), vec![503, 503]).await;
+    let provider = FakeProvider::serve(
+        tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
+        vec![503, 503],
+    )
+    .await;
     let gateway = http_gateway(provider.url(), BreakerConfig::default());
     let p = Platform::start(gateway).await.unwrap();
     let product = p.product(4200, 3).await.unwrap();
     let (token, customer) = p.client("gina").await.unwrap();
-    let order = p.place(&token, &customer, &[(&product.id, 1)], "tok_approved", "").await.unwrap().order.unwrap();
+    let order = p
+        .place(&token, &customer, &[(&product.id, 1)], "tok_approved", "")
+        .await
+        .unwrap()
+        .order
+        .unwrap();
     let done = p.wait_for(&order.id, &SETTLED, SAGA).await.unwrap();
     assert_eq!(done.status, OrderStatus::Confirmed as i32);
     assert_eq!(provider.charges(), 1, "exactly one capture at the gateway");
@@ -219,14 +274,26 @@ async fn with_the_gateway_down_the_breaker_opens_and_orders_wait_then_complete()
     let reserved = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = reserved.local_addr().unwrap();
     drop(reserved);
-    let gateway =
-        http_gateway(format!("http://{addr}"), BreakerConfig { failure_threshold: 3, open_for: Duration::from_millis(500) });
+    let gateway = http_gateway(
+        format!("http://{addr}"),
+        BreakerConfig {
+            failure_threshold: 3,
+            open_for: Duration::from_millis(500),
+        },
+    );
     let p = Platform::start(gateway.clone()).await.unwrap();
     let product = p.product(900, 10).await.unwrap();
     let (token, customer) = p.client("hank").await.unwrap();
     let mut ids = Vec::new();
     for _ in 0..3 {
-        ids.push(p.place(&token, &customer, &[(&product.id, 1)], "tok_approved", "").await.unwrap().order.unwrap().id);
+        ids.push(
+            p.place(&token, &customer, &[(&product.id, 1)], "tok_approved", "")
+                .await
+                .unwrap()
+                .order
+                .unwrap()
+                .id,
+        );
     }
     // The orders are reserved and wait for their payment while the breaker is open.
     for id in &ids {
@@ -239,7 +306,11 @@ async fn with_the_gateway_down_the_breaker_opens_and_orders_wait_then_complete()
     }
     assert_ne!(gateway.breaker().state(), BreakerState::Closed);
     for id in &ids {
-        assert_eq!(p.order(id).await.unwrap().status, OrderStatus::Reserved as i32, "still waiting");
+        assert_eq!(
+            p.order(id).await.unwrap().status,
+            OrderStatus::Reserved as i32,
+            "still waiting"
+        );
     }
 
     let provider = FakeProvider::serve(tokio::net::TcpListener::bind(addr).await.unwrap(), vec![]).await;
@@ -259,14 +330,30 @@ async fn payment_service_stopped_mid_saga_and_restarted_completes_orders_without
 
     let mut ids = Vec::new();
     for _ in 0..3 {
-        ids.push(p.place(&token, &customer, &[(&product.id, 1)], "tok_approved", "").await.unwrap().order.unwrap().id);
+        ids.push(
+            p.place(&token, &customer, &[(&product.id, 1)], "tok_approved", "")
+                .await
+                .unwrap()
+                .order
+                .unwrap()
+                .id,
+        );
     }
     p.stop("payment").await.unwrap();
     for _ in 0..5 {
-        ids.push(p.place(&token, &customer, &[(&product.id, 1)], "tok_approved", "").await.unwrap().order.unwrap().id);
+        ids.push(
+            p.place(&token, &customer, &[(&product.id, 1)], "tok_approved", "")
+                .await
+                .unwrap()
+                .order
+                .unwrap()
+                .id,
+        );
     }
     for id in &ids[3..] {
-        p.wait_for(id, &[OrderStatus::Reserved, OrderStatus::Confirmed], SAGA).await.unwrap();
+        p.wait_for(id, &[OrderStatus::Reserved, OrderStatus::Confirmed], SAGA)
+            .await
+            .unwrap();
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
     p.restart("payment").await.unwrap();

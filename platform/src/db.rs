@@ -69,14 +69,15 @@ impl Database {
                 .max_connections(1)
                 .connect_with(options.clone())
                 .await?;
-            sqlx::query(AssertSqlSafe(format!("CREATE SCHEMA IF NOT EXISTS {schema}")))
+            sqlx::query(AssertSqlSafe(format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\"")))
                 .execute(&bootstrap)
                 .await?;
             bootstrap.close().await;
             let pool = PgPoolOptions::new()
                 .max_connections(16)
                 .acquire_timeout(Duration::from_secs(5))
-                .connect_with(options.options([("search_path", schema)]))
+                // Quoted: a service name may be a reserved word (`order`).
+                .connect_with(options.options([("search_path", format!("\"{schema}\""))]))
                 .await?;
             Ok(Self::Postgres(pool))
         } else if let Some(path) = url.strip_prefix("sqlite://") {

@@ -100,8 +100,10 @@ pub struct TestAuth {
 impl TestAuth {
     pub async fn start() -> anyhow::Result<Self> {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let issuer =
-            std::sync::Arc::new(crate::auth::DevIssuer::generate(format!("http://{}", listener.local_addr()?))?);
+        let issuer = std::sync::Arc::new(crate::auth::DevIssuer::generate(format!(
+            "http://{}",
+            listener.local_addr()?
+        ))?);
         let router = issuer.router();
         let server = tokio::spawn(async move {
             let _ = axum::serve(listener, router).await;
