@@ -1,5 +1,6 @@
 //! The ordermesh command-line tool.
 
+mod demo;
 mod dlq;
 mod token;
 mod up;

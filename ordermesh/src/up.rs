@@ -119,7 +119,22 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
         let bff_addr = bff_listener.local_addr()?;
         tasks.spawn(bff::run(bff_listener, shutdown.clone()));
 
-        print_banner(&data_dir, bff_addr, &addresses, &issuer, started.elapsed())?;
+        for (name, addr) in &addresses {
+            wait_serving(name, *addr).await?;
+        }
+        let url = |name: &str| {
+            addresses
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, addr)| format!("http://127.0.0.1:{}", addr.port()))
+        };
+        let customers = crate::demo::seed(
+            &issuer,
+            &url("product").expect("product"),
+            &url("customer").expect("customer"),
+        )
+        .await?;
+        print_banner(&data_dir, bff_addr, &addresses, &issuer, &customers, started.elapsed())?;
 
         // Any task failing brings the whole platform down rather than leaving it half-up.
         let mut result = Ok(());
@@ -146,6 +161,7 @@ fn print_banner(
     bff_addr: std::net::SocketAddr,
     services: &[(&str, std::net::SocketAddr)],
     issuer: &DevIssuer,
+    demo_customers: &[String],
     elapsed: Duration,
 ) -> anyhow::Result<()> {
     let token = |kind, subject: &str, roles: Vec<Role>| {
@@ -176,6 +192,31 @@ fn print_banner(
         "  ADMIN_TOKEN={}",
         token(IssuerKind::Employee, "dev-admin", vec![Role::Admin])?
     );
-    println!("  CLIENT_TOKEN={}", token(IssuerKind::Client, "dev-client-1", vec![])?);
+    let (subject, _) = crate::demo::DEMO_CLIENTS[0];
+    println!("  CLIENT_TOKEN={}", token(IssuerKind::Client, subject, vec![])?);
+    println!(
+        "  MANAGER_TOKEN={}",
+        token(IssuerKind::Employee, "dev-manager", vec![Role::OrderManager])?
+    );
+    println!(
+        "Demo customers: {} (CLIENT_TOKEN is the first one's)",
+        demo_customers.join(", ")
+    );
     Ok(())
+}
+
+/// Waits until the service at `addr` reports SERVING on the gRPC health service.
+async fn wait_serving(name: &str, addr: std::net::SocketAddr) -> anyhow::Result<()> {
+    use tonic_health::pb::health_client::HealthClient;
+    use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus};
+    let channel = tonic::transport::Channel::from_shared(format!("http://127.0.0.1:{}", addr.port()))?.connect_lazy();
+    let mut health = HealthClient::new(channel);
+    for _ in 0..600 {
+        let status = health.check(HealthCheckRequest { service: String::new() }).await;
+        if status.is_ok_and(|r| r.into_inner().status == ServingStatus::Serving as i32) {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    anyhow::bail!("{name} did not become ready within 30 s")
 }
