@@ -122,6 +122,8 @@ pub struct Platform {
     pub auth: TestAuth,
     _database: TestDatabase,
     database_url: String,
+    /// The embedded profile: SQLite files and this platform's own in-process bus.
+    embedded: Option<(tempfile::TempDir, Arc<dyn ordermesh_platform::events::EventBus>)>,
     pub events: EventsConfig,
     pub gateway: Arc<dyn PaymentGateway>,
     running: HashMap<&'static str, Running>,
@@ -129,14 +131,33 @@ pub struct Platform {
 }
 
 impl Platform {
-    /// Starts the four services with `gateway` behind payment-svc.
+    /// Starts the four services with `gateway` behind payment-svc, on the production profile
+    /// (PostgreSQL, NATS JetStream).
     pub async fn start(gateway: Arc<dyn PaymentGateway>) -> anyhow::Result<Self> {
+        Self::start_profile(gateway, false).await
+    }
+
+    /// The same on the embedded profile: one SQLite file per service and an in-process bus
+    /// (this platform's own, so parallel tests do not share it).
+    pub async fn start_embedded(gateway: Arc<dyn PaymentGateway>) -> anyhow::Result<Self> {
+        Self::start_profile(gateway, true).await
+    }
+
+    async fn start_profile(gateway: Arc<dyn PaymentGateway>, embedded: bool) -> anyhow::Result<Self> {
         let auth = TestAuth::start().await?;
         let database = TestDatabase::postgres().await?;
+        let embedded = if embedded {
+            let bus: Arc<dyn ordermesh_platform::events::EventBus> =
+                Arc::new(ordermesh_platform::events::MemoryBus::new());
+            Some((tempfile::tempdir()?, bus))
+        } else {
+            None
+        };
         let admin = auth.employee("admin-1", &[Role::Admin]);
         let mut platform = Self {
             database_url: database.url().to_owned(),
             _database: database,
+            embedded,
             events: EventsConfig::isolated(),
             gateway,
             running: HashMap::new(),
@@ -166,8 +187,19 @@ impl Platform {
     }
 
     fn config(&self, name: &'static str) -> anyhow::Result<ServiceConfig> {
-        let mut config = service_config(name, &self.database_url, self.auth.auth_config())?;
-        config.nats_url = Some(NATS_URL.to_owned());
+        let mut config = match &self.embedded {
+            Some((dir, bus)) => {
+                let url = format!("sqlite://{}/{name}.db", dir.path().display());
+                let mut config = service_config(name, &url, self.auth.auth_config())?;
+                config.bus = Some(bus.clone());
+                config
+            }
+            None => {
+                let mut config = service_config(name, &self.database_url, self.auth.auth_config())?;
+                config.nats_url = Some(NATS_URL.to_owned());
+                config
+            }
+        };
         config.events = self.events.clone();
         config.credentials = self.auth.credentials(&format!("{name}-svc"));
         config.peers.product = self.url("product");
