@@ -1,10 +1,10 @@
 use std::time::Duration;
 
 use clap::Subcommand;
-use ordermesh_platform::auth::{DevIssuer, DevTokenRequest, IssuerKind, Role};
+use ordermesh_platform::auth::{DevTokenRequest, IssuerKind, Role};
 
 use crate::DataDirArg;
-use crate::up::{DEV_AUDIENCE, dev_issuer_path, dev_issuer_url};
+use crate::up::{DEV_AUDIENCE, load_dev_issuer};
 
 #[derive(Debug, Subcommand)]
 pub enum TokenCommand {
@@ -45,13 +45,7 @@ pub fn run(command: TokenCommand) -> anyhow::Result<()> {
         TokenCommand::Client { subject, common } => (IssuerKind::Client, subject, Vec::new(), common),
         TokenCommand::Employee { roles, subject, common } => (IssuerKind::Employee, subject, roles, common),
     };
-    let key = dev_issuer_path(&common.data.data_dir);
-    anyhow::ensure!(
-        key.exists(),
-        "no dev issuer key at {}: start `ordermesh up` with this data directory first",
-        key.display()
-    );
-    let issuer = DevIssuer::load_or_generate(dev_issuer_url(), &key)?;
+    let issuer = load_dev_issuer(&common.data.data_dir)?;
     let token = issuer.mint(&DevTokenRequest {
         kind,
         subject,

@@ -13,15 +13,28 @@ use crate::DataDirArg;
 
 /// Audience of dev tokens.
 pub const DEV_AUDIENCE: &str = "ordermesh";
-/// Port of the dev issuer's JWKS and discovery endpoints.
+/// Port of the dev issuer's JWKS and discovery endpoints (plus `--port-offset`).
 const DEV_ISSUER_PORT: u16 = 8090;
 
-pub fn dev_issuer_url() -> String {
-    format!("http://127.0.0.1:{DEV_ISSUER_PORT}")
+fn dev_issuer_url(port_offset: u16) -> String {
+    format!("http://127.0.0.1:{}", DEV_ISSUER_PORT + port_offset)
 }
 
 pub fn dev_issuer_path(data_dir: &Path) -> PathBuf {
     data_dir.join("dev-issuer.pem")
+}
+
+/// The dev issuer of the platform that last ran on `data_dir` (its URL is kept next to its key,
+/// so `ordermesh token` mints tokens whatever port offset `up` used).
+pub fn load_dev_issuer(data_dir: &Path) -> anyhow::Result<DevIssuer> {
+    let key = dev_issuer_path(data_dir);
+    anyhow::ensure!(
+        key.exists(),
+        "no dev issuer key at {}: start `ordermesh up` with this data directory first",
+        key.display()
+    );
+    let url = std::fs::read_to_string(data_dir.join("dev-issuer.url")).unwrap_or_else(|_| dev_issuer_url(0));
+    DevIssuer::load_or_generate(url.trim(), &key)
 }
 
 #[derive(Debug, Clone, clap::Args)]
@@ -31,6 +44,10 @@ pub struct UpArgs {
     /// Use a temporary data directory, removed on exit.
     #[arg(long)]
     ephemeral: bool,
+    /// Added to every default port (BFF 8080, gRPC 50051-50056, dev issuer 8090), to run a
+    /// second platform beside another one. Explicit `<SERVICE>_ADDR`/`BFF_ADDR` win.
+    #[arg(long, env = "ORDERMESH_PORT_OFFSET", default_value_t = 0)]
+    port_offset: u16,
 }
 
 impl Default for UpArgs {
@@ -40,6 +57,7 @@ impl Default for UpArgs {
                 data_dir: PathBuf::from("data"),
             },
             ephemeral: false,
+            port_offset: 0,
         }
     }
 }
@@ -82,11 +100,13 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
     tokio::runtime::Runtime::new()?.block_on(async move {
         let _telemetry = telemetry::init(&telemetry::TelemetryConfig::from_env(&env, "up")?)?;
         let shutdown = Shutdown::on_signals();
+        let offset = args.port_offset;
         let issuer = Arc::new(DevIssuer::load_or_generate(
-            dev_issuer_url(),
+            dev_issuer_url(offset),
             &dev_issuer_path(&data_dir),
         )?);
-        let issuer_listener = TcpListener::bind(("127.0.0.1", DEV_ISSUER_PORT)).await?;
+        std::fs::write(data_dir.join("dev-issuer.url"), dev_issuer_url(offset))?;
+        let issuer_listener = TcpListener::bind(("127.0.0.1", DEV_ISSUER_PORT + offset)).await?;
         let mut tasks = tokio::task::JoinSet::new();
         let issuer_router = issuer.router();
         let issuer_shutdown = shutdown.clone();
@@ -97,9 +117,32 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
                 .map_err(anyhow::Error::from)
         });
 
-        let mut addresses = Vec::new();
+        // Bind every listener first, so each service is told where its peers really are.
+        let mut bound = Vec::new();
         for (name, port, run) in SERVICES {
-            let mut config = ServiceConfig::from_env(&env, name, port)?;
+            let config = ServiceConfig::from_env(&env, name, port + offset)?;
+            let listener = TcpListener::bind(config.listen_addr).await?;
+            bound.push((name, run, config, listener));
+        }
+        let peer = |name: &str| {
+            bound
+                .iter()
+                .find(|(n, ..)| *n == name)
+                .and_then(|(.., listener)| listener.local_addr().ok())
+                .map(|addr| format!("http://127.0.0.1:{}", addr.port()))
+                .expect("every service is bound")
+        };
+        let peers = ordermesh_platform::PeerUrls {
+            product: peer("product"),
+            customer: peer("customer"),
+            order: peer("order"),
+            payment: peer("payment"),
+            audit: peer("audit"),
+            notification: peer("notification"),
+        };
+        let mut addresses = Vec::new();
+        for (name, run, mut config, listener) in bound {
+            config.peers = peers.clone();
             if env.optional("DATABASE_URL").is_none() {
                 config.database_url = format!("sqlite://{}/{name}.db", data_dir.display());
             }
@@ -111,11 +154,10 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
                     audience: DEV_AUDIENCE.to_owned(),
                 };
             }
-            let listener = TcpListener::bind(config.listen_addr).await?;
             addresses.push((name, listener.local_addr()?));
             tasks.spawn(run(config, listener, shutdown.clone()));
         }
-        let bff_listener = TcpListener::bind(("0.0.0.0", bff::DEFAULT_PORT)).await?;
+        let bff_listener = TcpListener::bind(("0.0.0.0", bff::DEFAULT_PORT + offset)).await?;
         let bff_addr = bff_listener.local_addr()?;
         tasks.spawn(bff::run(bff_listener, shutdown.clone()));
 
@@ -135,6 +177,7 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
         )
         .await?;
         print_banner(&data_dir, bff_addr, &addresses, &issuer, &customers, started.elapsed())?;
+        tracing::info!(elapsed_ms = started.elapsed().as_millis() as u64, "platform ready");
 
         // Any task failing brings the whole platform down rather than leaving it half-up.
         let mut result = Ok(());
@@ -186,7 +229,7 @@ fn print_banner(
             addr.port()
         );
     }
-    println!("  dev issuer     {}", dev_issuer_url());
+    println!("  dev issuer     {}", issuer.jwks_url());
     println!("Tokens (valid 8 hours):");
     println!(
         "  ADMIN_TOKEN={}",
