@@ -155,3 +155,38 @@ fn quickstart_on_the_embedded_profile_and_a_restart_that_keeps_the_data() {
     assert_eq!(again.line("Demo customers:"), demo);
     again.stop();
 }
+
+#[test]
+fn quickstart_on_the_production_profile() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let database = runtime
+        .block_on(ordermesh_platform::testing::TestDatabase::postgres())
+        .unwrap();
+    let events = ordermesh_platform::events::EventsConfig::isolated();
+    let env = [
+        ("DATABASE_URL", database.url().to_owned()),
+        ("NATS_URL", "nats://127.0.0.1:4222".to_owned()),
+        ("REDIS_URL", ordermesh_platform::testing::redis_url()),
+        ("NATS_SUBJECT_PREFIX", events.subject_prefix.clone()),
+        ("NATS_STREAM_PREFIX", events.stream_prefix.clone()),
+    ];
+    let data = tempfile::tempdir().unwrap();
+    let offset = port_offset() + 5000;
+    let up = Up::start(data.path(), offset, &env);
+    reflection_check(
+        50052 + offset,
+        "ordermesh.customer.v1.CustomerService",
+        "ordermesh.customer.v1.CustomerService.GetCustomer=ordermesh.customer.v1.GetCustomerRequest",
+    );
+    let demo = up.line("Demo customers:");
+    up.stop();
+    let again = Up::start(data.path(), offset, &env);
+    assert_eq!(again.line("Demo customers:"), demo, "PostgreSQL kept the demo data");
+    again.stop();
+    runtime.block_on(async {
+        let bus = ordermesh_platform::events::NatsBus::connect_only("nats://127.0.0.1:4222", events)
+            .await
+            .unwrap();
+        bus.delete_streams().await.unwrap();
+    });
+}
