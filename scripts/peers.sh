@@ -7,6 +7,16 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 cache=${ORDERMESH_CACHE:-$HOME/.cache/ordermesh}
 mkdir -p "$cache"
 
+as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
+need=()
+command -v npm >/dev/null 2>&1 || need+=(nodejs npm)
+python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need+=(python3-venv)
+if [ ${#need[@]} -gt 0 ]; then
+  echo "peers: installing ${need[*]} from Debian's packages" >&2
+  as_root apt-get update -qq >&2
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >&2
+fi
+
 venv="$cache/venv"
 if [ ! -x "$venv/bin/python" ]; then
   python3 -m venv "$venv" >&2
