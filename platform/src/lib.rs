@@ -9,6 +9,7 @@ pub mod db;
 pub mod error;
 pub mod events;
 pub mod grpc;
+pub mod metrics;
 pub mod pagination;
 pub mod shutdown;
 pub mod telemetry;

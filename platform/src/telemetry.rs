@@ -32,6 +32,7 @@ pub struct TelemetryConfig {
 #[must_use = "dropping the guard flushes and stops trace export"]
 pub struct TelemetryGuard {
     provider: Option<SdkTracerProvider>,
+    meters: Option<opentelemetry_sdk::metrics::SdkMeterProvider>,
 }
 
 impl Drop for TelemetryGuard {
@@ -40,6 +41,11 @@ impl Drop for TelemetryGuard {
             && let Err(error) = provider.shutdown()
         {
             eprintln!("failed to flush traces: {error}");
+        }
+        if let Some(meters) = self.meters.take()
+            && let Err(error) = meters.shutdown()
+        {
+            eprintln!("failed to flush metrics: {error}");
         }
     }
 }
@@ -82,6 +88,24 @@ pub fn init(config: &TelemetryConfig) -> anyhow::Result<TelemetryGuard> {
     if let Some(provider) = &provider {
         opentelemetry::global::set_tracer_provider(provider.clone());
     }
+    let meters = match &config.otlp_endpoint {
+        Some(endpoint) => {
+            let exporter = opentelemetry_otlp::MetricExporter::builder()
+                .with_tonic()
+                .with_endpoint(endpoint.clone())
+                .build()?;
+            let resource = opentelemetry_sdk::Resource::builder()
+                .with_service_name(config.service_name.clone())
+                .build();
+            let meters = opentelemetry_sdk::metrics::SdkMeterProvider::builder()
+                .with_periodic_exporter(exporter)
+                .with_resource(resource)
+                .build();
+            opentelemetry::global::set_meter_provider(meters.clone());
+            Some(meters)
+        }
+        None => None,
+    };
 
     // A second init (several services in one process) keeps the first subscriber.
     let _ = tracing_subscriber::registry()
@@ -89,7 +113,7 @@ pub fn init(config: &TelemetryConfig) -> anyhow::Result<TelemetryGuard> {
         .with(fmt_layer)
         .with(otel_layer)
         .try_init();
-    Ok(TelemetryGuard { provider })
+    Ok(TelemetryGuard { provider, meters })
 }
 
 /// Writes trace context into any string map (gRPC metadata, HTTP or message headers).

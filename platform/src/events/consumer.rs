@@ -216,6 +216,14 @@ async fn process(db: &Database, config: &ConsumerConfig, handler: &dyn EventHand
                 Err(HandlerError::Transient(error)) => Outcome::Retry(format!("{error:#}")),
             }
         };
+        let label = match &outcome {
+            Outcome::Processed => "processed",
+            Outcome::Duplicate => "duplicate",
+            Outcome::Retry(_) => "retry",
+            Outcome::DeadLetter(_) => "dead_letter",
+        };
+        let lag = (chrono::Utc::now() - event.occur_time).num_milliseconds() as f64 / 1000.0;
+        crate::metrics::record_consumed(&config.service, &config.topic, label, lag);
         let settled = match outcome {
             Outcome::Processed => acker.ack().await,
             Outcome::Duplicate => {

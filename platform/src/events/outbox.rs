@@ -383,12 +383,16 @@ impl Relay {
             notified.as_mut().enable();
             match self.publish_pending().await {
                 Ok(pass) => {
+                    crate::metrics::metrics()
+                        .outbox_published
+                        .add(pass.published as u64, &[]);
                     backoff = self.config.min_backoff;
                     if pass.more {
                         continue;
                     }
                 }
                 Err(error) => {
+                    crate::metrics::metrics().outbox_publish_failures.add(1, &[]);
                     tracing::warn!(error = %error, retry_in_ms = backoff.as_millis() as u64, "outbox relay: publish failed, will retry");
                     tokio::select! {
                         _ = tokio::time::sleep(backoff) => {}

@@ -72,21 +72,23 @@ where
         telemetry::set_remote_parent(&span, header);
         request.extensions_mut().insert(CorrelationId(correlation_id));
         let started = Instant::now();
+        let method = request.uri().path().to_owned();
+        let service = self.service;
         Box::pin(
             async move {
                 let response = inner.call(request).await;
                 if let Ok(response) = &response {
+                    // Errors are answered trailers-only (status in the headers); a success
+                    // carries its status in the trailers, which are not awaited here.
                     let grpc_status = response
                         .headers()
                         .get("grpc-status")
                         .and_then(|v| v.to_str().ok())
-                        .unwrap_or("0 or in trailers")
+                        .unwrap_or("0")
                         .to_owned();
-                    tracing::info!(
-                        grpc_status,
-                        elapsed_ms = started.elapsed().as_secs_f64() * 1000.0,
-                        "handled"
-                    );
+                    let elapsed = started.elapsed().as_secs_f64();
+                    crate::metrics::record_rpc(service, &method, &grpc_status, elapsed);
+                    tracing::info!(grpc_status, elapsed_ms = elapsed * 1000.0, "handled");
                 }
                 response
             }
