@@ -213,7 +213,11 @@ pub fn record_of(
             Actor {
                 kind: ActorKind::Employee,
                 id: subject.clone(),
-                roles: roles.iter().map(|r| r.as_str().to_owned()).collect(),
+                roles: {
+                    let mut roles: Vec<String> = roles.iter().map(|r| r.as_str().to_owned()).collect();
+                    roles.sort();
+                    roles
+                },
             },
             // Recorded by the employee directly, not reported by another service.
             crate::SOURCE.to_owned(),
