@@ -375,8 +375,8 @@ impl ChainVerifier {
 /// Substrings of detail keys that suggest personal data; such keys are refused.
 const PERSONAL_KEY_MARKERS: &[&str] = &[
     "email", "e_mail", "mail", "name", "phone", "mobile", "address", "street", "postcode", "postal", "zip", "birth",
-    "dob", "iban", "card", "cvv", "password", "ssn", "passport", "ip_addr", "title", "body", "note",
-    "comment", "message", "text",
+    "dob", "iban", "card", "cvv", "password", "ssn", "passport", "ip_addr", "title", "body", "note", "comment",
+    "message", "text",
 ];
 
 /// The first key (as a path, e.g. `details.contact.email`) of `details` that looks like personal
@@ -536,9 +536,11 @@ mod tests {
 
     #[test]
     fn personal_keys_are_found() {
-        let details: Map<String, Value> =
-            serde_json::from_str(r#"{"order_id":"1","contact":{"Email":"x"}}"#).unwrap();
-        assert_eq!(personal_key(&details, "details").as_deref(), Some("details.contact.Email"));
+        let details: Map<String, Value> = serde_json::from_str(r#"{"order_id":"1","contact":{"Email":"x"}}"#).unwrap();
+        assert_eq!(
+            personal_key(&details, "details").as_deref(),
+            Some("details.contact.Email")
+        );
         let clean: Map<String, Value> = serde_json::from_str(r#"{"order_id":"1","status":"OK"}"#).unwrap();
         assert_eq!(personal_key(&clean, "details"), None);
     }

@@ -54,7 +54,9 @@ fn can_read(p: &Principal) -> Result<(), Status> {
         Principal::Employee { .. } => {
             Err(ServiceError::PermissionDenied("reading the audit log requires the admin role".into()).into())
         }
-        Principal::Client { .. } => Err(ServiceError::PermissionDenied("clients cannot read the audit log".into()).into()),
+        Principal::Client { .. } => {
+            Err(ServiceError::PermissionDenied("clients cannot read the audit log".into()).into())
+        }
     }
 }
 
@@ -123,7 +125,9 @@ fn from_proto_value(value: &prost_types::Value) -> Value {
             if n.fract() == 0.0 && n.abs() < 9.0e15 {
                 Value::from(*n as i64)
             } else {
-                serde_json::Number::from_f64(*n).map(Value::Number).unwrap_or(Value::Null)
+                serde_json::Number::from_f64(*n)
+                    .map(Value::Number)
+                    .unwrap_or(Value::Null)
             }
         }
         Some(Kind::StringValue(s)) => Value::String(s.clone()),
@@ -179,8 +183,14 @@ fn filter_of(req: &pb::QueryAuditLogsRequest) -> Result<Filter, ServiceError> {
         ActorKind::Unspecified => None,
         kind => Some(kind),
     };
-    let start = req.start_time.as_ref().and_then(|t| from_timestamp(&mut v, "start_time", t));
-    let end = req.end_time.as_ref().and_then(|t| from_timestamp(&mut v, "end_time", t));
+    let start = req
+        .start_time
+        .as_ref()
+        .and_then(|t| from_timestamp(&mut v, "start_time", t));
+    let end = req
+        .end_time
+        .as_ref()
+        .and_then(|t| from_timestamp(&mut v, "end_time", t));
     if let (Some(s), Some(e)) = (start, end)
         && e <= s
     {
@@ -234,7 +244,11 @@ pub fn record_of(
                         v.add("actor.kind", "is required");
                     }
                     validate::length(&mut v, "actor.id", &actor.id, 1, 256);
-                    if actor.roles.iter().any(|r| r.is_empty() || r.len() > 64 || r.contains(',')) {
+                    if actor
+                        .roles
+                        .iter()
+                        .any(|r| r.is_empty() || r.len() > 64 || r.contains(','))
+                    {
                         v.add("actor.roles", "must be 1-64 characters each, without ','");
                     }
                     actor
@@ -275,7 +289,10 @@ pub fn record_of(
         );
     }
     if canonical_json(&Value::Object(details.clone())).len() > MAX_DETAILS_BYTES {
-        v.add("details", format!("must be at most {MAX_DETAILS_BYTES} bytes serialised"));
+        v.add(
+            "details",
+            format!("must be at most {MAX_DETAILS_BYTES} bytes serialised"),
+        );
     }
     v.into_result()?;
     Ok(NewEntry {
@@ -304,7 +321,9 @@ impl AuditService for AuditApi {
         let filter = filter_of(&req)?;
         let limit = page_size(req.page_size)?;
         let after: Option<PageKey> = pagination::decode(&req.page_token, &filter)?;
-        let rows = store::query(&self.db, &filter, after, limit + 1).await.map_err(internal)?;
+        let rows = store::query(&self.db, &filter, after, limit + 1)
+            .await
+            .map_err(internal)?;
         let (page, next_page_token) = pagination::finish(rows, limit, &filter, domain::page_key);
         Ok(Response::new(pb::QueryAuditLogsResponse {
             entries: page.iter().map(entry_to_proto).collect(),

@@ -25,6 +25,8 @@ pub const SERVICE: &str = "audit";
 pub const DEFAULT_PORT: u16 = 50055;
 /// The service's name as a source and actor.
 pub const SOURCE: &str = "audit-svc";
+/// Lanes of each topic's consumer.
+const CONSUMER_LANES: usize = 2;
 
 /// Serves the audit service on `listener` until `shutdown` is triggered.
 pub async fn run(config: ServiceConfig, listener: TcpListener, shutdown: Shutdown) -> anyhow::Result<()> {
@@ -42,8 +44,12 @@ pub async fn run(config: ServiceConfig, listener: TcpListener, shutdown: Shutdow
     };
     let mut runtime = EventRuntime::start(&config, &db, &events_shutdown).await?;
     let recorder = events::AuditRecorder::new();
+    // Appends are serialized on one chain anyway, so a few lanes per topic suffice; this also keeps
+    // the waiting writers (6 topics x lanes) below the connection pool's size.
     for topic in events::TOPICS {
-        runtime.consume(topic, recorder.clone()).await?;
+        runtime
+            .consume_with(topic, recorder.clone(), |c| c.lanes = CONSUMER_LANES)
+            .await?;
     }
     let validator = JwtValidator::new(config.auth.clone());
     let server = GrpcServer::new(&config).with_auth(Arc::new(validator));

@@ -21,7 +21,7 @@ use crate::domain::{
 };
 
 /// Key of the PostgreSQL advisory lock that serializes appends ("omaudit" in ASCII).
-pub const CHAIN_LOCK: i64 = 0x6f6d_6175_6469_74;
+pub const CHAIN_LOCK: i64 = 0x006f_6d61_7564_6974;
 
 pub fn migrations() -> Migrations {
     Migrations::embedded(
@@ -103,7 +103,10 @@ pub async fn append(tx: &mut Tx, new: &NewEntry) -> Result<Entry, sqlx::Error> {
             .fetch_optional(&mut *conn)
             .await?;
         let (sequence, previous_hash) = match head {
-            Some(row) => (row.try_get::<i64, _>("sequence")? + 1, row.try_get::<Vec<u8>, _>("hash")?),
+            Some(row) => (
+                row.try_get::<i64, _>("sequence")? + 1,
+                row.try_get::<Vec<u8>, _>("hash")?,
+            ),
             None => (1, GENESIS_HASH.to_vec()),
         };
         let entry = new.seal(sequence, Uuid::now_v7(), Utc::now(), &previous_hash);
@@ -238,8 +241,9 @@ pub async fn query(
     }
     if let Some((at, sequence)) = after {
         let (a, b, c) = (q.arg(Arg::Int(at)), q.arg(Arg::Int(at)), q.arg(Arg::Int(sequence)));
-        q.conditions
-            .push(format!("(occur_micros < {a} OR (occur_micros = {b} AND sequence < {c}))"));
+        q.conditions.push(format!(
+            "(occur_micros < {a} OR (occur_micros = {b} AND sequence < {c}))"
+        ));
     }
     let sql = format!(
         "SELECT {COLUMNS} FROM audit_entries {} ORDER BY occur_micros DESC, sequence DESC LIMIT {}",
@@ -262,12 +266,14 @@ pub async fn gdpr_trail(
         q.arg(Arg::Text(customer_id.to_owned())),
         q.arg(Arg::Text(customer_id.to_owned())),
     );
-    q.conditions
-        .push(format!("(data_subject_id = {a} OR (entity_type = 'customer' AND entity_id = {b}))"));
+    q.conditions.push(format!(
+        "(data_subject_id = {a} OR (entity_type = 'customer' AND entity_id = {b}))"
+    ));
     if let Some((at, sequence)) = after {
         let (a, b, c) = (q.arg(Arg::Int(at)), q.arg(Arg::Int(at)), q.arg(Arg::Int(sequence)));
-        q.conditions
-            .push(format!("(occur_micros > {a} OR (occur_micros = {b} AND sequence > {c}))"));
+        q.conditions.push(format!(
+            "(occur_micros > {a} OR (occur_micros = {b} AND sequence > {c}))"
+        ));
     }
     let sql = format!(
         "SELECT {COLUMNS} FROM audit_entries {} ORDER BY occur_micros, sequence LIMIT {}",

@@ -134,8 +134,12 @@ async fn appends_are_idempotent_per_event_id() {
     for test_db in TestDatabase::both().await.unwrap() {
         let db = open(&test_db).await;
         let event_id = Uuid::now_v7().to_string();
-        let first = store::append_one(&db, &new_entry(1, Some(event_id.clone()))).await.unwrap();
-        let again = store::append_one(&db, &new_entry(2, Some(event_id.clone()))).await.unwrap();
+        let first = store::append_one(&db, &new_entry(1, Some(event_id.clone())))
+            .await
+            .unwrap();
+        let again = store::append_one(&db, &new_entry(2, Some(event_id.clone())))
+            .await
+            .unwrap();
         assert_eq!(again, first);
         // Racing repeats of one event id: still one entry.
         let shared = Uuid::now_v7().to_string();
@@ -227,7 +231,10 @@ async fn a_deleted_row_is_reported_as_a_gap() {
         let db = open(&test_db).await;
         append_n(&db, 5).await;
         disable_guard(&db).await;
-        assert_eq!(raw(&db, "DELETE FROM audit_entries WHERE sequence = 2").await.unwrap(), 1);
+        assert_eq!(
+            raw(&db, "DELETE FROM audit_entries WHERE sequence = 2").await.unwrap(),
+            1
+        );
         let result = store::verify(&db, None, None).await.unwrap();
         let broken = result.broken.expect("a deleted row breaks the chain");
         assert_eq!(broken.sequence, 2, "{}", test_db.url());
@@ -265,8 +272,18 @@ fn no_update_or_delete_statement_in_the_code() {
         }
         let text = std::fs::read_to_string(&path).unwrap().to_ascii_uppercase();
         let squashed = text.split_whitespace().collect::<Vec<_>>().join(" ");
-        for forbidden in ["UPDATE AUDIT_ENTRIES", "DELETE FROM AUDIT_ENTRIES", "TRUNCATE AUDIT_ENTRIES", "TRUNCATE TABLE", "DROP TRIGGER"] {
-            assert!(!squashed.contains(forbidden), "{} contains {forbidden:?}", path.display());
+        for forbidden in [
+            "UPDATE AUDIT_ENTRIES",
+            "DELETE FROM AUDIT_ENTRIES",
+            "TRUNCATE AUDIT_ENTRIES",
+            "TRUNCATE TABLE",
+            "DROP TRIGGER",
+        ] {
+            assert!(
+                !squashed.contains(forbidden),
+                "{} contains {forbidden:?}",
+                path.display()
+            );
         }
         checked += 1;
     }

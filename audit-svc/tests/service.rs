@@ -222,7 +222,10 @@ impl Order {
             &self.correlation_id,
             &ev::StockReserved {
                 order_id: self.order_id.clone(),
-                lines: vec![StockLine { product_id, quantity: 2 }],
+                lines: vec![StockLine {
+                    product_id,
+                    quantity: 2,
+                }],
                 occur_time: None,
             },
         ));
@@ -303,15 +306,24 @@ async fn order_trail(profile: Profile) {
     assert_eq!(placed.entity_id, order.order_id);
     assert_eq!(placed.data_subject_id, order.customer_id);
     let actor = placed.actor.as_ref().unwrap();
-    assert_eq!((actor.kind, actor.id.as_str()), (ActorKind::Customer as i32, order.customer_id.as_str()));
+    assert_eq!(
+        (actor.kind, actor.id.as_str()),
+        (ActorKind::Customer as i32, order.customer_id.as_str())
+    );
     // No actor in the event: the source service is the actor.
     let reserved = trail[1].actor.as_ref().unwrap();
-    assert_eq!((reserved.kind, reserved.id.as_str()), (ActorKind::Service as i32, "product-svc"));
+    assert_eq!(
+        (reserved.kind, reserved.id.as_str()),
+        (ActorKind::Service as i32, "product-svc")
+    );
     assert_eq!(trail[3].entity_type, "payment");
     assert_eq!(trail[3].entity_id, order.payment_id);
     // Details hold ids, statuses and amounts — never the free text of the events.
     let details = format!("{:?}", trail.iter().map(|e| e.details.clone()).collect::<Vec<_>>());
-    assert!(!details.contains("Jane"), "personal data leaked into details: {details}");
+    assert!(
+        !details.contains("Jane"),
+        "personal data leaked into details: {details}"
+    );
     assert!(details.contains("ORDER_STATUS_CONFIRMED"));
     assert!(details.contains("MUG-1"));
 
@@ -462,7 +474,14 @@ async fn two_instances_consuming_every_topic_append_to_one_chain() {
             "customer-svc"
         };
         h.bus
-            .publish(&OutgoingEvent::from_bytes(source, topic, event, &customer, "corr-customer", payload))
+            .publish(&OutgoingEvent::from_bytes(
+                source,
+                topic,
+                event,
+                &customer,
+                "corr-customer",
+                payload,
+            ))
             .await
             .unwrap();
         published += 1;
@@ -575,7 +594,10 @@ async fn changing_or_deleting_a_stored_row_makes_verify_chain_report_it() {
         .unwrap()
         .into_inner();
     assert!(head.ok, "{head:?}");
-    assert_eq!((head.entries_checked, head.last_hash.clone()), (3, entries[2].hash.clone()));
+    assert_eq!(
+        (head.entries_checked, head.last_hash.clone()),
+        (3, entries[2].hash.clone())
+    );
     db.close().await;
 }
 
@@ -585,7 +607,10 @@ async fn only_admins_and_services_read_and_only_services_and_employees_record() 
     let mut client = h.client();
     let customer = Uuid::now_v7().to_string();
     let tokens = [
-        ("non-admin employee", h.auth.employee("om-1", &[Role::OrderManager, Role::CustomerService])),
+        (
+            "non-admin employee",
+            h.auth.employee("om-1", &[Role::OrderManager, Role::CustomerService]),
+        ),
         ("client", h.auth.client("client-1")),
     ];
     for (who, token) in &tokens {
@@ -622,7 +647,10 @@ async fn only_admins_and_services_read_and_only_services_and_employees_record() 
             .query_audit_logs(pb::QueryAuditLogsRequest::default())
             .await
             .unwrap_err(),
-        client.verify_chain(pb::VerifyChainRequest::default()).await.unwrap_err(),
+        client
+            .verify_chain(pb::VerifyChainRequest::default())
+            .await
+            .unwrap_err(),
         client
             .get_gdpr_trail(pb::GetGdprTrailRequest::default())
             .await
@@ -637,7 +665,10 @@ async fn only_admins_and_services_read_and_only_services_and_employees_record() 
     // request claims.
     let by_bff = h.record(read_request(&customer), &h.auth.service("bff")).await.unwrap();
     let actor = by_bff.actor.unwrap();
-    assert_eq!((actor.kind, actor.id.as_str()), (ActorKind::Employee as i32, "cs-agent-7"));
+    assert_eq!(
+        (actor.kind, actor.id.as_str()),
+        (ActorKind::Employee as i32, "cs-agent-7")
+    );
     assert_eq!(by_bff.source_service, "bff");
     let by_employee = h.record(read_request(&customer), &tokens[0].1).await.unwrap();
     let actor = by_employee.actor.unwrap();
@@ -759,7 +790,14 @@ async fn record_audit_event_validates_its_fields() {
     request
         .metadata_mut()
         .insert("x-correlation-id", "corr-read-1".parse().unwrap());
-    let first = h.client().record_audit_event(request).await.unwrap().into_inner().entry.unwrap();
+    let first = h
+        .client()
+        .record_audit_event(request)
+        .await
+        .unwrap()
+        .into_inner()
+        .entry
+        .unwrap();
     assert_eq!(first.correlation_id, "corr-read-1");
     assert_eq!(first.sequence, 1);
     let details = first.details.clone().unwrap();
