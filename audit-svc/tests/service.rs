@@ -35,6 +35,8 @@ enum Profile {
 
 struct Harness {
     bus: Arc<dyn EventBus>,
+    /// The in-process bus of the embedded profile.
+    memory: Option<MemoryBus>,
     auth: TestAuth,
     db: TestDatabase,
     services: Vec<RunningService>,
@@ -53,16 +55,17 @@ impl Harness {
             Profile::Embedded => TestDatabase::sqlite().unwrap(),
         };
         let mut config = testing::service_config(audit_svc::SERVICE, db.url(), auth.auth_config()).unwrap();
-        let bus: Arc<dyn EventBus> = match profile {
+        let (bus, memory): (Arc<dyn EventBus>, _) = match profile {
             Profile::Production => {
                 config.events = EventsConfig::isolated();
                 config.nats_url = Some(nats_url());
-                Arc::new(NatsBus::connect(&nats_url(), config.events.clone()).await.unwrap())
+                let bus = NatsBus::connect(&nats_url(), config.events.clone()).await.unwrap();
+                (Arc::new(bus), None)
             }
             Profile::Embedded => {
                 let bus = MemoryBus::new();
                 config.bus = Some(Arc::new(bus.clone()));
-                Arc::new(bus)
+                (Arc::new(bus.clone()), Some(bus))
             }
         };
         let mut services = Vec::new();
@@ -71,6 +74,7 @@ impl Harness {
         }
         Self {
             bus,
+            memory,
             auth,
             db,
             services,
@@ -293,6 +297,14 @@ async fn order_trail(profile: Profile) {
     let other = Order::new();
     h.bus.publish(&other.saga().await[0]).await.unwrap();
 
+    // Redeliveries of an event already recorded add nothing.
+    if let Some(memory) = &h.memory {
+        memory.publish_duplicate(&events[0]);
+        memory.publish_duplicate(&events[3]);
+    } else {
+        h.bus.publish(&events[0]).await.unwrap();
+    }
+
     let trail = h.wait_for_trail(&order.correlation_id, 6).await;
     assert_eq!(actions(&trail), TRAIL, "{profile:?}");
     for (entry, event) in trail.iter().zip(&events) {
@@ -378,6 +390,19 @@ async fn order_trail(profile: Profile) {
         .await
         .unwrap_err();
     assert_eq!(wrong.code(), Code::InvalidArgument);
+    // Time range: from the reservation (inclusive) to the confirmation (exclusive).
+    let window = h
+        .query(pb::QueryAuditLogsRequest {
+            correlation_id: order.correlation_id.clone(),
+            start_time: trail[1].occur_time,
+            end_time: trail[4].occur_time,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let mut window = window.entries;
+    window.reverse();
+    assert_eq!(window, trail[1..4]);
     // Action prefix filter.
     let payments = h
         .query(pb::QueryAuditLogsRequest {
