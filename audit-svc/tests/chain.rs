@@ -1,0 +1,291 @@
+//! The audit chain in the store, on both backends (a fresh PostgreSQL database and an SQLite
+//! file per test): entries link into one chain, concurrent appends (also from two "instances",
+//! i.e. two pools on one database) keep it one contiguous chain, appends are idempotent per event
+//! id, the database refuses UPDATE and DELETE, and a row changed or deleted behind the
+//! application's back (after disabling the guard trigger, as the table owner can) is reported by
+//! the verification as the first broken entry.
+
+use audit_svc::domain::{Actor, Entry, NewEntry};
+use audit_svc::store;
+use chrono::Utc;
+use ordermesh_platform::db::Database;
+use ordermesh_platform::testing::TestDatabase;
+use serde_json::{Map, Value, json};
+use uuid::Uuid;
+
+async fn open(db: &TestDatabase) -> Database {
+    let database = Database::connect(db.url(), audit_svc::SERVICE).await.unwrap();
+    database.migrate(&store::migrations()).await.unwrap();
+    database
+}
+
+fn new_entry(n: usize, event_id: Option<String>) -> NewEntry {
+    let mut details = Map::new();
+    details.insert("n".into(), json!(n));
+    details.insert("status".into(), json!("PENDING"));
+    NewEntry {
+        actor: Actor::service("order-svc"),
+        action: "order.placed".into(),
+        entity_type: "order".into(),
+        entity_id: format!("order-{n}"),
+        data_subject_id: Uuid::now_v7().to_string(),
+        correlation_id: "corr-chain".into(),
+        occur_time: Utc::now(),
+        details,
+        source_service: "order-svc".into(),
+        event_id,
+    }
+}
+
+async fn append_n(db: &Database, n: usize) -> Vec<Entry> {
+    let mut entries = Vec::new();
+    for i in 0..n {
+        entries.push(
+            store::append_one(db, &new_entry(i, Some(Uuid::now_v7().to_string())))
+                .await
+                .unwrap(),
+        );
+    }
+    entries
+}
+
+/// Runs raw SQL as the database owner, bypassing the application's store.
+async fn raw(db: &Database, sql: &str) -> Result<u64, sqlx::Error> {
+    match db {
+        Database::Postgres(pool) => sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned()))
+            .execute(pool)
+            .await
+            .map(|r| r.rows_affected()),
+        Database::Sqlite(pool) => sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned()))
+            .execute(pool)
+            .await
+            .map(|r| r.rows_affected()),
+    }
+}
+
+/// Removes the append-only guard, as a table owner / superuser (or whoever can write the SQLite
+/// file) could: the trigger guards against the application, the hash chain against everyone.
+async fn disable_guard(db: &Database) {
+    let sql = match db {
+        Database::Postgres(_) => "ALTER TABLE audit_entries DISABLE TRIGGER audit_entries_no_update_delete",
+        Database::Sqlite(_) => "DROP TRIGGER audit_entries_no_update; DROP TRIGGER audit_entries_no_delete",
+    };
+    raw(db, sql).await.unwrap();
+}
+
+#[tokio::test]
+async fn entries_link_into_one_chain() {
+    for test_db in TestDatabase::both().await.unwrap() {
+        let db = open(&test_db).await;
+        let entries = append_n(&db, 5).await;
+        let sequences: Vec<i64> = entries.iter().map(|e| e.sequence).collect();
+        assert_eq!(sequences, [1, 2, 3, 4, 5]);
+        assert_eq!(entries[0].previous_hash, vec![0u8; 32]);
+        for pair in entries.windows(2) {
+            assert_eq!(pair[1].previous_hash, pair[0].hash);
+        }
+        // What is stored is what was returned (round trip of every hashed field).
+        let stored = store::range(&db, 1, 5, 10).await.unwrap();
+        assert_eq!(stored, entries);
+        let result = store::verify(&db, None, None).await.unwrap();
+        assert_eq!(result.broken, None, "{test_db:?}", test_db = test_db.url());
+        assert_eq!(result.checked, 5);
+        assert_eq!(result.last_sequence, 5);
+        assert_eq!(result.last_hash, entries[4].hash);
+        // A sub-range verifies from its predecessor's hash.
+        let part = store::verify(&db, Some(3), Some(4)).await.unwrap();
+        assert_eq!((part.broken, part.checked, part.last_sequence), (None, 2, 4));
+        // A closed range past the head is reported as missing entries.
+        let beyond = store::verify(&db, Some(1), Some(7)).await.unwrap();
+        assert_eq!(beyond.broken.unwrap().sequence, 6);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_appends_from_two_instances_keep_one_contiguous_chain() {
+    for test_db in TestDatabase::both().await.unwrap() {
+        // Two pools on one database: two service instances.
+        let instances = [open(&test_db).await, open(&test_db).await];
+        let mut tasks = Vec::new();
+        for i in 0..50 {
+            let db = instances[i % 2].clone();
+            tasks.push(tokio::spawn(async move {
+                store::append_one(&db, &new_entry(i, Some(Uuid::now_v7().to_string())))
+                    .await
+                    .unwrap()
+            }));
+        }
+        let mut sequences = Vec::new();
+        for task in tasks {
+            sequences.push(task.await.unwrap().sequence);
+        }
+        sequences.sort();
+        assert_eq!(sequences, (1..=50).collect::<Vec<i64>>(), "{}", test_db.url());
+        let stored = store::range(&instances[0], 1, 100, 100).await.unwrap();
+        assert_eq!(stored.len(), 50);
+        let result = store::verify(&instances[1], None, None).await.unwrap();
+        assert_eq!(result.broken, None, "{}", test_db.url());
+        assert_eq!((result.checked, result.last_sequence), (50, 50));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn appends_are_idempotent_per_event_id() {
+    for test_db in TestDatabase::both().await.unwrap() {
+        let db = open(&test_db).await;
+        let event_id = Uuid::now_v7().to_string();
+        let first = store::append_one(&db, &new_entry(1, Some(event_id.clone())))
+            .await
+            .unwrap();
+        let again = store::append_one(&db, &new_entry(2, Some(event_id.clone())))
+            .await
+            .unwrap();
+        assert_eq!(again, first);
+        // Racing repeats of one event id: still one entry.
+        let shared = Uuid::now_v7().to_string();
+        let tasks: Vec<_> = (0..10)
+            .map(|i| {
+                let (db, id) = (db.clone(), shared.clone());
+                tokio::spawn(async move { store::append_one(&db, &new_entry(i, Some(id))).await.unwrap() })
+            })
+            .collect();
+        let mut sequences = Vec::new();
+        for task in tasks {
+            sequences.push(task.await.unwrap().sequence);
+        }
+        sequences.dedup();
+        assert_eq!(sequences, [2]);
+        // Entries without an event id are never merged.
+        store::append_one(&db, &new_entry(3, None)).await.unwrap();
+        store::append_one(&db, &new_entry(3, None)).await.unwrap();
+        assert_eq!(store::head_sequence(&db).await.unwrap(), 4);
+        assert_eq!(store::by_event_id(&db, &event_id).await.unwrap().unwrap(), first);
+        assert!(store::verify(&db, None, None).await.unwrap().broken.is_none());
+    }
+}
+
+#[tokio::test]
+async fn the_database_refuses_update_and_delete() {
+    for test_db in TestDatabase::both().await.unwrap() {
+        let db = open(&test_db).await;
+        append_n(&db, 2).await;
+        for sql in [
+            "UPDATE audit_entries SET details = '{}' WHERE sequence = 1",
+            "DELETE FROM audit_entries WHERE sequence = 2",
+            "DELETE FROM audit_entries",
+        ] {
+            let error = raw(&db, sql).await.expect_err(sql).to_string();
+            assert!(error.contains("append-only"), "{sql}: {error}");
+        }
+        if matches!(db, Database::Postgres(_)) {
+            let error = raw(&db, "TRUNCATE audit_entries").await.unwrap_err().to_string();
+            assert!(error.contains("append-only"), "{error}");
+        }
+        assert_eq!(store::head_sequence(&db).await.unwrap(), 2);
+        assert!(store::verify(&db, None, None).await.unwrap().broken.is_none());
+    }
+}
+
+#[tokio::test]
+async fn a_changed_row_is_the_first_broken_entry() {
+    for test_db in TestDatabase::both().await.unwrap() {
+        let db = open(&test_db).await;
+        let entries = append_n(&db, 6).await;
+        disable_guard(&db).await;
+        let changed = raw(
+            &db,
+            r#"UPDATE audit_entries SET details = '{"n":2,"status":"CANCELLED"}' WHERE sequence = 3"#,
+        )
+        .await
+        .unwrap();
+        assert_eq!(changed, 1);
+        let result = store::verify(&db, None, None).await.unwrap();
+        let broken = result.broken.expect("a changed row breaks the chain");
+        assert_eq!(broken.sequence, 3, "{}", test_db.url());
+        assert_eq!(broken.id, entries[2].id.to_string());
+        assert_eq!(broken.reason, "hash mismatch");
+        assert_eq!(result.checked, 3);
+        assert_eq!(result.last_sequence, 2);
+
+        // Re-hashing the changed row to hide it moves the break to its successor, whose
+        // previous_hash no longer matches.
+        let mut forged: Entry = store::range(&db, 3, 3, 1).await.unwrap().remove(0);
+        forged.hash = forged.compute_hash().to_vec();
+        let sql = format!(
+            "UPDATE audit_entries SET hash = {} WHERE sequence = 3",
+            match db {
+                Database::Postgres(_) => format!("'\\x{}'::bytea", hex::encode(&forged.hash)),
+                Database::Sqlite(_) => format!("X'{}'", hex::encode(&forged.hash)),
+            }
+        );
+        raw(&db, &sql).await.unwrap();
+        let broken = store::verify(&db, None, None).await.unwrap().broken.unwrap();
+        assert_eq!((broken.sequence, broken.reason.as_str()), (4, "previous_hash mismatch"));
+        assert_eq!(broken.id, entries[3].id.to_string());
+    }
+}
+
+#[tokio::test]
+async fn a_deleted_row_is_reported_as_a_gap() {
+    for test_db in TestDatabase::both().await.unwrap() {
+        let db = open(&test_db).await;
+        append_n(&db, 5).await;
+        disable_guard(&db).await;
+        assert_eq!(
+            raw(&db, "DELETE FROM audit_entries WHERE sequence = 2").await.unwrap(),
+            1
+        );
+        let result = store::verify(&db, None, None).await.unwrap();
+        let broken = result.broken.expect("a deleted row breaks the chain");
+        assert_eq!(broken.sequence, 2, "{}", test_db.url());
+        assert!(broken.id.is_empty());
+        assert!(broken.reason.starts_with("sequence gap"), "{}", broken.reason);
+        // A range starting right after the hole cannot be anchored either.
+        let broken = store::verify(&db, Some(3), None).await.unwrap().broken.unwrap();
+        assert_eq!(broken.sequence, 2);
+    }
+}
+
+#[tokio::test]
+async fn details_are_canonical_and_round_trip() {
+    let test_db = TestDatabase::sqlite().unwrap();
+    let db = open(&test_db).await;
+    let mut entry = new_entry(1, None);
+    let details: Value = serde_json::from_str(r#"{"z":1,"a":{"y":[2,{"k":true}],"b":"x"}}"#).unwrap();
+    entry.details = details.as_object().unwrap().clone();
+    let stored = store::append_one(&db, &entry).await.unwrap();
+    assert_eq!(stored.details, r#"{"a":{"b":"x","y":[2,{"k":true}]},"z":1}"#);
+    assert_eq!(Value::Object(stored.details_value()), details);
+}
+
+/// There is no update or delete path in the code: no statement of the crate changes or removes
+/// an audit entry (the database triggers refuse them anyway).
+#[test]
+fn no_update_or_delete_statement_in_the_code() {
+    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = vec![src];
+    let mut checked = 0;
+    while let Some(path) = files.pop() {
+        if path.is_dir() {
+            files.extend(std::fs::read_dir(&path).unwrap().map(|e| e.unwrap().path()));
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).unwrap().to_ascii_uppercase();
+        let squashed = text.split_whitespace().collect::<Vec<_>>().join(" ");
+        for forbidden in [
+            "UPDATE AUDIT_ENTRIES",
+            "DELETE FROM AUDIT_ENTRIES",
+            "TRUNCATE AUDIT_ENTRIES",
+            "TRUNCATE TABLE",
+            "DROP TRIGGER",
+        ] {
+            assert!(
+                !squashed.contains(forbidden),
+                "{} contains {forbidden:?}",
+                path.display()
+            );
+        }
+        checked += 1;
+    }
+    assert!(checked >= 4);
+}
