@@ -168,6 +168,8 @@ impl Platform {
         let customer = platform.bind().await?;
         let payment = platform.bind().await?;
         let order = platform.bind().await?;
+        let audit = platform.bind().await?;
+        platform.launch("audit", audit).await?;
         platform.launch("product", product).await?;
         platform.launch("customer", customer).await?;
         platform.launch("payment", payment).await?;
@@ -226,6 +228,7 @@ impl Platform {
             "product" => tokio::spawn(product_svc::run(config, listener, s)),
             "customer" => tokio::spawn(customer_svc::run(config, listener, s)),
             "order" => tokio::spawn(order_svc::run(config, listener, s)),
+            "audit" => tokio::spawn(audit_svc::run(config, listener, s)),
             "payment" => tokio::spawn(payment_svc::run_with_gateway(config, listener, s, self.gateway.clone())),
             other => anyhow::bail!("unknown service {other}"),
         };
@@ -292,6 +295,10 @@ impl Platform {
 
     pub fn customers(&self) -> CustomerServiceClient<Channel> {
         CustomerServiceClient::new(self.channel("customer"))
+    }
+
+    pub fn audit(&self) -> ordermesh_proto::audit::audit_service_client::AuditServiceClient<Channel> {
+        ordermesh_proto::audit::audit_service_client::AuditServiceClient::new(self.channel("audit"))
     }
 
     pub fn payments(&self) -> PaymentServiceClient<Channel> {
