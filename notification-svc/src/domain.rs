@@ -80,7 +80,13 @@ pub enum Kind {
 }
 
 impl Kind {
-    pub const ALL: [Kind; 5] = [Kind::OrderStatus, Kind::Payment, Kind::Message, Kind::Account, Kind::System];
+    pub const ALL: [Kind; 5] = [
+        Kind::OrderStatus,
+        Kind::Payment,
+        Kind::Message,
+        Kind::Account,
+        Kind::System,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -196,7 +202,10 @@ impl Notification {
 
 /// Parses a public notification id.
 pub fn parse_id(value: &str) -> Option<i64> {
-    value.parse::<i64>().ok().filter(|id| *id > 0 && id.to_string() == value)
+    value
+        .parse::<i64>()
+        .ok()
+        .filter(|id| *id > 0 && id.to_string() == value)
 }
 
 /// Which notifications a reader sees: the union of a customer's, some role groups', or all.
@@ -361,7 +370,13 @@ fn order_data(order_id: &str, status: &str) -> BTreeMap<String, String> {
     ])
 }
 
-fn note(recipient: Recipient, kind: Kind, title: &str, body: String, data: BTreeMap<String, String>) -> NewNotification {
+fn note(
+    recipient: Recipient,
+    kind: Kind,
+    title: &str,
+    body: String,
+    data: BTreeMap<String, String>,
+) -> NewNotification {
     NewNotification {
         recipient,
         kind,
@@ -380,7 +395,12 @@ fn customer_of(id: &str) -> Result<Uuid, ServiceError> {
 
 fn money_text(money: Option<&ordermesh_proto::common::Money>) -> String {
     match money {
-        Some(m) => format!("{}.{:02} {}", m.amount_minor / 100, (m.amount_minor % 100).abs(), m.currency_code),
+        Some(m) => format!(
+            "{}.{:02} {}",
+            m.amount_minor / 100,
+            (m.amount_minor % 100).abs(),
+            m.currency_code
+        ),
         None => String::new(),
     }
 }
@@ -401,10 +421,7 @@ pub fn order_placed(event: &ev::OrderPlaced) -> Result<Vec<NewNotification>, Ser
             Recipient::Customer(customer),
             Kind::OrderStatus,
             "Order received",
-            format!(
-                "We received your order {} and are reserving the items.",
-                short(order)
-            ),
+            format!("We received your order {} and are reserving the items.", short(order)),
             order_data(order, "PENDING"),
         ),
         note(
@@ -433,7 +450,10 @@ pub fn order_status_changed(event: &ev::OrderStatusChanged) -> Result<Vec<NewNot
         OrderStatus::Reserved => (
             "RESERVED",
             "Items reserved",
-            format!("The items of order {} are reserved; we are taking the payment.", short(order)),
+            format!(
+                "The items of order {} are reserved; we are taking the payment.",
+                short(order)
+            ),
         ),
         OrderStatus::Confirmed => (
             "CONFIRMED",
@@ -469,7 +489,13 @@ pub fn order_status_changed(event: &ev::OrderStatusChanged) -> Result<Vec<NewNot
     if !reason.is_empty() && matches!(to, OrderStatus::Rejected | OrderStatus::Cancelled) {
         data.insert("reason".into(), reason.chars().take(DATA_VALUE_MAX).collect());
     }
-    Ok(vec![note(Recipient::Customer(customer), Kind::OrderStatus, title, body, data)])
+    Ok(vec![note(
+        Recipient::Customer(customer),
+        Kind::OrderStatus,
+        title,
+        body,
+        data,
+    )])
 }
 
 /// `OrderShipped` → "Order shipped" with the carrier and tracking number.
@@ -487,10 +513,20 @@ pub fn order_shipped(event: &ev::OrderShipped) -> Result<Vec<NewNotification>, S
         data.insert("tracking_number".into(), event.tracking_number.clone());
     }
     body.push('.');
-    Ok(vec![note(Recipient::Customer(customer), Kind::OrderStatus, "Order shipped", body, data)])
+    Ok(vec![note(
+        Recipient::Customer(customer),
+        Kind::OrderStatus,
+        "Order shipped",
+        body,
+        data,
+    )])
 }
 
-fn payment_data(payment_id: &str, order_id: &str, amount: Option<&ordermesh_proto::common::Money>) -> BTreeMap<String, String> {
+fn payment_data(
+    payment_id: &str,
+    order_id: &str,
+    amount: Option<&ordermesh_proto::common::Money>,
+) -> BTreeMap<String, String> {
     let mut data = BTreeMap::from([
         ("payment_id".to_owned(), payment_id.to_owned()),
         ("order_id".to_owned(), order_id.to_owned()),

@@ -94,11 +94,7 @@ pub fn created(notification: &Notification, idempotency_key: Option<&str>) -> Ou
         notification_id: notification.id.to_string(),
         recipient: Some(notification.recipient.to_proto()),
         notification_type: notification.kind.to_proto() as i32,
-        data: notification
-            .data
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect(),
+        data: notification.data.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
         request_id: idempotency_key.unwrap_or_default().to_owned(),
         sender_id: notification.sender_id.clone(),
         occur_time: Some(prost_types::Timestamp {

@@ -362,7 +362,11 @@ impl NotificationApi {
         let context = CallContext::from_request(&request);
         let message = request.into_inner();
         let mut violations = Violations::new();
-        let paths = validate::update_mask(&mut violations, message.update_mask.as_ref(), &["channels", "muted_types"]);
+        let paths = validate::update_mask(
+            &mut violations,
+            message.update_mask.as_ref(),
+            &["channels", "muted_types"],
+        );
         let given = message.preferences.unwrap_or_default();
         let mut channels = Vec::new();
         for (i, value) in given.channels.iter().enumerate() {
@@ -606,7 +610,10 @@ impl NotificationService for NotificationApi {
 
     type SubscribeStream = SubscribeStream;
 
-    async fn subscribe(&self, request: Request<pb::SubscribeRequest>) -> Result<Response<Self::SubscribeStream>, Status> {
+    async fn subscribe(
+        &self,
+        request: Request<pb::SubscribeRequest>,
+    ) -> Result<Response<Self::SubscribeStream>, Status> {
         Ok(Response::new(NotificationApi::subscribe(self, request).await?))
     }
 }

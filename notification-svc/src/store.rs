@@ -55,7 +55,8 @@ const COLUMNS: &str = "n.id, n.recipient_customer_id, n.recipient_role, n.notifi
      n.correlation_id, n.sender_id, n.created_at";
 
 /// The scope condition; binds `$1` (all), `$2` (customer), `$3` (roles list).
-const SCOPE: &str = "($1 OR n.recipient_customer_id = $2 OR ($3 IS NOT NULL AND $3 LIKE '%,' || n.recipient_role || ',%'))";
+const SCOPE: &str =
+    "($1 OR n.recipient_customer_id = $2 OR ($3 IS NOT NULL AND $3 LIKE '%,' || n.recipient_role || ',%'))";
 
 fn corrupt(column: &str, value: &str) -> sqlx::Error {
     sqlx::Error::Decode(format!("unexpected {column} {value:?}").into())

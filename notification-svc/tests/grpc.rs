@@ -58,8 +58,12 @@ async fn order_events_notify_the_customer_and_the_order_managers() {
     h.publish(&place).await;
     use OrderStatus::*;
     for (from, to) in [(Pending, Reserved), (Reserved, Confirmed), (Confirmed, Shipped)] {
-        h.publish(&order_event(order, "OrderStatusChanged", &changed(order, customer, from, to, "")))
-            .await;
+        h.publish(&order_event(
+            order,
+            "OrderStatusChanged",
+            &changed(order, customer, from, to, ""),
+        ))
+        .await;
     }
     h.publish(&order_event(
         order,
@@ -93,7 +97,10 @@ async fn order_events_notify_the_customer_and_the_order_managers() {
         staff[0].recipient.as_ref().unwrap().target,
         Some(pb::recipient::Target::Role("order-manager".into()))
     );
-    assert!(h.list(&agent).await.is_empty(), "customer-service is not in the order-manager group");
+    assert!(
+        h.list(&agent).await.is_empty(),
+        "customer-service is not in the order-manager group"
+    );
 
     // A redelivered OrderPlaced (same event id) stores nothing twice.
     h.nats.as_ref().unwrap().publish_duplicate(&place).await.unwrap();
@@ -126,7 +133,10 @@ async fn order_events_notify_the_customer_and_the_order_managers() {
     let list = h.wait_for(&client, 6).await;
     let rejected = list.iter().find(|n| n.data["status"] == "REJECTED").unwrap();
     assert!(rejected.body.contains("payment declined"));
-    assert!(list.iter().any(|n| n.data.get("status").map(String::as_str) == Some("DECLINED")));
+    assert!(
+        list.iter()
+            .any(|n| n.data.get("status").map(String::as_str) == Some("DECLINED"))
+    );
     h.cleanup().await;
 }
 
@@ -223,7 +233,8 @@ async fn a_subscriber_on_one_instance_receives_what_another_instance_stored() {
 
     // Consumer-created notifications (whichever instance consumes) reach both streams.
     let order = Uuid::now_v7();
-    h.publish(&order_event(order, "OrderPlaced", &placed(order, customer))).await;
+    h.publish(&order_event(order, "OrderPlaced", &placed(order, customer)))
+        .await;
     let got = next_notification(&mut on_a).await;
     assert_eq!(got.title, "Order received");
     let got = next_notification(&mut managers_on_a).await;
@@ -241,7 +252,10 @@ async fn clients_see_only_their_own_notifications() {
     let for_bob = h.send_to(0, bob_id, "for bob").await;
 
     let listed = h.list(&alice).await;
-    assert_eq!(listed.iter().map(|n| n.id.clone()).collect::<Vec<_>>(), [for_alice.clone()]);
+    assert_eq!(
+        listed.iter().map(|n| n.id.as_str()).collect::<Vec<_>>(),
+        [for_alice.as_str()]
+    );
     // customer_id is ignored for clients.
     let listed = h
         .api(0)
@@ -270,7 +284,7 @@ async fn clients_see_only_their_own_notifications() {
         .unwrap()
         .into_inner();
     assert_eq!(marked.updated_count, 0);
-    assert_eq!(h.list(&bob).await[0].read, false);
+    assert!(!h.list(&bob).await[0].read);
     // Alice's stream never carries Bob's notifications.
     let mut stream = h.subscribe(0, &alice, &for_alice).await;
     h.send_to(0, bob_id, "bob again").await;
@@ -302,10 +316,18 @@ async fn clients_see_only_their_own_notifications() {
         body: "b".into(),
         ..Default::default()
     };
-    let status = h.api(0).send_notification(with_token(send.clone(), &alice)).await.unwrap_err();
+    let status = h
+        .api(0)
+        .send_notification(with_token(send.clone(), &alice))
+        .await
+        .unwrap_err();
     assert_eq!(status.code(), Code::PermissionDenied);
     let service = h.auth.service("order-svc");
-    let status = h.api(0).send_notification(with_token(send, &service)).await.unwrap_err();
+    let status = h
+        .api(0)
+        .send_notification(with_token(send, &service))
+        .await
+        .unwrap_err();
     assert_eq!(status.code(), Code::PermissionDenied);
     let manager = h.employee(&[Role::OrderManager]);
     let status = h
@@ -353,7 +375,10 @@ async fn employees_see_their_role_groups() {
         ..Default::default()
     };
     for (role, title) in [("order-manager", "om"), ("customer-service", "cs"), ("admin", "adm")] {
-        h.api(0).send_notification(with_token(to_role(role, title), &sender)).await.unwrap();
+        h.api(0)
+            .send_notification(with_token(to_role(role, title), &sender))
+            .await
+            .unwrap();
     }
     let both = h.employee(&[Role::OrderManager, Role::CustomerService]);
     let titles: Vec<String> = h.list(&both).await.into_iter().map(|n| n.title).collect();
@@ -364,7 +389,13 @@ async fn employees_see_their_role_groups() {
     // Read state is per employee.
     let marked = h
         .api(0)
-        .mark_read(with_token(pb::MarkReadRequest { notification_ids: vec![], all: true }, &manager))
+        .mark_read(with_token(
+            pb::MarkReadRequest {
+                notification_ids: vec![],
+                all: true,
+            },
+            &manager,
+        ))
         .await
         .unwrap()
         .into_inner();
@@ -391,7 +422,11 @@ async fn list_unread_filter_pagination_mark_read_and_idempotent_send() {
     let mut seen = Vec::new();
     let mut token = String::new();
     loop {
-        let response = api.list_notifications(with_token(page(token), &client)).await.unwrap().into_inner();
+        let response = api
+            .list_notifications(with_token(page(token), &client))
+            .await
+            .unwrap()
+            .into_inner();
         assert_eq!(response.unread_count, 5);
         seen.extend(response.notifications.into_iter().map(|n| n.id));
         if response.next_page_token.is_empty() {
@@ -432,7 +467,11 @@ async fn list_unread_filter_pagination_mark_read_and_idempotent_send() {
     assert!(all.iter().find(|n| n.id == sent[0]).unwrap().read);
 
     // A page token used with other filters is rejected.
-    let first = api.list_notifications(with_token(page(String::new()), &client)).await.unwrap().into_inner();
+    let first = api
+        .list_notifications(with_token(page(String::new()), &client))
+        .await
+        .unwrap()
+        .into_inner();
     let status = api
         .list_notifications(with_token(
             pb::ListNotificationsRequest {
@@ -458,8 +497,16 @@ async fn list_unread_filter_pagination_mark_read_and_idempotent_send() {
         idempotency_key: "k-1".into(),
         ..Default::default()
     };
-    let a = api.send_notification(with_token(request.clone(), &agent)).await.unwrap().into_inner();
-    let b = api.send_notification(with_token(request, &agent)).await.unwrap().into_inner();
+    let a = api
+        .send_notification(with_token(request.clone(), &agent))
+        .await
+        .unwrap()
+        .into_inner();
+    let b = api
+        .send_notification(with_token(request, &agent))
+        .await
+        .unwrap()
+        .into_inner();
     assert_eq!(a.notification.as_ref().unwrap().id, b.notification.as_ref().unwrap().id);
     assert_eq!(a.notification.unwrap().sender_id, "agent-7");
     assert_eq!(h.list(&client).await.len(), 6);
@@ -573,7 +620,14 @@ async fn invalid_requests_report_field_violations() {
     fields.sort();
     assert_eq!(
         fields,
-        ["body", "data", "idempotency_key", "notification_type", "recipient", "title"]
+        [
+            "body",
+            "data",
+            "idempotency_key",
+            "notification_type",
+            "recipient",
+            "title"
+        ]
     );
     let status = api
         .send_notification(with_token(
@@ -698,7 +752,10 @@ async fn embedded_profile_consumes_once_and_streams_live() {
     .await;
     let first = next_notification(&mut stream).await;
     let second = next_notification(&mut stream).await;
-    assert_eq!((first.data["status"].as_str(), second.data["status"].as_str()), ("PENDING", "RESERVED"));
+    assert_eq!(
+        (first.data["status"].as_str(), second.data["status"].as_str()),
+        ("PENDING", "RESERVED")
+    );
     assert_eq!(next_notification(&mut staff).await.title, "New order");
     assert_quiet(&mut stream, Duration::from_millis(300)).await;
     assert_quiet(&mut staff, Duration::from_millis(100)).await;
@@ -724,11 +781,12 @@ async fn a_lagging_subscriber_is_cut_off_and_can_resume() {
         .connect()
         .await
         .unwrap();
-    let mut stream = ordermesh_proto::notification::notification_service_client::NotificationServiceClient::new(channel)
-        .subscribe(with_token(pb::SubscribeRequest::default(), &client))
-        .await
-        .unwrap()
-        .into_inner();
+    let mut stream =
+        ordermesh_proto::notification::notification_service_client::NotificationServiceClient::new(channel)
+            .subscribe(with_token(pb::SubscribeRequest::default(), &client))
+            .await
+            .unwrap()
+            .into_inner();
     let total = 40;
     let mut last = String::new();
     for i in 0..total {

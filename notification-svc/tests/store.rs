@@ -13,7 +13,9 @@ use ordermesh_platform::testing::TestDatabase;
 use uuid::Uuid;
 
 async fn open(test_db: &TestDatabase) -> Database {
-    let db = Database::connect(test_db.url(), notification_svc::SERVICE).await.unwrap();
+    let db = Database::connect(test_db.url(), notification_svc::SERVICE)
+        .await
+        .unwrap();
     db.migrate(&store::migrations()).await.unwrap();
     db
 }
@@ -70,17 +72,35 @@ async fn store_behaviour_on_both_backends() {
         // Scopes: a customer, role groups, everything.
         let alice_scope = Scope::customer(alice);
         let reader = notification_svc::domain::customer_key(alice);
-        let list = store::list(&db, &view(&alice_scope, Some(&reader), &[]), false, None, 10).await.unwrap();
-        assert_eq!(list.iter().map(|n| n.id).collect::<Vec<_>>(), [a2, a1], "{backend}: newest first");
+        let list = store::list(&db, &view(&alice_scope, Some(&reader), &[]), false, None, 10)
+            .await
+            .unwrap();
+        assert_eq!(
+            list.iter().map(|n| n.id).collect::<Vec<_>>(),
+            [a2, a1],
+            "{backend}: newest first"
+        );
         let staff = Scope::roles([Role::OrderManager, Role::CustomerService]);
-        let list = store::list(&db, &view(&staff, None, &[]), false, None, 10).await.unwrap();
+        let list = store::list(&db, &view(&staff, None, &[]), false, None, 10)
+            .await
+            .unwrap();
         assert_eq!(list.iter().map(|n| n.id).collect::<Vec<_>>(), [cs, om]);
         let all = Scope::everything();
-        assert_eq!(store::list(&db, &view(&all, None, &[]), false, None, 10).await.unwrap().len(), 5);
+        assert_eq!(
+            store::list(&db, &view(&all, None, &[]), false, None, 10)
+                .await
+                .unwrap()
+                .len(),
+            5
+        );
         // Type filter and keyset pages.
-        let payments = store::list(&db, &view(&alice_scope, None, &[Kind::Payment]), false, None, 10).await.unwrap();
+        let payments = store::list(&db, &view(&alice_scope, None, &[Kind::Payment]), false, None, 10)
+            .await
+            .unwrap();
         assert_eq!(payments.iter().map(|n| n.id).collect::<Vec<_>>(), [a2]);
-        let page = store::list(&db, &view(&all, None, &[]), false, Some(om), 10).await.unwrap();
+        let page = store::list(&db, &view(&all, None, &[]), false, Some(om), 10)
+            .await
+            .unwrap();
         assert_eq!(page.iter().map(|n| n.id).collect::<Vec<_>>(), [b1, a1]);
 
         // Replay after an id, oldest first.
@@ -92,16 +112,27 @@ async fn store_behaviour_on_both_backends() {
         // Read state per reader; ids outside the scope are ignored.
         let now = Utc::now().trunc_subsecs(6);
         assert_eq!(store::unread_count(&db, &alice_scope, Some(&reader)).await.unwrap(), 2);
-        let updated = store::mark_read(&db, &alice_scope, &reader, Some(&[a1, b1, a1]), now).await.unwrap();
+        let updated = store::mark_read(&db, &alice_scope, &reader, Some(&[a1, b1, a1]), now)
+            .await
+            .unwrap();
         assert_eq!(updated, 1, "{backend}: only a1 changes");
         assert_eq!(store::unread_count(&db, &alice_scope, Some(&reader)).await.unwrap(), 1);
-        let list = store::list(&db, &view(&alice_scope, Some(&reader), &[]), false, None, 10).await.unwrap();
+        let list = store::list(&db, &view(&alice_scope, Some(&reader), &[]), false, None, 10)
+            .await
+            .unwrap();
         assert_eq!(list[1].read_at, Some(now));
         assert!(list[0].read_at.is_none());
-        let unread = store::list(&db, &view(&alice_scope, Some(&reader), &[]), true, None, 10).await.unwrap();
+        let unread = store::list(&db, &view(&alice_scope, Some(&reader), &[]), true, None, 10)
+            .await
+            .unwrap();
         assert_eq!(unread.iter().map(|n| n.id).collect::<Vec<_>>(), [a2]);
         let bob_reader = notification_svc::domain::customer_key(bob);
-        assert_eq!(store::unread_count(&db, &Scope::customer(bob), Some(&bob_reader)).await.unwrap(), 1);
+        assert_eq!(
+            store::unread_count(&db, &Scope::customer(bob), Some(&bob_reader))
+                .await
+                .unwrap(),
+            1
+        );
         let updated = store::mark_read(&db, &alice_scope, &reader, None, now).await.unwrap();
         assert_eq!(updated, 1);
         assert_eq!(store::unread_count(&db, &alice_scope, Some(&reader)).await.unwrap(), 0);
@@ -117,7 +148,10 @@ async fn store_behaviour_on_both_backends() {
         let id = insert(&db, &keyed).await;
         let mut tx = Tx::begin(&db).await.unwrap();
         store::lock_inserts(&mut tx).await.unwrap();
-        assert_eq!(store::find_by_key(&mut tx, "agent", "k-1").await.unwrap().unwrap().id, id);
+        assert_eq!(
+            store::find_by_key(&mut tx, "agent", "k-1").await.unwrap().unwrap().id,
+            id
+        );
         assert!(store::find_by_key(&mut tx, "other", "k-1").await.unwrap().is_none());
         tx.rollback().await.unwrap();
 

@@ -41,7 +41,10 @@ impl CustomerService for Identities {
     ) -> Result<Response<cpb::CreateCustomerResponse>, Status> {
         no()
     }
-    async fn get_customer(&self, _: Request<cpb::GetCustomerRequest>) -> Result<Response<cpb::GetCustomerResponse>, Status> {
+    async fn get_customer(
+        &self,
+        _: Request<cpb::GetCustomerRequest>,
+    ) -> Result<Response<cpb::GetCustomerResponse>, Status> {
         no()
     }
     async fn get_customer_by_identity(
@@ -166,8 +169,7 @@ impl Harness {
         };
         let mut running = Vec::new();
         for _ in 0..instances {
-            let mut config =
-                testing::service_config(notification_svc::SERVICE, db.url(), auth.auth_config()).unwrap();
+            let mut config = testing::service_config(notification_svc::SERVICE, db.url(), auth.auth_config()).unwrap();
             config.events = events.clone();
             config.peers.customer = customers_url.clone();
             config.credentials = auth.credentials("notification-svc");
