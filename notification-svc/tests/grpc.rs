@@ -714,22 +714,46 @@ async fn invalid_requests_report_field_violations() {
 }
 
 #[tokio::test]
-async fn idle_streams_get_heartbeats() {
+async fn idle_streams_get_heartbeats_outlive_the_request_timeout_and_end_on_shutdown() {
     let options = Options {
         heartbeat: Duration::from_millis(200),
         ..Options::default()
     };
-    let h = Harness::with(Profile::Embedded, 1, options).await;
-    let (client, _) = h.client();
+    // A unary deadline of 1 s must not cut a long-lived stream.
+    let mut h = Harness::with_config(Profile::Embedded, 1, options, |config| {
+        config.grpc.request_timeout = Duration::from_secs(1);
+    })
+    .await;
+    let (client, customer) = h.client();
     let mut stream = h.subscribe(0, &client, "").await;
-    for _ in 0..2 {
+    let started = tokio::time::Instant::now();
+    let mut beats = 0;
+    while started.elapsed() < Duration::from_millis(1800) {
         let item = tokio::time::timeout(Duration::from_secs(5), stream.next())
             .await
             .unwrap()
             .unwrap()
             .unwrap();
         assert!(matches!(item.event, Some(pb::subscribe_response::Event::Heartbeat(_))));
+        beats += 1;
     }
+    assert!(beats >= 5, "{beats} heartbeats");
+    let id = h.send_to(0, customer, "still here").await;
+    assert_eq!(next_notification(&mut stream).await.id, id);
+
+    // Shutdown closes the stream cleanly (no error status).
+    h.instances.clear();
+    let end = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            match stream.next().await {
+                Some(Ok(_)) => continue,
+                other => return other,
+            }
+        }
+    })
+    .await
+    .expect("the stream ends on shutdown");
+    assert!(end.is_none(), "{end:?}");
     h.cleanup().await;
 }
 

@@ -141,6 +141,16 @@ impl Harness {
     }
 
     pub async fn with(profile: Profile, instances: usize, options: Options) -> Self {
+        Self::with_config(profile, instances, options, |_| {}).await
+    }
+
+    /// Like [`Harness::with`], with `tweak` adjusting each instance's configuration.
+    pub async fn with_config(
+        profile: Profile,
+        instances: usize,
+        options: Options,
+        tweak: impl Fn(&mut ordermesh_platform::ServiceConfig),
+    ) -> Self {
         let db = match profile {
             Profile::Production => TestDatabase::postgres().await.unwrap(),
             Profile::Embedded => TestDatabase::sqlite().unwrap(),
@@ -177,6 +187,7 @@ impl Harness {
                 Profile::Production => config.nats_url = Some(nats_url()),
                 Profile::Embedded => config.bus = Some(bus.clone()),
             }
+            tweak(&mut config);
             let options = options.clone();
             let service = RunningService::start(config, move |c, l, s| notification_svc::run_with(c, options, l, s))
                 .await
