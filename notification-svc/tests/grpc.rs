@@ -845,3 +845,85 @@ async fn a_lagging_subscriber_is_cut_off_and_can_resume() {
     assert!(received.len() < total, "the stream was cut off before the end");
     h.cleanup().await;
 }
+
+#[tokio::test]
+async fn notification_requests_are_stored_and_sends_publish_notification_created() {
+    use ordermesh_platform::events::{OutgoingEvent, SubscriptionSpec};
+    let h = Harness::start(Profile::Production).await;
+    let mut events = h
+        .bus
+        .subscribe(&SubscriptionSpec {
+            service: "notify-test".into(),
+            topic: "notification-events".into(),
+            ack_wait: Duration::from_secs(30),
+            max_deliver: 5,
+            max_ack_pending: 64,
+        })
+        .await
+        .unwrap();
+    let requested = |title: &str| ev::NotificationRequested {
+        request_id: Uuid::now_v7().to_string(),
+        recipient: Some(pb::Recipient {
+            target: Some(pb::recipient::Target::Role("customer-service".into())),
+        }),
+        notification_type: pb::NotificationType::System as i32,
+        title: title.into(),
+        body: "3 dead letters in order-events".into(),
+        data: [("topic".to_owned(), "order-events".to_owned())].into(),
+        occur_time: None,
+    };
+    let request = |message: &ev::NotificationRequested| {
+        OutgoingEvent::new(
+            "audit-svc",
+            "notification-events",
+            "NotificationRequested",
+            &message.request_id,
+            "corr-req",
+            message,
+        )
+    };
+    // Invalid: dead-lettered, nothing stored.
+    let invalid = request(&requested(""));
+    h.publish(&invalid).await;
+    h.publish(&request(&requested("Dead letters"))).await;
+    let agent = h.employee(&[Role::CustomerService]);
+    let list = h.wait_for(&agent, 1).await;
+    assert_eq!(list[0].title, "Dead letters");
+    assert_eq!(list[0].notification_type, pb::NotificationType::System as i32);
+    assert_eq!(list[0].data["topic"], "order-events");
+    assert_eq!(list[0].correlation_id, "corr-req");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let letters = h.bus.dead_letters().await.unwrap();
+        if letters.iter().any(|l| l.event.id == invalid.id) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "invalid request not dead-lettered"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(h.list(&agent).await.len(), 1);
+
+    // SendNotification publishes NotificationCreated through the outbox.
+    let (_, customer) = h.client();
+    let id = h.send_to(0, customer, "hello").await;
+    let created = loop {
+        let delivery = tokio::time::timeout(Duration::from_secs(20), events.next())
+            .await
+            .expect("an event within 20 s")
+            .expect("subscription open");
+        delivery.acker.ack().await.unwrap();
+        if delivery.event.short_type() == "NotificationCreated" {
+            break delivery.event.decode::<ev::NotificationCreated>().unwrap();
+        }
+    };
+    assert_eq!(created.notification_id, id);
+    assert_eq!(created.sender_id, "cs-agent");
+    assert_eq!(
+        created.recipient.unwrap().target,
+        Some(pb::recipient::Target::CustomerId(customer.to_string()))
+    );
+    h.cleanup().await;
+}
