@@ -174,6 +174,8 @@ impl Platform {
         platform.launch("customer", customer).await?;
         platform.launch("payment", payment).await?;
         platform.launch("order", order).await?;
+        let notification = platform.bind().await?;
+        platform.launch("notification", notification).await?;
         Ok(platform)
     }
 
@@ -229,6 +231,7 @@ impl Platform {
             "customer" => tokio::spawn(customer_svc::run(config, listener, s)),
             "order" => tokio::spawn(order_svc::run(config, listener, s)),
             "audit" => tokio::spawn(audit_svc::run(config, listener, s)),
+            "notification" => tokio::spawn(notification_svc::run(config, listener, s)),
             "payment" => tokio::spawn(payment_svc::run_with_gateway(config, listener, s, self.gateway.clone())),
             other => anyhow::bail!("unknown service {other}"),
         };
@@ -299,6 +302,14 @@ impl Platform {
 
     pub fn audit(&self) -> ordermesh_proto::audit::audit_service_client::AuditServiceClient<Channel> {
         ordermesh_proto::audit::audit_service_client::AuditServiceClient::new(self.channel("audit"))
+    }
+
+    pub fn notifications(
+        &self,
+    ) -> ordermesh_proto::notification::notification_service_client::NotificationServiceClient<Channel> {
+        ordermesh_proto::notification::notification_service_client::NotificationServiceClient::new(
+            self.channel("notification"),
+        )
     }
 
     pub fn payments(&self) -> PaymentServiceClient<Channel> {
