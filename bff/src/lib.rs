@@ -228,7 +228,12 @@ async fn finish(State(state): State<Arc<AppState>>, mut request: Request, next: 
         .headers()
         .get(header::CONTENT_TYPE)
         .is_some_and(|v| v.as_bytes() == problem::CONTENT_TYPE.as_bytes());
-    if status.is_client_error() || status.is_server_error() {
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes() == b"application/json");
+    // Errors with a JSON body of their own (`/readyz`) keep it.
+    if (status.is_client_error() || status.is_server_error()) && !is_json {
         let (parts, body) = response.into_parts();
         let mut problem = if is_problem {
             match axum::body::to_bytes(body, 64 * 1024).await {
