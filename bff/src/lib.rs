@@ -286,3 +286,53 @@ pub async fn run(config: BffConfig, listener: TcpListener, shutdown: Shutdown) -
         .await?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn operations(surface: Surface) -> Vec<(String, String)> {
+        let (_, doc) = api(surface);
+        let doc = serde_json::to_value(doc).unwrap();
+        let mut out = Vec::new();
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            for method in ["get", "put", "post", "delete", "patch"] {
+                if item.get(method).is_some() {
+                    out.push((method.to_uppercase(), path.clone()));
+                }
+            }
+        }
+        out.sort();
+        out
+    }
+
+    #[test]
+    fn every_route_has_a_rule_and_every_rule_a_route() {
+        let mut rules: Vec<(String, String)> = policy::MATRIX
+            .iter()
+            .map(|r| (r.method.to_owned(), r.path.to_owned()))
+            .collect();
+        rules.sort();
+        assert_eq!(operations(Surface::Both), rules);
+        assert_eq!(operations(Surface::Internal), rules);
+        let mut external: Vec<(String, String)> = policy::MATRIX
+            .iter()
+            .filter(|r| r.clients)
+            .map(|r| (r.method.to_owned(), r.path.to_owned()))
+            .collect();
+        external.sort();
+        assert_eq!(operations(Surface::External), external);
+    }
+
+    #[test]
+    fn the_document_is_openapi_3_1_with_bearer_and_problems() {
+        let (_, doc) = api(Surface::Both);
+        let doc = serde_json::to_value(doc).unwrap();
+        assert_eq!(doc["openapi"], "3.1.0");
+        assert_eq!(doc["security"], serde_json::json!([{"bearer": []}]));
+        assert!(doc["components"]["schemas"]["Problem"].is_object());
+        let op = &doc["paths"]["/api/v1/orders"]["post"];
+        assert!(op["responses"]["202"].is_object());
+        assert!(op["responses"]["429"]["content"]["application/problem+json"].is_object());
+    }
+}
