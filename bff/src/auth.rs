@@ -162,7 +162,14 @@ pub async fn own_customer(state: &AppState, caller: &Caller) -> Result<String, P
         issuer: issuer.clone(),
         subject: subject.clone(),
     });
-    match state.clients.customer.read.clone().get_customer_by_identity(request).await {
+    match state
+        .clients
+        .customer
+        .read
+        .clone()
+        .get_customer_by_identity(request)
+        .await
+    {
         Ok(response) => {
             let id = response
                 .into_inner()

@@ -53,7 +53,12 @@ impl Clients {
             customer: pair("customer", &peers.customer, timeout, CustomerServiceClient::new)?,
             order: pair("order", &peers.order, timeout, OrderServiceClient::new)?,
             payment: pair("payment", &peers.payment, timeout, PaymentServiceClient::new)?,
-            notification: pair("notification", &peers.notification, timeout, NotificationServiceClient::new)?,
+            notification: pair(
+                "notification",
+                &peers.notification,
+                timeout,
+                NotificationServiceClient::new,
+            )?,
             audit: pair("audit", &peers.audit, timeout, AuditServiceClient::new)?,
             services: vec![
                 ("product", peers.product.clone()),

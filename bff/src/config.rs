@@ -174,7 +174,10 @@ fn origins(env: &Env, name: &str) -> Result<Vec<String>, ConfigError> {
                 .or_else(|| origin.strip_prefix("http://"))
                 .ok_or_else(|| ConfigError::new(name, format!("{origin:?} is not an http(s) origin")))?;
             if rest.is_empty() || rest.contains(['/', '?', '#']) || http::HeaderValue::from_str(origin).is_err() {
-                return Err(ConfigError::new(name, format!("{origin:?} is not an origin (scheme://host[:port])")));
+                return Err(ConfigError::new(
+                    name,
+                    format!("{origin:?} is not an origin (scheme://host[:port])"),
+                ));
             }
             Ok(origin.to_owned())
         })
@@ -194,7 +197,10 @@ mod tests {
         let env = Env::from_pairs([
             ("BFF_SURFACE", "external"),
             ("BFF_RATE_LIMIT_EXTERNAL", "5"),
-            ("BFF_CORS_EXTERNAL_ORIGINS", "https://shop.example, http://localhost:3000"),
+            (
+                "BFF_CORS_EXTERNAL_ORIGINS",
+                "https://shop.example, http://localhost:3000",
+            ),
         ]);
         let config = BffConfig::from_env(&env).unwrap();
         assert_eq!(config.surface, Surface::External);

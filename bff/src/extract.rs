@@ -2,11 +2,11 @@
 //! rejected by the DTOs' `deny_unknown_fields`, so no mass assignment), query strings and path
 //! parameters.
 
+use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
-use axum::body::Bytes;
 use serde::de::DeserializeOwned;
 
 use crate::problem::Problem;
@@ -37,14 +37,15 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
             .detail("the body must be application/json"));
         }
         let bytes = Bytes::from_request(request, state).await.map_err(body_rejection)?;
-        let value: serde_json::Value = serde_json::from_slice(&bytes)
-            .map_err(|e| Problem::new(StatusCode::BAD_REQUEST, "malformed-json", "Malformed JSON").detail(e.to_string()))?;
+        let value: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| {
+            Problem::new(StatusCode::BAD_REQUEST, "malformed-json", "Malformed JSON").detail(e.to_string())
+        })?;
         if has_nul(&value) {
             return Err(Problem::bad_request("strings must not contain NUL characters"));
         }
-        serde_json::from_value(value)
-            .map(ApiJson)
-            .map_err(|e| Problem::new(StatusCode::BAD_REQUEST, "invalid-body", "Invalid request body").detail(e.to_string()))
+        serde_json::from_value(value).map(ApiJson).map_err(|e| {
+            Problem::new(StatusCode::BAD_REQUEST, "invalid-body", "Invalid request body").detail(e.to_string())
+        })
     }
 }
 
@@ -112,7 +113,10 @@ pub fn page_size(value: Option<u32>) -> Result<i32, Problem> {
 /// Values from an untrusted client that will be sent on: bounded, no control characters.
 pub fn text(field: &str, value: &str, max: usize) -> Result<(), Problem> {
     if value.chars().count() > max {
-        return Err(Problem::invalid_field(field, format!("must be at most {max} characters")));
+        return Err(Problem::invalid_field(
+            field,
+            format!("must be at most {max} characters"),
+        ));
     }
     if value.chars().any(|c| c.is_control()) {
         return Err(Problem::invalid_field(field, "must not contain control characters"));

@@ -38,7 +38,10 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 fn cache_key(scope: &str, key: &str) -> String {
-    format!("idem:{}", hex(&sha2::Sha256::digest(format!("{scope}\0{key}").as_bytes())))
+    format!(
+        "idem:{}",
+        hex(&sha2::Sha256::digest(format!("{scope}\0{key}").as_bytes()))
+    )
 }
 
 #[derive(Serialize, Deserialize)]
@@ -79,17 +82,24 @@ pub async fn replay(cache: &Cache, scope: &str, key: &str, fingerprint: &str) ->
     Ok(Some(response))
 }
 
+/// Where a response is kept: the cache, for how long, and under which scope, key and body.
+pub struct Record<'a> {
+    pub cache: &'a Cache,
+    pub ttl: std::time::Duration,
+    pub scope: &'a str,
+    pub key: &'a str,
+    pub fingerprint: &'a str,
+}
+
 /// Keeps a response for replay.
-pub async fn store(
-    cache: &Cache,
-    ttl: std::time::Duration,
-    scope: &str,
-    key: &str,
-    fingerprint: &str,
-    status: StatusCode,
-    headers: &[(&str, String)],
-    body: &str,
-) {
+pub async fn store(record: Record<'_>, status: StatusCode, headers: &[(&str, String)], body: &str) {
+    let Record {
+        cache,
+        ttl,
+        scope,
+        key,
+        fingerprint,
+    } = record;
     let stored = Stored {
         fingerprint: fingerprint.to_owned(),
         status: status.as_u16(),

@@ -159,9 +159,18 @@ async fn readyz(State(state): State<Arc<AppState>>) -> Response {
     let ready = health.iter().all(|(_, serving)| *serving);
     let services: serde_json::Map<String, serde_json::Value> = health
         .into_iter()
-        .map(|(name, serving)| (name.to_owned(), (if serving { "serving" } else { "unavailable" }).into()))
+        .map(|(name, serving)| {
+            (
+                name.to_owned(),
+                (if serving { "serving" } else { "unavailable" }).into(),
+            )
+        })
         .collect();
-    let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
     let body = serde_json::json!({"status": if ready { "ready" } else { "not-ready" }, "services": services});
     (status, Json(body)).into_response()
 }
@@ -246,27 +255,26 @@ async fn finish(State(state): State<Arc<AppState>>, mut request: Request, next: 
                 StatusCode::METHOD_NOT_ALLOWED if state.config.surface == Surface::External => {
                     Problem::not_found("no such resource")
                 }
-                StatusCode::METHOD_NOT_ALLOWED => {
-                    Problem::new(status, "method-not-allowed", "Method not allowed")
-                }
+                StatusCode::METHOD_NOT_ALLOWED => Problem::new(status, "method-not-allowed", "Method not allowed"),
                 StatusCode::PAYLOAD_TOO_LARGE => extract::payload_too_large(),
-                _ => Problem::new(
-                    status,
-                    "http-error",
-                    status.canonical_reason().unwrap_or("Error"),
-                ),
+                _ => Problem::new(status, "http-error", status.canonical_reason().unwrap_or("Error")),
             }
         };
         problem.correlation_id = Some(correlation.clone());
         let external_405 = status == StatusCode::METHOD_NOT_ALLOWED && problem.status == 404;
         let mut rebuilt = problem.into_response();
         for (name, value) in parts.headers.iter() {
-            if name == header::CONTENT_TYPE || name == header::CONTENT_LENGTH || (external_405 && name == header::ALLOW) {
+            if name == header::CONTENT_TYPE || name == header::CONTENT_LENGTH || (external_405 && name == header::ALLOW)
+            {
                 continue;
             }
             rebuilt.headers_mut().insert(name.clone(), value.clone());
         }
-        *rebuilt.status_mut() = if external_405 { StatusCode::NOT_FOUND } else { parts.status };
+        *rebuilt.status_mut() = if external_405 {
+            StatusCode::NOT_FOUND
+        } else {
+            parts.status
+        };
         response = rebuilt;
     }
     if !response.headers().contains_key("x-correlation-id")

@@ -4,7 +4,10 @@
 use clap::Parser;
 
 #[derive(Parser)]
-#[command(name = "bff", about = "ordermesh backend-for-frontend (REST for the client and employee portals)")]
+#[command(
+    name = "bff",
+    about = "ordermesh backend-for-frontend (REST for the client and employee portals)"
+)]
 struct Args {
     /// Which portal(s) to serve; default `BFF_SURFACE`, else both.
     #[arg(long, value_enum)]

@@ -6,7 +6,7 @@ use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
 
-use crate::problem::{FieldError, Problem};
+use crate::problem::{FieldError, ProblemDocument};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -15,7 +15,7 @@ use crate::problem::{FieldError, Problem};
         version = "1.0.0",
         description = "REST API of the ordermesh client and employee portals. Errors are RFC 9457 problem+json."
     ),
-    components(schemas(Problem, FieldError)),
+    components(schemas(ProblemDocument, FieldError)),
     modifiers(&BearerScheme),
     security(("bearer" = [])),
     tags(
@@ -39,7 +39,10 @@ impl Modify for BearerScheme {
 /// Problem responses every operation can give (applied to the merged document, after the
 /// routes are added).
 const PROBLEMS: &[(&str, &str)] = &[
-    ("400", "Invalid request (unknown or invalid fields, malformed JSON, bad parameters)"),
+    (
+        "400",
+        "Invalid request (unknown or invalid fields, malformed JSON, bad parameters)",
+    ),
     ("401", "Missing or invalid bearer token"),
     ("403", "The caller's role does not allow this operation"),
     ("404", "Not found (or not the caller's)"),

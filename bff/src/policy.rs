@@ -57,7 +57,12 @@ pub const MATRIX: &[Rule] = &[
     rule("GET", "/api/v1/orders", true, Roles(ORDER_STAFF)),
     rule("GET", "/api/v1/orders/{id}", true, Roles(ORDER_STAFF)),
     rule("DELETE", "/api/v1/orders/{id}", true, Roles(ORDER_STAFF)),
-    rule("PUT", "/api/v1/orders/{id}/status", false, Roles(&[Admin, OrderManager])),
+    rule(
+        "PUT",
+        "/api/v1/orders/{id}/status",
+        false,
+        Roles(&[Admin, OrderManager]),
+    ),
     rule("GET", "/api/v1/customers/me", true, Employees::None),
     rule("POST", "/api/v1/customers/me", true, Employees::None),
     rule("GET", "/api/v1/customers", false, Roles(CUSTOMER_READERS)),

@@ -20,10 +20,30 @@ pub struct FieldError {
     pub message: String,
 }
 
-/// An RFC 9457 problem document.
+/// An RFC 9457 problem, boxed so `Result<_, Problem>` stays small; its fields are those of
+/// [`ProblemDocument`] (through `Deref`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Problem(Box<ProblemDocument>);
+
+impl std::ops::Deref for Problem {
+    type Target = ProblemDocument;
+    fn deref(&self) -> &ProblemDocument {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Problem {
+    fn deref_mut(&mut self) -> &mut ProblemDocument {
+        &mut self.0
+    }
+}
+
+/// An RFC 9457 problem document (`application/problem+json`).
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
-pub struct Problem {
+#[schema(as = Problem)]
+pub struct ProblemDocument {
     /// Stable URI identifying the kind of problem, e.g. `https://ordermesh.dev/problems/not-found`.
     #[serde(rename = "type")]
     pub kind: String,
@@ -47,7 +67,7 @@ pub struct Problem {
 
 impl Problem {
     pub fn new(status: StatusCode, slug: &str, title: &str) -> Self {
-        Self {
+        Self(Box::new(ProblemDocument {
             kind: format!("{TYPE_BASE}{slug}"),
             title: title.to_owned(),
             status: status.as_u16(),
@@ -55,7 +75,7 @@ impl Problem {
             errors: Vec::new(),
             correlation_id: None,
             retry_after: None,
-        }
+        }))
     }
 
     pub fn detail(mut self, detail: impl Into<String>) -> Self {
@@ -119,7 +139,12 @@ impl Problem {
     }
 
     pub fn unavailable(detail: impl Into<String>) -> Self {
-        Self::new(StatusCode::SERVICE_UNAVAILABLE, "service-unavailable", "Service unavailable").detail(detail)
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "service-unavailable",
+            "Service unavailable",
+        )
+        .detail(detail)
     }
 
     pub fn timeout() -> Self {
@@ -161,13 +186,18 @@ impl Problem {
             }
             Code::NotFound => Self::not_found(message),
             Code::AlreadyExists => Self::new(StatusCode::CONFLICT, "already-exists", "Already exists").detail(message),
-            Code::FailedPrecondition => {
-                Self::new(StatusCode::CONFLICT, "failed-precondition", "Not allowed in the current state")
-                    .detail(message)
-            }
-            Code::Aborted => {
-                Self::new(StatusCode::CONFLICT, "concurrent-modification", "Concurrent modification").detail(message)
-            }
+            Code::FailedPrecondition => Self::new(
+                StatusCode::CONFLICT,
+                "failed-precondition",
+                "Not allowed in the current state",
+            )
+            .detail(message),
+            Code::Aborted => Self::new(
+                StatusCode::CONFLICT,
+                "concurrent-modification",
+                "Concurrent modification",
+            )
+            .detail(message),
             Code::PermissionDenied => Self::forbidden(message),
             Code::Unauthenticated => Self::unauthorized(message),
             Code::ResourceExhausted => {
@@ -232,7 +262,9 @@ impl IntoResponse for Problem {
             .headers_mut()
             .insert(header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE));
         if let Some(seconds) = retry_after {
-            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
         }
         response
     }
@@ -265,7 +297,7 @@ mod tests {
             let problem = Problem::from_status(&status);
             assert_eq!(problem.status, http, "{status:?}");
             assert_eq!(problem.kind, format!("{TYPE_BASE}{slug}"));
-            assert!(!problem.detail.unwrap_or_default().contains("secret"));
+            assert!(!problem.detail.clone().unwrap_or_default().contains("secret"));
         }
     }
 

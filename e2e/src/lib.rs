@@ -196,7 +196,12 @@ impl Platform {
         let http = reqwest::Client::new();
         for _ in 0..500 {
             anyhow::ensure!(!handle.is_finished(), "BFF exited: {:?}", handle.await);
-            if http.get(format!("{url}/healthz")).send().await.is_ok_and(|r| r.status().is_success()) {
+            if http
+                .get(format!("{url}/healthz"))
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success())
+            {
                 return Ok(url);
             }
             tokio::time::sleep(Duration::from_millis(20)).await;

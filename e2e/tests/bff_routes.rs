@@ -38,7 +38,10 @@ async fn a_first_sign_in_has_no_profile_until_it_creates_one() {
         .await;
     created.assert_status(201);
     let id = created.body["id"].as_str().unwrap().to_owned();
-    assert_eq!(created.header("location"), Some(format!("/api/v1/customers/{id}").as_str()));
+    assert_eq!(
+        created.header("location"),
+        Some(format!("/api/v1/customers/{id}").as_str())
+    );
     assert_eq!(created.body["status"], "active");
     assert_eq!(created.body["preferences"]["preferredContactChannel"], "email");
 
@@ -70,14 +73,26 @@ async fn a_client_uses_every_client_route() {
     // Catalogue.
     let list = api.get("/api/v1/products?pageSize=50", &alice).await;
     list.assert_status(200);
-    assert!(list.body["items"].as_array().unwrap().iter().any(|p| p["id"] == product.id.as_str()));
+    assert!(
+        list.body["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["id"] == product.id.as_str())
+    );
     let one = api.get(&format!("/api/v1/products/{}", product.id), &alice).await;
     one.assert_status(200);
     assert_eq!(one.body["price"], json!({"amount": 1500, "currency": "EUR"}));
     assert_eq!(one.body["sku"], product.sku.as_str());
     let found = api.get("/api/v1/products/search?q=Espresso", &alice).await;
     found.assert_status(200);
-    assert!(found.body["items"].as_array().unwrap().iter().any(|p| p["id"] == product.id.as_str()));
+    assert!(
+        found.body["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["id"] == product.id.as_str())
+    );
 
     // Profile.
     let me = api.get("/api/v1/customers/me", &alice).await;
@@ -108,7 +123,10 @@ async fn a_client_uses_every_client_route() {
         .await;
     placed.assert_status(202);
     let order_id = placed.body["id"].as_str().unwrap().to_owned();
-    assert_eq!(placed.header("location"), Some(format!("/api/v1/orders/{order_id}").as_str()));
+    assert_eq!(
+        placed.header("location"),
+        Some(format!("/api/v1/orders/{order_id}").as_str())
+    );
     assert_eq!(placed.header("x-correlation-id"), Some("journey-1"));
     assert_eq!(placed.body["status"], "pending");
     assert_eq!(placed.body["total"], json!({"amount": 3000, "currency": "EUR"}));
@@ -180,7 +198,10 @@ async fn employees_use_every_employee_route() {
         .await;
     created.assert_status(201);
     let product_id = created.body["id"].as_str().unwrap().to_owned();
-    assert_eq!(created.header("location"), Some(format!("/api/v1/products/{product_id}").as_str()));
+    assert_eq!(
+        created.header("location"),
+        Some(format!("/api/v1/products/{product_id}").as_str())
+    );
     assert_eq!(created.body["attributes"]["colour"], "black");
     let updated = api
         .put(
@@ -196,12 +217,22 @@ async fn employees_use_every_employee_route() {
     // Customers (customer service, order managers read).
     let search = api.get("/api/v1/customers?q=alice", &service).await;
     search.assert_status(200);
-    assert!(search.body["items"].as_array().unwrap().iter().any(|c| c["id"] == customer.as_str()));
+    assert!(
+        search.body["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["id"] == customer.as_str())
+    );
     api.get(&format!("/api/v1/customers/{customer}"), &manager)
         .await
         .assert_status(200);
     let renamed = api
-        .put(&format!("/api/v1/customers/{customer}"), &service, &json!({"displayName": "Alice (vip)"}))
+        .put(
+            &format!("/api/v1/customers/{customer}"),
+            &service,
+            &json!({"displayName": "Alice (vip)"}),
+        )
         .await;
     renamed.assert_status(200);
     assert_eq!(renamed.body["displayName"], "Alice (vip)");
@@ -224,13 +255,17 @@ async fn employees_use_every_employee_route() {
     for id in [&first, &second] {
         platform.wait_for(id, &[OrderStatus::Confirmed], SAGA).await.unwrap();
     }
-    let all = api.get(&format!("/api/v1/orders?customerId={customer}"), &service).await;
+    let all = api
+        .get(&format!("/api/v1/orders?customerId={customer}"), &service)
+        .await;
     all.assert_status(200);
     assert_eq!(all.body["items"].as_array().unwrap().len(), 2);
     api.get(&format!("/api/v1/customers/{customer}/orders"), &manager)
         .await
         .assert_status(200);
-    api.get(&format!("/api/v1/orders/{first}"), &service).await.assert_status(200);
+    api.get(&format!("/api/v1/orders/{first}"), &service)
+        .await
+        .assert_status(200);
     let shipped = api
         .put(
             &format!("/api/v1/orders/{first}/status"),
@@ -242,15 +277,23 @@ async fn employees_use_every_employee_route() {
     assert_eq!(shipped.body["status"], "shipped");
     assert_eq!(shipped.body["shipment"]["carrier"], "DHL");
     let delivered = api
-        .put(&format!("/api/v1/orders/{first}/status"), &manager, &json!({"status": "delivered"}))
+        .put(
+            &format!("/api/v1/orders/{first}/status"),
+            &manager,
+            &json!({"status": "delivered"}),
+        )
         .await;
     delivered.assert_status(200);
     assert_eq!(delivered.body["status"], "delivered");
     // An illegal transition is a 409 problem.
-    api.put(&format!("/api/v1/orders/{first}/status"), &manager, &json!({"status": "shipped",
-        "carrier": "DHL", "trackingNumber": "JJD0002"}))
-        .await
-        .assert_problem(409, Some("failed-precondition"));
+    api.put(
+        &format!("/api/v1/orders/{first}/status"),
+        &manager,
+        &json!({"status": "shipped",
+        "carrier": "DHL", "trackingNumber": "JJD0002"}),
+    )
+    .await
+    .assert_problem(409, Some("failed-precondition"));
 
     let payments = api.get(&format!("/api/v1/payments?orderId={second}"), &service).await;
     payments.assert_status(200);
@@ -344,13 +387,17 @@ async fn health_readiness_openapi_and_http_errors() {
     }
 
     // Unknown route, unknown JSON field, malformed JSON, wrong media type, too large a body.
-    api.get("/api/v1/nothing-here", &alice).await.assert_problem(404, Some("not-found"));
+    api.get("/api/v1/nothing-here", &alice)
+        .await
+        .assert_problem(404, Some("not-found"));
     let no_auth = api.send(Method::GET, "/api/v1/products", None, None, &[]).await;
     no_auth.assert_problem(401, Some("unauthorized"));
     assert!(no_auth.header("www-authenticate").unwrap().starts_with("Bearer"));
     let mut extra = order_body(&product.id, 1, "tok_approved");
     extra["coupon"] = json!("FREE");
-    api.post("/api/v1/orders", &alice, &extra).await.assert_problem(400, Some("invalid-body"));
+    api.post("/api/v1/orders", &alice, &extra)
+        .await
+        .assert_problem(400, Some("invalid-body"));
     let raw = api
         .http
         .post(format!("{}/api/v1/orders", api.base))
@@ -378,7 +425,9 @@ async fn health_readiness_openapi_and_http_errors() {
     too_large.assert_problem(413, Some("payload-too-large"));
     assert!(too_large.body["correlationId"].is_string());
     // A service's field violations come back as `errors`.
-    let invalid = api.post("/api/v1/orders", &alice, &order_body(&product.id, 0, "tok_approved")).await;
+    let invalid = api
+        .post("/api/v1/orders", &alice, &order_body(&product.id, 0, "tok_approved"))
+        .await;
     invalid.assert_problem(400, Some("validation-error"));
     assert!(!invalid.body["errors"].as_array().unwrap().is_empty(), "{invalid:?}");
     assert!(invalid.body["errors"][0]["field"].is_string());
@@ -390,17 +439,26 @@ async fn health_readiness_openapi_and_http_errors() {
             "/api/v1/products",
             None,
             None,
-            &[("origin", "https://shop.example"), ("access-control-request-method", "GET")],
+            &[
+                ("origin", "https://shop.example"),
+                ("access-control-request-method", "GET"),
+            ],
         )
         .await;
-    assert_eq!(preflight.header("access-control-allow-origin"), Some("https://shop.example"));
+    assert_eq!(
+        preflight.header("access-control-allow-origin"),
+        Some("https://shop.example")
+    );
     let foreign = api
         .send(
             Method::OPTIONS,
             "/api/v1/products",
             None,
             None,
-            &[("origin", "https://evil.example"), ("access-control-request-method", "GET")],
+            &[
+                ("origin", "https://evil.example"),
+                ("access-control-request-method", "GET"),
+            ],
         )
         .await;
     assert_eq!(foreign.header("access-control-allow-origin"), None);

@@ -75,5 +75,8 @@ async fn schemathesis_finds_no_server_errors_and_no_schema_violations() {
             failed.push(who);
         }
     }
-    assert!(failed.is_empty(), "schemathesis failed for {failed:?} (its report is above)");
+    assert!(
+        failed.is_empty(),
+        "schemathesis failed for {failed:?} (its report is above)"
+    );
 }

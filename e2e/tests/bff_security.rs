@@ -76,13 +76,23 @@ impl TestIssuer {
     fn es256(&self, kid: &str, claims: &Value) -> String {
         let mut header = Header::new(Algorithm::ES256);
         header.kid = Some(kid.to_owned());
-        jsonwebtoken::encode(&header, claims, &EncodingKey::from_ec_pem(self.ec_pem.as_bytes()).unwrap()).unwrap()
+        jsonwebtoken::encode(
+            &header,
+            claims,
+            &EncodingKey::from_ec_pem(self.ec_pem.as_bytes()).unwrap(),
+        )
+        .unwrap()
     }
 
     fn rs256(&self, claims: &Value) -> String {
         let mut header = Header::new(Algorithm::RS256);
         header.kid = Some("rsa-1".to_owned());
-        jsonwebtoken::encode(&header, claims, &EncodingKey::from_rsa_pem(self.rsa_pem.as_bytes()).unwrap()).unwrap()
+        jsonwebtoken::encode(
+            &header,
+            claims,
+            &EncodingKey::from_rsa_pem(self.rsa_pem.as_bytes()).unwrap(),
+        )
+        .unwrap()
     }
 }
 
@@ -140,18 +150,32 @@ async fn jwt_attacks_are_rejected_with_401_problems() {
     let hs256_with_public_key = {
         let mut header = Header::new(Algorithm::HS256);
         header.kid = Some("rsa-1".to_owned());
-        jsonwebtoken::encode(&header, &good, &EncodingKey::from_secret(issuer.rsa_public_pem.as_bytes())).unwrap()
+        jsonwebtoken::encode(
+            &header,
+            &good,
+            &EncodingKey::from_secret(issuer.rsa_public_pem.as_bytes()),
+        )
+        .unwrap()
     };
     let attacks = [
         ("expired", issuer.es256("ec-1", &with("exp", json!(now - 3600)))),
-        ("nbf in the future", issuer.es256("ec-1", &with("nbf", json!(now + 3600)))),
-        ("wrong iss", issuer.es256("ec-1", &with("iss", json!("https://evil.example/clients")))),
+        (
+            "nbf in the future",
+            issuer.es256("ec-1", &with("nbf", json!(now + 3600))),
+        ),
+        (
+            "wrong iss",
+            issuer.es256("ec-1", &with("iss", json!("https://evil.example/clients"))),
+        ),
         ("wrong aud", issuer.es256("ec-1", &with("aud", json!("someone-else")))),
         ("alg none", alg_none),
         ("HS256 with the RSA public key as secret", hs256_with_public_key),
         ("unknown kid", issuer.es256("no-such-key", &good)),
         ("tampered payload", tampered),
-        ("exp as a string", issuer.es256("ec-1", &with("exp", json!((now + 600).to_string())))),
+        (
+            "exp as a string",
+            issuer.es256("ec-1", &with("exp", json!((now + 600).to_string()))),
+        ),
         ("missing exp", issuer.es256("ec-1", &without("exp"))),
         ("not a JWT", "abc".to_owned()),
     ];
@@ -168,7 +192,13 @@ async fn jwt_attacks_are_rejected_with_401_problems() {
     }
     // The scheme must be Bearer.
     let basic = api
-        .send(Method::GET, "/api/v1/products", None, None, &[("authorization", "Basic YTpi")])
+        .send(
+            Method::GET,
+            "/api/v1/products",
+            None,
+            None,
+            &[("authorization", "Basic YTpi")],
+        )
         .await;
     basic.assert_problem(401, Some("unauthorized"));
 }
@@ -181,11 +211,19 @@ async fn another_clients_ids_are_404_and_their_data_unchanged() {
     let (alice, _) = platform.client("alice").await.unwrap();
     let (bob, bob_customer) = platform.client("bob").await.unwrap();
 
-    let placed = api.post("/api/v1/orders", &bob, &order_body(&product.id, 1, "tok_approved")).await;
+    let placed = api
+        .post("/api/v1/orders", &bob, &order_body(&product.id, 1, "tok_approved"))
+        .await;
     placed.assert_status(202);
     let bob_order = placed.body["id"].as_str().unwrap().to_owned();
-    platform.wait_for(&bob_order, &[OrderStatus::Confirmed], SAGA).await.unwrap();
-    let bob_payment = api.get(&format!("/api/v1/payments?orderId={bob_order}"), &bob).await.body["items"][0]["id"]
+    platform
+        .wait_for(&bob_order, &[OrderStatus::Confirmed], SAGA)
+        .await
+        .unwrap();
+    let bob_payment = api
+        .get(&format!("/api/v1/payments?orderId={bob_order}"), &bob)
+        .await
+        .body["items"][0]["id"]
         .as_str()
         .unwrap()
         .to_owned();
@@ -240,15 +278,22 @@ async fn employee_routes_are_403_for_clients_internally_404_externally_and_need_
         employee_only += 1;
         let method = Method::from_bytes(rule.method.as_bytes()).unwrap();
         let path = concrete(rule.path);
-        let answer = internal.send(method.clone(), &path, Some(&alice), Some(&body), &[]).await;
+        let answer = internal
+            .send(method.clone(), &path, Some(&alice), Some(&body), &[])
+            .await;
         answer.assert_problem(403, Some("forbidden"));
-        let answer = external.send(method.clone(), &path, Some(&alice), Some(&body), &[]).await;
+        let answer = external
+            .send(method.clone(), &path, Some(&alice), Some(&body), &[])
+            .await;
         assert_eq!(answer.status, 404, "external {method} {path}: {answer:?}");
         answer.assert_problem(404, Some("not-found"));
     }
     assert!(employee_only >= 6);
     // The external document does not even describe them.
-    let doc = external.send(Method::GET, "/api/v1/openapi.json", None, None, &[]).await.body;
+    let doc = external
+        .send(Method::GET, "/api/v1/openapi.json", None, None, &[])
+        .await
+        .body;
     assert!(doc["paths"]["/api/v1/audit/logs"].is_null());
     assert!(doc["paths"]["/api/v1/products"]["post"].is_null());
     assert!(doc["paths"]["/api/v1/products"]["get"].is_object());
@@ -273,7 +318,9 @@ async fn employee_routes_are_403_for_clients_internally_404_externally_and_need_
             .collect();
         tokens.push(no_roles.clone());
         for token in &tokens {
-            let answer = internal.send(method.clone(), &path, Some(token), Some(&body), &[]).await;
+            let answer = internal
+                .send(method.clone(), &path, Some(token), Some(&body), &[])
+                .await;
             assert_eq!(answer.status, 403, "{method} {path}: {answer:?}");
             answer.assert_problem(403, Some("forbidden"));
             checked += 1;
@@ -311,15 +358,23 @@ async fn extra_fields_in_create_bodies_are_400_and_nothing_is_written() {
     }
     let mut body = order_body(&product.id, 1, "tok_approved");
     body["items"][0]["price"] = json!({"amount": 1, "currency": "EUR"});
-    api.post("/api/v1/orders", &alice, &body).await.assert_problem(400, Some("invalid-body"));
+    api.post("/api/v1/orders", &alice, &body)
+        .await
+        .assert_problem(400, Some("invalid-body"));
     for customer in [&alice_customer, &bob_customer] {
-        let orders = api.get(&format!("/api/v1/customers/{customer}/orders"), &platform.admin).await;
+        let orders = api
+            .get(&format!("/api/v1/customers/{customer}/orders"), &platform.admin)
+            .await;
         assert_eq!(orders.body["items"], json!([]), "no order was written");
     }
 
     // Products: ids, versions and timestamps are the server's.
     let sku = format!("SKU-{}", uuid::Uuid::now_v7().simple()).to_uppercase();
-    for (field, value) in [("id", json!("x")), ("version", json!(7)), ("createdAt", json!("2020-01-01T00:00:00Z"))] {
+    for (field, value) in [
+        ("id", json!("x")),
+        ("version", json!(7)),
+        ("createdAt", json!("2020-01-01T00:00:00Z")),
+    ] {
         let mut body = json!({"sku": sku, "name": "Grinder", "categoryId": product.category_id,
                               "price": {"amount": 100, "currency": "EUR"}});
         body[field] = value;
@@ -327,7 +382,9 @@ async fn extra_fields_in_create_bodies_are_400_and_nothing_is_written() {
             .await
             .assert_problem(400, Some("invalid-body"));
     }
-    let found = api.get(&format!("/api/v1/products/search?q={sku}"), &platform.admin).await;
+    let found = api
+        .get(&format!("/api/v1/products/search?q={sku}"), &platform.admin)
+        .await;
     assert_eq!(found.body["items"], json!([]), "no product was written");
 
     // Customer profiles: no status, no id, no identity of the client's choosing.
@@ -400,12 +457,19 @@ async fn an_idempotency_key_replays_the_first_answer_and_rejects_another_body() 
     let body = order_body(&product.id, 1, "tok_approved");
     let key = [("idempotency-key", "order-2026-0001")];
 
-    let first = api.send(Method::POST, "/api/v1/orders", Some(&alice), Some(&body), &key).await;
+    let first = api
+        .send(Method::POST, "/api/v1/orders", Some(&alice), Some(&body), &key)
+        .await;
     first.assert_status(202);
     let order_id = first.body["id"].as_str().unwrap().to_owned();
-    platform.wait_for(&order_id, &[OrderStatus::Confirmed], SAGA).await.unwrap();
+    platform
+        .wait_for(&order_id, &[OrderStatus::Confirmed], SAGA)
+        .await
+        .unwrap();
 
-    let again = api.send(Method::POST, "/api/v1/orders", Some(&alice), Some(&body), &key).await;
+    let again = api
+        .send(Method::POST, "/api/v1/orders", Some(&alice), Some(&body), &key)
+        .await;
     again.assert_status(202);
     assert_eq!(again.body, first.body, "the first answer, replayed (still pending)");
     assert_eq!(again.header("location"), first.header("location"));
@@ -424,12 +488,24 @@ async fn an_idempotency_key_replays_the_first_answer_and_rejects_another_body() 
 
     // Another key is another order; a malformed key is rejected.
     let next = api
-        .send(Method::POST, "/api/v1/orders", Some(&alice), Some(&body), &[("idempotency-key", "order-2026-0002")])
+        .send(
+            Method::POST,
+            "/api/v1/orders",
+            Some(&alice),
+            Some(&body),
+            &[("idempotency-key", "order-2026-0002")],
+        )
         .await;
     next.assert_status(202);
     assert_ne!(next.body["id"], first.body["id"]);
     let long = "k".repeat(129);
-    api.send(Method::POST, "/api/v1/orders", Some(&alice), Some(&body), &[("idempotency-key", &long)])
-        .await
-        .assert_problem(400, Some("validation-error"));
+    api.send(
+        Method::POST,
+        "/api/v1/orders",
+        Some(&alice),
+        Some(&body),
+        &[("idempotency-key", &long)],
+    )
+    .await
+    .assert_problem(400, Some("validation-error"));
 }

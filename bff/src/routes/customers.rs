@@ -90,7 +90,11 @@ pub async fn create_me(state: Shared, caller: Caller, ApiJson(body): ApiJson<Cre
 /// Search customers (employees).
 #[utoipa::path(get, path = "/api/v1/customers", tag = "customers", params(ListCustomers),
     responses((status = 200, description = "A page of customers", body = CustomerPage)))]
-pub async fn list(state: Shared, caller: Caller, ApiQuery(q): ApiQuery<ListCustomers>) -> ApiResult<Json<CustomerPage>> {
+pub async fn list(
+    state: Shared,
+    caller: Caller,
+    ApiQuery(q): ApiQuery<ListCustomers>,
+) -> ApiResult<Json<CustomerPage>> {
     use pb::CustomerStatus as P;
     let request = pb::ListCustomersRequest {
         query: q.q.unwrap_or_default(),

@@ -62,7 +62,11 @@ pub async fn list(
         .await?
         .into_inner();
     Ok(Json(NotificationPage {
-        items: response.notifications.into_iter().map(Notification::from_proto).collect(),
+        items: response
+            .notifications
+            .into_iter()
+            .map(Notification::from_proto)
+            .collect(),
         next_page_token: next_token(response.next_page_token),
         unread_count: response.unread_count,
     }))
@@ -71,7 +75,11 @@ pub async fn list(
 /// Mark some (`ids`) or all (`all: true`) of the caller's notifications read.
 #[utoipa::path(post, path = "/api/v1/notifications/read", tag = "notifications", request_body = MarkRead,
     responses((status = 200, description = "Counts after the update", body = MarkReadResult)))]
-pub async fn mark_read(state: Shared, caller: Caller, ApiJson(body): ApiJson<MarkRead>) -> ApiResult<Json<MarkReadResult>> {
+pub async fn mark_read(
+    state: Shared,
+    caller: Caller,
+    ApiJson(body): ApiJson<MarkRead>,
+) -> ApiResult<Json<MarkReadResult>> {
     if body.ids.is_empty() && !body.all {
         return Err(Problem::bad_request("give notification ids or all: true"));
     }

@@ -46,7 +46,7 @@ pub struct CancelOrder {
     responses((status = 202, description = "Accepted; the saga continues asynchronously", body = Order,
         headers(("Location" = String, description = "URL of the order"),
                 ("X-Correlation-Id" = String, description = "Correlation id of the order's workflow"))),
-        (status = 422, description = "Idempotency key reused with another body", body = crate::problem::Problem,
+        (status = 422, description = "Idempotency key reused with another body", body = crate::problem::ProblemDocument,
             content_type = "application/problem+json")))]
 pub async fn create(
     state: Shared,
@@ -100,17 +100,14 @@ pub async fn create(
         ("x-correlation-id", correlation),
     ];
     if let Some(key) = &key {
-        idempotency::store(
-            &state.cache,
-            state.config.idempotency_ttl,
-            &scope,
+        let record = idempotency::Record {
+            cache: &state.cache,
+            ttl: state.config.idempotency_ttl,
+            scope: &scope,
             key,
-            &fingerprint,
-            StatusCode::ACCEPTED,
-            &headers,
-            &json,
-        )
-        .await;
+            fingerprint: &fingerprint,
+        };
+        idempotency::store(record, StatusCode::ACCEPTED, &headers, &json).await;
     }
     let mut response = (StatusCode::ACCEPTED, json).into_response();
     for (name, value) in headers {

@@ -43,11 +43,7 @@ pub struct SearchProducts {
 /// List products.
 #[utoipa::path(get, path = "/api/v1/products", tag = "products", params(ListProducts),
     responses((status = 200, description = "A page of products", body = ProductPage)))]
-pub async fn list(
-    state: Shared,
-    caller: Caller,
-    ApiQuery(q): ApiQuery<ListProducts>,
-) -> ApiResult<Json<ProductPage>> {
+pub async fn list(state: Shared, caller: Caller, ApiQuery(q): ApiQuery<ListProducts>) -> ApiResult<Json<ProductPage>> {
     let request = pb::ListProductsRequest {
         category_id: q.category_id.unwrap_or_default(),
         active: q.active,
@@ -111,7 +107,9 @@ pub async fn get(state: Shared, caller: Caller, ApiPath(id): ApiPath<String>) ->
         .get_product(caller.ctx().request(pb::GetProductRequest { product_id: id }))
         .await?
         .into_inner();
-    Ok(Json(Product::from_proto(response.product.ok_or_else(Problem::internal)?)))
+    Ok(Json(Product::from_proto(
+        response.product.ok_or_else(Problem::internal)?,
+    )))
 }
 
 /// Create a product (admin).

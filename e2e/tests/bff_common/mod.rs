@@ -26,7 +26,11 @@ impl Answer {
     #[track_caller]
     pub fn assert_problem(&self, status: u16, slug: Option<&str>) -> &Self {
         assert_eq!(self.status.as_u16(), status, "{self:?}");
-        assert_eq!(self.header("content-type"), Some("application/problem+json"), "{self:?}");
+        assert_eq!(
+            self.header("content-type"),
+            Some("application/problem+json"),
+            "{self:?}"
+        );
         assert_eq!(self.body["status"], status, "{self:?}");
         let kind = self.body["type"].as_str().unwrap_or_default();
         assert!(kind.starts_with("https://ordermesh.dev/problems/"), "{self:?}");
