@@ -26,6 +26,7 @@ pub struct Money {
     /// Minor units (cents).
     pub amount: i64,
     /// ISO-4217 code, e.g. `EUR`.
+    #[schema(pattern = "^[A-Z]{3}$", example = "EUR")]
     pub currency: String,
 }
 
@@ -50,18 +51,26 @@ impl Money {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Address {
     #[serde(default)]
+    #[schema(max_length = 64)]
     pub label: String,
     #[serde(default)]
+    #[schema(max_length = 200)]
     pub recipient_name: String,
+    #[schema(min_length = 1, max_length = 200)]
     pub line1: String,
     #[serde(default)]
+    #[schema(max_length = 200)]
     pub line2: String,
+    #[schema(min_length = 1, max_length = 100)]
     pub city: String,
     #[serde(default)]
+    #[schema(max_length = 100)]
     pub region: String,
     #[serde(default)]
+    #[schema(max_length = 20)]
     pub postal_code: String,
     /// ISO 3166-1 alpha-2, e.g. `DE`.
+    #[schema(pattern = "^[A-Z]{2}$", example = "DE")]
     pub country_code: String,
 }
 
@@ -277,8 +286,10 @@ impl Order {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct NewOrderItem {
+    #[schema(format = Uuid)]
     pub product_id: String,
     /// 1-999.
+    #[schema(minimum = 1, maximum = 999)]
     pub quantity: i32,
 }
 
@@ -286,9 +297,11 @@ pub struct NewOrderItem {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CreateOrder {
+    #[schema(min_items = 1, max_items = 100)]
     pub items: Vec<NewOrderItem>,
     pub shipping_address: Address,
     /// Payment method token from the payment provider's tokenisation (e.g. `tok_approved` in the sandbox).
+    #[schema(min_length = 1, max_length = 256, example = "tok_approved")]
     pub payment_method_token: String,
 }
 
@@ -369,10 +382,13 @@ pub struct ProductPage {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CreateProduct {
+    #[schema(min_length = 1, max_length = 64)]
     pub sku: String,
+    #[schema(min_length = 1, max_length = 200)]
     pub name: String,
     #[serde(default)]
     pub description: String,
+    #[schema(format = Uuid)]
     pub category_id: String,
     pub price: Money,
     #[serde(default = "yes")]
@@ -534,7 +550,9 @@ pub struct CustomerPage {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CreateProfile {
+    #[schema(min_length = 1, max_length = 200)]
     pub display_name: String,
+    #[schema(format = Email, max_length = 254)]
     pub email: String,
     #[serde(default)]
     pub phone: String,
@@ -663,9 +681,12 @@ pub struct PaymentPage {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CreatePayment {
+    #[schema(format = Uuid)]
     pub order_id: String,
+    #[schema(format = Uuid)]
     pub customer_id: String,
     pub amount: Money,
+    #[schema(min_length = 1, max_length = 256)]
     pub payment_method_token: String,
     #[serde(default)]
     pub capture: bool,
@@ -678,6 +699,7 @@ pub struct CreateRefund {
     /// Absent: the whole refundable amount.
     pub amount: Option<Money>,
     /// No personal data.
+    #[schema(min_length = 1, max_length = 500)]
     pub reason: String,
 }
 

@@ -123,7 +123,7 @@ pub async fn list(
 
 /// Get a customer (a client: only its own).
 #[utoipa::path(get, path = "/api/v1/customers/{id}", tag = "customers",
-    params(("id" = String, Path, description = "Customer id")),
+    params(("id" = uuid::Uuid, Path, description = "Customer id")),
     responses((status = 200, description = "The customer", body = Customer)))]
 pub async fn get(state: Shared, caller: Caller, ApiPath(id): ApiPath<String>) -> ApiResult<Json<Customer>> {
     Ok(Json(fetch(&state, &caller, id).await?))
@@ -131,7 +131,7 @@ pub async fn get(state: Shared, caller: Caller, ApiPath(id): ApiPath<String>) ->
 
 /// Update a customer profile: the fields present are replaced (a client: only its own).
 #[utoipa::path(put, path = "/api/v1/customers/{id}", tag = "customers",
-    params(("id" = String, Path, description = "Customer id")), request_body = UpdateCustomer,
+    params(("id" = uuid::Uuid, Path, description = "Customer id")), request_body = UpdateCustomer,
     responses((status = 200, description = "The updated customer", body = Customer)))]
 pub async fn update(
     state: Shared,
@@ -189,7 +189,7 @@ pub async fn update(
 
 /// A customer's order history, newest first (a client: only its own).
 #[utoipa::path(get, path = "/api/v1/customers/{id}/orders", tag = "customers",
-    params(("id" = String, Path, description = "Customer id"), ListOrders),
+    params(("id" = uuid::Uuid, Path, description = "Customer id"), ListOrders),
     responses((status = 200, description = "A page of orders", body = OrderPage)))]
 pub async fn orders(
     state: Shared,

@@ -163,7 +163,7 @@ pub(crate) async fn list_for(
 
 /// Get an order with its history.
 #[utoipa::path(get, path = "/api/v1/orders/{id}", tag = "orders",
-    params(("id" = String, Path, description = "Order id")),
+    params(("id" = uuid::Uuid, Path, description = "Order id")),
     responses((status = 200, description = "The order", body = Order)))]
 pub async fn get(state: Shared, caller: Caller, ApiPath(id): ApiPath<String>) -> ApiResult<Json<Order>> {
     let order = state
@@ -181,7 +181,7 @@ pub async fn get(state: Shared, caller: Caller, ApiPath(id): ApiPath<String>) ->
 
 /// Cancel an order (pending, reserved or confirmed); a paid order is refunded.
 #[utoipa::path(delete, path = "/api/v1/orders/{id}", tag = "orders",
-    params(("id" = String, Path, description = "Order id"), CancelOrder),
+    params(("id" = uuid::Uuid, Path, description = "Order id"), CancelOrder),
     responses((status = 200, description = "The cancelled order", body = Order)))]
 pub async fn cancel(
     state: Shared,
@@ -209,7 +209,7 @@ pub async fn cancel(
 
 /// Ship or deliver an order (order managers).
 #[utoipa::path(put, path = "/api/v1/orders/{id}/status", tag = "orders",
-    params(("id" = String, Path, description = "Order id")), request_body = UpdateOrderStatus,
+    params(("id" = uuid::Uuid, Path, description = "Order id")), request_body = UpdateOrderStatus,
     responses((status = 200, description = "The order after the transition", body = Order)))]
 pub async fn update_status(
     state: Shared,

@@ -85,7 +85,7 @@ pub async fn list(state: Shared, caller: Caller, ApiQuery(q): ApiQuery<ListPayme
 
 /// Get a payment (a client: only its own).
 #[utoipa::path(get, path = "/api/v1/payments/{id}", tag = "payments",
-    params(("id" = String, Path, description = "Payment id")),
+    params(("id" = uuid::Uuid, Path, description = "Payment id")),
     responses((status = 200, description = "The payment", body = Payment)))]
 pub async fn get(state: Shared, caller: Caller, ApiPath(id): ApiPath<String>) -> ApiResult<Json<Payment>> {
     let own = if caller.is_client() {
@@ -150,7 +150,7 @@ pub async fn create(
 
 /// Refund a captured payment, in full or in part (employees).
 #[utoipa::path(post, path = "/api/v1/payments/{id}/refunds", tag = "payments",
-    params(("id" = String, Path, description = "Payment id"),
+    params(("id" = uuid::Uuid, Path, description = "Payment id"),
         ("Idempotency-Key" = Option<String>, Header, description = "Repeat-safe key; generated when absent")),
     request_body = CreateRefund,
     responses((status = 201, description = "The refund and the payment after it", body = RefundResult)))]

@@ -96,7 +96,7 @@ pub async fn search(
 
 /// Get a product.
 #[utoipa::path(get, path = "/api/v1/products/{id}", tag = "products",
-    params(("id" = String, Path, description = "Product id")),
+    params(("id" = uuid::Uuid, Path, description = "Product id")),
     responses((status = 200, description = "The product", body = Product)))]
 pub async fn get(state: Shared, caller: Caller, ApiPath(id): ApiPath<String>) -> ApiResult<Json<Product>> {
     let response = state
@@ -145,7 +145,7 @@ pub async fn create(state: Shared, caller: Caller, ApiJson(body): ApiJson<Create
 
 /// Update a product (admin): the fields present are changed.
 #[utoipa::path(put, path = "/api/v1/products/{id}", tag = "products",
-    params(("id" = String, Path, description = "Product id")), request_body = UpdateProduct,
+    params(("id" = uuid::Uuid, Path, description = "Product id")), request_body = UpdateProduct,
     responses((status = 200, description = "The updated product", body = Product)))]
 pub async fn update(
     state: Shared,
