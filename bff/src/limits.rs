@@ -110,3 +110,46 @@ fn principal_key(principal: &Principal) -> String {
     let digest = sha2::Sha256::digest(identity.as_bytes());
     digest[..16].iter().map(|b| format!("{b:02x}")).collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn client(subject: &str) -> Principal {
+        Principal::Client {
+            issuer: "https://issuer.test".into(),
+            subject: subject.into(),
+        }
+    }
+
+    async fn limits_after(cache: Cache) {
+        let limiter = RateLimiter::new(
+            cache,
+            RateLimits {
+                external: 3,
+                internal: 100,
+                window: Duration::from_secs(60),
+            },
+        );
+        for expected in [2, 1, 0] {
+            let decision = limiter.check(&client("a")).await;
+            assert!(decision.allowed);
+            assert!(decision.remaining <= expected, "{decision:?}");
+        }
+        let refused = limiter.check(&client("a")).await;
+        assert!(!refused.allowed);
+        assert!(refused.reset >= 1 && refused.reset <= 60);
+        assert!(limiter.check(&client("b")).await.allowed, "budgets are per principal");
+    }
+
+    #[tokio::test]
+    async fn counts_in_memory() {
+        limits_after(Cache::in_memory(format!("rl-test:{}:", uuid::Uuid::now_v7()))).await;
+    }
+
+    #[tokio::test]
+    async fn falls_back_to_local_counting_while_redis_is_down() {
+        let dead = Cache::connect(Some("redis://127.0.0.1:1"), "rl-test:").await.unwrap();
+        limits_after(dead).await;
+    }
+}

@@ -463,6 +463,12 @@ async fn health_readiness_openapi_and_http_errors() {
         .await;
     assert_eq!(foreign.header("access-control-allow-origin"), None);
 
+    // A request over the BFF's time limit is a 504 problem.
+    let mut slow = platform.bff_config(Surface::Both);
+    slow.request_timeout = Duration::from_millis(1);
+    let slow = Api::new(&platform.start_bff_with(slow).await.unwrap());
+    slow.get("/api/v1/products", &alice).await.assert_problem(504, Some("timeout"));
+
     // A service that is down is a 503 problem.
     platform.stop("product").await.unwrap();
     api.get(&format!("/api/v1/products/{}", product.id), &alice)
