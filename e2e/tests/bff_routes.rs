@@ -467,7 +467,9 @@ async fn health_readiness_openapi_and_http_errors() {
     let mut slow = platform.bff_config(Surface::Both);
     slow.request_timeout = Duration::from_millis(1);
     let slow = Api::new(&platform.start_bff_with(slow).await.unwrap());
-    slow.get("/api/v1/products", &alice).await.assert_problem(504, Some("timeout"));
+    slow.get("/api/v1/products", &alice)
+        .await
+        .assert_problem(504, Some("timeout"));
 
     // A service that is down is a 503 problem.
     platform.stop("product").await.unwrap();

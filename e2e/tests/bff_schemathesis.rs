@@ -34,9 +34,13 @@ fn say(text: &str) {
 async fn run(base: &str, who: &str, token: &str) -> (bool, String) {
     let max_examples = std::env::var("SCHEMATHESIS_MAX_EXAMPLES").unwrap_or_else(|_| "20".into());
     let max_time = std::env::var("SCHEMATHESIS_MAX_TIME").unwrap_or_else(|_| "100".into());
-    let selection = std::env::var("SCHEMATHESIS_ARGS")
-        .unwrap_or_else(|_| "--exclude-tag notifications --exclude-tag audit".into());
+    let selection =
+        std::env::var("SCHEMATHESIS_ARGS").unwrap_or_else(|_| "--exclude-tag notifications --exclude-tag audit".into());
+    // schemathesis keeps a cache in its working directory: not in the clone.
+    let workdir = std::env::temp_dir().join(format!("ordermesh-schemathesis-{}", uuid::Uuid::now_v7()));
+    std::fs::create_dir_all(&workdir).expect("schemathesis working directory");
     let output = tokio::process::Command::new(schemathesis())
+        .current_dir(&workdir)
         .arg("run")
         .arg(format!("{base}/api/v1/openapi.json"))
         .args(["--checks", "not_a_server_error,response_schema_conformance"])
@@ -51,6 +55,7 @@ async fn run(base: &str, who: &str, token: &str) -> (bool, String) {
         .output()
         .await
         .expect("run schemathesis (is it installed in the peers venv? see tests/peers/requirements.txt)");
+    let _ = std::fs::remove_dir_all(&workdir);
     let mut log = format!("\n===== schemathesis as {who} =====\n");
     log.push_str(&String::from_utf8_lossy(&output.stdout));
     log.push_str(&String::from_utf8_lossy(&output.stderr));
