@@ -248,6 +248,25 @@ async fn another_clients_ids_are_404_and_their_data_unchanged() {
         assert_eq!(answer.status, 404, "{method} {path}: {answer:?}");
         answer.assert_problem(404, Some("not-found"));
     }
+    // Another client's id and an unknown id are indistinguishable.
+    let unknown = api
+        .get(&format!("/api/v1/payments/{}", uuid::Uuid::now_v7()), &alice)
+        .await;
+    let bobs = api.get(&format!("/api/v1/payments/{bob_payment}"), &alice).await;
+    assert_eq!(unknown.body["detail"], bobs.body["detail"]);
+    let unknown = api
+        .get(&format!("/api/v1/orders/{}", uuid::Uuid::now_v7()), &alice)
+        .await;
+    let bobs = api.get(&format!("/api/v1/orders/{bob_order}"), &alice).await;
+    assert_eq!(unknown.status, bobs.status);
+    assert_eq!(
+        unknown.body["detail"]
+            .as_str()
+            .unwrap()
+            .replace(unknown_id(&unknown), ""),
+        bobs.body["detail"].as_str().unwrap().replace(&bob_order, ""),
+    );
+
     // Lists never leak: Alice's payments for Bob's order are empty.
     let listed = api.get(&format!("/api/v1/payments?orderId={bob_order}"), &alice).await;
     listed.assert_status(200);
@@ -258,6 +277,16 @@ async fn another_clients_ids_are_404_and_their_data_unchanged() {
     assert_eq!(order.status, OrderStatus::Confirmed as i32);
     let bob_after = api.get("/api/v1/customers/me", &bob).await.body;
     assert_eq!(bob_after, bob_before);
+}
+
+/// The id an order-svc "not found" detail names.
+fn unknown_id(answer: &bff_common::Answer) -> &str {
+    answer.body["detail"]
+        .as_str()
+        .unwrap()
+        .split_whitespace()
+        .find(|w| uuid::Uuid::parse_str(w).is_ok())
+        .unwrap_or("")
 }
 
 /// A path of `rule` with a random id.

@@ -97,18 +97,22 @@ pub async fn get(state: Shared, caller: Caller, ApiPath(id): ApiPath<String>) ->
         Some(_) => service_ctx(&state, &caller)?,
         None => caller.ctx(),
     };
-    let payment = state
+    // Another customer's payment and an unknown one answer exactly alike.
+    let hidden = || Problem::not_found("payment not found");
+    let payment = match state
         .clients
         .payment
         .read
         .clone()
         .get_payment(ctx.request(pb::GetPaymentRequest { payment_id: id }))
-        .await?
-        .into_inner()
-        .payment
-        .ok_or_else(Problem::internal)?;
+        .await
+    {
+        Ok(response) => response.into_inner().payment.ok_or_else(Problem::internal)?,
+        Err(status) if own.is_some() && status.code() == tonic::Code::NotFound => return Err(hidden()),
+        Err(status) => return Err(status.into()),
+    };
     if own.is_some_and(|own| own != payment.customer_id) {
-        return Err(Problem::not_found("payment not found"));
+        return Err(hidden());
     }
     Ok(Json(Payment::from_proto(payment)))
 }
