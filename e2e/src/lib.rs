@@ -127,6 +127,8 @@ pub struct Platform {
     pub events: EventsConfig,
     pub gateway: Arc<dyn PaymentGateway>,
     running: HashMap<&'static str, Running>,
+    /// BFFs started by [`Platform::start_bff`], stopped with the platform.
+    bffs: Vec<Shutdown>,
     pub admin: String,
 }
 
@@ -161,6 +163,7 @@ impl Platform {
             events: EventsConfig::isolated(),
             gateway,
             running: HashMap::new(),
+            bffs: Vec::new(),
             admin,
             auth,
         };
@@ -177,6 +180,56 @@ impl Platform {
         let notification = platform.bind().await?;
         platform.launch("notification", notification).await?;
         Ok(platform)
+    }
+
+    /// A BFF configuration in front of this platform: the test issuers, the six running
+    /// services, the test Redis under a fresh prefix, and the BFF's own service identity.
+    pub fn bff_config(&self, surface: bff::Surface) -> bff::BffConfig {
+        let peers = ordermesh_platform::PeerUrls {
+            product: self.url("product"),
+            customer: self.url("customer"),
+            order: self.url("order"),
+            payment: self.url("payment"),
+            audit: self.url("audit"),
+            notification: self.url("notification"),
+        };
+        let mut config = bff::BffConfig::new(self.auth.auth_config(), peers);
+        config.surface = surface;
+        config.redis_url = Some(ordermesh_platform::testing::redis_url());
+        config.cache_prefix = ordermesh_platform::testing::unique_prefix("bff");
+        config.credentials = self.auth.credentials("bff");
+        config
+    }
+
+    /// Starts a BFF serving `surface` in front of the services; returns its base URL.
+    pub async fn start_bff(&mut self, surface: bff::Surface) -> anyhow::Result<String> {
+        let config = self.bff_config(surface);
+        self.start_bff_with(config).await
+    }
+
+    /// Starts a BFF with `config` (see [`Platform::bff_config`]); returns its base URL once
+    /// `/healthz` answers.
+    pub async fn start_bff_with(&mut self, config: bff::BffConfig) -> anyhow::Result<String> {
+        ordermesh_platform::install_crypto_provider();
+        let listener = self.bind().await?;
+        let url = format!("http://{}", listener.local_addr()?);
+        let shutdown = Shutdown::new();
+        let handle = tokio::spawn(bff::run(config, listener, shutdown.clone()));
+        self.bffs.push(shutdown);
+        let http = reqwest::Client::new();
+        for _ in 0..500 {
+            anyhow::ensure!(!handle.is_finished(), "BFF exited: {:?}", handle.await);
+            if http
+                .get(format!("{url}/healthz"))
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success())
+            {
+                return Ok(url);
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        anyhow::bail!("BFF not ready after 10 s")
     }
 
     async fn bind(&self) -> anyhow::Result<TcpListener> {
@@ -490,6 +543,9 @@ impl Drop for Platform {
     fn drop(&mut self) {
         for running in self.running.values() {
             running.shutdown.trigger();
+        }
+        for bff in &self.bffs {
+            bff.trigger();
         }
         // Remove this test's streams from the shared NATS server.
         let events = self.events.clone();

@@ -159,7 +159,29 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
         }
         let bff_listener = TcpListener::bind(("0.0.0.0", bff::DEFAULT_PORT + offset)).await?;
         let bff_addr = bff_listener.local_addr()?;
-        tasks.spawn(bff::run(bff_listener, shutdown.clone()));
+        let mut bff_config = bff::BffConfig::from_env(&env)?;
+        if bff_config.auth.issuers.is_empty() {
+            bff_config.auth = issuer.auth_config(DEV_AUDIENCE);
+            bff_config.credentials = ServiceCredentials::Dev {
+                issuer: issuer.clone(),
+                service: "bff".to_owned(),
+                audience: DEV_AUDIENCE.to_owned(),
+            };
+        }
+        // The services just started, wherever their listeners are.
+        for (name, addr) in &addresses {
+            let url = format!("http://127.0.0.1:{}", addr.port());
+            match *name {
+                "product" => bff_config.peers.product = url,
+                "customer" => bff_config.peers.customer = url,
+                "order" => bff_config.peers.order = url,
+                "payment" => bff_config.peers.payment = url,
+                "audit" => bff_config.peers.audit = url,
+                "notification" => bff_config.peers.notification = url,
+                _ => {}
+            }
+        }
+        tasks.spawn(bff::run(bff_config, bff_listener, shutdown.clone()));
 
         for (name, addr) in &addresses {
             wait_serving(name, *addr).await?;

@@ -214,6 +214,45 @@ impl Cache {
         }
     }
 
+    /// Atomically adds one to the counter under `key` and returns the new value; a new counter
+    /// expires after `ttl` (later increments keep its expiry). `None` on any backend failure,
+    /// so callers (rate limits) can fall back. The value reads back through [`Cache::get`] as
+    /// its decimal digits.
+    pub async fn incr(&self, key: &str, ttl: Duration) -> Option<i64> {
+        let key = self.key(key);
+        let ttl = ttl.max(Duration::from_millis(1));
+        match &self.backend {
+            Backend::InMemory(map) => {
+                let mut map = map.lock().unwrap_or_else(|e| e.into_inner());
+                let now = Instant::now();
+                let (current, expires) = match map.get(&key) {
+                    Some((value, expires)) if *expires > now => (
+                        std::str::from_utf8(value)
+                            .ok()
+                            .and_then(|v| v.parse::<i64>().ok())
+                            .unwrap_or(0),
+                        *expires,
+                    ),
+                    _ => (0, now + ttl),
+                };
+                let next = current + 1;
+                map.insert(key, (next.to_string().into_bytes(), expires));
+                Some(next)
+            }
+            Backend::Redis(client) => {
+                let millis = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX);
+                self.redis_op("incr", client, async {
+                    let value = client.incr::<i64, _>(key.as_str()).await?;
+                    client
+                        .pexpire::<(), _>(key.as_str(), millis, Some(fred::types::ExpireOptions::NX))
+                        .await?;
+                    Ok(value)
+                })
+                .await
+            }
+        }
+    }
+
     /// Removes `key`. Failures are logged and counted (the entry then expires with its TTL).
     pub async fn delete(&self, key: &str) {
         let key = self.key(key);
@@ -315,6 +354,21 @@ mod tests {
         let cache = Cache::connect(Some(&url), unique_prefix()).await.unwrap();
         assert_eq!(cache.backend_name(), "redis");
         round_trip(&cache).await;
+    }
+
+    async fn counts(cache: &Cache) {
+        assert_eq!(cache.incr("n", Duration::from_millis(200)).await, Some(1));
+        assert_eq!(cache.incr("n", Duration::from_millis(200)).await, Some(2));
+        assert_eq!(cache.get("n").await.as_deref(), Some(&b"2"[..]));
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(cache.incr("n", Duration::from_millis(200)).await, Some(1), "expired");
+    }
+
+    #[tokio::test]
+    async fn counters_in_memory_and_redis() {
+        counts(&Cache::in_memory(unique_prefix())).await;
+        let url = std::env::var("TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+        counts(&Cache::connect(Some(&url), unique_prefix()).await.unwrap()).await;
     }
 
     #[tokio::test]

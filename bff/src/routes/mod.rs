@@ -1,0 +1,35 @@
+//! The REST routes under `/api/v1`, one module per resource. Each handler is documented with
+//! `#[utoipa::path]`, from which the OpenAPI document is generated; authorization happens
+//! before any handler runs (see [`crate::auth::guard`] and [`crate::policy`]).
+
+pub mod audit;
+pub mod customers;
+pub mod notifications;
+pub mod orders;
+pub mod payments;
+pub mod products;
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+use crate::AppState;
+
+pub type Shared = axum::extract::State<Arc<AppState>>;
+
+/// `None` for the empty page token of the last page.
+pub fn next_token(token: String) -> Option<String> {
+    (!token.is_empty()).then_some(token)
+}
+
+/// A `201 Created` answer with `Location`.
+pub fn created<T: Serialize>(location: &str, body: T) -> Response {
+    let mut response = (StatusCode::CREATED, Json(body)).into_response();
+    if let Ok(value) = HeaderValue::from_str(location) {
+        response.headers_mut().insert(header::LOCATION, value);
+    }
+    response
+}

@@ -1,0 +1,487 @@
+//! Every BFF route against the real services (PostgreSQL, NATS, the order saga) behind it.
+
+mod bff_common;
+
+use std::time::Duration;
+
+use bff::Surface;
+use bff_common::{Api, address, order_body};
+use ordermesh_e2e::{CountingGateway, Platform};
+use ordermesh_platform::auth::Role;
+use ordermesh_proto::order::OrderStatus;
+use reqwest::Method;
+use serde_json::json;
+
+const SAGA: Duration = Duration::from_secs(30);
+
+#[tokio::test]
+async fn a_first_sign_in_has_no_profile_until_it_creates_one() {
+    let mut platform = Platform::start(CountingGateway::sandbox()).await.unwrap();
+    let api = Api::new(&platform.start_bff(Surface::Both).await.unwrap());
+    let carol = platform.auth.client("carol");
+
+    api.get("/api/v1/customers/me", &carol)
+        .await
+        .assert_problem(404, Some("customer-profile-missing"));
+    // Routes that need the customer say the same.
+    api.get("/api/v1/orders", &carol)
+        .await
+        .assert_problem(404, Some("customer-profile-missing"));
+
+    let created = api
+        .post(
+            "/api/v1/customers/me",
+            &carol,
+            &json!({"displayName": "Carol", "email": "carol@example.test", "addresses": [address()],
+                    "preferences": {"languageCode": "de", "preferredContactChannel": "email"}}),
+        )
+        .await;
+    created.assert_status(201);
+    let id = created.body["id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        created.header("location"),
+        Some(format!("/api/v1/customers/{id}").as_str())
+    );
+    assert_eq!(created.body["status"], "active");
+    assert_eq!(created.body["preferences"]["preferredContactChannel"], "email");
+
+    let me = api.get("/api/v1/customers/me", &carol).await;
+    me.assert_status(200);
+    assert_eq!(me.body["id"], id.as_str());
+    assert_eq!(me.body["addresses"][0]["countryCode"], "DE");
+
+    api.post(
+        "/api/v1/customers/me",
+        &carol,
+        &json!({"displayName": "Carol", "email": "carol2@example.test"}),
+    )
+    .await
+    .assert_problem(409, Some("already-exists"));
+    // An employee has no own profile.
+    api.get("/api/v1/customers/me", &platform.admin)
+        .await
+        .assert_problem(403, Some("forbidden"));
+}
+
+#[tokio::test]
+async fn a_client_uses_every_client_route() {
+    let mut platform = Platform::start(CountingGateway::sandbox()).await.unwrap();
+    let api = Api::new(&platform.start_bff(Surface::External).await.unwrap());
+    let product = platform.product(1500, 10).await.unwrap();
+    let (alice, customer) = platform.client("alice").await.unwrap();
+
+    // Catalogue.
+    let list = api.get("/api/v1/products?pageSize=50", &alice).await;
+    list.assert_status(200);
+    assert!(
+        list.body["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["id"] == product.id.as_str())
+    );
+    let one = api.get(&format!("/api/v1/products/{}", product.id), &alice).await;
+    one.assert_status(200);
+    assert_eq!(one.body["price"], json!({"amount": 1500, "currency": "EUR"}));
+    assert_eq!(one.body["sku"], product.sku.as_str());
+    let found = api.get("/api/v1/products/search?q=Espresso", &alice).await;
+    found.assert_status(200);
+    assert!(
+        found.body["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["id"] == product.id.as_str())
+    );
+
+    // Profile.
+    let me = api.get("/api/v1/customers/me", &alice).await;
+    me.assert_status(200);
+    assert_eq!(me.body["id"], customer.as_str());
+    let by_id = api.get(&format!("/api/v1/customers/{customer}"), &alice).await;
+    by_id.assert_status(200);
+    let updated = api
+        .put(
+            &format!("/api/v1/customers/{customer}"),
+            &alice,
+            &json!({"displayName": "Alice A.", "phone": "+4915112345678"}),
+        )
+        .await;
+    updated.assert_status(200);
+    assert_eq!(updated.body["displayName"], "Alice A.");
+    assert!(updated.body["version"].as_i64().unwrap() > by_id.body["version"].as_i64().unwrap());
+
+    // Place an order: 202 + Location + X-Correlation-Id, the saga confirms it.
+    let placed = api
+        .send(
+            Method::POST,
+            "/api/v1/orders",
+            Some(&alice),
+            Some(&order_body(&product.id, 2, "tok_approved")),
+            &[("x-correlation-id", "journey-1")],
+        )
+        .await;
+    placed.assert_status(202);
+    let order_id = placed.body["id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        placed.header("location"),
+        Some(format!("/api/v1/orders/{order_id}").as_str())
+    );
+    assert_eq!(placed.header("x-correlation-id"), Some("journey-1"));
+    assert_eq!(placed.body["status"], "pending");
+    assert_eq!(placed.body["total"], json!({"amount": 3000, "currency": "EUR"}));
+    assert_eq!(placed.body["customerId"], customer.as_str());
+    platform
+        .wait_for(&order_id, &[OrderStatus::Confirmed], SAGA)
+        .await
+        .unwrap();
+
+    let order = api.get(&format!("/api/v1/orders/{order_id}"), &alice).await;
+    order.assert_status(200);
+    assert_eq!(order.body["status"], "confirmed");
+    assert_eq!(order.body["correlationId"], "journey-1");
+    assert!(order.body["history"].as_array().unwrap().len() >= 3);
+    let orders = api.get("/api/v1/orders?status=confirmed", &alice).await;
+    orders.assert_status(200);
+    assert_eq!(orders.body["items"][0]["id"], order_id.as_str());
+    let history = api.get(&format!("/api/v1/customers/{customer}/orders"), &alice).await;
+    history.assert_status(200);
+    assert_eq!(history.body["items"][0]["id"], order_id.as_str());
+
+    // Payments: the client's own, read by the BFF for it.
+    let payments = api.get(&format!("/api/v1/payments?orderId={order_id}"), &alice).await;
+    payments.assert_status(200);
+    let payment = &payments.body["items"][0];
+    assert_eq!(payment["status"], "captured");
+    assert_eq!(payment["customerId"], customer.as_str());
+    let payment_id = payment["id"].as_str().unwrap();
+    let one = api.get(&format!("/api/v1/payments/{payment_id}"), &alice).await;
+    one.assert_status(200);
+    assert_eq!(one.body["amount"], json!({"amount": 3000, "currency": "EUR"}));
+
+    // Cancel: the paid order is refunded.
+    let cancelled = api
+        .delete(&format!("/api/v1/orders/{order_id}?reason=changed%20my%20mind"), &alice)
+        .await;
+    cancelled.assert_status(200);
+    assert_eq!(cancelled.body["status"], "cancelled");
+    assert_eq!(cancelled.body["cancellationReason"], "changed my mind");
+
+    // Notifications about the order reach the client, and can be marked read.
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let list = api.get("/api/v1/notifications", &alice).await;
+        list.assert_status(200);
+        let items = list.body["items"].as_array().cloned().unwrap_or_default();
+        if items.iter().any(|n| n.to_string().contains(order_id.as_str())) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no notification: {:?}",
+            list.body
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    api.post("/api/v1/notifications/read", &alice, &json!({"all": true}))
+        .await
+        .assert_status(200);
+}
+
+#[tokio::test]
+async fn employees_use_every_employee_route() {
+    let mut platform = Platform::start(CountingGateway::sandbox()).await.unwrap();
+    let api = Api::new(&platform.start_bff(Surface::Internal).await.unwrap());
+    let admin = platform.admin.clone();
+    let manager = platform.auth.employee("om-1", &[Role::OrderManager]);
+    let service = platform.auth.employee("cs-1", &[Role::CustomerService]);
+    let existing = platform.product(1000, 20).await.unwrap();
+    let (alice, customer) = platform.client("alice").await.unwrap();
+
+    // Catalogue management (admin).
+    let sku = format!("SKU-{}", uuid::Uuid::now_v7().simple()).to_uppercase();
+    let created = api
+        .post(
+            "/api/v1/products",
+            &admin,
+            &json!({"sku": sku, "name": "Milk frother", "categoryId": existing.category_id,
+                    "price": {"amount": 2500, "currency": "EUR"}, "attributes": {"colour": "black"}}),
+        )
+        .await;
+    created.assert_status(201);
+    let product_id = created.body["id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        created.header("location"),
+        Some(format!("/api/v1/products/{product_id}").as_str())
+    );
+    assert_eq!(created.body["attributes"]["colour"], "black");
+    let updated = api
+        .put(
+            &format!("/api/v1/products/{product_id}"),
+            &admin,
+            &json!({"price": {"amount": 2700, "currency": "EUR"}, "description": "Foams milk"}),
+        )
+        .await;
+    updated.assert_status(200);
+    assert_eq!(updated.body["price"]["amount"], 2700);
+    assert_eq!(updated.body["description"], "Foams milk");
+
+    // Customers (customer service, order managers read).
+    let search = api.get("/api/v1/customers?q=alice", &service).await;
+    search.assert_status(200);
+    assert!(
+        search.body["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["id"] == customer.as_str())
+    );
+    api.get(&format!("/api/v1/customers/{customer}"), &manager)
+        .await
+        .assert_status(200);
+    let renamed = api
+        .put(
+            &format!("/api/v1/customers/{customer}"),
+            &service,
+            &json!({"displayName": "Alice (vip)"}),
+        )
+        .await;
+    renamed.assert_status(200);
+    assert_eq!(renamed.body["displayName"], "Alice (vip)");
+
+    // Orders: ship and deliver one, refund another.
+    let first = platform
+        .place(&alice, &customer, &[(&existing.id, 1)], "tok_approved", "")
+        .await
+        .unwrap()
+        .order
+        .unwrap()
+        .id;
+    let second = platform
+        .place(&alice, &customer, &[(&existing.id, 2)], "tok_approved", "")
+        .await
+        .unwrap()
+        .order
+        .unwrap()
+        .id;
+    for id in [&first, &second] {
+        platform.wait_for(id, &[OrderStatus::Confirmed], SAGA).await.unwrap();
+    }
+    let all = api
+        .get(&format!("/api/v1/orders?customerId={customer}"), &service)
+        .await;
+    all.assert_status(200);
+    assert_eq!(all.body["items"].as_array().unwrap().len(), 2);
+    api.get(&format!("/api/v1/customers/{customer}/orders"), &manager)
+        .await
+        .assert_status(200);
+    api.get(&format!("/api/v1/orders/{first}"), &service)
+        .await
+        .assert_status(200);
+    let shipped = api
+        .put(
+            &format!("/api/v1/orders/{first}/status"),
+            &manager,
+            &json!({"status": "shipped", "carrier": "DHL", "trackingNumber": "JJD0001"}),
+        )
+        .await;
+    shipped.assert_status(200);
+    assert_eq!(shipped.body["status"], "shipped");
+    assert_eq!(shipped.body["shipment"]["carrier"], "DHL");
+    let delivered = api
+        .put(
+            &format!("/api/v1/orders/{first}/status"),
+            &manager,
+            &json!({"status": "delivered"}),
+        )
+        .await;
+    delivered.assert_status(200);
+    assert_eq!(delivered.body["status"], "delivered");
+    // An illegal transition is a 409 problem.
+    api.put(
+        &format!("/api/v1/orders/{first}/status"),
+        &manager,
+        &json!({"status": "shipped",
+        "carrier": "DHL", "trackingNumber": "JJD0002"}),
+    )
+    .await
+    .assert_problem(409, Some("failed-precondition"));
+
+    let payments = api.get(&format!("/api/v1/payments?orderId={second}"), &service).await;
+    payments.assert_status(200);
+    let payment_id = payments.body["items"][0]["id"].as_str().unwrap().to_owned();
+    api.get(&format!("/api/v1/payments/{payment_id}"), &manager)
+        .await
+        .assert_status(200);
+    let refund = api
+        .post(
+            &format!("/api/v1/payments/{payment_id}/refunds"),
+            &service,
+            &json!({"amount": {"amount": 500, "currency": "EUR"}, "reason": "goodwill"}),
+        )
+        .await;
+    refund.assert_status(201);
+    assert_eq!(refund.body["refund"]["amount"]["amount"], 500);
+    assert_eq!(refund.body["payment"]["refundedAmount"]["amount"], 500);
+
+    // Authorise a payment by hand (order managers) for the second order: a new key makes a
+    // new authorisation, or payment-svc refuses it for an already paid order (409).
+    let manual = api
+        .post(
+            "/api/v1/payments",
+            &manager,
+            &json!({"orderId": second, "customerId": customer, "amount": {"amount": 2000, "currency": "EUR"},
+                    "paymentMethodToken": "tok_approved"}),
+        )
+        .await;
+    assert!(matches!(manual.status.as_u16(), 201 | 409), "{manual:?}");
+    if manual.status == 201 {
+        assert_eq!(manual.body["orderId"], second.as_str());
+    }
+
+    // Cancel as an employee.
+    let third = platform
+        .place(&alice, &customer, &[(&existing.id, 1)], "tok_approved", "")
+        .await
+        .unwrap()
+        .order
+        .unwrap()
+        .id;
+    let cancelled = api.delete(&format!("/api/v1/orders/{third}"), &service).await;
+    cancelled.assert_status(200);
+    assert_eq!(cancelled.body["status"], "cancelled");
+
+    // An employee sends a customer a message; the audit log is readable by an admin.
+    let sent = api
+        .post(
+            "/api/v1/notifications",
+            &service,
+            &json!({"recipient": {"customerId": customer}, "type": "message", "title": "Hello", "body": "Hi"}),
+        )
+        .await;
+    assert!(sent.status.is_success(), "{:?} {:?}", sent.status, sent.body);
+    api.get("/api/v1/notifications", &service).await.assert_status(200);
+    let audit = api.get("/api/v1/audit/logs", &admin).await;
+    audit.assert_status(200);
+}
+
+#[tokio::test]
+async fn health_readiness_openapi_and_http_errors() {
+    let mut platform = Platform::start(CountingGateway::sandbox()).await.unwrap();
+    let mut config = platform.bff_config(Surface::Both);
+    config.body_limit_bytes = 1024;
+    config.cors_external_origins = vec!["https://shop.example".into()];
+    let api = Api::new(&platform.start_bff_with(config).await.unwrap());
+    let (alice, _) = platform.client("alice").await.unwrap();
+    let product = platform.product(900, 5).await.unwrap();
+
+    let health = api.send(Method::GET, "/healthz", None, None, &[]).await;
+    health.assert_status(200);
+    let ready = api.send(Method::GET, "/readyz", None, None, &[]).await;
+    ready.assert_status(200);
+    for name in ["product", "customer", "order", "payment", "audit", "notification"] {
+        assert_eq!(ready.body["services"][name], "serving", "{ready:?}");
+    }
+
+    let doc = api.send(Method::GET, "/api/v1/openapi.json", None, None, &[]).await;
+    doc.assert_status(200);
+    assert!(doc.body["openapi"].as_str().unwrap().starts_with("3.1"));
+    assert_eq!(doc.body["components"]["securitySchemes"]["bearer"]["scheme"], "bearer");
+    let paths = doc.body["paths"].as_object().unwrap();
+    for rule in bff::policy::MATRIX {
+        let operation = &paths[rule.path][rule.method.to_lowercase()];
+        assert!(operation.is_object(), "{} {} undocumented", rule.method, rule.path);
+        assert!(operation["responses"]["401"]["content"]["application/problem+json"].is_object());
+    }
+
+    // Unknown route, unknown JSON field, malformed JSON, wrong media type, too large a body.
+    api.get("/api/v1/nothing-here", &alice)
+        .await
+        .assert_problem(404, Some("not-found"));
+    let no_auth = api.send(Method::GET, "/api/v1/products", None, None, &[]).await;
+    no_auth.assert_problem(401, Some("unauthorized"));
+    assert!(no_auth.header("www-authenticate").unwrap().starts_with("Bearer"));
+    let mut extra = order_body(&product.id, 1, "tok_approved");
+    extra["coupon"] = json!("FREE");
+    api.post("/api/v1/orders", &alice, &extra)
+        .await
+        .assert_problem(400, Some("invalid-body"));
+    let raw = api
+        .http
+        .post(format!("{}/api/v1/orders", api.base))
+        .bearer_auth(&alice)
+        .header("content-type", "application/json")
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(raw.status(), 400);
+    assert_eq!(raw.headers()["content-type"], "application/problem+json");
+    let text = api
+        .http
+        .post(format!("{}/api/v1/orders", api.base))
+        .bearer_auth(&alice)
+        .header("content-type", "text/plain")
+        .body("hello")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(text.status(), 415);
+    let mut big = order_body(&product.id, 1, "tok_approved");
+    big["shippingAddress"]["line2"] = json!("x".repeat(4096));
+    let too_large = api.post("/api/v1/orders", &alice, &big).await;
+    too_large.assert_problem(413, Some("payload-too-large"));
+    assert!(too_large.body["correlationId"].is_string());
+    // A service's field violations come back as `errors`.
+    let invalid = api
+        .post("/api/v1/orders", &alice, &order_body(&product.id, 0, "tok_approved"))
+        .await;
+    invalid.assert_problem(400, Some("validation-error"));
+    assert!(!invalid.body["errors"].as_array().unwrap().is_empty(), "{invalid:?}");
+    assert!(invalid.body["errors"][0]["field"].is_string());
+
+    // CORS for the configured origin only.
+    let preflight = api
+        .send(
+            Method::OPTIONS,
+            "/api/v1/products",
+            None,
+            None,
+            &[
+                ("origin", "https://shop.example"),
+                ("access-control-request-method", "GET"),
+            ],
+        )
+        .await;
+    assert_eq!(
+        preflight.header("access-control-allow-origin"),
+        Some("https://shop.example")
+    );
+    let foreign = api
+        .send(
+            Method::OPTIONS,
+            "/api/v1/products",
+            None,
+            None,
+            &[
+                ("origin", "https://evil.example"),
+                ("access-control-request-method", "GET"),
+            ],
+        )
+        .await;
+    assert_eq!(foreign.header("access-control-allow-origin"), None);
+
+    // A request over the BFF's time limit is a 504 problem.
+    let mut slow = platform.bff_config(Surface::Both);
+    slow.request_timeout = Duration::from_millis(1);
+    let slow = Api::new(&platform.start_bff_with(slow).await.unwrap());
+    slow.get("/api/v1/products", &alice)
+        .await
+        .assert_problem(504, Some("timeout"));
+
+    // A service that is down is a 503 problem.
+    platform.stop("product").await.unwrap();
+    api.get(&format!("/api/v1/products/{}", product.id), &alice)
+        .await
+        .assert_problem(503, Some("service-unavailable"));
+}
