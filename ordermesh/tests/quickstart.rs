@@ -140,20 +140,92 @@ fn quickstart_on_the_embedded_profile_and_a_restart_that_keeps_the_data() {
         "ordermesh.order.v1.OrderService.PlaceOrder=ordermesh.order.v1.PlaceOrderRequest",
     );
 
-    // `ordermesh token` mints tokens the running issuer accepts.
+    // `ordermesh token client --subject demo-client-1`, then the README's curl commands.
     let token = Command::new(env!("CARGO_BIN_EXE_ordermesh"))
-        .args(["token", "employee", "--role", "admin", "--data-dir"])
+        .args(["token", "client", "--subject", "demo-client-1", "--data-dir"])
         .arg(data.path())
         .output()
         .unwrap();
     assert!(token.status.success());
-    assert_eq!(String::from_utf8_lossy(&token.stdout).trim().split('.').count(), 3);
+    let token = String::from_utf8(token.stdout).unwrap().trim().to_owned();
+    let order_id = place_and_confirm(8080 + offset, &token);
     up.stop();
 
-    // Restart on the same data: the demo data is found, not created again.
+    // Restart on the same data: the demo data is found, not created again, the order is kept.
     let again = Up::start(data.path(), offset, &[]);
     assert_eq!(again.line("Demo customers:"), demo);
+    let order = http(
+        8080 + offset,
+        &token,
+        reqwest::Method::GET,
+        &format!("/api/v1/orders/{order_id}"),
+        None,
+    );
+    assert_eq!(order["status"], "confirmed", "{order}");
     again.stop();
+}
+
+/// One HTTP call to the BFF; panics unless it succeeds. Returns the JSON body.
+fn http(
+    port: u16,
+    token: &str,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<serde_json::Value>,
+) -> serde_json::Value {
+    ordermesh_platform::install_crypto_provider();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let mut request = reqwest::Client::new()
+            .request(method, format!("http://127.0.0.1:{port}{path}"))
+            .bearer_auth(token);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status();
+        let json: serde_json::Value = response.json().await.unwrap_or_default();
+        assert!(status.is_success(), "{path}: {status} {json}");
+        json
+    })
+}
+
+/// The README's "place an order" steps: find a product, POST the order (202 + Location), and
+/// follow it to CONFIRMED. Returns the order id.
+fn place_and_confirm(port: u16, token: &str) -> String {
+    let products = http(
+        port,
+        token,
+        reqwest::Method::GET,
+        "/api/v1/products/search?q=kettle",
+        None,
+    );
+    let product = products["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["sku"] == "DEMO-KETTLE")
+        .unwrap_or_else(|| panic!("demo kettle in {products}"))
+        .clone();
+    let order = serde_json::json!({
+        "items": [{"productId": product["id"], "quantity": 1}],
+        "shippingAddress": {"line1": "1 Demo Street", "city": "Berlin", "postalCode": "10115", "countryCode": "DE"},
+        "paymentMethodToken": "tok_approved",
+    });
+    let placed = http(port, token, reqwest::Method::POST, "/api/v1/orders", Some(order));
+    let id = placed["id"].as_str().unwrap().to_owned();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let current = http(port, token, reqwest::Method::GET, &format!("/api/v1/orders/{id}"), None);
+        if current["status"] == "confirmed" {
+            return id;
+        }
+        assert!(Instant::now() < deadline, "order not confirmed: {current}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 #[test]
@@ -179,6 +251,12 @@ fn quickstart_on_the_production_profile() {
         "ordermesh.customer.v1.CustomerService.GetCustomer=ordermesh.customer.v1.GetCustomerRequest",
     );
     let demo = up.line("Demo customers:");
+    let token = Command::new(env!("CARGO_BIN_EXE_ordermesh"))
+        .args(["token", "client", "--subject", "demo-client-2", "--data-dir"])
+        .arg(data.path())
+        .output()
+        .unwrap();
+    place_and_confirm(8080 + offset, String::from_utf8(token.stdout).unwrap().trim());
     up.stop();
     let again = Up::start(data.path(), offset, &env);
     assert_eq!(again.line("Demo customers:"), demo, "PostgreSQL kept the demo data");
