@@ -30,7 +30,7 @@ const CONSUMER_LANES: usize = 2;
 
 /// Serves the audit service on `listener` until `shutdown` is triggered.
 pub async fn run(config: ServiceConfig, listener: TcpListener, shutdown: Shutdown) -> anyhow::Result<()> {
-    let db = Database::connect(&config.database_url, SERVICE).await?;
+    let db = Database::for_service(&config).await?;
     db.migrate(&store::migrations()).await?;
     // The consumers stop with the service, or when the server ends on its own (an error),
     // without triggering the caller's shutdown (which `ordermesh up` shares).

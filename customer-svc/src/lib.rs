@@ -23,7 +23,7 @@ pub const DEFAULT_PORT: u16 = 50052;
 
 /// Serves the customer service on `listener` until `shutdown` is triggered.
 pub async fn run(config: ServiceConfig, listener: TcpListener, shutdown: Shutdown) -> anyhow::Result<()> {
-    let db = Database::connect(&config.database_url, SERVICE).await?;
+    let db = Database::for_service(&config).await?;
     db.migrate(&store::migrations()).await?;
     let store = store::for_database(&db);
     let validator = JwtValidator::new(config.auth.clone());

@@ -258,6 +258,13 @@ impl Platform {
             }
         };
         config.events = self.events.clone();
+        // Two platforms run at once in a test binary: their pools together stay well below the
+        // server's 100 connections, with more for the services the saga keeps busy.
+        config.database_max_connections = match name {
+            "order" => 10,
+            "product" | "payment" => 6,
+            _ => 4,
+        };
         config.credentials = self.auth.credentials(&format!("{name}-svc"));
         config.peers.product = self.url("product");
         config.peers.customer = self.url("customer");

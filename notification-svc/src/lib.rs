@@ -91,7 +91,7 @@ pub async fn run_with(
     listener: TcpListener,
     shutdown: Shutdown,
 ) -> anyhow::Result<()> {
-    let db = Database::connect(&config.database_url, SERVICE).await?;
+    let db = Database::for_service(&config).await?;
     db.migrate(&store::migrations()).await?;
 
     let nats = match &config.nats_url {

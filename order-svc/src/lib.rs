@@ -31,7 +31,7 @@ pub const DEFAULT_PORT: u16 = 50053;
 /// Serves the order service on `listener` until `shutdown` is triggered, with its saga
 /// consumers running beside it.
 pub async fn run(config: ServiceConfig, listener: TcpListener, shutdown: Shutdown) -> anyhow::Result<()> {
-    let db = Database::connect(&config.database_url, SERVICE).await?;
+    let db = Database::for_service(&config).await?;
     db.migrate(&store::migrations()).await?;
     let peers = Arc::new(peers::Peers::connect(&config)?);
 

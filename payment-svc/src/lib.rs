@@ -66,7 +66,7 @@ pub async fn run_with_gateway(
     shutdown: Shutdown,
     gateway: Arc<dyn PaymentGateway>,
 ) -> anyhow::Result<()> {
-    let db = Database::connect(&config.database_url, SERVICE).await?;
+    let db = Database::for_service(&config).await?;
     db.migrate(&store::migrations()).await?;
     let payments = Arc::new(service::Payments::new(store::for_database(&db), gateway));
     // The relay and consumer stop with the service, or when the server ends on its own (an

@@ -112,6 +112,9 @@ pub struct ServiceConfig {
     pub listen_addr: SocketAddr,
     /// `postgres://…` (production) or `sqlite://…` (embedded).
     pub database_url: String,
+    /// Pool size per service instance (`DATABASE_MAX_CONNECTIONS`); the sum over all instances
+    /// must stay below the server's `max_connections`.
+    pub database_max_connections: u32,
     /// Absent → the in-process bus.
     pub nats_url: Option<String>,
     /// Absent → in-memory cache.
@@ -210,6 +213,9 @@ impl ServiceConfig {
             service,
             listen_addr,
             database_url,
+            database_max_connections: env
+                .parse_or("DATABASE_MAX_CONNECTIONS", crate::db::DEFAULT_MAX_CONNECTIONS)?
+                .max(1),
             nats_url: env.url("NATS_URL", &["nats", "tls", "ws", "wss"])?,
             redis_url: env.url("REDIS_URL", &["redis", "rediss"])?,
             auth: AuthConfig::from_env(env)?,

@@ -12,6 +12,9 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{AssertSqlSafe, SqlSafeStr};
 use sqlx::{PgPool, SqlitePool};
 
+/// Pool size when `DATABASE_MAX_CONNECTIONS` is not set.
+pub const DEFAULT_MAX_CONNECTIONS: u32 = 10;
+
 /// A connected pool of either backend.
 #[derive(Clone, Debug)]
 pub enum Database {
@@ -58,6 +61,16 @@ impl Database {
     /// Connects to `url`. For PostgreSQL, `schema` is created if missing and put first on the
     /// `search_path` of every connection. For SQLite the file and its directory are created.
     pub async fn connect(url: &str, schema: &str) -> anyhow::Result<Self> {
+        Self::connect_with(url, schema, DEFAULT_MAX_CONNECTIONS).await
+    }
+
+    /// The database of a service: `config.database_url`, its schema, `DATABASE_MAX_CONNECTIONS`.
+    pub async fn for_service(config: &crate::ServiceConfig) -> anyhow::Result<Self> {
+        Self::connect_with(&config.database_url, config.service, config.database_max_connections).await
+    }
+
+    /// [`Database::connect`] with at most `max_connections` pooled connections.
+    pub async fn connect_with(url: &str, schema: &str, max_connections: u32) -> anyhow::Result<Self> {
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             anyhow::ensure!(
                 schema.chars().all(|c| c.is_ascii_lowercase() || c == '_'),
@@ -74,8 +87,9 @@ impl Database {
                 .await?;
             bootstrap.close().await;
             let pool = PgPoolOptions::new()
-                .max_connections(16)
-                .acquire_timeout(Duration::from_secs(5))
+                .max_connections(max_connections)
+                .acquire_timeout(Duration::from_secs(10))
+                .idle_timeout(Duration::from_secs(60))
                 // Quoted: a service name may be a reserved word (`order`).
                 .connect_with(options.options([("search_path", format!("\"{schema}\""))]))
                 .await?;
@@ -94,7 +108,7 @@ impl Database {
                 .busy_timeout(Duration::from_secs(10))
                 .foreign_keys(true);
             let pool = SqlitePoolOptions::new()
-                .max_connections(8)
+                .max_connections(max_connections.min(8))
                 .acquire_timeout(Duration::from_secs(10))
                 .connect_with(options)
                 .await?;

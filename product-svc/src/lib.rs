@@ -39,7 +39,7 @@ pub async fn run_with_cache(
     shutdown: Shutdown,
     cache: Cache,
 ) -> anyhow::Result<()> {
-    let db = Database::connect(&config.database_url, SERVICE).await?;
+    let db = Database::for_service(&config).await?;
     db.migrate(&store::migrations()).await?;
     let store = store::for_database(&db);
     // The outbox relay and the saga consumer (DESIGN §3); they stop with `shutdown`.
