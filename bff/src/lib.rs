@@ -21,6 +21,7 @@ pub mod openapi;
 pub mod policy;
 pub mod problem;
 pub mod routes;
+pub mod stream;
 
 use std::sync::Arc;
 
@@ -57,6 +58,10 @@ pub struct AppState {
     /// Idempotency records and customer lookups.
     pub cache: Cache,
     pub limiter: limits::RateLimiter,
+    /// Open notification streams per principal.
+    pub streams: Arc<stream::StreamSlots>,
+    /// Triggered when the BFF shuts down: open notification streams end.
+    pub shutdown: Shutdown,
 }
 
 impl AppState {
@@ -71,6 +76,8 @@ impl AppState {
             clients: clients::Clients::new(&config.peers, config.grpc_timeout)?,
             cache,
             limiter,
+            streams: stream::StreamSlots::new(config.streams.max_per_principal),
+            shutdown: Shutdown::new(),
             config,
         })
     }
@@ -127,6 +134,8 @@ pub fn api(surface: Surface) -> (Router<Arc<AppState>>, utoipa::openapi::OpenApi
         routes!(notifications::list),
         routes!(notifications::send),
         routes!(notifications::mark_read),
+        routes!(notifications::stream),
+        routes!(notifications::stream_ticket),
         routes!(audit::logs),
     ] {
         router = add(router, surface, route);
@@ -285,10 +294,13 @@ async fn finish(State(state): State<Arc<AppState>>, mut request: Request, next: 
     response
 }
 
-/// Serves the BFF on `listener` until `shutdown` is triggered, then drains open requests.
+/// Serves the BFF on `listener` until `shutdown` is triggered, then drains open requests
+/// (open notification streams end at once).
 pub async fn run(config: BffConfig, listener: TcpListener, shutdown: Shutdown) -> anyhow::Result<()> {
     tracing::info!(addr = %listener.local_addr()?, surface = ?config.surface, "BFF listening");
-    let state = Arc::new(AppState::new(config).await?);
+    let mut state = AppState::new(config).await?;
+    state.shutdown = shutdown.clone();
+    let state = Arc::new(state);
     axum::serve(listener, router(state))
         .with_graceful_shutdown(async move { shutdown.wait().await })
         .await?;
