@@ -89,8 +89,7 @@ fn stream_ticket(request: &Request, path: Option<&str>) -> Option<String> {
     {
         return None;
     }
-    let query =
-        axum::extract::Query::<std::collections::HashMap<String, String>>::try_from_uri(request.uri()).ok()?;
+    let query = axum::extract::Query::<std::collections::HashMap<String, String>>::try_from_uri(request.uri()).ok()?;
     query.0.get("ticket").cloned()
 }
 

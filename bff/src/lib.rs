@@ -354,5 +354,19 @@ mod tests {
         let op = &doc["paths"]["/api/v1/orders"]["post"];
         assert!(op["responses"]["202"].is_object());
         assert!(op["responses"]["429"]["content"]["application/problem+json"].is_object());
+        let stream = &doc["paths"]["/api/v1/notifications/stream"]["get"];
+        assert!(
+            stream["responses"]["200"]["content"]["text/event-stream"].is_object(),
+            "{stream}"
+        );
+        let params: Vec<&str> = stream["parameters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|p| p["name"].as_str())
+            .collect();
+        assert!(params.contains(&"ticket") && params.contains(&"lastEventId") && params.contains(&"Last-Event-ID"));
+        let ticket = &doc["paths"]["/api/v1/notifications/stream-ticket"]["post"];
+        assert!(ticket["responses"]["200"]["content"]["application/json"].is_object());
     }
 }

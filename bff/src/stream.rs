@@ -42,7 +42,10 @@ pub const STREAM_PATH: &str = "/api/v1/notifications/stream";
 
 fn ticket_key(ticket: &str) -> String {
     let digest = sha2::Sha256::digest(ticket.as_bytes());
-    format!("stream-ticket:{}", digest.iter().map(|b| format!("{b:02x}")).collect::<String>())
+    format!(
+        "stream-ticket:{}",
+        digest.iter().map(|b| format!("{b:02x}")).collect::<String>()
+    )
 }
 
 /// Issues a single-use ticket carrying `token` for `ttl`; `None` when the cache cannot store it.
@@ -231,11 +234,15 @@ mod tests {
         assert!(ticket.len() >= 43, "256 random bits, base64url");
         assert_eq!(redeem_ticket(&cache, &ticket).await.as_deref(), Some("token-1"));
         assert_eq!(redeem_ticket(&cache, &ticket).await, None, "single use");
-        let short = issue_ticket(&cache, "token-2", Duration::from_millis(30)).await.unwrap();
+        let short = issue_ticket(&cache, "token-2", Duration::from_millis(30))
+            .await
+            .unwrap();
         tokio::time::sleep(Duration::from_millis(80)).await;
         assert_eq!(redeem_ticket(&cache, &short).await, None, "expired");
         assert_ne!(issue_ticket(&cache, "t", Duration::from_secs(1)).await.unwrap(), ticket);
-        let dead = Cache::connect(Some("redis://127.0.0.1:1"), "ticket-test:").await.unwrap();
+        let dead = Cache::connect(Some("redis://127.0.0.1:1"), "ticket-test:")
+            .await
+            .unwrap();
         assert_eq!(issue_ticket(&dead, "t", Duration::from_secs(1)).await, None);
     }
 
@@ -287,7 +294,10 @@ mod tests {
         let task = tokio::spawn(pump(Box::pin(futures::stream::pending()), tx, Shutdown::new()));
         drop(rx);
         assert_eq!(
-            tokio::time::timeout(Duration::from_secs(5), task).await.unwrap().unwrap(),
+            tokio::time::timeout(Duration::from_secs(5), task)
+                .await
+                .unwrap()
+                .unwrap(),
             End::ClientGone
         );
     }

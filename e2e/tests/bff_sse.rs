@@ -107,7 +107,10 @@ async fn an_order_streams_its_status_events_to_the_client_in_order_and_the_new_o
     // The order-manager group hears about the new order.
     let n = manager_stream.next_data().await;
     assert_eq!(n.json()["data"]["order_id"], order_id.as_str(), "{n:?}");
-    platform.wait_for(&order_id, &[OrderStatus::Confirmed], SAGA).await.unwrap();
+    platform
+        .wait_for(&order_id, &[OrderStatus::Confirmed], SAGA)
+        .await
+        .unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -124,7 +127,10 @@ async fn a_reconnect_with_last_event_id_gets_exactly_the_missed_events() {
     assert_eq!(first.json()["data"]["order_id"], order_id.as_str());
     drop(stream);
 
-    platform.wait_for(&order_id, &[OrderStatus::Confirmed], SAGA).await.unwrap();
+    platform
+        .wait_for(&order_id, &[OrderStatus::Confirmed], SAGA)
+        .await
+        .unwrap();
     // Let the last notifications of the saga land, then take the store's view.
     let mut expected = Vec::new();
     for _ in 0..50 {
@@ -152,13 +158,8 @@ async fn a_reconnect_with_last_event_id_gets_exactly_the_missed_events() {
     let ticket = api.post("/api/v1/notifications/stream-ticket", &bob, &json!({})).await;
     ticket.assert_status(200);
     let ticket = ticket.body["ticket"].as_str().unwrap().to_owned();
-    let mut by_ticket = SseStream::notifications(
-        &api,
-        None,
-        &format!("?ticket={ticket}&lastEventId={}", missed[0]),
-        &[],
-    )
-    .await;
+    let mut by_ticket =
+        SseStream::notifications(&api, None, &format!("?ticket={ticket}&lastEventId={}", missed[0]), &[]).await;
     let mut got = Vec::new();
     for _ in &missed[1..] {
         got.push(by_ticket.next_data().await.id_number());
@@ -167,24 +168,35 @@ async fn a_reconnect_with_last_event_id_gets_exactly_the_missed_events() {
     assert_no_more_data(&mut by_ticket, Duration::from_secs(1)).await;
 
     // A resume point that is not an id is a 400 problem.
-    let bad = SseStream::open(&api, "/api/v1/notifications/stream", Some(&bob), &[("last-event-id", "x1")])
-        .await
-        .err()
-        .expect("refused");
+    let bad = SseStream::open(
+        &api,
+        "/api/v1/notifications/stream",
+        Some(&bob),
+        &[("last-event-id", "x1")],
+    )
+    .await
+    .err()
+    .expect("refused");
     bad.assert_problem(400, Some("validation-error"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stream_tickets_work_once_and_expire_and_a_stream_needs_credentials() {
     let mut platform = Platform::start(CountingGateway::sandbox()).await.unwrap();
-    let api = Api::new(&platform.start_bff(Surface::External).await.unwrap());
+    // A short gRPC deadline: a stream must outlive it (the deadline bounds each call's start,
+    // not the stream).
+    let mut external = platform.bff_config(Surface::External);
+    external.grpc_timeout = Duration::from_secs(1);
+    let api = Api::new(&platform.start_bff_with(external).await.unwrap());
     let mut short = platform.bff_config(Surface::Both);
     short.streams.ticket_ttl = Duration::from_secs(1);
     let short_api = Api::new(&platform.start_bff_with(short).await.unwrap());
     let (carol, customer) = platform.client("sse-carol").await.unwrap();
     let path = "/api/v1/notifications/stream";
 
-    let issued = api.post("/api/v1/notifications/stream-ticket", &carol, &json!({})).await;
+    let issued = api
+        .post("/api/v1/notifications/stream-ticket", &carol, &json!({}))
+        .await;
     issued.assert_status(200);
     assert_eq!(issued.body["expiresIn"], 30);
     let ticket = issued.body["ticket"].as_str().unwrap().to_owned();
@@ -193,6 +205,7 @@ async fn stream_tickets_work_once_and_expire_and_a_stream_needs_credentials() {
     // Works once, carrying the client's identity to notification-svc.
     let mut stream = SseStream::notifications(&api, None, &format!("?ticket={ticket}"), &[]).await;
     let cs = platform.auth.employee("sse-cs", &[Role::CustomerService]);
+    tokio::time::sleep(Duration::from_secs(2)).await;
     // (The external surface does not route sending: the employee uses the other BFF.)
     let sent = send_message(&short_api, &cs, &customer, "ticket works").await;
     let event = stream.next_data().await;
@@ -207,7 +220,9 @@ async fn stream_tickets_work_once_and_expire_and_a_stream_needs_credentials() {
         .expect("second use refused")
         .assert_problem(401, Some("unauthorized"));
     // An expired ticket is 401.
-    let expiring = short_api.post("/api/v1/notifications/stream-ticket", &carol, &json!({})).await;
+    let expiring = short_api
+        .post("/api/v1/notifications/stream-ticket", &carol, &json!({}))
+        .await;
     assert_eq!(expiring.body["expiresIn"], 1);
     let expiring = expiring.body["ticket"].as_str().unwrap().to_owned();
     tokio::time::sleep(Duration::from_millis(1600)).await;
@@ -226,7 +241,9 @@ async fn stream_tickets_work_once_and_expire_and_a_stream_needs_credentials() {
         .expect("refused")
         .assert_problem(401, Some("unauthorized"));
     // Tickets open the stream only, not other routes.
-    let other = api.post("/api/v1/notifications/stream-ticket", &carol, &json!({})).await;
+    let other = api
+        .post("/api/v1/notifications/stream-ticket", &carol, &json!({}))
+        .await;
     let other = other.body["ticket"].as_str().unwrap().to_owned();
     api.send(
         reqwest::Method::GET,
@@ -238,9 +255,15 @@ async fn stream_tickets_work_once_and_expire_and_a_stream_needs_credentials() {
     .await
     .assert_problem(401, Some("unauthorized"));
     // Tickets need authentication themselves.
-    api.send(reqwest::Method::POST, "/api/v1/notifications/stream-ticket", None, None, &[])
-        .await
-        .assert_problem(401, Some("unauthorized"));
+    api.send(
+        reqwest::Method::POST,
+        "/api/v1/notifications/stream-ticket",
+        None,
+        None,
+        &[],
+    )
+    .await
+    .assert_problem(401, Some("unauthorized"));
 }
 
 /// Sends a message notification to `customer` through the BFF as `employee`; returns its id.
@@ -307,11 +330,7 @@ async fn open_streams_end_when_the_bff_shuts_down() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let shutdown = Shutdown::new();
-    let server = tokio::spawn(bff::run(
-        platform.bff_config(Surface::Both),
-        listener,
-        shutdown.clone(),
-    ));
+    let server = tokio::spawn(bff::run(platform.bff_config(Surface::Both), listener, shutdown.clone()));
     let api = Api::new(&base);
     let (frank, _) = platform.client("sse-frank").await.unwrap();
     let mut ready = false;

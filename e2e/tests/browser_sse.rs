@@ -35,7 +35,9 @@ async fn headless_chromium_receives_a_notification_over_event_source_with_a_tick
     let (grace, customer) = platform.client("browser-grace").await.unwrap();
     let cs = platform.auth.employee("browser-cs", &[Role::CustomerService]);
 
-    let ticket = api.post("/api/v1/notifications/stream-ticket", &grace, &json!({})).await;
+    let ticket = api
+        .post("/api/v1/notifications/stream-ticket", &grace, &json!({}))
+        .await;
     ticket.assert_status(200);
     let ticket = ticket.body["ticket"].as_str().unwrap().to_owned();
 
@@ -79,7 +81,10 @@ async fn headless_chromium_receives_a_notification_over_event_source_with_a_tick
     let open = next_line().await;
     if open != json!({"open": true}) {
         let status = browser.wait().await;
-        panic!("browser did not open the stream: {open} {status:?}\n{}", stderr.await.unwrap());
+        panic!(
+            "browser did not open the stream: {open} {status:?}\n{}",
+            stderr.await.unwrap()
+        );
     }
 
     let sent = api
@@ -101,6 +106,7 @@ async fn headless_chromium_receives_a_notification_over_event_source_with_a_tick
         .unwrap();
     let log = stderr.await.unwrap();
     assert!(status.success(), "browser failed: {status:?}\n{log}");
+    println!("chromium received: {received}");
     let event = &received["event"];
     assert_eq!(event["type"], "message", "{received}");
     assert_eq!(event["lastEventId"], id.as_str(), "{received}");

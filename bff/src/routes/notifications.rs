@@ -15,11 +15,11 @@ use utoipa::IntoParams;
 use super::{Shared, created, next_token};
 use crate::auth::{Caller, own_customer};
 use crate::extract::{ApiJson, ApiQuery, page_size};
-use crate::{idempotency, stream};
 use crate::models::{
     MarkRead, MarkReadResult, Notification, NotificationPage, NotificationType, SendNotification, StreamTicket,
 };
 use crate::problem::{ApiResult, Problem};
+use crate::{idempotency, stream};
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(rename_all = "camelCase")]
@@ -202,8 +202,8 @@ pub async fn stream(
 ) -> ApiResult<Response> {
     let after_id = resume_point(&headers, q.last_event_id)?;
     let Some(slot) = state.streams.acquire(&caller.principal) else {
-        let mut problem = Problem::new(StatusCode::TOO_MANY_REQUESTS, "too-many-streams", "Too many streams")
-            .detail(format!(
+        let mut problem =
+            Problem::new(StatusCode::TOO_MANY_REQUESTS, "too-many-streams", "Too many streams").detail(format!(
                 "at most {} concurrent notification streams per user; close one first",
                 state.config.streams.max_per_principal
             ));
@@ -226,8 +226,10 @@ pub async fn stream(
     // The first event makes the stream visibly open (and tells EventSource how soon to retry).
     let _ = tx.try_send(Event::default().retry(Duration::from_secs(3)).comment("stream open"));
     tokio::spawn(async move {
-        let end = stream::pump(upstream, tx, shutdown).await;
-        tracing::debug!(?end, "notification stream ended");
+        match stream::pump(upstream, tx, shutdown).await {
+            stream::End::Overflow => tracing::info!("notification stream client fell a buffer behind; disconnected"),
+            end => tracing::debug!(?end, "notification stream ended"),
+        }
     });
     let sse = Sse::new(stream::body(rx, slot)).keep_alive(
         KeepAlive::new()
@@ -250,7 +252,9 @@ pub async fn stream_ticket(state: Shared, caller: Caller) -> ApiResult<Json<Stre
     let ttl = state.config.streams.ticket_ttl;
     let ticket = stream::issue_ticket(&state.cache, &caller.token, ttl)
         .await
-        .ok_or_else(|| Problem::unavailable("stream tickets cannot be stored right now; use the Authorization header"))?;
+        .ok_or_else(|| {
+            Problem::unavailable("stream tickets cannot be stored right now; use the Authorization header")
+        })?;
     Ok(Json(StreamTicket {
         ticket,
         expires_in: ttl.as_secs(),

@@ -134,7 +134,10 @@ impl SseEvent {
 
     /// The notification id as a number.
     pub fn id_number(&self) -> i64 {
-        self.id.as_deref().and_then(|id| id.parse().ok()).expect("numeric event id")
+        self.id
+            .as_deref()
+            .and_then(|id| id.parse().ok())
+            .expect("numeric event id")
     }
 }
 
