@@ -8,7 +8,9 @@
 //! - [`problem`]: RFC 9457 errors and the one gRPC → HTTP mapping;
 //! - [`limits`], [`idempotency`]: per-principal rate limits and `Idempotency-Key` replay, in
 //!   the shared cache;
-//! - [`routes`]: one module per resource; [`openapi`]: the generated OpenAPI 3.1 document.
+//! - [`routes`]: one module per resource; [`openapi`]: the generated OpenAPI 3.1 document;
+//! - [`stream`]: live notifications over SSE (stream tickets, bounded buffers, per-user cap,
+//!   end on shutdown).
 
 pub mod auth;
 pub mod clients;

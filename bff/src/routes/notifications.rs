@@ -160,7 +160,8 @@ pub struct StreamParams {
     pub last_event_id: Option<String>,
 }
 
-/// The resume point of a stream: `Last-Event-ID`, else `lastEventId`; a decimal id or nothing.
+/// The resume point of a stream: a non-empty `Last-Event-ID`, else `lastEventId`; a decimal id
+/// or nothing.
 fn resume_point(headers: &HeaderMap, query: Option<String>) -> Result<String, Problem> {
     let header = match headers.get("last-event-id") {
         Some(value) => Some(
@@ -173,8 +174,8 @@ fn resume_point(headers: &HeaderMap, query: Option<String>) -> Result<String, Pr
         None => None,
     };
     let (field, value) = match header {
-        Some(value) => ("Last-Event-ID", value),
-        None => ("lastEventId", query.unwrap_or_default().trim().to_owned()),
+        Some(value) if !value.is_empty() => ("Last-Event-ID", value),
+        _ => ("lastEventId", query.unwrap_or_default().trim().to_owned()),
     };
     if !value.is_empty() && (value.len() > 19 || !value.bytes().all(|b| b.is_ascii_digit())) {
         return Err(Problem::invalid_field(field, "must be a notification id"));
@@ -259,4 +260,29 @@ pub async fn stream_ticket(state: Shared, caller: Caller) -> ApiResult<Json<Stre
         ticket,
         expires_in: ttl.as_secs(),
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(last: Option<&str>) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        if let Some(last) = last {
+            headers.insert("last-event-id", HeaderValue::from_str(last).unwrap());
+        }
+        headers
+    }
+
+    #[test]
+    fn the_resume_point_is_the_header_else_the_parameter() {
+        assert_eq!(resume_point(&headers(None), None).unwrap(), "");
+        assert_eq!(resume_point(&headers(Some("42")), Some("7".into())).unwrap(), "42");
+        assert_eq!(resume_point(&headers(None), Some("7".into())).unwrap(), "7");
+        assert_eq!(resume_point(&headers(Some("")), Some("7".into())).unwrap(), "7");
+        for bad in ["-1", "4 2", "x", "99999999999999999999"] {
+            assert!(resume_point(&headers(Some(bad)), None).is_err(), "{bad}");
+            assert!(resume_point(&headers(None), Some(bad.into())).is_err(), "{bad}");
+        }
+    }
 }
