@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the peer tools the tests drive, outside the clone so a warm machine reuses them:
-# a Python venv with grpcio + grpcio-reflection (a reflection client no one here wrote) and
-# buf from the npm registry. Prints the environment to export.
+# a Python venv with grpcio + grpcio-reflection (a reflection client no one here wrote), buf and
+# playwright-core from the npm registry, and Debian's chromium (the real browser of the SSE
+# test, driven headless by playwright-core). Prints the environment to export.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cache=${ORDERMESH_CACHE:-$HOME/.cache/ordermesh}
@@ -11,6 +12,7 @@ as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 need=()
 command -v npm >/dev/null 2>&1 || need+=(nodejs npm)
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need+=(python3-venv)
+[ -x /usr/bin/chromium ] || need+=(chromium)
 if [ ${#need[@]} -gt 0 ]; then
   echo "peers: installing ${need[*]} from Debian's packages" >&2
   as_root apt-get update -qq >&2
@@ -27,7 +29,8 @@ if ! cmp -s "$root/tests/peers/requirements.txt" "$venv/.requirements" 2>/dev/nu
 fi
 
 npm_dir="$cache/npm"
-if ! cmp -s "$root/tests/peers/package.json" "$npm_dir/package.json" 2>/dev/null || [ ! -x "$npm_dir/node_modules/.bin/buf" ]; then
+if ! cmp -s "$root/tests/peers/package.json" "$npm_dir/package.json" 2>/dev/null || [ ! -x "$npm_dir/node_modules/.bin/buf" ] \
+  || [ ! -d "$npm_dir/node_modules/playwright-core" ]; then
   mkdir -p "$npm_dir"
   cp "$root/tests/peers/package.json" "$npm_dir/package.json"
   (cd "$npm_dir" && npm install --no-audit --no-fund --loglevel=error >&2)
@@ -35,3 +38,5 @@ fi
 
 echo "export ORDERMESH_PYTHON=$venv/bin/python"
 echo "export PATH=$npm_dir/node_modules/.bin:\$PATH"
+# `require('playwright-core')` from tests/peers/*.js.
+echo "export NODE_PATH=$npm_dir/node_modules"

@@ -80,6 +80,19 @@ fn bearer(request: &Request) -> Result<String, Problem> {
     Ok(token.trim().to_owned())
 }
 
+/// The `ticket` query parameter of a `GET` of the notification stream without an
+/// `Authorization` header.
+fn stream_ticket(request: &Request, path: Option<&str>) -> Option<String> {
+    if request.method() != axum::http::Method::GET
+        || path != Some(crate::stream::STREAM_PATH)
+        || request.headers().contains_key(header::AUTHORIZATION)
+    {
+        return None;
+    }
+    let query = axum::extract::Query::<std::collections::HashMap<String, String>>::try_from_uri(request.uri()).ok()?;
+    query.0.get("ticket").cloned()
+}
+
 /// Authenticates, rate-limits and authorizes one request of an `/api/v1` route.
 pub async fn guard(State(state): State<Arc<AppState>>, mut request: Request, next: Next) -> Response {
     let unauthorized = |problem: Problem| {
@@ -90,9 +103,18 @@ pub async fn guard(State(state): State<Arc<AppState>>, mut request: Request, nex
         );
         response
     };
+    let path = request.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned());
     let token = match bearer(&request) {
         Ok(token) => token,
-        Err(problem) => return unauthorized(problem),
+        // Browsers' EventSource cannot send headers: the stream also takes a stream ticket,
+        // which carries the token it was issued for (see `crate::stream`).
+        Err(problem) => match stream_ticket(&request, path.as_deref()) {
+            Some(ticket) => match crate::stream::redeem_ticket(&state.cache, &ticket).await {
+                Some(token) => token,
+                None => return unauthorized(Problem::unauthorized("unknown, used or expired stream ticket")),
+            },
+            None => return unauthorized(problem),
+        },
     };
     let principal = match state.validator.validate(&token).await {
         Ok(principal) => principal,
@@ -110,7 +132,7 @@ pub async fn guard(State(state): State<Arc<AppState>>, mut request: Request, nex
         return response;
     }
 
-    let Some(path) = request.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned()) else {
+    let Some(path) = path else {
         return Problem::internal().into_response();
     };
     let Some(rule) = crate::policy::rule_for(request.method(), &path) else {

@@ -68,6 +68,33 @@ pub struct BffConfig {
     pub cors_external_origins: Vec<String>,
     /// Allowed CORS origins of the employee portal.
     pub cors_internal_origins: Vec<String>,
+    /// Live notification streams (SSE).
+    pub streams: StreamLimits,
+}
+
+/// Settings of `GET /api/v1/notifications/stream`.
+#[derive(Debug, Clone)]
+pub struct StreamLimits {
+    /// Interval of the BFF's own SSE comment heartbeats on an idle stream.
+    pub heartbeat: Duration,
+    /// Concurrent streams one principal may hold on one BFF instance (429 beyond).
+    pub max_per_principal: usize,
+    /// Events buffered per connection between notification-svc and the client; a client that
+    /// falls this far behind is disconnected (it resumes with `Last-Event-ID`).
+    pub buffer_events: usize,
+    /// Lifetime of a stream ticket.
+    pub ticket_ttl: Duration,
+}
+
+impl Default for StreamLimits {
+    fn default() -> Self {
+        Self {
+            heartbeat: Duration::from_secs(15),
+            max_per_principal: 5,
+            buffer_events: 64,
+            ticket_ttl: Duration::from_secs(30),
+        }
+    }
 }
 
 impl std::fmt::Debug for BffConfig {
@@ -81,6 +108,7 @@ impl std::fmt::Debug for BffConfig {
             .field("rate_limits", &self.rate_limits)
             .field("body_limit_bytes", &self.body_limit_bytes)
             .field("request_timeout", &self.request_timeout)
+            .field("streams", &self.streams)
             .finish_non_exhaustive()
     }
 }
@@ -106,6 +134,7 @@ impl BffConfig {
             idempotency_ttl: Duration::from_secs(24 * 3600),
             cors_external_origins: Vec::new(),
             cors_internal_origins: Vec::new(),
+            streams: StreamLimits::default(),
         }
     }
 
@@ -143,6 +172,12 @@ impl BffConfig {
         config.idempotency_ttl = Duration::from_secs(positive("BFF_IDEMPOTENCY_TTL_SECONDS", 24 * 3600)?);
         config.cors_external_origins = origins(env, "BFF_CORS_EXTERNAL_ORIGINS")?;
         config.cors_internal_origins = origins(env, "BFF_CORS_INTERNAL_ORIGINS")?;
+        config.streams = StreamLimits {
+            heartbeat: Duration::from_secs(positive("BFF_SSE_HEARTBEAT_SECONDS", 15)?),
+            max_per_principal: positive("BFF_SSE_MAX_STREAMS_PER_PRINCIPAL", 5)? as usize,
+            buffer_events: positive("BFF_SSE_BUFFER_EVENTS", 64)? as usize,
+            ticket_ttl: Duration::from_secs(positive("BFF_STREAM_TICKET_TTL_SECONDS", 30)?),
+        };
         Ok(config)
     }
 
@@ -194,9 +229,12 @@ mod tests {
         assert_eq!(config.surface, Surface::Both);
         assert_eq!(config.rate_limits.external, 1000);
         assert_eq!(config.rate_limits.internal, 5000);
+        assert_eq!(config.streams.heartbeat, Duration::from_secs(15));
+        assert_eq!(config.streams.max_per_principal, 5);
         let env = Env::from_pairs([
             ("BFF_SURFACE", "external"),
             ("BFF_RATE_LIMIT_EXTERNAL", "5"),
+            ("BFF_SSE_HEARTBEAT_SECONDS", "3"),
             (
                 "BFF_CORS_EXTERNAL_ORIGINS",
                 "https://shop.example, http://localhost:3000",
@@ -205,6 +243,7 @@ mod tests {
         let config = BffConfig::from_env(&env).unwrap();
         assert_eq!(config.surface, Surface::External);
         assert_eq!(config.rate_limits.external, 5);
+        assert_eq!(config.streams.heartbeat, Duration::from_secs(3));
         assert_eq!(config.cors_origins(), ["https://shop.example", "http://localhost:3000"]);
     }
 
@@ -214,6 +253,8 @@ mod tests {
             ("BFF_SURFACE", "public"),
             ("BFF_RATE_LIMIT_INTERNAL", "lots"),
             ("BFF_RATE_LIMIT_EXTERNAL", "0"),
+            ("BFF_SSE_HEARTBEAT_SECONDS", "0"),
+            ("BFF_SSE_MAX_STREAMS_PER_PRINCIPAL", "many"),
             ("BFF_CORS_INTERNAL_ORIGINS", "ftp://x"),
             ("BFF_CORS_EXTERNAL_ORIGINS", "https://x/path"),
             ("ORDER_SVC_URL", "tcp://x"),

@@ -8,7 +8,9 @@
 //! - [`problem`]: RFC 9457 errors and the one gRPC → HTTP mapping;
 //! - [`limits`], [`idempotency`]: per-principal rate limits and `Idempotency-Key` replay, in
 //!   the shared cache;
-//! - [`routes`]: one module per resource; [`openapi`]: the generated OpenAPI 3.1 document.
+//! - [`routes`]: one module per resource; [`openapi`]: the generated OpenAPI 3.1 document;
+//! - [`stream`]: live notifications over SSE (stream tickets, bounded buffers, per-user cap,
+//!   end on shutdown).
 
 pub mod auth;
 pub mod clients;
@@ -21,6 +23,7 @@ pub mod openapi;
 pub mod policy;
 pub mod problem;
 pub mod routes;
+pub mod stream;
 
 use std::sync::Arc;
 
@@ -57,6 +60,10 @@ pub struct AppState {
     /// Idempotency records and customer lookups.
     pub cache: Cache,
     pub limiter: limits::RateLimiter,
+    /// Open notification streams per principal.
+    pub streams: Arc<stream::StreamSlots>,
+    /// Triggered when the BFF shuts down: open notification streams end.
+    pub shutdown: Shutdown,
 }
 
 impl AppState {
@@ -71,6 +78,8 @@ impl AppState {
             clients: clients::Clients::new(&config.peers, config.grpc_timeout)?,
             cache,
             limiter,
+            streams: stream::StreamSlots::new(config.streams.max_per_principal),
+            shutdown: Shutdown::new(),
             config,
         })
     }
@@ -127,6 +136,8 @@ pub fn api(surface: Surface) -> (Router<Arc<AppState>>, utoipa::openapi::OpenApi
         routes!(notifications::list),
         routes!(notifications::send),
         routes!(notifications::mark_read),
+        routes!(notifications::stream),
+        routes!(notifications::stream_ticket),
         routes!(audit::logs),
     ] {
         router = add(router, surface, route);
@@ -285,10 +296,13 @@ async fn finish(State(state): State<Arc<AppState>>, mut request: Request, next: 
     response
 }
 
-/// Serves the BFF on `listener` until `shutdown` is triggered, then drains open requests.
+/// Serves the BFF on `listener` until `shutdown` is triggered, then drains open requests
+/// (open notification streams end at once).
 pub async fn run(config: BffConfig, listener: TcpListener, shutdown: Shutdown) -> anyhow::Result<()> {
     tracing::info!(addr = %listener.local_addr()?, surface = ?config.surface, "BFF listening");
-    let state = Arc::new(AppState::new(config).await?);
+    let mut state = AppState::new(config).await?;
+    state.shutdown = shutdown.clone();
+    let state = Arc::new(state);
     axum::serve(listener, router(state))
         .with_graceful_shutdown(async move { shutdown.wait().await })
         .await?;
@@ -342,5 +356,19 @@ mod tests {
         let op = &doc["paths"]["/api/v1/orders"]["post"];
         assert!(op["responses"]["202"].is_object());
         assert!(op["responses"]["429"]["content"]["application/problem+json"].is_object());
+        let stream = &doc["paths"]["/api/v1/notifications/stream"]["get"];
+        assert!(
+            stream["responses"]["200"]["content"]["text/event-stream"].is_object(),
+            "{stream}"
+        );
+        let params: Vec<&str> = stream["parameters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|p| p["name"].as_str())
+            .collect();
+        assert!(params.contains(&"ticket") && params.contains(&"lastEventId") && params.contains(&"Last-Event-ID"));
+        let ticket = &doc["paths"]["/api/v1/notifications/stream-ticket"]["post"];
+        assert!(ticket["responses"]["200"]["content"]["application/json"].is_object());
     }
 }

@@ -101,7 +101,7 @@ async fn read_count(cache: &Cache, key: &str) -> i64 {
 }
 
 /// A stable, non-personal key per principal.
-fn principal_key(principal: &Principal) -> String {
+pub fn principal_key(principal: &Principal) -> String {
     let identity = match principal {
         Principal::Client { issuer, subject } => format!("client\0{issuer}\0{subject}"),
         Principal::Employee { subject, .. } => format!("employee\0{subject}"),

@@ -904,3 +904,14 @@ pub fn required(field: &str) -> Problem {
         message: "is required".to_owned(),
     }])
 }
+
+/// A single-use ticket for `GET /api/v1/notifications/stream?ticket=…` (for browsers'
+/// `EventSource`, which cannot send an `Authorization` header).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct StreamTicket {
+    /// Opaque, URL-safe; valid for one stream.
+    pub ticket: String,
+    /// Seconds until the ticket expires if unused.
+    pub expires_in: u64,
+}

@@ -76,6 +76,8 @@ pub const MATRIX: &[Rule] = &[
     rule("GET", "/api/v1/notifications", true, Any),
     rule("POST", "/api/v1/notifications", false, Roles(CUSTOMER_WRITERS)),
     rule("POST", "/api/v1/notifications/read", true, Any),
+    rule("GET", "/api/v1/notifications/stream", true, Any),
+    rule("POST", "/api/v1/notifications/stream-ticket", true, Any),
     rule("GET", "/api/v1/audit/logs", false, Roles(&[Admin])),
 ];
 

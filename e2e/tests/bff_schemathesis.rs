@@ -46,6 +46,8 @@ async fn run(base: &str, who: &str, token: &str) -> (bool, String) {
         .arg(format!("{base}/api/v1/openapi.json"))
         .args(["--checks", "not_a_server_error,response_schema_conformance"])
         .args(["--max-examples", &max_examples, "--max-time", &max_time])
+        // The notification stream never ends by design (bff_sse.rs covers it).
+        .args(["--exclude-path", "/api/v1/notifications/stream"])
         .args(selection.split_whitespace())
         .args(["--seed", "20261122", "--request-timeout", "20"])
         .args(["--no-color", "--suppress-health-check", "all"])

@@ -188,8 +188,9 @@ impl Cache {
         found
     }
 
-    /// Stores `value` under `key` for `ttl` (at least one millisecond). Failures are logged and counted.
-    pub async fn set_with_ttl(&self, key: &str, value: &[u8], ttl: Duration) {
+    /// Stores `value` under `key` for `ttl` (at least one millisecond). Failures are logged and
+    /// counted; the answer says whether the value was stored (most callers may ignore it).
+    pub async fn set_with_ttl(&self, key: &str, value: &[u8], ttl: Duration) -> bool {
         let key = self.key(key);
         let ttl = ttl.max(Duration::from_millis(1));
         match &self.backend {
@@ -201,6 +202,7 @@ impl Cache {
                     map.retain(|_, (_, expires)| *expires > now);
                 }
                 map.insert(key, (value.to_vec(), Instant::now() + ttl));
+                true
             }
             Backend::Redis(client) => {
                 let millis = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX);
@@ -209,7 +211,8 @@ impl Cache {
                         .set::<(), _, _>(key, value, Some(Expiration::PX(millis)), None, false)
                         .await
                 })
-                .await;
+                .await
+                .is_some()
             }
         }
     }
@@ -251,6 +254,31 @@ impl Cache {
                 .await
             }
         }
+    }
+
+    /// Atomically reads and removes the value under `key` (Redis `GETDEL`; under the map's lock
+    /// in memory): of concurrent callers at most one gets the value, so it suits single-use
+    /// tokens. `None` on a miss, an expired entry or any backend failure.
+    pub async fn take(&self, key: &str) -> Option<Vec<u8>> {
+        let key = self.key(key);
+        let found = match &self.backend {
+            Backend::InMemory(map) => {
+                let mut map = map.lock().unwrap_or_else(|e| e.into_inner());
+                map.remove(&key)
+                    .and_then(|(value, expires)| (expires > Instant::now()).then_some(value))
+            }
+            Backend::Redis(client) => self
+                .redis_op("take", client, async { client.getdel::<Option<Vec<u8>>, _>(key).await })
+                .await
+                .flatten(),
+        };
+        let counter = if found.is_some() {
+            &self.stats.hits
+        } else {
+            &self.stats.misses
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        found
     }
 
     /// Removes `key`. Failures are logged and counted (the entry then expires with its TTL).
@@ -369,6 +397,27 @@ mod tests {
         counts(&Cache::in_memory(unique_prefix())).await;
         let url = std::env::var("TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
         counts(&Cache::connect(Some(&url), unique_prefix()).await.unwrap()).await;
+    }
+
+    async fn takes_once(cache: &Cache) {
+        cache.set_with_ttl("t", b"secret", Duration::from_secs(30)).await;
+        let takers = (0..8).map(|_| cache.take("t"));
+        let taken: Vec<_> = futures::future::join_all(takers).await.into_iter().flatten().collect();
+        assert_eq!(taken, vec![b"secret".to_vec()], "exactly one taker gets the value");
+        assert_eq!(cache.get("t").await, None, "gone after the take");
+        cache.set_with_ttl("short", b"x", Duration::from_millis(50)).await;
+        tokio::time::sleep(Duration::from_millis(120)).await;
+        assert_eq!(cache.take("short").await, None, "expired values are not taken");
+        assert_eq!(cache.take("never").await, None);
+    }
+
+    #[tokio::test]
+    async fn take_is_single_use_in_memory_and_redis() {
+        takes_once(&Cache::in_memory(unique_prefix())).await;
+        let url = std::env::var("TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+        let cache = Cache::connect(Some(&url), unique_prefix()).await.unwrap();
+        assert_eq!(cache.backend_name(), "redis");
+        takes_once(&cache).await;
     }
 
     #[tokio::test]

@@ -1,9 +1,13 @@
-//! `/api/v1/notifications`: the caller's notifications (list, mark read) and sending
-//! (customer service). Served by notification-svc over gRPC.
+//! `/api/v1/notifications`: the caller's notifications (list, mark read), sending (customer
+//! service) and the live stream (Server-Sent Events; see [`crate::stream`]). Served by
+//! notification-svc over gRPC.
+
+use std::time::Duration;
 
 use axum::Json;
-use axum::http::HeaderMap;
-use axum::response::Response;
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
 use ordermesh_proto::notification as pb;
 use serde::Deserialize;
 use utoipa::IntoParams;
@@ -11,9 +15,11 @@ use utoipa::IntoParams;
 use super::{Shared, created, next_token};
 use crate::auth::{Caller, own_customer};
 use crate::extract::{ApiJson, ApiQuery, page_size};
-use crate::idempotency;
-use crate::models::{MarkRead, MarkReadResult, Notification, NotificationPage, NotificationType, SendNotification};
+use crate::models::{
+    MarkRead, MarkReadResult, Notification, NotificationPage, NotificationType, SendNotification, StreamTicket,
+};
 use crate::problem::{ApiResult, Problem};
+use crate::{idempotency, stream};
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(rename_all = "camelCase")]
@@ -140,4 +146,143 @@ pub async fn send(
         .notification
         .ok_or_else(Problem::internal)?;
     Ok(created("/api/v1/notifications", Notification::from_proto(notification)))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(rename_all = "camelCase")]
+#[into_params(parameter_in = Query)]
+pub struct StreamParams {
+    /// A stream ticket from `POST /api/v1/notifications/stream-ticket`, instead of the
+    /// `Authorization` header (for `EventSource`). Single use.
+    pub ticket: Option<String>,
+    /// Resume after this notification id (like the `Last-Event-ID` header, which wins when both
+    /// are given): the missed notifications are replayed first.
+    pub last_event_id: Option<String>,
+}
+
+/// The resume point of a stream: a non-empty `Last-Event-ID`, else `lastEventId`; a decimal id
+/// or nothing.
+fn resume_point(headers: &HeaderMap, query: Option<String>) -> Result<String, Problem> {
+    let header = match headers.get("last-event-id") {
+        Some(value) => Some(
+            value
+                .to_str()
+                .map_err(|_| Problem::invalid_field("Last-Event-ID", "must be a notification id"))?
+                .trim()
+                .to_owned(),
+        ),
+        None => None,
+    };
+    let (field, value) = match header {
+        Some(value) if !value.is_empty() => ("Last-Event-ID", value),
+        _ => ("lastEventId", query.unwrap_or_default().trim().to_owned()),
+    };
+    if !value.is_empty() && (value.len() > 19 || !value.bytes().all(|b| b.is_ascii_digit())) {
+        return Err(Problem::invalid_field(field, "must be a notification id"));
+    }
+    Ok(value)
+}
+
+/// The caller's notifications, live, as Server-Sent Events: each notification is an event with
+/// `id:` its id, `event:` its type (`order_status`, `payment`, `message`, `account`, `system`)
+/// and `data:` its JSON (as in the list). Comment lines keep idle connections alive. With
+/// `Last-Event-ID` (or `lastEventId`) the notifications after that id are replayed first, none
+/// twice. Authenticate with the bearer header or a single-use `ticket`. A client that falls
+/// behind by a whole buffer is disconnected and resumes with `Last-Event-ID`; at most a few
+/// concurrent streams per user (429 beyond).
+#[utoipa::path(get, path = "/api/v1/notifications/stream", tag = "notifications",
+    params(StreamParams,
+        ("Last-Event-ID" = Option<String>, Header, description = "Id of the last notification received")),
+    responses((status = 200, description = "An endless stream of notification events",
+        content_type = "text/event-stream", body = String)))]
+pub async fn stream(
+    state: Shared,
+    caller: Caller,
+    headers: HeaderMap,
+    ApiQuery(q): ApiQuery<StreamParams>,
+) -> ApiResult<Response> {
+    let after_id = resume_point(&headers, q.last_event_id)?;
+    let Some(slot) = state.streams.acquire(&caller.principal) else {
+        let mut problem =
+            Problem::new(StatusCode::TOO_MANY_REQUESTS, "too-many-streams", "Too many streams").detail(format!(
+                "at most {} concurrent notification streams per user; close one first",
+                state.config.streams.max_per_principal
+            ));
+        problem.retry_after = Some(5);
+        return Err(problem);
+    };
+    let upstream = state
+        .clients
+        .notification
+        .read
+        .clone()
+        .subscribe(caller.ctx().request(pb::SubscribeRequest {
+            after_id,
+            notification_types: Vec::new(),
+        }))
+        .await?
+        .into_inner();
+    let (tx, rx) = tokio::sync::mpsc::channel(state.config.streams.buffer_events);
+    let shutdown = state.shutdown.clone();
+    // The first event makes the stream visibly open (and tells EventSource how soon to retry).
+    let _ = tx.try_send(Event::default().retry(Duration::from_secs(3)).comment("stream open"));
+    tokio::spawn(async move {
+        match stream::pump(upstream, tx, shutdown).await {
+            stream::End::Overflow => tracing::info!("notification stream client fell a buffer behind; disconnected"),
+            end => tracing::debug!(?end, "notification stream ended"),
+        }
+    });
+    let sse = Sse::new(stream::body(rx, slot)).keep_alive(
+        KeepAlive::new()
+            .interval(state.config.streams.heartbeat)
+            .text("heartbeat"),
+    );
+    let mut response = sse.into_response();
+    // Proxies (nginx) must not buffer the stream.
+    response
+        .headers_mut()
+        .insert("x-accel-buffering", HeaderValue::from_static("no"));
+    Ok(response)
+}
+
+/// A single-use ticket for opening the stream without an `Authorization` header (browsers'
+/// `EventSource`): `GET /api/v1/notifications/stream?ticket=…` within `expiresIn` seconds.
+#[utoipa::path(post, path = "/api/v1/notifications/stream-ticket", tag = "notifications",
+    responses((status = 200, description = "The ticket", body = StreamTicket)))]
+pub async fn stream_ticket(state: Shared, caller: Caller) -> ApiResult<Json<StreamTicket>> {
+    let ttl = state.config.streams.ticket_ttl;
+    let ticket = stream::issue_ticket(&state.cache, &caller.token, ttl)
+        .await
+        .ok_or_else(|| {
+            Problem::unavailable("stream tickets cannot be stored right now; use the Authorization header")
+        })?;
+    Ok(Json(StreamTicket {
+        ticket,
+        expires_in: ttl.as_secs(),
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(last: Option<&str>) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        if let Some(last) = last {
+            headers.insert("last-event-id", HeaderValue::from_str(last).unwrap());
+        }
+        headers
+    }
+
+    #[test]
+    fn the_resume_point_is_the_header_else_the_parameter() {
+        assert_eq!(resume_point(&headers(None), None).unwrap(), "");
+        assert_eq!(resume_point(&headers(Some("42")), Some("7".into())).unwrap(), "42");
+        assert_eq!(resume_point(&headers(None), Some("7".into())).unwrap(), "7");
+        assert_eq!(resume_point(&headers(Some("")), Some("7".into())).unwrap(), "7");
+        for bad in ["-1", "4 2", "x", "99999999999999999999"] {
+            assert!(resume_point(&headers(Some(bad)), None).is_err(), "{bad}");
+            assert!(resume_point(&headers(None), Some(bad.into())).is_err(), "{bad}");
+        }
+    }
 }
