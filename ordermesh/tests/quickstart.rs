@@ -193,39 +193,102 @@ fn http(
     })
 }
 
-/// The README's "place an order" steps: find a product, POST the order (202 + Location), and
-/// follow it to CONFIRMED. Returns the order id.
+/// The README's "place an order" steps: watch the SSE stream, find a product, POST the order
+/// (202 + Location), follow it to CONFIRMED, and see the CONFIRMED notification arrive on the
+/// stream. Returns the order id.
 fn place_and_confirm(port: u16, token: &str) -> String {
-    let products = http(
-        port,
-        token,
-        reqwest::Method::GET,
-        "/api/v1/products/search?q=kettle",
-        None,
-    );
-    let product = products["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|p| p["sku"] == "DEMO-KETTLE")
-        .unwrap_or_else(|| panic!("demo kettle in {products}"))
-        .clone();
-    let order = serde_json::json!({
-        "items": [{"productId": product["id"], "quantity": 1}],
-        "shippingAddress": {"line1": "1 Demo Street", "city": "Berlin", "postalCode": "10115", "countryCode": "DE"},
-        "paymentMethodToken": "tok_approved",
-    });
-    let placed = http(port, token, reqwest::Method::POST, "/api/v1/orders", Some(order));
-    let id = placed["id"].as_str().unwrap().to_owned();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let current = http(port, token, reqwest::Method::GET, &format!("/api/v1/orders/{id}"), None);
-        if current["status"] == "confirmed" {
-            return id;
+    ordermesh_platform::install_crypto_provider();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let base = format!("http://127.0.0.1:{port}");
+        let client = reqwest::Client::new();
+        let mut stream = client
+            .get(format!("{base}/api/v1/notifications/stream"))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(stream.status(), 200);
+        assert!(
+            stream.headers()["content-type"]
+                .to_str()
+                .unwrap()
+                .starts_with("text/event-stream")
+        );
+        let received = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let sink = received.clone();
+        let reader = tokio::spawn(async move {
+            while let Ok(Some(chunk)) = stream.chunk().await {
+                sink.lock().unwrap().push_str(&String::from_utf8_lossy(&chunk));
+            }
+        });
+
+        let call = |method: reqwest::Method, path: String, body: Option<serde_json::Value>| {
+            let mut request = client.request(method, format!("{base}{path}")).bearer_auth(token);
+            if let Some(body) = body {
+                request = request.json(&body);
+            }
+            async move {
+                let response = request.send().await.unwrap();
+                let status = response.status();
+                let location = response
+                    .headers()
+                    .get("location")
+                    .map(|v| v.to_str().unwrap().to_owned());
+                let json: serde_json::Value = response.json().await.unwrap_or_default();
+                assert!(status.is_success(), "{path}: {status} {json}");
+                (status, location, json)
+            }
+        };
+        let (_, _, products) = call(reqwest::Method::GET, "/api/v1/products/search?q=kettle".into(), None).await;
+        let product = products["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["sku"] == "DEMO-KETTLE")
+            .unwrap_or_else(|| panic!("demo kettle in {products}"))
+            .clone();
+        let order = serde_json::json!({
+            "items": [{"productId": product["id"], "quantity": 1}],
+            "shippingAddress": {"line1": "1 Demo Street", "city": "Berlin", "postalCode": "10115", "countryCode": "DE"},
+            "paymentMethodToken": "tok_approved",
+        });
+        let (status, location, placed) = call(reqwest::Method::POST, "/api/v1/orders".into(), Some(order)).await;
+        assert_eq!(status, 202);
+        let id = placed["id"].as_str().unwrap().to_owned();
+        let location = location.expect("Location header");
+        assert!(location.ends_with(&id), "{location}");
+
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let (_, _, current) = call(reqwest::Method::GET, location.clone(), None).await;
+            if current["status"] == "confirmed" {
+                break;
+            }
+            assert!(Instant::now() < deadline, "order not confirmed: {current}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        assert!(Instant::now() < deadline, "order not confirmed: {current}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+        loop {
+            let text = received.lock().unwrap().clone();
+            let confirmed_event = text
+                .split("\n\n")
+                .any(|event| event.contains("id:") && event.contains(&id) && event.contains("CONFIRMED"));
+            if confirmed_event {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no CONFIRMED notification on the stream:\n{text}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        reader.abort();
+        id
+    })
 }
 
 #[test]
