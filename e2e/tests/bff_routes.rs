@@ -239,6 +239,28 @@ async fn employees_use_every_employee_route() {
     api.get(&format!("/api/v1/customers/{customer}"), &manager)
         .await
         .assert_status(200);
+    // That employee read of customer data is in the audit log.
+    let audited = platform
+        .audit()
+        .query_audit_logs(ordermesh_platform::testing::with_token(
+            ordermesh_proto::audit::QueryAuditLogsRequest {
+                action: "customer.read".into(),
+                entity_id: customer.clone(),
+                actor_id: "om-1".into(),
+                ..Default::default()
+            },
+            &platform.admin,
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .entries;
+    assert!(!audited.is_empty(), "the read was not audited");
+    assert!(
+        audited
+            .iter()
+            .all(|e| e.actor.as_ref().unwrap().id == "om-1" && e.entity_id == customer)
+    );
     let renamed = api
         .put(
             &format!("/api/v1/customers/{customer}"),

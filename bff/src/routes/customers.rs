@@ -38,6 +38,25 @@ async fn fetch(state: &crate::AppState, caller: &Caller, id: String) -> ApiResul
         .into_inner()
         .customer
         .ok_or_else(Problem::internal)?;
+    // Employees' reads of customer data are audited (GDPR accountability). Fail closed: without
+    // its audit record the read is not served.
+    if matches!(caller.principal, Principal::Employee { .. }) {
+        let record = ordermesh_proto::audit::RecordAuditEventRequest {
+            action: "customer.read".into(),
+            entity_type: "customer".into(),
+            entity_id: customer.id.clone(),
+            data_subject_id: customer.id.clone(),
+            correlation_id: caller.correlation_id.clone(),
+            ..Default::default()
+        };
+        state
+            .clients
+            .audit
+            .write
+            .clone()
+            .record_audit_event(caller.ctx().request(record))
+            .await?;
+    }
     Ok(Customer::from_proto(customer))
 }
 
