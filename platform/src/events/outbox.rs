@@ -184,34 +184,16 @@ pub async fn mark_unsent(db: &Database, within: Option<Duration>) -> Result<u64,
     let since = within
         .and_then(|w| chrono::Duration::from_std(w).ok())
         .map(|w| Utc::now() - w);
-    Ok(match (db, since) {
-        (Database::Postgres(pool), Some(since)) => {
-            sqlx::query("UPDATE event_outbox SET sent_at = NULL WHERE sent_at >= $1")
-                .bind(since)
-                .execute(pool)
-                .await?
-                .rows_affected()
-        }
-        (Database::Postgres(pool), None) => {
-            sqlx::query("UPDATE event_outbox SET sent_at = NULL WHERE sent_at IS NOT NULL")
-                .execute(pool)
-                .await?
-                .rows_affected()
-        }
-        (Database::Sqlite(pool), Some(since)) => {
-            sqlx::query("UPDATE event_outbox SET sent_at = NULL WHERE sent_at >= ?")
-                .bind(since)
-                .execute(pool)
-                .await?
-                .rows_affected()
-        }
-        (Database::Sqlite(pool), None) => {
-            sqlx::query("UPDATE event_outbox SET sent_at = NULL WHERE sent_at IS NOT NULL")
-                .execute(pool)
-                .await?
-                .rows_affected()
-        }
-    })
+    // One statement for both backends and both cases: `$1` NULL means "every sent row".
+    Ok(crate::on_pool!(db, |pool| {
+        sqlx::query(
+            "UPDATE event_outbox SET sent_at = NULL WHERE sent_at IS NOT NULL AND ($1 IS NULL OR sent_at >= $1)",
+        )
+        .bind(since)
+        .execute(pool)
+        .await?
+        .rows_affected()
+    }))
 }
 
 /// Deletes outbox rows sent, and inbox rows recorded, more than `older_than` ago. Keep inbox
