@@ -132,6 +132,13 @@ pub struct ServiceConfig {
     pub grpc: GrpcLimits,
 }
 
+impl ServiceConfig {
+    /// The service's name as a peer and source, e.g. `order-svc`.
+    pub fn service_name(&self) -> String {
+        format!("{}-svc", self.service)
+    }
+}
+
 /// Limits applied by the shared gRPC server.
 #[derive(Debug, Clone)]
 pub struct GrpcLimits {

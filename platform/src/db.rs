@@ -57,6 +57,21 @@ impl Migrations {
     }
 }
 
+impl Migrations {
+    /// A service's own migrations followed by the platform's (the event outbox and inbox,
+    /// versions 9000 and up), which every service runs.
+    pub fn with_platform(
+        postgres: &[(i64, &'static str, &'static str)],
+        sqlite: &[(i64, &'static str, &'static str)],
+    ) -> Self {
+        use crate::events::outbox;
+        Self::embedded(
+            &[postgres, outbox::POSTGRES_MIGRATIONS].concat(),
+            &[sqlite, outbox::SQLITE_MIGRATIONS].concat(),
+        )
+    }
+}
+
 impl Database {
     /// Connects to `url`. For PostgreSQL, `schema` is created if missing and put first on the
     /// `search_path` of every connection. For SQLite the file and its directory are created.
@@ -172,4 +187,127 @@ macro_rules! on_tx {
             }
         }
     };
+}
+
+/// Why a store call failed, the same for every service and both backends. Stores return it;
+/// the service layer maps it to [`crate::ServiceError`] (one `From`) and event handlers to a
+/// transient or permanent [`crate::events::HandlerError`] (one `From`).
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database cannot be reached or is too busy (pool timeout, lost connection, SQLite
+    /// busy/locked, PostgreSQL serialization failure or deadlock): may pass, worth a retry.
+    #[error("database unavailable: {0}")]
+    Unavailable(#[source] sqlx::Error),
+    /// A unique constraint rejected a write; `constraint` names it where the backend says.
+    #[error("unique constraint violated ({})", .constraint.as_deref().unwrap_or("unnamed"))]
+    UniqueViolation { constraint: Option<String> },
+    /// A stored value the code cannot read back (an unknown enum name, say).
+    #[error("unexpected {column} {value:?} in the database")]
+    Corrupt { column: &'static str, value: String },
+    /// Anything else the database reported.
+    #[error(transparent)]
+    Database(sqlx::Error),
+}
+
+/// What every store function returns.
+pub type StoreResult<T> = Result<T, StoreError>;
+
+impl StoreError {
+    /// A stored value that does not parse.
+    pub fn corrupt(column: &'static str, value: impl std::fmt::Display) -> Self {
+        Self::Corrupt {
+            column,
+            value: value.to_string(),
+        }
+    }
+
+    /// Whether a retry may succeed.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, Self::Unavailable(_))
+    }
+
+    /// Maps a unique violation to `on_unique` (an ALREADY_EXISTS, say), anything else to the
+    /// usual [`crate::ServiceError`].
+    pub fn or_on_unique(self, on_unique: crate::ServiceError) -> crate::ServiceError {
+        match self {
+            Self::UniqueViolation { .. } => on_unique,
+            other => other.into(),
+        }
+    }
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(error: sqlx::Error) -> Self {
+        match &error {
+            sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => Self::Unavailable(error),
+            sqlx::Error::Database(db) if db.kind() == sqlx::error::ErrorKind::UniqueViolation => {
+                Self::UniqueViolation {
+                    constraint: db.constraint().map(str::to_owned),
+                }
+            }
+            // SQLITE_BUSY / SQLITE_LOCKED (with extended codes), PostgreSQL serialization
+            // failure, deadlock, too many connections, admin shutdown.
+            sqlx::Error::Database(db)
+                if db.code().is_some_and(|code| {
+                    let code = code.as_ref();
+                    ["5", "6", "261", "262", "517", "40001", "40P01", "53300", "57P01"].contains(&code)
+                }) =>
+            {
+                Self::Unavailable(error)
+            }
+            _ => Self::Database(error),
+        }
+    }
+}
+
+#[cfg(test)]
+mod store_error_tests {
+    use super::*;
+    use crate::ServiceError;
+
+    #[test]
+    fn a_pool_timeout_is_unavailable_everywhere() {
+        let error = StoreError::from(sqlx::Error::PoolTimedOut);
+        assert!(error.is_transient());
+        assert!(matches!(ServiceError::from(error), ServiceError::Unavailable(_)));
+    }
+
+    #[test]
+    fn other_failures_are_internal_and_not_transient() {
+        let error = StoreError::from(sqlx::Error::RowNotFound);
+        assert!(!error.is_transient());
+        assert!(matches!(ServiceError::from(error), ServiceError::Internal(_)));
+        let corrupt = StoreError::corrupt("status", "FLYING");
+        assert_eq!(corrupt.to_string(), "unexpected status \"FLYING\" in the database");
+    }
+
+    #[tokio::test]
+    async fn a_unique_violation_is_recognised_and_mapped_by_the_caller() {
+        let dir = tempfile_dir();
+        let db = Database::connect(&format!("sqlite://{}/u.db", dir.display()), "t")
+            .await
+            .unwrap();
+        let Database::Sqlite(pool) = &db else { unreachable!() };
+        sqlx::query("CREATE TABLE t (k TEXT PRIMARY KEY)").execute(pool).await.unwrap();
+        sqlx::query("INSERT INTO t VALUES ('a')").execute(pool).await.unwrap();
+        let error: StoreError = sqlx::query("INSERT INTO t VALUES ('a')")
+            .execute(pool)
+            .await
+            .unwrap_err()
+            .into();
+        assert!(matches!(error, StoreError::UniqueViolation { .. }));
+        let mapped = error.or_on_unique(ServiceError::AlreadyExists {
+            resource: "t",
+            field: "k",
+        });
+        assert!(matches!(mapped, ServiceError::AlreadyExists { .. }));
+        db.close().await;
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    fn tempfile_dir() -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!("om-store-error-{}", uuid::Uuid::now_v7().simple()));
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
 }

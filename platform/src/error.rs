@@ -143,15 +143,22 @@ impl From<ServiceError> for Status {
     }
 }
 
-impl From<sqlx::Error> for ServiceError {
-    fn from(error: sqlx::Error) -> Self {
-        match &error {
-            sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) => {
-                tracing::warn!(error = %error, "database unavailable");
+impl From<crate::db::StoreError> for ServiceError {
+    fn from(error: crate::db::StoreError) -> Self {
+        use crate::db::StoreError;
+        match error {
+            StoreError::Unavailable(cause) => {
+                tracing::warn!(error = %cause, "database unavailable");
                 Self::Unavailable("database unavailable".to_owned())
             }
-            _ => Self::Internal(error.into()),
+            other => Self::Internal(other.into()),
         }
+    }
+}
+
+impl From<sqlx::Error> for ServiceError {
+    fn from(error: sqlx::Error) -> Self {
+        crate::db::StoreError::from(error).into()
     }
 }
 

@@ -1,14 +1,17 @@
 //! Shared runtime of every ordermesh service. Services depend on this crate; it never depends on
 //! a service. Each concern lives in one module so the six services do not copy it.
 
+pub mod actor;
 pub mod auth;
 pub mod cache;
 pub mod client;
 pub mod config;
+pub mod convert;
 pub mod db;
 pub mod error;
 pub mod events;
 pub mod grpc;
+pub mod host;
 pub mod metrics;
 pub mod pagination;
 pub mod shutdown;
@@ -19,7 +22,10 @@ pub mod validate;
 
 pub use cache::{Cache, CacheStatsSnapshot};
 pub use config::{ConfigError, Env, PeerUrls, ServiceConfig};
+pub use actor::{Actor, ActorKind};
+pub use db::{StoreError, StoreResult};
 pub use error::{FieldViolation, ServiceError, Violations};
+pub use host::{Listen, ServiceHost};
 pub use shutdown::Shutdown;
 
 /// Installs the process-wide rustls crypto provider (ring). reqwest is built without a default

@@ -16,6 +16,12 @@ impl Shutdown {
         self.0.cancel();
     }
 
+    /// A token triggered with this one, that can also be triggered alone (a service stops its
+    /// own tasks without stopping the process that shares the parent).
+    pub fn child(&self) -> Self {
+        Self(self.0.child_token())
+    }
+
     pub fn is_triggered(&self) -> bool {
         self.0.is_cancelled()
     }

@@ -196,31 +196,20 @@ impl RunningService {
     /// health service reports SERVING, failing if the service exits first.
     pub async fn start<F, Fut>(config: crate::ServiceConfig, run: F) -> anyhow::Result<Self>
     where
-        F: FnOnce(crate::ServiceConfig, tokio::net::TcpListener, crate::Shutdown) -> Fut,
+        F: FnOnce(crate::ServiceConfig, crate::host::Listen, crate::Shutdown) -> Fut,
         Fut: std::future::Future<Output = anyhow::Result<()>> + Send + 'static,
     {
-        use tonic_health::pb::health_client::HealthClient;
-        use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus};
-
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
         let shutdown = crate::Shutdown::new();
-        let mut handle = tokio::spawn(run(config, listener, shutdown.clone()));
+        let name = config.service_name();
+        let handle = tokio::spawn(run(config, listener.into(), shutdown.clone()));
+        let mut handle = Some(handle);
+        crate::host::wait_ready(&name, addr, std::time::Duration::from_secs(30), || {
+            exit_error(&mut handle)
+        })
+        .await?;
         let channel = tonic::transport::Channel::from_shared(format!("http://{addr}"))?.connect_lazy();
-        let mut health = HealthClient::new(channel.clone());
-        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
-        loop {
-            if handle.is_finished() {
-                let result = (&mut handle).await?;
-                anyhow::bail!("service exited before it was ready: {result:?}");
-            }
-            let status = health.check(HealthCheckRequest { service: String::new() }).await;
-            if status.is_ok_and(|r| r.into_inner().status == ServingStatus::Serving as i32) {
-                break;
-            }
-            anyhow::ensure!(tokio::time::Instant::now() < deadline, "service not ready after 30 s");
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        }
         Ok(Self {
             addr,
             shutdown,
@@ -238,6 +227,23 @@ impl Drop for RunningService {
     fn drop(&mut self) {
         self.shutdown.trigger();
     }
+}
+
+/// The error of a service task that has ended (`None` while it runs), for
+/// [`crate::host::wait_ready`]. Takes the handle: a finished task is asked once.
+pub fn exit_error(
+    handle: &mut Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+) -> Option<anyhow::Error> {
+    if !handle.as_ref().is_some_and(|h| h.is_finished()) {
+        return None;
+    }
+    let finished = handle.take()?;
+    let result = futures::FutureExt::now_or_never(finished)?;
+    Some(match result {
+        Ok(Ok(())) => anyhow::anyhow!("it stopped without an error"),
+        Ok(Err(error)) => error,
+        Err(join) => anyhow::Error::from(join),
+    })
 }
 
 /// `message` with `authorization: Bearer <token>` metadata.

@@ -53,5 +53,7 @@ pub use ordermesh::{
     notification::v1 as notification, order::v1 as order, payment::v1 as payment, product::v1 as product,
 };
 
+pub mod event_types;
+
 /// Encoded `FileDescriptorSet` of every ordermesh file and its imports, for gRPC reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/ordermesh_descriptor.bin"));

@@ -17,7 +17,7 @@ pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 
 pub fn migrations() -> Migrations {
-    Migrations::embedded(
+    Migrations::with_platform(
         &[(
             1,
             "customers",

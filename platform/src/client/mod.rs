@@ -122,3 +122,64 @@ impl CallContext {
         request
     }
 }
+
+/// Whether a peer's status code may turn out differently on a later try.
+pub fn is_transient_code(code: tonic::Code) -> bool {
+    use tonic::Code;
+    matches!(
+        code,
+        Code::Unavailable
+            | Code::DeadlineExceeded
+            | Code::ResourceExhausted
+            | Code::Cancelled
+            | Code::Aborted
+            | Code::Unknown
+            | Code::Internal
+    )
+}
+
+/// Maps a peer's failure to our error: its outages become UNAVAILABLE (the caller may retry),
+/// its refusals of our credentials keep their meaning, anything else is internal (it is our
+/// bug or the peer's, not the caller's).
+pub fn peer_error(peer: &str, status: tonic::Status) -> crate::ServiceError {
+    use crate::ServiceError;
+    use tonic::Code;
+    match status.code() {
+        Code::Unavailable | Code::DeadlineExceeded | Code::ResourceExhausted | Code::Cancelled => {
+            tracing::warn!(peer, code = ?status.code(), "peer unavailable");
+            ServiceError::Unavailable(format!("{peer} is unavailable, try again later"))
+        }
+        Code::PermissionDenied => ServiceError::PermissionDenied(format!("{peer}: {}", status.message())),
+        Code::Unauthenticated => ServiceError::Unauthenticated(format!("{peer}: {}", status.message())),
+        _ => ServiceError::Internal(anyhow::anyhow!(
+            "{peer} answered {:?}: {}",
+            status.code(),
+            status.message()
+        )),
+    }
+}
+
+/// The customer a client principal (`issuer` + `subject`) is linked to, asked of customer-svc;
+/// NOT_FOUND when the client has no profile yet. Services that serve clients resolve them
+/// through this one function.
+pub async fn client_customer(
+    customers: &ordermesh_proto::customer::customer_service_client::CustomerServiceClient<ResilientChannel>,
+    context: &CallContext,
+    issuer: &str,
+    subject: &str,
+) -> Result<uuid::Uuid, crate::ServiceError> {
+    use crate::ServiceError;
+    let request = context.request(ordermesh_proto::customer::GetCustomerByIdentityRequest {
+        issuer: issuer.to_owned(),
+        subject: subject.to_owned(),
+    });
+    match customers.clone().get_customer_by_identity(request).await {
+        Ok(response) => response
+            .into_inner()
+            .customer
+            .and_then(|c| uuid::Uuid::parse_str(&c.id).ok())
+            .ok_or_else(|| ServiceError::Internal(anyhow::anyhow!("customer-svc answered without a customer"))),
+        Err(status) if status.code() == tonic::Code::NotFound => Err(ServiceError::not_found("customer", "of caller")),
+        Err(status) => Err(peer_error("customer-svc", status)),
+    }
+}

@@ -15,7 +15,8 @@ use super::bus::{Delivery, EventBus, SubscriptionSpec};
 use super::envelope::ReceivedEvent;
 use super::outbox;
 use super::tx::Tx;
-use crate::db::Database;
+use crate::ServiceError;
+use crate::db::{Database, StoreError};
 use crate::shutdown::Shutdown;
 
 /// Why a handler did not process an event.
@@ -39,9 +40,56 @@ impl HandlerError {
     }
 }
 
+/// The one classification of handler failures, used by every consumer. A handler that knows
+/// better for one case (a NOT_FOUND that a later redelivery will fix) says so explicitly with
+/// [`HandlerError::transient`] / [`HandlerError::permanent`].
+///
+/// Store failures are retried (bounded by `max_deliver`) except unreadable rows, which no retry
+/// fixes.
+impl From<StoreError> for HandlerError {
+    fn from(error: StoreError) -> Self {
+        match error {
+            StoreError::Corrupt { .. } => Self::Permanent(error.into()),
+            other => Self::Transient(other.into()),
+        }
+    }
+}
+
 impl From<sqlx::Error> for HandlerError {
     fn from(error: sqlx::Error) -> Self {
-        Self::Transient(error.into())
+        StoreError::from(error).into()
+    }
+}
+
+/// Outages, timeouts, conflicts and internal failures may pass; a refusal (invalid, not found,
+/// failed precondition, already exists, not allowed) will not.
+impl From<ServiceError> for HandlerError {
+    fn from(error: ServiceError) -> Self {
+        match error {
+            ServiceError::Unavailable(_)
+            | ServiceError::DeadlineExceeded
+            | ServiceError::Aborted(_)
+            | ServiceError::ResourceExhausted(_)
+            | ServiceError::Internal(_) => Self::Transient(error.into()),
+            ServiceError::InvalidArgument(_)
+            | ServiceError::NotFound { .. }
+            | ServiceError::AlreadyExists { .. }
+            | ServiceError::FailedPrecondition { .. }
+            | ServiceError::Unauthenticated(_)
+            | ServiceError::PermissionDenied(_) => Self::Permanent(error.into()),
+        }
+    }
+}
+
+/// A peer's answer, classified as [`crate::client::is_transient_code`] says.
+impl From<tonic::Status> for HandlerError {
+    fn from(status: tonic::Status) -> Self {
+        let error = anyhow::anyhow!("peer answered {:?}: {}", status.code(), status.message());
+        if crate::client::is_transient_code(status.code()) {
+            Self::Transient(error)
+        } else {
+            Self::Permanent(error)
+        }
     }
 }
 
@@ -63,6 +111,14 @@ impl From<prost::DecodeError> for HandlerError {
 #[async_trait]
 pub trait EventHandler: Send + Sync + 'static {
     async fn handle(&self, event: &ReceivedEvent, tx: &mut Tx) -> Result<(), HandlerError>;
+
+    /// Whether this handler knows events of `event_type`. An event it does not know (from a
+    /// newer producer) is acknowledged without a transaction, counted as `skipped` and logged
+    /// once per type: never treated as handled, never retried.
+    fn knows(&self, event_type: &str) -> bool {
+        let _ = event_type;
+        true
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -176,6 +232,7 @@ fn lane_of(aggregate_id: &str, lanes: usize) -> usize {
 enum Outcome {
     Processed,
     Duplicate,
+    Skipped,
     Retry(String),
     DeadLetter(String),
 }
@@ -205,6 +262,8 @@ async fn process(db: &Database, config: &ConsumerConfig, handler: &dyn EventHand
                 "delivered {} times without being settled",
                 event.delivery_count
             ))
+        } else if !handler.knows(&event.event_type) {
+            Outcome::Skipped
         } else {
             match run_handler(db, config, handler, &event).await {
                 Ok(true) => Outcome::Processed,
@@ -219,6 +278,7 @@ async fn process(db: &Database, config: &ConsumerConfig, handler: &dyn EventHand
         let label = match &outcome {
             Outcome::Processed => "processed",
             Outcome::Duplicate => "duplicate",
+            Outcome::Skipped => "skipped",
             Outcome::Retry(_) => "retry",
             Outcome::DeadLetter(_) => "dead_letter",
         };
@@ -228,6 +288,10 @@ async fn process(db: &Database, config: &ConsumerConfig, handler: &dyn EventHand
             Outcome::Processed => acker.ack().await,
             Outcome::Duplicate => {
                 tracing::debug!("duplicate delivery skipped");
+                acker.ack().await
+            }
+            Outcome::Skipped => {
+                log_unknown_type_once(&config.inbox_name(), &event.event_type);
                 acker.ack().await
             }
             Outcome::Retry(error) => {
@@ -253,6 +317,22 @@ async fn process(db: &Database, config: &ConsumerConfig, handler: &dyn EventHand
     }
     .instrument(span)
     .await
+}
+
+/// Logs the first event of an unknown type per consumer; later ones are only counted.
+fn log_unknown_type_once(consumer: &str, event_type: &str) {
+    static SEEN: std::sync::Mutex<Option<std::collections::HashSet<(String, String)>>> = std::sync::Mutex::new(None);
+    let mut seen = SEEN.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    if seen
+        .get_or_insert_with(Default::default)
+        .insert((consumer.to_owned(), event_type.to_owned()))
+    {
+        tracing::warn!(
+            consumer,
+            event_type,
+            "event of a type this consumer does not know acknowledged and skipped (logged once per type)"
+        );
+    }
 }
 
 /// Runs the handler in a transaction with the inbox row. `Ok(false)`: already processed.

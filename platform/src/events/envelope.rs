@@ -6,17 +6,10 @@ use chrono::{DateTime, SubsecRound, Utc};
 use uuid::Uuid;
 
 /// The topics of DESIGN §3; on JetStream each is one stream.
-pub const TOPICS: [&str; 6] = [
-    "order-events",
-    "inventory-events",
-    "payment-events",
-    "customer-events",
-    "notification-events",
-    "gdpr-events",
-];
+pub const TOPICS: [&str; 6] = ordermesh_proto::event_types::topics::ALL;
 
 /// Protobuf package of the event messages; `event-type` headers carry `PACKAGE.<Name>`.
-pub const EVENT_PACKAGE: &str = "ordermesh.events.v1";
+pub const EVENT_PACKAGE: &str = ordermesh_proto::event_types::EVENT_PACKAGE;
 
 pub mod headers {
     //! Message header names.

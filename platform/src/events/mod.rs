@@ -26,6 +26,7 @@ pub mod nats;
 pub mod outbox;
 pub mod runtime;
 pub mod tx;
+pub mod typed;
 
 use std::sync::Arc;
 
@@ -38,6 +39,7 @@ pub use nats::NatsBus;
 pub use outbox::{Relay, RelayConfig};
 pub use runtime::EventRuntime;
 pub use tx::Tx;
+pub use typed::{EventMessage, TopicEvents, TopicHandler, dispatch, topics};
 
 /// The bus of the current profile: NATS JetStream when `nats_url` is given (streams are created
 /// or updated), else the process-wide in-process bus ([`MemoryBus::shared`]). With the

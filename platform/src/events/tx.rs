@@ -25,10 +25,21 @@ pub enum TxConn {
 /// tx.enqueue(&event).await?;
 /// tx.commit().await?;
 /// ```
-#[derive(Debug)]
 pub struct Tx {
     conn: TxConn,
     enqueued: usize,
+    /// Run in order after a successful commit; dropped on rollback.
+    after_commit: Vec<Box<dyn FnOnce() + Send>>,
+}
+
+impl std::fmt::Debug for Tx {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tx")
+            .field("conn", &self.conn)
+            .field("enqueued", &self.enqueued)
+            .field("after_commit", &self.after_commit.len())
+            .finish()
+    }
 }
 
 impl Tx {
@@ -40,7 +51,11 @@ impl Tx {
             // writes waits (busy_timeout) instead of failing to upgrade under concurrency.
             Database::Sqlite(pool) => TxConn::Sqlite(pool.begin_with("BEGIN IMMEDIATE").await?),
         };
-        Ok(Self { conn, enqueued: 0 })
+        Ok(Self {
+            conn,
+            enqueued: 0,
+            after_commit: Vec::new(),
+        })
     }
 
     pub fn conn(&mut self) -> &mut TxConn {
@@ -78,8 +93,16 @@ impl Tx {
         Ok(())
     }
 
+    /// Runs `hook` once this transaction has committed (never if it rolls back or the commit
+    /// fails): work that must only follow a durable change, such as waking a live feed, without
+    /// anyone polling the store to find out.
+    pub fn after_commit(&mut self, hook: impl FnOnce() + Send + 'static) {
+        self.after_commit.push(Box::new(hook));
+    }
+
     /// Commits, then wakes the relays of this process if events were enqueued (PostgreSQL relays
-    /// are also woken by NOTIFY, which is delivered on commit).
+    /// are also woken by NOTIFY, which is delivered on commit), then runs the
+    /// [`Tx::after_commit`] hooks in the order they were added.
     pub async fn commit(self) -> Result<(), sqlx::Error> {
         match self.conn {
             TxConn::Postgres(tx) => tx.commit().await?,
@@ -87,6 +110,9 @@ impl Tx {
         }
         if self.enqueued > 0 {
             outbox::notify_committed();
+        }
+        for hook in self.after_commit {
+            hook();
         }
         Ok(())
     }

@@ -180,18 +180,18 @@ fn reflection_services(
     Ok((builder().build_v1()?, builder().build_v1alpha()?))
 }
 
-/// The whole `main` of a service binary: configuration from the environment, telemetry, the
-/// listener on the configured address, and shutdown on SIGTERM/Ctrl-C.
+/// The whole `main` of a service binary: configuration from the environment, telemetry, and
+/// shutdown on SIGTERM/Ctrl-C; the service host binds the configured address.
 pub fn run_main<F, Fut>(service: &'static str, default_port: u16, run: F) -> anyhow::Result<()>
 where
-    F: FnOnce(ServiceConfig, TcpListener, Shutdown) -> Fut,
+    F: FnOnce(ServiceConfig, crate::host::Listen, Shutdown) -> Fut,
     Fut: Future<Output = anyhow::Result<()>>,
 {
     let config = ServiceConfig::from_env(&Env::from_process(), service, default_port)?;
     crate::install_crypto_provider();
     tokio::runtime::Runtime::new()?.block_on(async move {
         let _telemetry = telemetry::init(&config.telemetry)?;
-        let listener = TcpListener::bind(config.listen_addr).await?;
-        run(config, listener, Shutdown::on_signals()).await
+        let listen = crate::host::Listen::Address(config.listen_addr);
+        run(config, listen, Shutdown::on_signals()).await
     })
 }
