@@ -12,6 +12,7 @@ pub mod error;
 pub mod events;
 pub mod grpc;
 pub mod host;
+pub mod launch;
 pub mod metrics;
 pub mod pagination;
 pub mod shutdown;

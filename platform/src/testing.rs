@@ -206,7 +206,7 @@ impl RunningService {
         let handle = tokio::spawn(run(config, listener.into(), shutdown.clone()));
         let mut handle = Some(handle);
         crate::host::wait_ready(&name, addr, std::time::Duration::from_secs(30), || {
-            exit_error(&mut handle)
+            crate::launch::exit_error(&mut handle)
         })
         .await?;
         let channel = tonic::transport::Channel::from_shared(format!("http://{addr}"))?.connect_lazy();
@@ -227,23 +227,6 @@ impl Drop for RunningService {
     fn drop(&mut self) {
         self.shutdown.trigger();
     }
-}
-
-/// The error of a service task that has ended (`None` while it runs), for
-/// [`crate::host::wait_ready`]. Takes the handle: a finished task is asked once.
-pub fn exit_error(
-    handle: &mut Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
-) -> Option<anyhow::Error> {
-    if !handle.as_ref().is_some_and(|h| h.is_finished()) {
-        return None;
-    }
-    let finished = handle.take()?;
-    let result = futures::FutureExt::now_or_never(finished)?;
-    Some(match result {
-        Ok(Ok(())) => anyhow::anyhow!("it stopped without an error"),
-        Ok(Err(error)) => error,
-        Err(join) => anyhow::Error::from(join),
-    })
 }
 
 /// `message` with `authorization: Bearer <token>` metadata.
