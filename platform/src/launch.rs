@@ -13,7 +13,7 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 use crate::config::PeerUrls;
-use crate::host::{BindError, Listen, bind, wait_ready};
+use crate::host::{BindError, bind, wait_ready};
 use crate::shutdown::Shutdown;
 
 /// How long a service may take from spawn to SERVING.
@@ -93,12 +93,12 @@ impl Launcher {
     /// listener and the service's own shutdown token.
     pub fn spawn<F, Fut>(&mut self, name: &str, listener: TcpListener, run: F)
     where
-        F: FnOnce(Listen, Shutdown) -> Fut,
+        F: FnOnce(TcpListener, Shutdown) -> Fut,
         Fut: Future<Output = anyhow::Result<()>> + Send + 'static,
     {
         let shutdown = self.shutdown.child();
         let addr = listener.local_addr().ok();
-        let handle = tokio::spawn(run(Listen::Bound(listener), shutdown.clone()));
+        let handle = tokio::spawn(run(listener, shutdown.clone()));
         let running = self.running.entry(name.to_owned()).or_insert_with(|| Running {
             addr: addr.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0))),
             shutdown: shutdown.clone(),
