@@ -2,13 +2,16 @@
 //! portals, in front of the gRPC services.
 //!
 //! - [`config`]: `BffConfig::from_env` (surfaces, issuers, service URLs, limits, CORS);
+//! - [`state`]: [`AppState`], what every handler shares;
 //! - [`auth`] + [`policy`]: bearer-token validation, the role matrix (one table), the client's
 //!   own customer;
 //! - [`clients`]: one pooled channel per service (reads retry, writes do not);
 //! - [`problem`]: RFC 9457 errors and the one gRPC → HTTP mapping;
 //! - [`limits`], [`idempotency`]: per-principal rate limits and `Idempotency-Key` replay, in
 //!   the shared cache;
-//! - [`routes`]: one module per resource; [`openapi`]: the generated OpenAPI 3.1 document;
+//! - [`middleware`]: correlation ids, problem+json for every error, CORS, request timeout;
+//! - [`routes`]: one module per resource; [`models`]: their JSON shapes, one module per
+//!   resource; [`openapi`]: the generated OpenAPI 3.1 document;
 //! - [`stream`]: live notifications over SSE (stream tickets, bounded buffers, per-user cap,
 //!   end on shutdown).
 
@@ -18,72 +21,35 @@ pub mod config;
 pub mod extract;
 pub mod idempotency;
 pub mod limits;
+pub mod middleware;
 pub mod models;
 pub mod openapi;
 pub mod policy;
 pub mod problem;
 pub mod routes;
+pub mod state;
 pub mod stream;
 
 use std::sync::Arc;
 
-use axum::extract::{DefaultBodyLimit, Request, State};
-use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
-use axum::middleware::{Next, from_fn_with_state};
-use axum::response::{IntoResponse, Response};
+use axum::extract::DefaultBodyLimit;
+use axum::middleware::from_fn_with_state;
 use axum::routing::get;
 use axum::{Json, Router};
-use ordermesh_platform::auth::JwtValidator;
-use ordermesh_platform::{Cache, Shutdown};
+use ordermesh_platform::Shutdown;
 use tokio::net::TcpListener;
-use tower_http::cors::{AllowOrigin, CorsLayer};
 use utoipa::{Modify, OpenApi};
 use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouter};
 use utoipa_axum::routes;
 
 pub use config::{BffConfig, Surface};
-
-use crate::auth::CorrelationId;
-use crate::problem::Problem;
+pub use state::AppState;
 
 /// Default HTTP port (DESIGN §8).
 pub const DEFAULT_PORT: u16 = 8080;
 
 /// Path of the OpenAPI document.
 pub const OPENAPI_PATH: &str = "/api/v1/openapi.json";
-
-/// What every handler shares.
-pub struct AppState {
-    pub config: BffConfig,
-    pub validator: JwtValidator,
-    pub clients: clients::Clients,
-    /// Idempotency records and customer lookups.
-    pub cache: Cache,
-    pub limiter: limits::RateLimiter,
-    /// Open notification streams per principal.
-    pub streams: Arc<stream::StreamSlots>,
-    /// Triggered when the BFF shuts down: open notification streams end.
-    pub shutdown: Shutdown,
-}
-
-impl AppState {
-    pub async fn new(config: BffConfig) -> anyhow::Result<Self> {
-        let cache = Cache::connect(config.redis_url.as_deref(), config.cache_prefix.clone()).await?;
-        let limiter = limits::RateLimiter::new(
-            cache.with_prefix(format!("{}rl:", config.cache_prefix)),
-            config.rate_limits.clone(),
-        );
-        Ok(Self {
-            validator: JwtValidator::new(config.auth.clone()),
-            clients: clients::Clients::new(&config.peers, config.grpc_timeout)?,
-            cache,
-            limiter,
-            streams: stream::StreamSlots::new(config.streams.max_per_principal),
-            shutdown: Shutdown::new(),
-            config,
-        })
-    }
-}
 
 type Api = OpenApiRouter<Arc<AppState>>;
 
@@ -154,146 +120,15 @@ pub fn router(state: Arc<AppState>) -> Router {
     let doc = Arc::new(serde_json::to_value(&doc).expect("OpenAPI document serializes"));
     let api = api.route_layer(from_fn_with_state(state.clone(), auth::guard));
     Router::new()
-        .route("/healthz", get(|| async { Json(serde_json::json!({"status": "ok"})) }))
-        .route("/readyz", get(readyz))
+        .route("/healthz", get(routes::health::healthz))
+        .route("/readyz", get(routes::health::readyz))
         .route(OPENAPI_PATH, get(move || async move { Json(doc.as_ref().clone()) }))
         .merge(api)
         .layer(DefaultBodyLimit::max(state.config.body_limit_bytes))
-        .layer(from_fn_with_state(state.clone(), timeout))
-        .layer(cors(&state.config))
-        .layer(from_fn_with_state(state.clone(), finish))
+        .layer(from_fn_with_state(state.clone(), middleware::timeout))
+        .layer(middleware::cors(&state.config))
+        .layer(from_fn_with_state(state.clone(), middleware::finish))
         .with_state(state)
-}
-
-async fn readyz(State(state): State<Arc<AppState>>) -> Response {
-    let health = state.clients.health().await;
-    let ready = health.iter().all(|(_, serving)| *serving);
-    let services: serde_json::Map<String, serde_json::Value> = health
-        .into_iter()
-        .map(|(name, serving)| {
-            (
-                name.to_owned(),
-                (if serving { "serving" } else { "unavailable" }).into(),
-            )
-        })
-        .collect();
-    let status = if ready {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    };
-    let body = serde_json::json!({"status": if ready { "ready" } else { "not-ready" }, "services": services});
-    (status, Json(body)).into_response()
-}
-
-fn cors(config: &BffConfig) -> CorsLayer {
-    let origins: Vec<HeaderValue> = config
-        .cors_origins()
-        .iter()
-        .filter_map(|o| HeaderValue::from_str(o).ok())
-        .collect();
-    CorsLayer::new()
-        .allow_origin(AllowOrigin::list(origins))
-        .allow_methods([Method::GET, Method::POST, Method::PUT, Method::DELETE])
-        .allow_headers([
-            header::AUTHORIZATION,
-            header::CONTENT_TYPE,
-            HeaderName::from_static("idempotency-key"),
-            HeaderName::from_static("x-correlation-id"),
-        ])
-        .expose_headers([
-            header::LOCATION,
-            header::RETRY_AFTER,
-            HeaderName::from_static("x-correlation-id"),
-            HeaderName::from_static("ratelimit-limit"),
-            HeaderName::from_static("ratelimit-remaining"),
-            HeaderName::from_static("ratelimit-reset"),
-        ])
-        .max_age(std::time::Duration::from_secs(600))
-}
-
-/// Upper bound on handling one request: 504 problem after `BFF_REQUEST_TIMEOUT_SECONDS`.
-async fn timeout(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
-    match tokio::time::timeout(state.config.request_timeout, next.run(request)).await {
-        Ok(response) => response,
-        Err(_) => Problem::timeout().into_response(),
-    }
-}
-
-/// A usable incoming correlation id: 1-128 characters of `[A-Za-z0-9._:-]`.
-fn incoming_correlation(request: &Request) -> Option<String> {
-    let value = request.headers().get("x-correlation-id")?.to_str().ok()?;
-    (!value.is_empty()
-        && value.len() <= 128
-        && value
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-')))
-    .then(|| value.to_owned())
-}
-
-/// Outermost middleware: assigns the correlation id, rejects NUL bytes in the URL, and makes
-/// every error a problem+json document carrying the correlation id (axum's own 404/405/413
-/// answers included; on the external surface an unrouted method is 404, like an unrouted path).
-async fn finish(State(state): State<Arc<AppState>>, mut request: Request, next: Next) -> Response {
-    let correlation = incoming_correlation(&request).unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
-    request.extensions_mut().insert(CorrelationId(correlation.clone()));
-    let uri = request.uri().to_string();
-    let mut response = if uri.to_ascii_lowercase().contains("%00") {
-        Problem::bad_request("the URL must not contain NUL characters").into_response()
-    } else {
-        next.run(request).await
-    };
-    let status = response.status();
-    let is_problem = response
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .is_some_and(|v| v.as_bytes() == problem::CONTENT_TYPE.as_bytes());
-    let is_json = response
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .is_some_and(|v| v.as_bytes() == b"application/json");
-    // Errors with a JSON body of their own (`/readyz`) keep it.
-    if (status.is_client_error() || status.is_server_error()) && !is_json {
-        let (parts, body) = response.into_parts();
-        let mut problem = if is_problem {
-            match axum::body::to_bytes(body, 64 * 1024).await {
-                Ok(bytes) => serde_json::from_slice::<Problem>(&bytes).unwrap_or_else(|_| Problem::internal()),
-                Err(_) => Problem::internal(),
-            }
-        } else {
-            match status {
-                StatusCode::NOT_FOUND => Problem::not_found("no such resource"),
-                StatusCode::METHOD_NOT_ALLOWED if state.config.surface == Surface::External => {
-                    Problem::not_found("no such resource")
-                }
-                StatusCode::METHOD_NOT_ALLOWED => Problem::new(status, "method-not-allowed", "Method not allowed"),
-                StatusCode::PAYLOAD_TOO_LARGE => extract::payload_too_large(),
-                _ => Problem::new(status, "http-error", status.canonical_reason().unwrap_or("Error")),
-            }
-        };
-        problem.correlation_id = Some(correlation.clone());
-        let external_405 = status == StatusCode::METHOD_NOT_ALLOWED && problem.status == 404;
-        let mut rebuilt = problem.into_response();
-        for (name, value) in parts.headers.iter() {
-            if name == header::CONTENT_TYPE || name == header::CONTENT_LENGTH || (external_405 && name == header::ALLOW)
-            {
-                continue;
-            }
-            rebuilt.headers_mut().insert(name.clone(), value.clone());
-        }
-        *rebuilt.status_mut() = if external_405 {
-            StatusCode::NOT_FOUND
-        } else {
-            parts.status
-        };
-        response = rebuilt;
-    }
-    if !response.headers().contains_key("x-correlation-id")
-        && let Ok(value) = HeaderValue::from_str(&correlation)
-    {
-        response.headers_mut().insert("x-correlation-id", value);
-    }
-    response
 }
 
 /// Serves the BFF on `listener` until `shutdown` is triggered, then drains open requests

@@ -1,9 +1,12 @@
 //! RFC 9457 problem details: every error the BFF answers is `application/problem+json` with a
 //! stable `type` URI, a title, the HTTP status and a safe detail (never a stack trace or a
-//! token). gRPC statuses map to problems in exactly one function, [`Problem::from_status`].
+//! token). gRPC statuses map to problems in exactly one function, [`Problem::from_status`];
+//! a FAILED_PRECONDITION whose `google.rpc.ErrorInfo` reason is in [`PRECONDITION_TYPES`] gets
+//! a type of its own.
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use ordermesh_platform::error::ERROR_DOMAIN;
 use serde::{Deserialize, Serialize};
 use tonic_types::StatusExt;
 use utoipa::ToSchema;
@@ -11,6 +14,43 @@ use utoipa::ToSchema;
 /// Base of every problem `type` URI.
 pub const TYPE_BASE: &str = "https://ordermesh.dev/problems/";
 pub const CONTENT_TYPE: &str = "application/problem+json";
+
+/// Slug of a FAILED_PRECONDITION without a reason of [`PRECONDITION_TYPES`].
+pub const FAILED_PRECONDITION: &str = "failed-precondition";
+
+/// The FAILED_PRECONDITION reasons the services report in `google.rpc.ErrorInfo` (domain
+/// `ordermesh`) and the slug of the problem type each becomes (the reason in kebab-case). Only
+/// these reasons name a type: any other reason is [`FAILED_PRECONDITION`], so a string from a
+/// peer never becomes a type. The README's error list describes each.
+pub const PRECONDITION_TYPES: &[(&str, &str)] = &[
+    // customer-svc
+    ("CUSTOMER_ERASED", "customer-erased"),
+    // order-svc
+    ("CUSTOMER_NOT_ACTIVE", "customer-not-active"),
+    ("ORDER_STATUS_CONFLICT", "order-status-conflict"),
+    // payment-svc
+    ("PAYMENT_STATE", "payment-state"),
+    ("NOTHING_TO_REFUND", "nothing-to-refund"),
+    ("AMOUNT_EXCEEDS_REFUNDABLE", "amount-exceeds-refundable"),
+    ("AMOUNT_EXCEEDS_AUTHORIZATION", "amount-exceeds-authorization"),
+    ("OPERATION_IN_PROGRESS", "operation-in-progress"),
+    ("IDEMPOTENCY_KEY_REUSED", "idempotency-key-reused"),
+    // product-svc
+    ("STOCK_BELOW_RESERVED", "stock-below-reserved"),
+    ("RESERVATION_STATE", "reservation-state"),
+];
+
+/// The problem slug of a FAILED_PRECONDITION `status`: its reason's entry in
+/// [`PRECONDITION_TYPES`] when it carries an ErrorInfo of the `ordermesh` domain with a known
+/// reason, else [`FAILED_PRECONDITION`].
+fn precondition_slug(status: &tonic::Status) -> &'static str {
+    status
+        .get_error_details()
+        .error_info()
+        .filter(|info| info.domain == ERROR_DOMAIN)
+        .and_then(|info| PRECONDITION_TYPES.iter().find(|(reason, _)| *reason == info.reason))
+        .map_or(FAILED_PRECONDITION, |(_, slug)| slug)
+}
 
 /// One invalid field of a request.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -188,7 +228,7 @@ impl Problem {
             Code::AlreadyExists => Self::new(StatusCode::CONFLICT, "already-exists", "Already exists").detail(message),
             Code::FailedPrecondition => Self::new(
                 StatusCode::CONFLICT,
-                "failed-precondition",
+                precondition_slug(status),
                 "Not allowed in the current state",
             )
             .detail(message),
@@ -298,6 +338,58 @@ mod tests {
             assert_eq!(problem.status, http, "{status:?}");
             assert_eq!(problem.kind, format!("{TYPE_BASE}{slug}"));
             assert!(!problem.detail.clone().unwrap_or_default().contains("secret"));
+        }
+    }
+
+    fn precondition(domain: &str, reason: &str) -> tonic::Status {
+        let mut details = tonic_types::ErrorDetails::new();
+        details.set_error_info(reason, domain, std::collections::HashMap::new());
+        tonic::Status::with_error_details(tonic::Code::FailedPrecondition, "not now", details)
+    }
+
+    #[test]
+    fn known_precondition_reasons_have_their_own_type() {
+        let status: tonic::Status = ServiceError::precondition("ORDER_STATUS_CONFLICT", "order is delivered").into();
+        let problem = Problem::from_status(&status);
+        assert_eq!(problem.status, 409);
+        assert_eq!(problem.kind, format!("{TYPE_BASE}order-status-conflict"));
+        assert_eq!(problem.title, "Not allowed in the current state");
+        assert_eq!(problem.detail.as_deref(), Some("order is delivered"));
+        for (reason, slug) in PRECONDITION_TYPES {
+            assert_eq!(*slug, reason.to_ascii_lowercase().replace('_', "-"), "slug of {reason}");
+            let problem = Problem::from_status(&precondition(ERROR_DOMAIN, reason));
+            assert_eq!(
+                (problem.status, problem.kind.clone()),
+                (409, format!("{TYPE_BASE}{slug}"))
+            );
+        }
+    }
+
+    #[test]
+    fn other_preconditions_are_generic() {
+        let generic = format!("{TYPE_BASE}{FAILED_PRECONDITION}");
+        for status in [
+            // No details at all.
+            tonic::Status::failed_precondition("x"),
+            // Reasons outside the table: an unknown one, a path, a known one in another case.
+            precondition(ERROR_DOMAIN, "SOMETHING_NEW"),
+            precondition(ERROR_DOMAIN, "../../evil"),
+            precondition(ERROR_DOMAIN, "order_status_conflict"),
+            // A known reason from another domain.
+            precondition("example.com", "ORDER_STATUS_CONFLICT"),
+            // Details without an ErrorInfo.
+            tonic::Status::with_error_details(
+                tonic::Code::FailedPrecondition,
+                "x",
+                tonic_types::ErrorDetails::with_bad_request_violation("field", "wrong"),
+            ),
+        ] {
+            let problem = Problem::from_status(&status);
+            assert_eq!(
+                (problem.status, problem.kind.clone()),
+                (409, generic.clone()),
+                "{status:?}"
+            );
         }
     }
 

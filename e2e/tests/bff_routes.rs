@@ -327,7 +327,7 @@ async fn employees_use_every_employee_route() {
         "carrier": "DHL", "trackingNumber": "JJD0002"}),
     )
     .await
-    .assert_problem(409, Some("failed-precondition"));
+    .assert_problem(409, Some("order-status-conflict"));
 
     let payments = api.get(&format!("/api/v1/payments?orderId={second}"), &service).await;
     payments.assert_status(200);

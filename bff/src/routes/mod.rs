@@ -1,9 +1,11 @@
 //! The REST routes under `/api/v1`, one module per resource. Each handler is documented with
 //! `#[utoipa::path]`, from which the OpenAPI document is generated; authorization happens
-//! before any handler runs (see [`crate::auth::guard`] and [`crate::policy`]).
+//! before any handler runs (see [`crate::auth::guard`] and [`crate::policy`]). [`health`] serves
+//! `/healthz` and `/readyz`, outside `/api/v1`.
 
 pub mod audit;
 pub mod customers;
+pub mod health;
 pub mod notifications;
 pub mod orders;
 pub mod payments;

@@ -1,0 +1,160 @@
+//! Customers: the profile, its preferences, and the bodies that create and change one.
+
+use chrono::{DateTime, Utc};
+use ordermesh_proto::customer;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::common::{Address, page, time};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum CustomerStatus {
+    Unspecified,
+    Active,
+    Suspended,
+    Erased,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ContactChannel {
+    Unspecified,
+    Email,
+    Sms,
+    Phone,
+    InApp,
+}
+
+impl ContactChannel {
+    fn from_proto(value: i32) -> Self {
+        use customer::ContactChannel as P;
+        match P::try_from(value).unwrap_or(P::Unspecified) {
+            P::Unspecified => Self::Unspecified,
+            P::Email => Self::Email,
+            P::Sms => Self::Sms,
+            P::Phone => Self::Phone,
+            P::InApp => Self::InApp,
+        }
+    }
+
+    fn to_proto(self) -> customer::ContactChannel {
+        use customer::ContactChannel as P;
+        match self {
+            Self::Unspecified => P::Unspecified,
+            Self::Email => P::Email,
+            Self::Sms => P::Sms,
+            Self::Phone => P::Phone,
+            Self::InApp => P::InApp,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Preferences {
+    /// BCP-47, e.g. `de-AT`.
+    #[serde(default)]
+    pub language_code: String,
+    /// ISO-4217.
+    #[serde(default)]
+    pub currency_code: String,
+    /// IANA zone, e.g. `Europe/Berlin`.
+    #[serde(default)]
+    pub time_zone: String,
+    #[serde(default = "unspecified_channel")]
+    pub preferred_contact_channel: ContactChannel,
+}
+
+fn unspecified_channel() -> ContactChannel {
+    ContactChannel::Unspecified
+}
+
+impl Preferences {
+    fn from_proto(p: customer::CustomerPreferences) -> Self {
+        Self {
+            language_code: p.language_code,
+            currency_code: p.currency_code,
+            time_zone: p.time_zone,
+            preferred_contact_channel: ContactChannel::from_proto(p.preferred_contact_channel),
+        }
+    }
+
+    pub fn to_proto(&self) -> customer::CustomerPreferences {
+        customer::CustomerPreferences {
+            language_code: self.language_code.clone(),
+            currency_code: self.currency_code.clone(),
+            time_zone: self.time_zone.clone(),
+            preferred_contact_channel: self.preferred_contact_channel.to_proto() as i32,
+        }
+    }
+}
+
+/// A customer profile.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Customer {
+    pub id: String,
+    pub display_name: String,
+    pub email: String,
+    pub phone: String,
+    pub addresses: Vec<Address>,
+    pub status: CustomerStatus,
+    pub preferences: Option<Preferences>,
+    pub created_at: Option<DateTime<Utc>>,
+    pub updated_at: Option<DateTime<Utc>>,
+    pub version: i64,
+}
+
+impl Customer {
+    pub fn from_proto(c: customer::Customer) -> Self {
+        use customer::CustomerStatus as P;
+        Self {
+            id: c.id,
+            display_name: c.display_name,
+            email: c.email,
+            phone: c.phone,
+            addresses: c.addresses.into_iter().map(Address::from_proto).collect(),
+            status: match P::try_from(c.status).unwrap_or(P::Unspecified) {
+                P::Unspecified => CustomerStatus::Unspecified,
+                P::Active => CustomerStatus::Active,
+                P::Suspended => CustomerStatus::Suspended,
+                P::Erased => CustomerStatus::Erased,
+            },
+            preferences: c.preferences.map(Preferences::from_proto),
+            created_at: time(c.create_time),
+            updated_at: time(c.update_time),
+            version: c.version,
+        }
+    }
+}
+
+page!(CustomerPage, Customer);
+
+/// Body of `POST /api/v1/customers/me`: the profile of the signed-in client.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CreateProfile {
+    #[schema(min_length = 1, max_length = 200)]
+    pub display_name: String,
+    #[schema(format = Email, max_length = 254)]
+    pub email: String,
+    #[serde(default)]
+    pub phone: String,
+    #[serde(default)]
+    pub addresses: Vec<Address>,
+    pub preferences: Option<Preferences>,
+}
+
+/// Body of `PUT /api/v1/customers/{id}`: the fields present are replaced.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct UpdateCustomer {
+    pub display_name: Option<String>,
+    pub email: Option<String>,
+    pub phone: Option<String>,
+    pub addresses: Option<Vec<Address>>,
+    pub preferences: Option<Preferences>,
+    /// Succeeds only if the profile is still at this version (409 otherwise).
+    pub expected_version: Option<i64>,
+}

@@ -1,0 +1,42 @@
+//! [`AppState`]: what every handler and middleware shares.
+
+use std::sync::Arc;
+
+use ordermesh_platform::auth::JwtValidator;
+use ordermesh_platform::{Cache, Shutdown};
+
+use crate::config::BffConfig;
+use crate::{clients, limits, stream};
+
+/// What every handler shares.
+pub struct AppState {
+    pub config: BffConfig,
+    pub validator: JwtValidator,
+    pub clients: clients::Clients,
+    /// Idempotency records and customer lookups.
+    pub cache: Cache,
+    pub limiter: limits::RateLimiter,
+    /// Open notification streams per principal.
+    pub streams: Arc<stream::StreamSlots>,
+    /// Triggered when the BFF shuts down: open notification streams end.
+    pub shutdown: Shutdown,
+}
+
+impl AppState {
+    pub async fn new(config: BffConfig) -> anyhow::Result<Self> {
+        let cache = Cache::connect(config.redis_url.as_deref(), config.cache_prefix.clone()).await?;
+        let limiter = limits::RateLimiter::new(
+            cache.with_prefix(format!("{}rl:", config.cache_prefix)),
+            config.rate_limits.clone(),
+        );
+        Ok(Self {
+            validator: JwtValidator::new(config.auth.clone()),
+            clients: clients::Clients::new(&config.peers, config.grpc_timeout)?,
+            cache,
+            limiter,
+            streams: stream::StreamSlots::new(config.streams.max_per_principal),
+            shutdown: Shutdown::new(),
+            config,
+        })
+    }
+}
