@@ -1,24 +1,17 @@
-//! Payments, their gateway transactions and refunds: types, validation of requests and the
-//! state rules. No I/O: the store persists what these functions decide, the service layer
-//! ([`crate::service`]) calls the gateway between the two.
+//! Payments, their gateway transactions and refunds: types, validated requests (read from the
+//! wire in [`crate::convert`]) and the state rules. No I/O: the store persists what these
+//! functions decide, the service layer ([`crate::service`]) calls the gateway between the two.
 //!
 //! Every gateway operation is a [`Transaction`] row. It is written as `PENDING` (the intent)
 //! before the gateway is called, carrying the caller's idempotency key and a hash of the request,
 //! and settled (SUCCEEDED / DECLINED / FAILED) together with the payment's new state and its
 //! event in one database transaction after the gateway answered.
 
-use chrono::{DateTime, SubsecRound, Utc};
-use ordermesh_platform::validate::{self, Money};
-use ordermesh_platform::{ServiceError, Violations};
-use ordermesh_proto::common::{self, ActorKind};
-use ordermesh_proto::payment as pb;
+use chrono::{DateTime, Utc};
+use ordermesh_platform::validate::Money;
+use ordermesh_platform::{Actor, ServiceError};
 use sha2::Digest;
 use uuid::Uuid;
-
-/// Now, truncated to microseconds (what both databases store).
-pub fn now() -> DateTime<Utc> {
-    Utc::now().trunc_subsecs(6)
-}
 
 macro_rules! string_enum {
     ($name:ident { $($variant:ident = $text:literal),+ $(,)? }) => {
@@ -68,90 +61,9 @@ string_enum!(RefundStatus {
 });
 
 impl PaymentStatus {
-    /// `PENDING` (the authorisation was sent, its outcome is not recorded yet) has no value of
-    /// its own in the API: it is reported as `PAYMENT_STATUS_UNSPECIFIED`.
-    pub fn to_proto(self) -> pb::PaymentStatus {
-        match self {
-            Self::Pending => pb::PaymentStatus::Unspecified,
-            Self::Authorized => pb::PaymentStatus::Authorized,
-            Self::Captured => pb::PaymentStatus::Captured,
-            Self::Declined => pb::PaymentStatus::Declined,
-            Self::Failed => pb::PaymentStatus::Failed,
-            Self::PartiallyRefunded => pb::PaymentStatus::PartiallyRefunded,
-            Self::Refunded => pb::PaymentStatus::Refunded,
-            Self::Voided => pb::PaymentStatus::Voided,
-        }
-    }
-
-    pub fn from_proto(status: pb::PaymentStatus) -> Option<Self> {
-        Some(match status {
-            pb::PaymentStatus::Unspecified => return None,
-            pb::PaymentStatus::Authorized => Self::Authorized,
-            pb::PaymentStatus::Captured => Self::Captured,
-            pb::PaymentStatus::Declined => Self::Declined,
-            pb::PaymentStatus::Failed => Self::Failed,
-            pb::PaymentStatus::PartiallyRefunded => Self::PartiallyRefunded,
-            pb::PaymentStatus::Refunded => Self::Refunded,
-            pb::PaymentStatus::Voided => Self::Voided,
-        })
-    }
-
     /// Statuses that hold the order's one payment slot (all but DECLINED and FAILED).
     pub fn is_active(self) -> bool {
         !matches!(self, Self::Declined | Self::Failed)
-    }
-}
-
-/// Who asked for an operation (stored with refunds, carried by PaymentRefunded).
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct Actor {
-    pub kind: i32,
-    pub id: String,
-    pub roles: Vec<String>,
-}
-
-impl Actor {
-    pub fn service(name: &str) -> Self {
-        Self {
-            kind: ActorKind::Service as i32,
-            id: name.to_owned(),
-            roles: Vec::new(),
-        }
-    }
-
-    pub fn of(principal: &ordermesh_platform::auth::Principal) -> Self {
-        use ordermesh_platform::auth::Principal;
-        match principal {
-            Principal::Employee { subject, roles } => Self {
-                kind: ActorKind::Employee as i32,
-                id: subject.clone(),
-                roles: roles.iter().map(|r| r.as_str().to_owned()).collect(),
-            },
-            Principal::Client { subject, .. } => Self {
-                kind: ActorKind::Customer as i32,
-                id: subject.clone(),
-                roles: Vec::new(),
-            },
-            Principal::Service { name } => Self::service(name),
-        }
-    }
-
-    pub fn from_proto(actor: Option<&common::Actor>) -> Self {
-        actor
-            .map(|a| Self {
-                kind: a.kind,
-                id: a.id.clone(),
-                roles: a.roles.clone(),
-            })
-            .unwrap_or_default()
-    }
-
-    pub fn to_proto(&self) -> common::Actor {
-        common::Actor {
-            kind: self.kind,
-            id: self.id.clone(),
-            roles: self.roles.clone(),
-        }
     }
 }
 
@@ -225,83 +137,10 @@ pub struct PaymentView {
     pub refunds: Vec<Refund>,
 }
 
-fn timestamp(t: DateTime<Utc>) -> prost_types::Timestamp {
-    prost_types::Timestamp {
-        seconds: t.timestamp(),
-        nanos: t.timestamp_subsec_nanos() as i32,
-    }
-}
-
-impl Refund {
-    pub fn to_proto(&self, currency: &str) -> pb::Refund {
-        pb::Refund {
-            id: self.id.to_string(),
-            payment_id: self.payment_id.to_string(),
-            amount: Some(common::Money {
-                amount_minor: self.amount_minor,
-                currency_code: currency.to_owned(),
-            }),
-            reason: self.reason.clone(),
-            status: match self.status {
-                RefundStatus::Pending => pb::RefundStatus::Pending,
-                RefundStatus::Succeeded => pb::RefundStatus::Succeeded,
-                RefundStatus::Failed => pb::RefundStatus::Failed,
-            } as i32,
-            gateway_reference: self.gateway_reference.clone(),
-            requested_by: Some(self.requested_by.to_proto()),
-            create_time: Some(timestamp(self.create_time)),
-        }
-    }
-}
-
-impl PaymentView {
-    pub fn to_proto(&self) -> pb::Payment {
-        let p = &self.payment;
-        let currency = p.amount.currency_code.as_str();
-        pb::Payment {
-            id: p.id.to_string(),
-            order_id: p.order_id.to_string(),
-            customer_id: p.customer_id.to_string(),
-            amount: Some(p.amount.to_proto()),
-            captured_amount: Some(p.money(p.captured_minor).to_proto()),
-            refunded_amount: Some(p.money(p.refunded_minor).to_proto()),
-            status: p.status.to_proto() as i32,
-            decline_reason: p.decline_reason.clone(),
-            gateway_reference: p.gateway_reference.clone(),
-            transactions: self
-                .transactions
-                .iter()
-                .map(|t| pb::Transaction {
-                    id: t.id.to_string(),
-                    kind: match t.kind {
-                        TransactionKind::Authorize => pb::TransactionKind::Authorize,
-                        TransactionKind::Capture => pb::TransactionKind::Capture,
-                        TransactionKind::Refund => pb::TransactionKind::Refund,
-                        TransactionKind::Void => pb::TransactionKind::Void,
-                    } as i32,
-                    amount: Some(p.money(t.amount_minor).to_proto()),
-                    gateway_reference: t.gateway_reference.clone(),
-                    // PENDING (sent, outcome unknown) has no API value.
-                    status: match t.status {
-                        TransactionStatus::Pending => pb::TransactionStatus::Unspecified,
-                        TransactionStatus::Succeeded => pb::TransactionStatus::Succeeded,
-                        TransactionStatus::Declined => pb::TransactionStatus::Declined,
-                        TransactionStatus::Failed => pb::TransactionStatus::Failed,
-                    } as i32,
-                    failure_reason: t.failure_reason.clone(),
-                    create_time: Some(timestamp(t.update_time)),
-                })
-                .collect(),
-            refunds: self.refunds.iter().map(|r| r.to_proto(currency)).collect(),
-            create_time: Some(timestamp(p.create_time)),
-            update_time: Some(timestamp(p.update_time)),
-        }
-    }
-}
-
 // ---------------------------------------------------------------------------------------------
 // Requests
 
+/// Request limits, checked where requests are read ([`crate::convert`]).
 pub const MAX_KEY_LEN: usize = 128;
 pub const MAX_TOKEN_LEN: usize = 256;
 pub const MAX_REASON_LEN: usize = 500;
@@ -328,30 +167,6 @@ pub struct Authorize {
 }
 
 impl Authorize {
-    pub fn validate(req: &pb::AuthorizePaymentRequest) -> Result<Self, ServiceError> {
-        let mut v = Violations::new();
-        let order_id = validate::uuid(&mut v, "order_id", &req.order_id);
-        let customer_id = validate::uuid(&mut v, "customer_id", &req.customer_id);
-        let amount = positive_money(&mut v, "amount", req.amount.as_ref(), true);
-        validate::length(
-            &mut v,
-            "payment_method_token",
-            &req.payment_method_token,
-            1,
-            MAX_TOKEN_LEN,
-        );
-        validate::length(&mut v, "idempotency_key", &req.idempotency_key, 1, MAX_KEY_LEN);
-        v.into_result()?;
-        Ok(Self {
-            order_id: order_id.expect("validated"),
-            customer_id: customer_id.expect("validated"),
-            amount: amount.expect("validated"),
-            payment_method_token: req.payment_method_token.clone(),
-            idempotency_key: req.idempotency_key.clone(),
-            capture: req.capture,
-        })
-    }
-
     pub fn hash(&self) -> String {
         request_hash(&[
             "authorize",
@@ -363,16 +178,6 @@ impl Authorize {
             if self.capture { "capture" } else { "hold" },
         ])
     }
-}
-
-/// A money field that must be > 0.
-pub fn positive_money(v: &mut Violations, field: &str, value: Option<&common::Money>, required: bool) -> Option<Money> {
-    let money = validate::money(v, field, value, required, false)?;
-    if money.amount_minor == 0 {
-        v.add(format!("{field}.amount_minor"), "must be greater than zero");
-        return None;
-    }
-    Some(money)
 }
 
 /// A validated CapturePayment, VoidPayment or RefundPayment request: the follow-up operations
@@ -389,52 +194,6 @@ pub struct FollowUp {
 }
 
 impl FollowUp {
-    pub fn capture(req: &pb::CapturePaymentRequest) -> Result<Self, ServiceError> {
-        let mut v = Violations::new();
-        let payment_id = validate::uuid(&mut v, "payment_id", &req.payment_id);
-        let amount = positive_money(&mut v, "amount", req.amount.as_ref(), false);
-        validate::length(&mut v, "idempotency_key", &req.idempotency_key, 1, MAX_KEY_LEN);
-        v.into_result()?;
-        Ok(Self {
-            kind: TransactionKind::Capture,
-            payment_id: payment_id.expect("validated"),
-            amount,
-            reason: String::new(),
-            idempotency_key: req.idempotency_key.clone(),
-        })
-    }
-
-    pub fn void(req: &pb::VoidPaymentRequest) -> Result<Self, ServiceError> {
-        let mut v = Violations::new();
-        let payment_id = validate::uuid(&mut v, "payment_id", &req.payment_id);
-        validate::length(&mut v, "reason", &req.reason, 0, MAX_REASON_LEN);
-        validate::length(&mut v, "idempotency_key", &req.idempotency_key, 1, MAX_KEY_LEN);
-        v.into_result()?;
-        Ok(Self {
-            kind: TransactionKind::Void,
-            payment_id: payment_id.expect("validated"),
-            amount: None,
-            reason: req.reason.clone(),
-            idempotency_key: req.idempotency_key.clone(),
-        })
-    }
-
-    pub fn refund(req: &pb::RefundPaymentRequest) -> Result<Self, ServiceError> {
-        let mut v = Violations::new();
-        let payment_id = validate::uuid(&mut v, "payment_id", &req.payment_id);
-        let amount = positive_money(&mut v, "amount", req.amount.as_ref(), false);
-        validate::length(&mut v, "reason", &req.reason, 1, MAX_REASON_LEN);
-        validate::length(&mut v, "idempotency_key", &req.idempotency_key, 1, MAX_KEY_LEN);
-        v.into_result()?;
-        Ok(Self {
-            kind: TransactionKind::Refund,
-            payment_id: payment_id.expect("validated"),
-            amount,
-            reason: req.reason.clone(),
-            idempotency_key: req.idempotency_key.clone(),
-        })
-    }
-
     pub fn hash(&self) -> String {
         let amount = self
             .amount
@@ -733,29 +492,10 @@ pub struct PaymentFilter {
     pub status: Option<PaymentStatus>,
 }
 
-impl PaymentFilter {
-    pub fn validate(req: &pb::ListPaymentsRequest) -> Result<Self, ServiceError> {
-        let mut v = Violations::new();
-        let customer_id = validate::optional_uuid(&mut v, "customer_id", &req.customer_id);
-        let order_id = validate::optional_uuid(&mut v, "order_id", &req.order_id);
-        let status = match pb::PaymentStatus::try_from(req.status) {
-            Ok(status) => PaymentStatus::from_proto(status),
-            Err(_) => {
-                v.add("status", "is not a PaymentStatus");
-                None
-            }
-        };
-        v.into_result()?;
-        Ok(Self {
-            customer_id,
-            order_id,
-            status,
-        })
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use ordermesh_platform::convert::now;
+
     use super::*;
 
     fn payment(status: PaymentStatus, captured: i64, refunded: i64) -> Payment {

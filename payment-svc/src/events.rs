@@ -1,107 +1,102 @@
-//! What payment-svc publishes (topic `payment-events`, through the outbox in the transaction of
-//! the state change) and what it consumes (`order-events`: the refund of cancelled paid orders).
+//! What payment-svc publishes (`payment-events`, through the outbox in the transaction of the
+//! state change) and what it consumes (`order-events`: the refund of cancelled paid orders).
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use ordermesh_platform::events::{EventHandler, HandlerError, OutgoingEvent, ReceivedEvent, Tx};
+use ordermesh_platform::Actor;
+use ordermesh_platform::convert::timestamp;
+use ordermesh_platform::events::{EventMessage, HandlerError, OutgoingEvent, ReceivedEvent, TopicHandler, Tx};
+use ordermesh_proto::event_types::OrderEvent;
 use ordermesh_proto::events as ev;
 use uuid::Uuid;
 
-use crate::domain::{Actor, Payment, PaymentEvent, PaymentStatus};
+use crate::domain::{Payment, PaymentEvent, PaymentStatus};
 use crate::service::Payments;
 
 /// Publishing service of the events.
 pub const SOURCE: &str = "payment-svc";
-/// Topic of the events.
-pub const TOPIC: &str = "payment-events";
-/// Topic consumed.
-pub const ORDER_EVENTS: &str = "order-events";
 
-fn time(t: chrono::DateTime<chrono::Utc>) -> Option<prost_types::Timestamp> {
-    Some(prost_types::Timestamp {
-        seconds: t.timestamp(),
-        nanos: t.timestamp_subsec_nanos() as i32,
-    })
-}
-
-/// The outbox event of `event` on `payment` (its state after the change). The aggregate is the
-/// order, so the events of one order are consumed in order.
+/// The outbox event of `event` on `payment` (its state after the change).
 pub fn outgoing(payment: &Payment, event: &PaymentEvent, correlation_id: &str) -> OutgoingEvent {
     let (payment_id, order_id, customer_id) = (
         payment.id.to_string(),
         payment.order_id.to_string(),
         payment.customer_id.to_string(),
     );
-    let occur_time = time(payment.update_time);
-    let new = |name: &str, message: &dyn EncodeDyn| {
-        OutgoingEvent::from_bytes(SOURCE, TOPIC, name, &order_id, correlation_id, message.encode())
-    };
+    let occur_time = Some(timestamp(payment.update_time));
+    let amount = Some((&payment.amount).into());
     match event {
-        PaymentEvent::Authorized => new(
-            "PaymentAuthorized",
-            &ev::PaymentAuthorized {
+        PaymentEvent::Authorized => on_order(
+            payment,
+            correlation_id,
+            ev::PaymentAuthorized {
                 payment_id,
-                order_id: order_id.clone(),
+                order_id,
                 customer_id,
-                amount: Some(payment.amount.to_proto()),
+                amount,
                 occur_time,
             },
         ),
-        PaymentEvent::Captured { amount_minor } => new(
-            "PaymentCaptured",
-            &ev::PaymentCaptured {
+        PaymentEvent::Captured { amount_minor } => on_order(
+            payment,
+            correlation_id,
+            ev::PaymentCaptured {
                 payment_id,
-                order_id: order_id.clone(),
+                order_id,
                 customer_id,
-                amount: Some(payment.money(*amount_minor).to_proto()),
+                amount: Some(payment.money(*amount_minor).into()),
                 occur_time,
             },
         ),
-        PaymentEvent::Declined { reason } => new(
-            "PaymentDeclined",
-            &ev::PaymentDeclined {
+        PaymentEvent::Declined { reason } => on_order(
+            payment,
+            correlation_id,
+            ev::PaymentDeclined {
                 payment_id,
-                order_id: order_id.clone(),
+                order_id,
                 customer_id,
-                amount: Some(payment.amount.to_proto()),
+                amount,
                 decline_reason: reason.clone(),
                 occur_time,
             },
         ),
-        PaymentEvent::Failed { amount_minor, reason } => new(
-            "PaymentFailed",
-            &ev::PaymentFailed {
+        PaymentEvent::Failed { amount_minor, reason } => on_order(
+            payment,
+            correlation_id,
+            ev::PaymentFailed {
                 payment_id,
-                order_id: order_id.clone(),
+                order_id,
                 customer_id,
-                amount: Some(payment.money(*amount_minor).to_proto()),
+                amount: Some(payment.money(*amount_minor).into()),
                 failure_reason: reason.clone(),
                 occur_time,
             },
         ),
-        PaymentEvent::Refunded { refund } => new(
-            "PaymentRefunded",
-            &ev::PaymentRefunded {
+        PaymentEvent::Refunded { refund } => on_order(
+            payment,
+            correlation_id,
+            ev::PaymentRefunded {
                 payment_id,
                 refund_id: refund.id.to_string(),
-                order_id: order_id.clone(),
+                order_id,
                 customer_id,
-                amount: Some(payment.money(refund.amount_minor).to_proto()),
-                total_refunded: Some(payment.money(payment.refunded_minor).to_proto()),
+                amount: Some(payment.money(refund.amount_minor).into()),
+                total_refunded: Some(payment.money(payment.refunded_minor).into()),
                 fully_refunded: payment.status == PaymentStatus::Refunded,
                 reason: refund.reason.clone(),
-                actor: Some(refund.requested_by.to_proto()),
+                actor: Some((&refund.requested_by).into()),
                 occur_time,
             },
         ),
-        PaymentEvent::Voided { reason } => new(
-            "PaymentVoided",
-            &ev::PaymentVoided {
+        PaymentEvent::Voided { reason } => on_order(
+            payment,
+            correlation_id,
+            ev::PaymentVoided {
                 payment_id,
-                order_id: order_id.clone(),
+                order_id,
                 customer_id,
-                amount: Some(payment.amount.to_proto()),
+                amount,
                 reason: reason.clone(),
                 occur_time,
             },
@@ -109,20 +104,15 @@ pub fn outgoing(payment: &Payment, event: &PaymentEvent, correlation_id: &str) -
     }
 }
 
-/// Object-safe encoding, so one closure builds every event.
-trait EncodeDyn {
-    fn encode(&self) -> Vec<u8>;
-}
-
-impl<M: prost::Message> EncodeDyn for M {
-    fn encode(&self) -> Vec<u8> {
-        self.encode_to_vec()
-    }
+/// The event of `message`, with the payment's order as its aggregate: the events of one order are
+/// consumed in order.
+fn on_order<E: EventMessage>(payment: &Payment, correlation_id: &str, message: E) -> OutgoingEvent {
+    OutgoingEvent::of(SOURCE, &payment.order_id.to_string(), correlation_id, &message)
 }
 
 /// Consumer of `order-events`: `OrderCancelled` of a paid order → refund of what remains
-/// refundable (idempotency key `order-<order_id>-cancel-refund`). Every other event type is
-/// acknowledged without effect.
+/// refundable (idempotency key `order-<order_id>-cancel-refund`). The other events of the order
+/// are not payment-svc's concern.
 pub struct OrderEventsHandler {
     payments: Arc<Payments>,
 }
@@ -134,12 +124,11 @@ impl OrderEventsHandler {
 }
 
 #[async_trait]
-impl EventHandler for OrderEventsHandler {
-    async fn handle(&self, event: &ReceivedEvent, tx: &mut Tx) -> Result<(), HandlerError> {
-        if event.short_type() != "OrderCancelled" {
+impl TopicHandler<OrderEvent> for OrderEventsHandler {
+    async fn handle(&self, event: OrderEvent, envelope: &ReceivedEvent, tx: &mut Tx) -> Result<(), HandlerError> {
+        let OrderEvent::OrderCancelled(cancelled) = event else {
             return Ok(());
-        }
-        let cancelled: ev::OrderCancelled = event.decode()?;
+        };
         if !cancelled.was_paid {
             return Ok(());
         }
@@ -154,8 +143,8 @@ impl EventHandler for OrderEventsHandler {
             )
         };
         let actor = match cancelled.actor.as_ref() {
-            Some(actor) => Actor::from_proto(Some(actor)),
-            None => Actor::service(&event.source),
+            Some(actor) => actor.into(),
+            None => Actor::service(&envelope.source),
         };
         self.payments
             .refund_cancelled_order(
@@ -164,7 +153,7 @@ impl EventHandler for OrderEventsHandler {
                 payment_id,
                 &actor,
                 &cancelled.reason,
-                &event.correlation_id,
+                &envelope.correlation_id,
             )
             .await
     }

@@ -27,13 +27,14 @@ use std::sync::Arc;
 
 use ordermesh_platform::auth::{Principal, Role};
 use ordermesh_platform::grpc::{CorrelationId, principal};
-use ordermesh_platform::{ServiceError, Violations, pagination, validate};
+use ordermesh_platform::{Actor, ServiceError, Violations, pagination, validate};
 use ordermesh_proto::payment as pb;
 use ordermesh_proto::payment::payment_service_server::PaymentService;
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
-use crate::domain::{Actor, Authorize, FollowUp, PaymentFilter};
+use crate::convert;
+use crate::domain::{Authorize, FollowUp, PaymentFilter};
 use crate::service::Payments;
 
 type Reply<T> = Result<Response<T>, Status>;
@@ -100,10 +101,10 @@ impl PaymentService for PaymentApi {
     ) -> Reply<pb::AuthorizePaymentResponse> {
         can_charge(principal(&request)?)?;
         let correlation = correlation_id(&request);
-        let cmd = Authorize::validate(request.get_ref())?;
+        let cmd = Authorize::try_from(request.get_ref())?;
         let view = self.payments.authorize(&cmd, &correlation).await?;
         Ok(Response::new(pb::AuthorizePaymentResponse {
-            payment: Some(view.to_proto()),
+            payment: Some(convert::payment(&view)),
         }))
     }
 
@@ -111,10 +112,10 @@ impl PaymentService for PaymentApi {
         let caller = principal(&request)?.clone();
         can_charge(&caller)?;
         let correlation = correlation_id(&request);
-        let op = FollowUp::capture(request.get_ref())?;
+        let op = FollowUp::try_from(request.get_ref())?;
         let (view, _) = self.payments.follow_up(&op, &Actor::of(&caller), &correlation).await?;
         Ok(Response::new(pb::CapturePaymentResponse {
-            payment: Some(view.to_proto()),
+            payment: Some(convert::payment(&view)),
         }))
     }
 
@@ -122,10 +123,10 @@ impl PaymentService for PaymentApi {
         let caller = principal(&request)?.clone();
         can_charge(&caller)?;
         let correlation = correlation_id(&request);
-        let op = FollowUp::void(request.get_ref())?;
+        let op = FollowUp::try_from(request.get_ref())?;
         let (view, _) = self.payments.follow_up(&op, &Actor::of(&caller), &correlation).await?;
         Ok(Response::new(pb::VoidPaymentResponse {
-            payment: Some(view.to_proto()),
+            payment: Some(convert::payment(&view)),
         }))
     }
 
@@ -136,20 +137,20 @@ impl PaymentService for PaymentApi {
         v.into_result()?;
         let view = self.payments.get(id.expect("validated")).await?;
         Ok(Response::new(pb::GetPaymentResponse {
-            payment: Some(view.to_proto()),
+            payment: Some(convert::payment(&view)),
         }))
     }
 
     async fn list_payments(&self, request: Request<pb::ListPaymentsRequest>) -> Reply<pb::ListPaymentsResponse> {
         can_read(principal(&request)?)?;
         let req = request.into_inner();
-        let filter = PaymentFilter::validate(&req)?;
+        let filter = PaymentFilter::try_from(&req)?;
         let limit = pagination::page_size(req.page_size)?;
         let after: Option<Uuid> = pagination::decode(&req.page_token, &filter)?;
         let rows = self.payments.list(&filter, after, limit + 1).await?;
         let (page, next_page_token) = pagination::finish(rows, limit, &filter, |v| v.payment.id);
         Ok(Response::new(pb::ListPaymentsResponse {
-            payments: page.iter().map(|v| v.to_proto()).collect(),
+            payments: page.iter().map(convert::payment).collect(),
             next_page_token,
         }))
     }
@@ -158,12 +159,12 @@ impl PaymentService for PaymentApi {
         let caller = principal(&request)?.clone();
         can_refund(&caller)?;
         let correlation = correlation_id(&request);
-        let op = FollowUp::refund(request.get_ref())?;
+        let op = FollowUp::try_from(request.get_ref())?;
         let (view, refund) = self.payments.follow_up(&op, &Actor::of(&caller), &correlation).await?;
         let currency = view.payment.amount.currency_code.clone();
         Ok(Response::new(pb::RefundPaymentResponse {
-            payment: Some(view.to_proto()),
-            refund: refund.map(|r| r.to_proto(&currency)),
+            payment: Some(convert::payment(&view)),
+            refund: refund.map(|r| convert::refund(&r, &currency)),
         }))
     }
 }

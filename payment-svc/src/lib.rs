@@ -1,11 +1,13 @@
 //! The payment service: payments, their gateway transactions and refunds. `run` starts it on a
-//! listener it is given, so tests and `ordermesh up` run it in-process on any port.
+//! listener it is given (or an address), so tests and `ordermesh up` run it in-process on any
+//! port.
 //!
 //! Modules point inward: [`grpc`] (handlers) → [`service`] (use cases around the gateway) →
 //! [`domain`] (types and rules, no I/O) ← [`store`] (PostgreSQL and SQLite) and [`events`]
-//! (published `payment-events`, consumed `order-events`); [`gateway`] is the port to the
-//! payment provider with its sandbox and HTTP adapters.
+//! (published `payment-events`, consumed `order-events`); [`convert`] reads and writes the API's
+//! messages; [`gateway`] is the port to the payment provider with its sandbox and HTTP adapters.
 
+pub mod convert;
 pub mod domain;
 pub mod events;
 pub mod gateway;
@@ -15,14 +17,12 @@ pub mod store;
 
 use std::sync::Arc;
 
-use ordermesh_platform::auth::JwtValidator;
-use ordermesh_platform::db::Database;
-use ordermesh_platform::events::EventRuntime;
-use ordermesh_platform::{ServiceConfig, Shutdown, grpc::GrpcServer};
+use ordermesh_platform::{Listen, ServiceConfig, ServiceHost, Shutdown};
+use ordermesh_proto::event_types::OrderEvent;
 use ordermesh_proto::payment::payment_service_server::PaymentServiceServer;
-use tokio::net::TcpListener;
 
 use crate::gateway::{HttpGateway, HttpGatewayConfig, PaymentGateway, SandboxGateway};
+use crate::store::Store;
 
 /// Short name used in logs, configuration variables and the database schema.
 pub const SERVICE: &str = "payment";
@@ -52,55 +52,24 @@ pub fn gateway_from_env() -> anyhow::Result<Arc<dyn PaymentGateway>> {
     }
 }
 
-/// Serves the payment service on `listener` until `shutdown` is triggered, with the gateway of
+/// Serves the payment service on `listen` until `shutdown` is triggered, with the gateway of
 /// the environment ([`gateway_from_env`]).
-pub async fn run(config: ServiceConfig, listener: TcpListener, shutdown: Shutdown) -> anyhow::Result<()> {
+pub async fn run(config: ServiceConfig, listen: Listen, shutdown: Shutdown) -> anyhow::Result<()> {
     let gateway = gateway_from_env()?;
-    run_with_gateway(config, listener, shutdown, gateway).await
+    run_with_gateway(config, listen, shutdown, gateway).await
 }
 
 /// [`run`] with a gateway chosen by the caller (tests use fakes and counting wrappers).
 pub async fn run_with_gateway(
     config: ServiceConfig,
-    listener: TcpListener,
+    listen: Listen,
     shutdown: Shutdown,
     gateway: Arc<dyn PaymentGateway>,
 ) -> anyhow::Result<()> {
-    let db = Database::for_service(&config).await?;
-    db.migrate(&store::migrations()).await?;
-    let payments = Arc::new(service::Payments::new(store::for_database(&db), gateway));
-    // The relay and consumer stop with the service, or when the server ends on its own (an
-    // error), without triggering the caller's shutdown (which `ordermesh up` shares).
-    let events_shutdown = Shutdown::new();
-    let linked = {
-        let (outer, inner) = (shutdown.clone(), events_shutdown.clone());
-        tokio::spawn(async move {
-            outer.wait().await;
-            inner.trigger();
-        })
-    };
-    let mut runtime = EventRuntime::start(&config, &db, &events_shutdown).await?;
-    runtime
-        .consume(
-            events::ORDER_EVENTS,
-            Arc::new(events::OrderEventsHandler::new(payments.clone())),
-        )
+    let mut host = ServiceHost::start(config, listen, store::migrations(), &shutdown).await?;
+    let payments = Arc::new(service::Payments::new(Store::new(host.db()), gateway));
+    host.consume::<OrderEvent, _>(events::OrderEventsHandler::new(payments.clone()))
         .await?;
-    let validator = JwtValidator::new(config.auth.clone());
-    let server = GrpcServer::new(&config).with_auth(Arc::new(validator));
-    let max = server.max_message_bytes();
-    let api = PaymentServiceServer::new(grpc::PaymentApi::new(payments))
-        .max_decoding_message_size(max)
-        .max_encoding_message_size(max);
-    let ping = db.clone();
-    let result = server
-        .add_service(api)
-        .readiness(move || async move { ping.ping().await })
-        .serve(listener, shutdown.clone())
-        .await;
-    events_shutdown.trigger();
-    linked.abort();
-    runtime.join().await;
-    db.close().await;
-    result
+    host.serve(PaymentServiceServer::new(grpc::PaymentApi::new(payments)))
+        .await
 }

@@ -17,17 +17,18 @@
 
 use std::sync::Arc;
 
-use ordermesh_platform::ServiceError;
+use ordermesh_platform::convert::now;
 use ordermesh_platform::events::{HandlerError, Tx};
+use ordermesh_platform::{Actor, ServiceError};
 use uuid::Uuid;
 
 use crate::domain::{
-    self, Actor, Authorize, FollowUp, Outcome, Payment, PaymentFilter, PaymentStatus, PaymentView, Refund,
-    RefundStatus, Settlement, Transaction, TransactionKind, TransactionStatus,
+    self, Authorize, FollowUp, Outcome, Payment, PaymentFilter, PaymentStatus, PaymentView, Refund, RefundStatus,
+    Settlement, Transaction, TransactionKind, TransactionStatus,
 };
 use crate::events;
 use crate::gateway::{Amount, ChargeRequest, FollowUpRequest, GatewayError, GatewayOutcome, PaymentGateway};
-use crate::store::PaymentStore;
+use crate::store::Store;
 
 /// Idempotency key of the refund of a cancelled order (the consumer of `order-events`).
 pub fn cancel_refund_key(order_id: Uuid) -> String {
@@ -40,7 +41,7 @@ pub fn charge_key(order_id: Uuid) -> String {
 }
 
 pub struct Payments {
-    store: Arc<dyn PaymentStore>,
+    store: Store,
     gateway: Arc<dyn PaymentGateway>,
 }
 
@@ -96,12 +97,8 @@ fn unavailable(error: GatewayError) -> ServiceError {
 }
 
 impl Payments {
-    pub fn new(store: Arc<dyn PaymentStore>, gateway: Arc<dyn PaymentGateway>) -> Self {
+    pub fn new(store: Store, gateway: Arc<dyn PaymentGateway>) -> Self {
         Self { store, gateway }
-    }
-
-    pub fn store(&self) -> &Arc<dyn PaymentStore> {
-        &self.store
     }
 
     pub async fn get(&self, id: Uuid) -> Result<PaymentView, ServiceError> {
@@ -117,7 +114,7 @@ impl Payments {
         after: Option<Uuid>,
         limit: usize,
     ) -> Result<Vec<PaymentView>, ServiceError> {
-        self.store.list_payments(filter, after, limit).await
+        Ok(self.store.list_payments(filter, after, limit).await?)
     }
 
     /// AuthorizePayment (with `capture`: a one-step charge). Idempotent by key. An order has at
@@ -162,7 +159,7 @@ impl Payments {
                 tx.rollback().await?;
                 return Err(order_has_payment());
             }
-            let now = domain::now();
+            let now = now();
             let payment = Payment {
                 id: Uuid::now_v7(),
                 order_id: cmd.order_id,
@@ -283,7 +280,7 @@ impl Payments {
         }
         let transactions = self.store.transactions_of(tx, payment.id).await?;
         let amount = domain::check_follow_up(op, &payment, &transactions)?;
-        let now = domain::now();
+        let now = now();
         let refund = (op.kind == TransactionKind::Refund).then(|| Refund {
             id: Uuid::now_v7(),
             payment_id: payment.id,
@@ -383,14 +380,7 @@ impl Payments {
             Some(id) => self.store.refund(tx, id).await?,
             None => None,
         };
-        let settlement = domain::settle(
-            &payment,
-            &transaction,
-            refund.as_ref(),
-            outcome,
-            void_reason,
-            domain::now(),
-        );
+        let settlement = domain::settle(&payment, &transaction, refund.as_ref(), outcome, void_reason, now());
         self.store.update_transaction(tx, &settlement.transaction).await?;
         self.store.update_payment(tx, &settlement.payment).await?;
         if let Some(extra) = &settlement.extra {
@@ -426,8 +416,7 @@ impl Payments {
         let payment = match payment_id {
             Some(id) => self.store.lock_payment(tx, id).await,
             None => self.store.active_payment_for_order(tx, order_id).await,
-        }
-        .map_err(handler_error)?;
+        }?;
         let Some(payment) = payment else {
             return Err(HandlerError::permanent(anyhow::anyhow!(
                 "order {order_id} was paid but payment-svc has no payment for it"
@@ -452,21 +441,16 @@ impl Payments {
                 tracing::info!(%order_id, %message, "cancelled order: nothing to refund");
                 return Ok(());
             }
-            Err(error) => return Err(handler_error(error)),
+            Err(error) => return Err(error.into()),
         };
-        let transactions = self
-            .store
-            .transactions_of(tx, payment.id)
-            .await
-            .map_err(handler_error)?;
+        let transactions = self.store.transactions_of(tx, payment.id).await?;
         let request = follow_up_request(&payment, &transactions, &transaction);
+        // The gateway's answer is unknown: the redelivery sends the same key again.
         let outcome = outcome_of(self.gateway.refund(&request).await).map_err(HandlerError::transient)?;
         if let Outcome::Declined { reason } | Outcome::Failed { reason } = &outcome {
             tracing::error!(%order_id, %reason, "refund of a cancelled order was refused by the gateway");
         }
-        self.settle_in(tx, transaction.id, &outcome, "", correlation_id)
-            .await
-            .map_err(handler_error)?;
+        self.settle_in(tx, transaction.id, &outcome, "", correlation_id).await?;
         Ok(())
     }
 }
@@ -488,14 +472,5 @@ fn follow_up_request(payment: &Payment, transactions: &[Transaction], t: &Transa
             minor: t.amount_minor,
             currency: payment.amount.currency_code.clone(),
         },
-    }
-}
-
-fn handler_error(error: ServiceError) -> HandlerError {
-    match error {
-        ServiceError::Unavailable(_) | ServiceError::Internal(_) | ServiceError::Aborted(_) => {
-            HandlerError::transient(anyhow::anyhow!("{error}"))
-        }
-        other => HandlerError::permanent(anyhow::anyhow!("{other}")),
     }
 }

@@ -1,29 +1,27 @@
 //! The one behaviour suite of the payment store, run against PostgreSQL and SQLite.
 
-use std::sync::Arc;
-
-use ordermesh_platform::ServiceError;
+use ordermesh_platform::convert::now;
 use ordermesh_platform::db::Database;
 use ordermesh_platform::events::Tx;
 use ordermesh_platform::testing::TestDatabase;
 use ordermesh_platform::validate::Money;
+use ordermesh_platform::{Actor, ActorKind, ServiceError};
 use payment_svc::domain::{
-    self, Actor, Payment, PaymentFilter, PaymentStatus, Refund, RefundStatus, Transaction, TransactionKind,
-    TransactionStatus,
+    Payment, PaymentFilter, PaymentStatus, Refund, RefundStatus, Transaction, TransactionKind, TransactionStatus,
 };
-use payment_svc::store::{self, PaymentStore};
+use payment_svc::store::{self, Store};
 use uuid::Uuid;
 
-async fn open(db: &TestDatabase) -> Arc<dyn PaymentStore> {
+async fn open(db: &TestDatabase) -> Store {
     let database = Database::connect(db.url(), payment_svc::SERVICE)
         .await
         .expect("connect");
     database.migrate(&store::migrations()).await.expect("migrate");
-    store::for_database(&database)
+    Store::new(&database)
 }
 
 fn payment(order_id: Uuid, customer_id: Uuid, status: PaymentStatus) -> Payment {
-    let now = domain::now();
+    let now = now();
     Payment {
         id: Uuid::now_v7(),
         order_id,
@@ -43,7 +41,7 @@ fn payment(order_id: Uuid, customer_id: Uuid, status: PaymentStatus) -> Payment 
 }
 
 fn transaction(payment_id: Uuid, kind: TransactionKind, key: Option<&str>, refund_id: Option<Uuid>) -> Transaction {
-    let now = domain::now();
+    let now = now();
     Transaction {
         id: Uuid::now_v7(),
         payment_id,
@@ -61,7 +59,7 @@ fn transaction(payment_id: Uuid, kind: TransactionKind, key: Option<&str>, refun
     }
 }
 
-async fn behaviour(store: Arc<dyn PaymentStore>) {
+async fn behaviour(store: Store) {
     let db = store.database().clone();
     let (order, customer) = (Uuid::now_v7(), Uuid::now_v7());
 
@@ -114,19 +112,19 @@ async fn behaviour(store: Arc<dyn PaymentStore>) {
     let mut settled = store.lock_transaction(&mut tx, auth.id).await.unwrap().unwrap();
     settled.status = TransactionStatus::Succeeded;
     settled.gateway_reference = "ch_1".into();
-    settled.update_time = domain::now();
+    settled.update_time = now();
     store.update_transaction(&mut tx, &settled).await.unwrap();
     let locked = store.lock_payment(&mut tx, p.id).await.unwrap().unwrap();
     assert_eq!(locked, p);
     p.status = PaymentStatus::Captured;
     p.captured_minor = 4200;
     p.gateway_reference = "ch_1".into();
-    p.update_time = domain::now();
+    p.update_time = now();
     store.update_payment(&mut tx, &p).await.unwrap();
     tx.commit().await.unwrap();
 
     // A refund with its transaction.
-    let now = domain::now();
+    let now = now();
     let mut refund = Refund {
         id: Uuid::now_v7(),
         payment_id: p.id,
@@ -135,7 +133,7 @@ async fn behaviour(store: Arc<dyn PaymentStore>) {
         status: RefundStatus::Pending,
         gateway_reference: String::new(),
         requested_by: Actor {
-            kind: 2,
+            kind: ActorKind::Employee,
             id: "emp-1".into(),
             roles: vec!["admin".into(), "customer-service".into()],
         },

@@ -1,107 +1,406 @@
-//! Persistence of payments, transactions and refunds: one trait, a PostgreSQL and an SQLite
-//! implementation, and the embedded migrations of both (the event outbox and inbox of the
-//! platform included). Plain runtime SQL, no query macros.
+//! Persistence of payments, transactions and refunds on PostgreSQL or SQLite, and the embedded
+//! migrations. Every statement is one SQL text run on either backend (`on_pool!`/`on_tx!`);
+//! what differs — row locks and the encoding of an actor's roles — is in [`Dialect`].
 //!
 //! Reads run on the pool. Everything that changes state runs inside a [`Tx`] the caller opens,
 //! so the service layer decides what commits together: an intent row on its own before the
 //! gateway call, the outcome with its outbox event after it, or everything inside the
 //! transaction of an event handler.
 
-mod postgres;
-mod sql;
-mod sqlite;
+mod rows;
 
-use std::sync::Arc;
+use std::collections::HashMap;
 
-use async_trait::async_trait;
-use ordermesh_platform::ServiceError;
 use ordermesh_platform::db::{Database, Migrations};
-use ordermesh_platform::events::{Tx, outbox};
+use ordermesh_platform::events::Tx;
+use ordermesh_platform::events::tx::TxConn;
+use ordermesh_platform::{ServiceError, StoreError, StoreResult, on_pool, on_tx};
+use sqlx::postgres::PgRow;
+use sqlx::sqlite::SqliteRow;
+use sqlx::types::Json;
+use sqlx::{AssertSqlSafe, QueryBuilder};
 use uuid::Uuid;
 
 use crate::domain::{Payment, PaymentFilter, PaymentView, Refund, Transaction};
+use rows::{PAYMENT_COLUMNS, PaymentRow, REFUND_COLUMNS, RefundRow, TRANSACTION_COLUMNS, TransactionRow};
 
-pub use postgres::PgStore;
-pub use sqlite::SqliteStore;
-
-/// The migrations of both backends (the service's own, then the platform's outbox and inbox),
-/// embedded in the binary.
+/// The service's migrations of both backends, then the platform's outbox and inbox.
 pub fn migrations() -> Migrations {
-    let mut postgres = vec![(
-        1,
-        "payments",
-        include_str!("../../migrations/postgres/0001_payments.sql"),
-    )];
-    postgres.extend_from_slice(outbox::POSTGRES_MIGRATIONS);
-    let mut sqlite = vec![(1, "payments", include_str!("../../migrations/sqlite/0001_payments.sql"))];
-    sqlite.extend_from_slice(outbox::SQLITE_MIGRATIONS);
-    Migrations::embedded(&postgres, &sqlite)
+    Migrations::with_platform(
+        &[(
+            1,
+            "payments",
+            include_str!("../../migrations/postgres/0001_payments.sql"),
+        )],
+        &[(1, "payments", include_str!("../../migrations/sqlite/0001_payments.sql"))],
+    )
 }
 
-/// The store of a connected (and migrated) database.
-pub fn for_database(db: &Database) -> Arc<dyn PaymentStore> {
-    match db {
-        Database::Postgres(_) => Arc::new(PgStore::new(db.clone())),
-        Database::Sqlite(_) => Arc::new(SqliteStore::new(db.clone())),
+/// The SQL that differs between the backends.
+struct Dialect {
+    /// Appended to the SELECT of a row the transaction is about to change. PostgreSQL locks the
+    /// row until the transaction ends; SQLite has no row locks and needs none: a [`Tx`] on SQLite
+    /// holds the database's write lock from its `BEGIN IMMEDIATE`.
+    row_lock: &'static str,
+    /// `refunds.actor_roles` read as a JSON array: PostgreSQL stores a `text[]`, SQLite the JSON
+    /// text itself.
+    read_roles: &'static str,
+    /// The value of `refunds.actor_roles` made of the JSON array bound as `$1`.
+    write_roles: &'static str,
+}
+
+const POSTGRES: Dialect = Dialect {
+    row_lock: " FOR UPDATE",
+    read_roles: "array_to_json(actor_roles) AS actor_roles",
+    write_roles: "ARRAY(SELECT jsonb_array_elements_text($1))",
+};
+
+const SQLITE: Dialect = Dialect {
+    row_lock: "",
+    read_roles: "actor_roles",
+    write_roles: "$1",
+};
+
+impl Dialect {
+    fn of(db: &Database) -> &'static Self {
+        match db {
+            Database::Postgres(_) => &POSTGRES,
+            Database::Sqlite(_) => &SQLITE,
+        }
+    }
+
+    fn of_tx(tx: &mut Tx) -> &'static Self {
+        match tx.conn() {
+            TxConn::Postgres(_) => &POSTGRES,
+            TxConn::Sqlite(_) => &SQLITE,
+        }
+    }
+
+    fn refund_columns(&self) -> String {
+        format!("{REFUND_COLUMNS}, {}, create_time, update_time", self.read_roles)
     }
 }
 
-#[async_trait]
-pub trait PaymentStore: Send + Sync + 'static {
+/// The payment store of a connected (and migrated) database.
+#[derive(Clone, Debug)]
+pub struct Store {
+    db: Database,
+}
+
+impl Store {
+    pub fn new(db: &Database) -> Self {
+        Self { db: db.clone() }
+    }
+
     /// The database the store works on (for [`Tx::begin`]).
-    fn database(&self) -> &Database;
+    pub fn database(&self) -> &Database {
+        &self.db
+    }
 
     /// A payment with its transactions and refunds.
-    async fn get_payment(&self, id: Uuid) -> Result<Option<PaymentView>, ServiceError>;
+    pub async fn get_payment(&self, id: Uuid) -> StoreResult<Option<PaymentView>> {
+        let sql = format!("SELECT {PAYMENT_COLUMNS} FROM payments WHERE id = $1");
+        let row: Option<PaymentRow> = on_pool!(&self.db, |pool| {
+            sqlx::query_as(AssertSqlSafe(sql)).bind(id).fetch_optional(pool).await?
+        });
+        let Some(row) = row else { return Ok(None) };
+        Ok(self.views(vec![row.try_into()?]).await?.pop())
+    }
+
     /// Newest first (by id, UUIDv7), strictly older than `after`; at most `limit` payments.
-    async fn list_payments(
+    pub async fn list_payments(
         &self,
         filter: &PaymentFilter,
         after: Option<Uuid>,
         limit: usize,
-    ) -> Result<Vec<PaymentView>, ServiceError>;
+    ) -> StoreResult<Vec<PaymentView>> {
+        let rows: Vec<PaymentRow> = on_pool!(&self.db, |pool| {
+            let mut q = QueryBuilder::new(format!("SELECT {PAYMENT_COLUMNS} FROM payments WHERE 1 = 1"));
+            if let Some(customer_id) = filter.customer_id {
+                q.push(" AND customer_id = ").push_bind(customer_id);
+            }
+            if let Some(order_id) = filter.order_id {
+                q.push(" AND order_id = ").push_bind(order_id);
+            }
+            if let Some(status) = filter.status {
+                q.push(" AND status = ").push_bind(status.as_str());
+            }
+            if let Some(after) = after {
+                q.push(" AND id < ").push_bind(after);
+            }
+            q.push(" ORDER BY id DESC LIMIT ").push_bind(limit as i64);
+            q.build_query_as().fetch_all(pool).await?
+        });
+        let payments = rows.into_iter().map(Payment::try_from).collect::<StoreResult<_>>()?;
+        self.views(payments).await
+    }
+
+    /// `payments` with their transactions and refunds, read in one query each.
+    async fn views(&self, payments: Vec<Payment>) -> StoreResult<Vec<PaymentView>> {
+        if payments.is_empty() {
+            return Ok(Vec::new());
+        }
+        let transactions_sql = format!("SELECT {TRANSACTION_COLUMNS} FROM transactions WHERE payment_id IN (");
+        let refunds_sql = format!(
+            "SELECT {} FROM refunds WHERE payment_id IN (",
+            Dialect::of(&self.db).refund_columns()
+        );
+        let ids: Vec<Uuid> = payments.iter().map(|p| p.id).collect();
+        let (transactions, refunds): (Vec<TransactionRow>, Vec<RefundRow>) = on_pool!(&self.db, |pool| {
+            let transactions = in_list(transactions_sql, &ids).build_query_as().fetch_all(pool).await?;
+            let refunds = in_list(refunds_sql, &ids).build_query_as().fetch_all(pool).await?;
+            (transactions, refunds)
+        });
+        let mut transactions_of: HashMap<Uuid, Vec<Transaction>> = HashMap::new();
+        for row in transactions {
+            let t = Transaction::try_from(row)?;
+            transactions_of.entry(t.payment_id).or_default().push(t);
+        }
+        let mut refunds_of: HashMap<Uuid, Vec<Refund>> = HashMap::new();
+        for row in refunds {
+            let r = Refund::try_from(row)?;
+            refunds_of.entry(r.payment_id).or_default().push(r);
+        }
+        Ok(payments
+            .into_iter()
+            .map(|payment| PaymentView {
+                transactions: transactions_of.remove(&payment.id).unwrap_or_default(),
+                refunds: refunds_of.remove(&payment.id).unwrap_or_default(),
+                payment,
+            })
+            .collect())
+    }
 
     /// The transaction that used idempotency key `key`.
-    async fn transaction_by_key(&self, tx: &mut Tx, key: &str) -> Result<Option<Transaction>, ServiceError>;
-    /// A transaction, locked until `tx` ends (PostgreSQL `FOR UPDATE`; SQLite transactions hold
-    /// the database's write lock from their start).
-    async fn lock_transaction(&self, tx: &mut Tx, id: Uuid) -> Result<Option<Transaction>, ServiceError>;
+    pub async fn transaction_by_key(&self, tx: &mut Tx, key: &str) -> StoreResult<Option<Transaction>> {
+        let sql = format!("SELECT {TRANSACTION_COLUMNS} FROM transactions WHERE idempotency_key = $1");
+        let row: Option<TransactionRow> = on_tx!(tx, |conn| {
+            sqlx::query_as(AssertSqlSafe(sql))
+                .bind(key)
+                .fetch_optional(&mut *conn)
+                .await?
+        });
+        row.map(Transaction::try_from).transpose()
+    }
+
+    /// A transaction, locked until `tx` ends.
+    pub async fn lock_transaction(&self, tx: &mut Tx, id: Uuid) -> StoreResult<Option<Transaction>> {
+        let lock = Dialect::of_tx(tx).row_lock;
+        let sql = format!("SELECT {TRANSACTION_COLUMNS} FROM transactions WHERE id = $1{lock}");
+        fetch_optional::<TransactionRow, _>(tx, sql, id).await
+    }
+
     /// A payment, locked until `tx` ends.
-    async fn lock_payment(&self, tx: &mut Tx, id: Uuid) -> Result<Option<Payment>, ServiceError>;
+    pub async fn lock_payment(&self, tx: &mut Tx, id: Uuid) -> StoreResult<Option<Payment>> {
+        let lock = Dialect::of_tx(tx).row_lock;
+        let sql = format!("SELECT {PAYMENT_COLUMNS} FROM payments WHERE id = $1{lock}");
+        fetch_optional::<PaymentRow, _>(tx, sql, id).await
+    }
+
     /// The order's payment that is not DECLINED or FAILED (there is at most one), locked.
-    async fn active_payment_for_order(&self, tx: &mut Tx, order_id: Uuid) -> Result<Option<Payment>, ServiceError>;
+    pub async fn active_payment_for_order(&self, tx: &mut Tx, order_id: Uuid) -> StoreResult<Option<Payment>> {
+        let lock = Dialect::of_tx(tx).row_lock;
+        let sql = format!(
+            "SELECT {PAYMENT_COLUMNS} FROM payments WHERE order_id = $1 AND status NOT IN ('DECLINED', 'FAILED'){lock}"
+        );
+        fetch_optional::<PaymentRow, _>(tx, sql, order_id).await
+    }
+
     /// The transactions of a payment, oldest first.
-    async fn transactions_of(&self, tx: &mut Tx, payment_id: Uuid) -> Result<Vec<Transaction>, ServiceError>;
-    async fn refund(&self, tx: &mut Tx, id: Uuid) -> Result<Option<Refund>, ServiceError>;
+    pub async fn transactions_of(&self, tx: &mut Tx, payment_id: Uuid) -> StoreResult<Vec<Transaction>> {
+        let sql = format!("SELECT {TRANSACTION_COLUMNS} FROM transactions WHERE payment_id = $1 ORDER BY id");
+        let rows: Vec<TransactionRow> = on_tx!(tx, |conn| {
+            sqlx::query_as(AssertSqlSafe(sql))
+                .bind(payment_id)
+                .fetch_all(&mut *conn)
+                .await?
+        });
+        rows.into_iter().map(Transaction::try_from).collect()
+    }
+
+    /// A refund (for the settlement of its transaction).
+    pub async fn refund(&self, tx: &mut Tx, id: Uuid) -> StoreResult<Option<Refund>> {
+        let sql = format!(
+            "SELECT {} FROM refunds WHERE id = $1",
+            Dialect::of_tx(tx).refund_columns()
+        );
+        fetch_optional::<RefundRow, _>(tx, sql, id).await
+    }
 
     /// ALREADY_EXISTS (`order_id`) when the order already has a payment that is not DECLINED
     /// or FAILED.
-    async fn insert_payment(&self, tx: &mut Tx, payment: &Payment) -> Result<(), ServiceError>;
-    /// ALREADY_EXISTS (`idempotency_key`) when the key was used before.
-    async fn insert_transaction(&self, tx: &mut Tx, transaction: &Transaction) -> Result<(), ServiceError>;
-    async fn insert_refund(&self, tx: &mut Tx, refund: &Refund) -> Result<(), ServiceError>;
-    /// Writes the mutable fields (amounts, status, reason, reference, update time).
-    async fn update_payment(&self, tx: &mut Tx, payment: &Payment) -> Result<(), ServiceError>;
-    /// Writes status, reference, failure reason and update time.
-    async fn update_transaction(&self, tx: &mut Tx, transaction: &Transaction) -> Result<(), ServiceError>;
-    /// Writes status, reference and update time.
-    async fn update_refund(&self, tx: &mut Tx, refund: &Refund) -> Result<(), ServiceError>;
-}
-
-/// Maps a unique violation of a write to `on_unique`.
-fn write_error(error: sqlx::Error, on_unique: ServiceError) -> ServiceError {
-    if let sqlx::Error::Database(db) = &error
-        && db.kind() == sqlx::error::ErrorKind::UniqueViolation
-    {
-        return on_unique;
+    pub async fn insert_payment(&self, tx: &mut Tx, p: &Payment) -> Result<(), ServiceError> {
+        let sql = format!(
+            "INSERT INTO payments ({PAYMENT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
+        );
+        let written = on_tx!(tx, |conn| {
+            sqlx::query(AssertSqlSafe(sql))
+                .bind(p.id)
+                .bind(p.order_id)
+                .bind(p.customer_id)
+                .bind(p.amount.amount_minor)
+                .bind(&p.amount.currency_code)
+                .bind(p.captured_minor)
+                .bind(p.refunded_minor)
+                .bind(p.status.as_str())
+                .bind(&p.decline_reason)
+                .bind(&p.gateway_reference)
+                .bind(p.create_time)
+                .bind(p.update_time)
+                .execute(&mut *conn)
+                .await
+                .map(drop)
+        });
+        written.map_err(|error| {
+            StoreError::from(error).or_on_unique(ServiceError::AlreadyExists {
+                resource: "payment",
+                field: "order_id",
+            })
+        })
     }
-    error.into()
+
+    /// ALREADY_EXISTS (`idempotency_key`) when the key was used before.
+    pub async fn insert_transaction(&self, tx: &mut Tx, t: &Transaction) -> Result<(), ServiceError> {
+        let sql = format!(
+            "INSERT INTO transactions ({TRANSACTION_COLUMNS}) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
+        );
+        let written = on_tx!(tx, |conn| {
+            sqlx::query(AssertSqlSafe(sql))
+                .bind(t.id)
+                .bind(t.payment_id)
+                .bind(t.kind.as_str())
+                .bind(t.amount_minor)
+                .bind(t.status.as_str())
+                .bind(&t.gateway_reference)
+                .bind(&t.failure_reason)
+                .bind(&t.idempotency_key)
+                .bind(&t.request_hash)
+                .bind(t.capture)
+                .bind(t.refund_id)
+                .bind(t.create_time)
+                .bind(t.update_time)
+                .execute(&mut *conn)
+                .await
+                .map(drop)
+        });
+        written.map_err(|error| {
+            StoreError::from(error).or_on_unique(ServiceError::AlreadyExists {
+                resource: "transaction",
+                field: "idempotency_key",
+            })
+        })
+    }
+
+    pub async fn insert_refund(&self, tx: &mut Tx, r: &Refund) -> StoreResult<()> {
+        // The roles go first, as `$1`, so the dialect's expression can name them.
+        let sql = format!(
+            "INSERT INTO refunds (actor_roles, {REFUND_COLUMNS}, create_time, update_time) \
+             VALUES ({}, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+            Dialect::of_tx(tx).write_roles
+        );
+        on_tx!(tx, |conn| {
+            sqlx::query(AssertSqlSafe(sql))
+                .bind(Json(&r.requested_by.roles))
+                .bind(r.id)
+                .bind(r.payment_id)
+                .bind(r.amount_minor)
+                .bind(&r.reason)
+                .bind(r.status.as_str())
+                .bind(&r.gateway_reference)
+                .bind(rows::actor_kind_column(&r.requested_by))
+                .bind(&r.requested_by.id)
+                .bind(r.create_time)
+                .bind(r.update_time)
+                .execute(&mut *conn)
+                .await
+                .map(drop)?
+        });
+        Ok(())
+    }
+
+    /// Writes the mutable fields (amounts, status, reason, reference, update time).
+    pub async fn update_payment(&self, tx: &mut Tx, p: &Payment) -> StoreResult<()> {
+        on_tx!(tx, |conn| {
+            sqlx::query(
+                "UPDATE payments SET captured_minor = $1, refunded_minor = $2, status = $3, \
+                 decline_reason = $4, gateway_reference = $5, update_time = $6 WHERE id = $7",
+            )
+            .bind(p.captured_minor)
+            .bind(p.refunded_minor)
+            .bind(p.status.as_str())
+            .bind(&p.decline_reason)
+            .bind(&p.gateway_reference)
+            .bind(p.update_time)
+            .bind(p.id)
+            .execute(&mut *conn)
+            .await
+            .map(drop)?
+        });
+        Ok(())
+    }
+
+    /// Writes status, reference, failure reason and update time.
+    pub async fn update_transaction(&self, tx: &mut Tx, t: &Transaction) -> StoreResult<()> {
+        on_tx!(tx, |conn| {
+            sqlx::query(
+                "UPDATE transactions SET status = $1, gateway_reference = $2, failure_reason = $3, \
+                 update_time = $4 WHERE id = $5",
+            )
+            .bind(t.status.as_str())
+            .bind(&t.gateway_reference)
+            .bind(&t.failure_reason)
+            .bind(t.update_time)
+            .bind(t.id)
+            .execute(&mut *conn)
+            .await
+            .map(drop)?
+        });
+        Ok(())
+    }
+
+    /// Writes status, reference and update time.
+    pub async fn update_refund(&self, tx: &mut Tx, r: &Refund) -> StoreResult<()> {
+        on_tx!(tx, |conn| {
+            sqlx::query("UPDATE refunds SET status = $1, gateway_reference = $2, update_time = $3 WHERE id = $4")
+                .bind(r.status.as_str())
+                .bind(&r.gateway_reference)
+                .bind(r.update_time)
+                .bind(r.id)
+                .execute(&mut *conn)
+                .await
+                .map(drop)?
+        });
+        Ok(())
+    }
 }
 
-fn wrong_backend() -> ServiceError {
-    ServiceError::internal(anyhow::anyhow!("transaction of another database backend"))
+/// The row `sql` selects with `id` as `$1`, as its domain type.
+async fn fetch_optional<Row, T>(tx: &mut Tx, sql: String, id: Uuid) -> StoreResult<Option<T>>
+where
+    Row: for<'r> sqlx::FromRow<'r, PgRow> + for<'r> sqlx::FromRow<'r, SqliteRow> + Send + Unpin,
+    T: TryFrom<Row, Error = StoreError>,
+{
+    let row: Option<Row> = on_tx!(tx, |conn| {
+        sqlx::query_as(AssertSqlSafe(sql))
+            .bind(id)
+            .fetch_optional(&mut *conn)
+            .await?
+    });
+    row.map(T::try_from).transpose()
 }
 
-fn bad_column(column: &str, value: &str) -> ServiceError {
-    ServiceError::internal(anyhow::anyhow!("unexpected {column} {value:?}"))
+/// `select` followed by the placeholders of `ids` and `) ORDER BY id`.
+fn in_list<DB: sqlx::Database>(select: String, ids: &[Uuid]) -> QueryBuilder<DB>
+where
+    DB::Arguments: Default,
+    Uuid: for<'q> sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+{
+    let mut q = QueryBuilder::new(select);
+    let mut list = q.separated(", ");
+    for id in ids {
+        list.push_bind(*id);
+    }
+    q.push(") ORDER BY id");
+    q
 }
