@@ -20,6 +20,7 @@
 //! no two different entries encode to the same bytes.
 
 use chrono::{DateTime, TimeZone, Utc};
+use ordermesh_platform::{Actor, ActorKind};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
@@ -30,112 +31,6 @@ pub const GENESIS_HASH: [u8; 32] = [0; 32];
 pub const MAX_DETAILS_BYTES: usize = 8 * 1024;
 /// Domain-separation tag of the canonical encoding (changes if the encoding ever changes).
 const ENCODING_TAG: &str = "ordermesh.audit.v1.entry";
-
-/// Kind of principal behind an action (mirrors `ordermesh.common.v1.ActorKind`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-pub enum ActorKind {
-    Unspecified,
-    Customer,
-    Employee,
-    Service,
-    System,
-}
-
-impl ActorKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Unspecified => "unspecified",
-            Self::Customer => "customer",
-            Self::Employee => "employee",
-            Self::Service => "service",
-            Self::System => "system",
-        }
-    }
-
-    pub fn parse(value: &str) -> Option<Self> {
-        Some(match value {
-            "unspecified" => Self::Unspecified,
-            "customer" => Self::Customer,
-            "employee" => Self::Employee,
-            "service" => Self::Service,
-            "system" => Self::System,
-            _ => return None,
-        })
-    }
-
-    pub fn from_proto(value: i32) -> Self {
-        use ordermesh_proto::common::ActorKind as P;
-        match P::try_from(value).unwrap_or(P::Unspecified) {
-            P::Unspecified => Self::Unspecified,
-            P::Customer => Self::Customer,
-            P::Employee => Self::Employee,
-            P::Service => Self::Service,
-            P::System => Self::System,
-        }
-    }
-
-    pub fn to_proto(self) -> i32 {
-        use ordermesh_proto::common::ActorKind as P;
-        (match self {
-            Self::Unspecified => P::Unspecified,
-            Self::Customer => P::Customer,
-            Self::Employee => P::Employee,
-            Self::Service => P::Service,
-            Self::System => P::System,
-        }) as i32
-    }
-}
-
-/// Who performed an action.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Actor {
-    pub kind: ActorKind,
-    pub id: String,
-    /// Sorted application roles (employees only).
-    pub roles: Vec<String>,
-}
-
-impl Actor {
-    pub fn service(name: &str) -> Self {
-        Self {
-            kind: ActorKind::Service,
-            id: name.to_owned(),
-            roles: Vec::new(),
-        }
-    }
-
-    pub fn from_proto(actor: &ordermesh_proto::common::Actor) -> Self {
-        let mut roles = actor.roles.clone();
-        roles.sort();
-        roles.dedup();
-        Self {
-            kind: ActorKind::from_proto(actor.kind),
-            id: actor.id.clone(),
-            roles,
-        }
-    }
-
-    pub fn to_proto(&self) -> ordermesh_proto::common::Actor {
-        ordermesh_proto::common::Actor {
-            kind: self.kind.to_proto(),
-            id: self.id.clone(),
-            roles: self.roles.clone(),
-        }
-    }
-
-    /// Roles as stored and hashed: sorted, joined with `,`.
-    pub fn roles_text(&self) -> String {
-        self.roles.join(",")
-    }
-
-    pub fn parse_roles(text: &str) -> Vec<String> {
-        if text.is_empty() {
-            Vec::new()
-        } else {
-            text.split(',').map(str::to_owned).collect()
-        }
-    }
-}
 
 /// An entry to append: everything but its position in the chain.
 #[derive(Debug, Clone)]
@@ -439,6 +334,7 @@ pub fn action_of_event(short_type: &str) -> String {
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct Filter {
     pub actor_id: String,
+    #[serde(serialize_with = "serialize_kind")]
     pub actor_kind: Option<ActorKind>,
     pub entity_type: String,
     pub entity_id: String,
@@ -450,6 +346,14 @@ pub struct Filter {
     pub start_micros: Option<i64>,
     /// Microseconds, exclusive.
     pub end_micros: Option<i64>,
+}
+
+/// The kind by its variant name (`"Employee"`), as the filter was serialised before the kind
+/// became platform's type: page tokens fingerprint the serialised filter, so tokens handed out
+/// earlier stay valid.
+fn serialize_kind<S: serde::Serializer>(kind: &Option<ActorKind>, serializer: S) -> Result<S::Ok, S::Error> {
+    use serde::Serialize;
+    kind.map(|k| format!("{k:?}")).serialize(serializer)
 }
 
 /// Keyset position of an entry in time order: (occur time in µs, sequence).
@@ -517,6 +421,39 @@ mod tests {
         let broken = verifier.check(&third).unwrap_err();
         assert_eq!(broken.sequence, 2);
         assert!(broken.id.is_empty());
+    }
+
+    /// The canonical encoding of the module docs, pinned: stored chains hash to exactly this, so
+    /// any change here breaks every existing chain.
+    #[test]
+    fn the_encoding_of_a_known_entry_is_unchanged() {
+        let mut new = sample();
+        new.actor = Actor::new(ActorKind::Employee, "e-1", ["customer-service".into(), "admin".into()]);
+        new.action = "customer.viewed".into();
+        new.entity_type = "customer".into();
+        (new.entity_id, new.data_subject_id, new.correlation_id) = ("c-1".into(), "c-1".into(), "corr-1".into());
+        new.occur_time = from_micros(1_700_000_000_123_456);
+        new.details = serde_json::from_str(r#"{"b":1,"a":"x"}"#).unwrap();
+        new.source_service = "bff".into();
+        new.event_id = Some("ev-1".into());
+        let id = Uuid::parse_str("0190a000-0000-7000-8000-000000000001").unwrap();
+        let entry = new.seal(7, id, from_micros(1_700_000_000_223_456), &[1; 32]);
+        assert_eq!(
+            hex::encode(&entry.hash),
+            "4eaef9608c500ff190163f5f7572ccf0b506705f9bd43dad57921cb58173346a"
+        );
+    }
+
+    #[test]
+    fn filters_serialise_the_kind_by_its_variant_name() {
+        let filter = Filter {
+            actor_kind: Some(ActorKind::Employee),
+            ..Filter::default()
+        };
+        let json = serde_json::to_string(&filter).unwrap();
+        assert!(json.contains(r#""actor_kind":"Employee""#), "{json}");
+        let json = serde_json::to_string(&Filter::default()).unwrap();
+        assert!(json.contains(r#""actor_kind":null"#), "{json}");
     }
 
     #[test]

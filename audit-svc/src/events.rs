@@ -6,27 +6,35 @@
 //! descriptions, order-line names) is never copied. An event type this version does not know is
 //! still recorded (action from its type, entity from its aggregate id) with empty details.
 
-use std::sync::Arc;
+use std::collections::HashMap;
 
 use async_trait::async_trait;
-use ordermesh_platform::events::{EventHandler, HandlerError, ReceivedEvent, Tx};
-use ordermesh_proto::common::{Actor as ProtoActor, Money};
-use ordermesh_proto::events as ev;
+use ordermesh_platform::events::{EventHandler, HandlerError, ReceivedEvent, Tx, topics};
+use ordermesh_platform::{Actor, ActorKind};
+use ordermesh_proto::common::{self, Money};
+use ordermesh_proto::event_types::{
+    CustomerEvent, GdprEvent, InventoryEvent, NotificationEvent, OrderEvent, PaymentEvent, TopicEvents,
+};
+use ordermesh_proto::notification::{NotificationType, Recipient, recipient::Target};
+use ordermesh_proto::order::{OrderStatus, RejectionCode};
+use ordermesh_proto::product::{Product, StockLine};
 use serde_json::{Map, Value, json};
 
-use crate::domain::{Actor, NewEntry, action_of_event};
-use crate::store;
-
-/// The topics audit-svc consumes: all of them.
-pub const TOPICS: [&str; 6] = ordermesh_platform::events::TOPICS;
+use crate::domain::{NewEntry, action_of_event};
+use crate::store::Store;
 
 /// Records every event it receives in the audit chain, in the consumer's transaction (so the
 /// entry and the inbox row commit together: exactly one entry per event id).
-pub struct AuditRecorder;
+///
+/// A raw [`EventHandler`] rather than a `TopicHandler` of each topic's enum: those skip the
+/// types this build does not know, and the audit log must record those too (see [`entry_of`]).
+pub struct AuditRecorder {
+    store: Store,
+}
 
 impl AuditRecorder {
-    pub fn new() -> Arc<Self> {
-        Arc::new(Self)
+    pub fn new(store: Store) -> Self {
+        Self { store }
     }
 }
 
@@ -34,7 +42,7 @@ impl AuditRecorder {
 impl EventHandler for AuditRecorder {
     async fn handle(&self, event: &ReceivedEvent, tx: &mut Tx) -> Result<(), HandlerError> {
         let entry = entry_of(event)?;
-        store::append(tx, &entry).await?;
+        self.store.append(tx, &entry).await?;
         Ok(())
     }
 }
@@ -44,7 +52,7 @@ struct Facts {
     entity_type: &'static str,
     entity_id: String,
     data_subject_id: String,
-    actor: Option<ProtoActor>,
+    actor: Option<Actor>,
     details: Map<String, Value>,
 }
 
@@ -62,8 +70,8 @@ impl Facts {
         self.data_subject_id = customer_id.to_owned();
         self
     }
-    fn actor(mut self, actor: Option<ProtoActor>) -> Self {
-        self.actor = actor;
+    fn actor(mut self, actor: Option<common::Actor>) -> Self {
+        self.actor = actor.as_ref().map(Actor::from);
         self
     }
     /// Adds `key` unless the value is empty.
@@ -86,311 +94,12 @@ impl Facts {
     }
 }
 
-fn stock_lines(lines: &[ordermesh_proto::product::StockLine]) -> Value {
-    Value::Array(
-        lines
-            .iter()
-            .map(|l| json!({"product_id": l.product_id, "quantity": l.quantity}))
-            .collect(),
-    )
-}
-
-fn order_status(value: i32) -> String {
-    ordermesh_proto::order::OrderStatus::try_from(value)
-        .map(|s| s.as_str_name().to_owned())
-        .unwrap_or_else(|_| value.to_string())
-}
-
 /// The entry recording `event`. Undecodable payloads are permanent failures (dead-lettered).
 pub fn entry_of(event: &ReceivedEvent) -> Result<NewEntry, HandlerError> {
     let short = event.short_type();
-    let facts = match short {
-        // order-events
-        "OrderPlaced" => {
-            let e: ev::OrderPlaced = event.decode()?;
-            let items: Vec<Value> = e
-                .items
-                .iter()
-                .map(|i| json!({"product_id": i.product_id, "sku": i.sku, "quantity": i.quantity}))
-                .collect();
-            Facts::new("order", &e.order_id)
-                .subject(&e.customer_id)
-                .actor(e.actor)
-                .put("order_id", e.order_id.clone())
-                .put("customer_id", e.customer_id.clone())
-                .put("items", Value::Array(items))
-                .money("total", &e.total)
-        }
-        "OrderStatusChanged" => {
-            let e: ev::OrderStatusChanged = event.decode()?;
-            Facts::new("order", &e.order_id)
-                .subject(&e.customer_id)
-                .actor(e.actor)
-                .put("order_id", e.order_id.clone())
-                .put("customer_id", e.customer_id.clone())
-                .put("from_status", order_status(e.from_status))
-                .put("to_status", order_status(e.to_status))
-        }
-        "OrderConfirmed" => {
-            let e: ev::OrderConfirmed = event.decode()?;
-            Facts::new("order", &e.order_id)
-                .subject(&e.customer_id)
-                .put("order_id", e.order_id.clone())
-                .put("customer_id", e.customer_id.clone())
-                .put("payment_id", e.payment_id.clone())
-                .money("total", &e.total)
-        }
-        "OrderRejected" => {
-            let e: ev::OrderRejected = event.decode()?;
-            let code = ordermesh_proto::order::RejectionCode::try_from(e.code)
-                .map(|c| c.as_str_name().to_owned())
-                .unwrap_or_else(|_| e.code.to_string());
-            Facts::new("order", &e.order_id)
-                .subject(&e.customer_id)
-                .put("order_id", e.order_id.clone())
-                .put("customer_id", e.customer_id.clone())
-                .put("rejection_code", code)
-                .put("previous_status", order_status(e.previous_status))
-        }
-        "OrderCancelled" => {
-            let e: ev::OrderCancelled = event.decode()?;
-            Facts::new("order", &e.order_id)
-                .subject(&e.customer_id)
-                .actor(e.actor)
-                .put("order_id", e.order_id.clone())
-                .put("customer_id", e.customer_id.clone())
-                .put("was_paid", e.was_paid)
-                .put("payment_id", e.payment_id.clone())
-                .put("previous_status", order_status(e.previous_status))
-        }
-        "OrderShipped" => {
-            let e: ev::OrderShipped = event.decode()?;
-            Facts::new("order", &e.order_id)
-                .subject(&e.customer_id)
-                .actor(e.actor)
-                .put("order_id", e.order_id.clone())
-                .put("customer_id", e.customer_id.clone())
-                .put("carrier", e.carrier)
-        }
-        "OrderDelivered" => {
-            let e: ev::OrderDelivered = event.decode()?;
-            Facts::new("order", &e.order_id)
-                .subject(&e.customer_id)
-                .actor(e.actor)
-                .put("order_id", e.order_id.clone())
-                .put("customer_id", e.customer_id.clone())
-        }
-        // inventory-events: reservations are recorded against their order.
-        "StockReserved" => {
-            let e: ev::StockReserved = event.decode()?;
-            Facts::new("order", &e.order_id)
-                .put("order_id", e.order_id.clone())
-                .put("lines", stock_lines(&e.lines))
-        }
-        "StockRejected" => {
-            let e: ev::StockRejected = event.decode()?;
-            let shortfalls: Vec<Value> = e
-                .shortfalls
-                .iter()
-                .map(|s| json!({"product_id": s.product_id, "requested": s.requested}))
-                .collect();
-            Facts::new("order", &e.order_id)
-                .put("order_id", e.order_id.clone())
-                .put("shortfalls", Value::Array(shortfalls))
-        }
-        "StockReleased" => {
-            let e: ev::StockReleased = event.decode()?;
-            Facts::new("order", &e.order_id)
-                .put("order_id", e.order_id.clone())
-                .put("lines", stock_lines(&e.lines))
-        }
-        "StockCommitted" => {
-            let e: ev::StockCommitted = event.decode()?;
-            Facts::new("order", &e.order_id)
-                .put("order_id", e.order_id.clone())
-                .put("lines", stock_lines(&e.lines))
-        }
-        "StockAdjusted" => {
-            let e: ev::StockAdjusted = event.decode()?;
-            let mut facts = Facts::new("product", &e.product_id)
-                .actor(e.actor)
-                .put("product_id", e.product_id.clone())
-                .put("delta", e.delta);
-            if let Some(level) = &e.stock_level {
-                facts = facts
-                    .put("on_hand", level.on_hand)
-                    .put("reserved", level.reserved)
-                    .put("available", level.available);
-            }
-            facts
-        }
-        "ProductCreated" | "ProductUpdated" => {
-            let (product, actor, changed) = if short == "ProductCreated" {
-                let e: ev::ProductCreated = event.decode()?;
-                (e.product, e.actor, Vec::new())
-            } else {
-                let e: ev::ProductUpdated = event.decode()?;
-                (e.product, e.actor, e.changed_fields)
-            };
-            let product = product.unwrap_or_default();
-            let mut facts = Facts::new("product", &product.id)
-                .actor(actor)
-                .put("product_id", product.id.clone())
-                .put("sku", product.sku.clone())
-                .put("active", product.active)
-                .money("price", &product.price);
-            if !changed.is_empty() {
-                facts = facts.put("changed_fields", changed);
-            }
-            facts
-        }
-        // payment-events
-        "PaymentAuthorized" | "PaymentCaptured" => {
-            let (payment_id, order_id, customer_id, amount) = if short == "PaymentAuthorized" {
-                let e: ev::PaymentAuthorized = event.decode()?;
-                (e.payment_id, e.order_id, e.customer_id, e.amount)
-            } else {
-                let e: ev::PaymentCaptured = event.decode()?;
-                (e.payment_id, e.order_id, e.customer_id, e.amount)
-            };
-            Facts::new("payment", &payment_id)
-                .subject(&customer_id)
-                .put("payment_id", payment_id.clone())
-                .put("order_id", order_id)
-                .put("customer_id", customer_id)
-                .money("amount", &amount)
-        }
-        "PaymentDeclined" => {
-            let e: ev::PaymentDeclined = event.decode()?;
-            Facts::new("payment", &e.payment_id)
-                .subject(&e.customer_id)
-                .put("payment_id", e.payment_id.clone())
-                .put("order_id", e.order_id)
-                .put("customer_id", e.customer_id.clone())
-                .money("amount", &e.amount)
-                .put("decline_reason", e.decline_reason)
-        }
-        "PaymentFailed" => {
-            let e: ev::PaymentFailed = event.decode()?;
-            Facts::new("payment", &e.payment_id)
-                .subject(&e.customer_id)
-                .put("payment_id", e.payment_id.clone())
-                .put("order_id", e.order_id)
-                .put("customer_id", e.customer_id.clone())
-                .money("amount", &e.amount)
-                .put("failure_reason", e.failure_reason)
-        }
-        "PaymentRefunded" => {
-            let e: ev::PaymentRefunded = event.decode()?;
-            Facts::new("payment", &e.payment_id)
-                .subject(&e.customer_id)
-                .actor(e.actor)
-                .put("payment_id", e.payment_id.clone())
-                .put("refund_id", e.refund_id)
-                .put("order_id", e.order_id)
-                .put("customer_id", e.customer_id.clone())
-                .money("amount", &e.amount)
-                .money("total_refunded", &e.total_refunded)
-                .put("fully_refunded", e.fully_refunded)
-        }
-        "PaymentVoided" => {
-            let e: ev::PaymentVoided = event.decode()?;
-            Facts::new("payment", &e.payment_id)
-                .subject(&e.customer_id)
-                .put("payment_id", e.payment_id.clone())
-                .put("order_id", e.order_id)
-                .put("customer_id", e.customer_id.clone())
-                .money("amount", &e.amount)
-        }
-        // customer-events
-        "CustomerCreated" => {
-            let e: ev::CustomerCreated = event.decode()?;
-            Facts::new("customer", &e.customer_id)
-                .subject(&e.customer_id)
-                .actor(e.actor)
-                .put("customer_id", e.customer_id.clone())
-                .put("identity_linked", e.identity_linked)
-        }
-        "CustomerUpdated" => {
-            let e: ev::CustomerUpdated = event.decode()?;
-            let status = ordermesh_proto::customer::CustomerStatus::try_from(e.status)
-                .map(|s| s.as_str_name().to_owned())
-                .unwrap_or_else(|_| e.status.to_string());
-            Facts::new("customer", &e.customer_id)
-                .subject(&e.customer_id)
-                .actor(e.actor)
-                .put("customer_id", e.customer_id.clone())
-                .put("changed_fields", e.changed_fields)
-                .put("status", status)
-                .put("version", e.version)
-        }
-        "ConsentRecorded" => {
-            let e: ev::ConsentRecorded = event.decode()?;
-            Facts::new("consent", &e.consent_id)
-                .subject(&e.customer_id)
-                .actor(e.actor)
-                .put("customer_id", e.customer_id.clone())
-                .put("consent_id", e.consent_id.clone())
-                .put("purpose", e.purpose)
-                .put("granted", e.granted)
-                .put("policy_version", e.policy_version)
-        }
-        // gdpr-events
-        "CustomerDataExported" => {
-            let e: ev::CustomerDataExported = event.decode()?;
-            Facts::new("customer", &e.customer_id)
-                .subject(&e.customer_id)
-                .actor(e.actor)
-                .put("customer_id", e.customer_id.clone())
-                .put("export_id", e.export_id)
-        }
-        "ErasureRequested" => {
-            let e: ev::ErasureRequested = event.decode()?;
-            Facts::new("customer", &e.customer_id)
-                .subject(&e.customer_id)
-                .actor(e.actor)
-                .put("customer_id", e.customer_id.clone())
-                .put("erasure_request_id", e.erasure_request_id)
-        }
-        "CustomerErased" => {
-            let e: ev::CustomerErased = event.decode()?;
-            Facts::new("customer", &e.customer_id)
-                .subject(&e.customer_id)
-                .actor(e.actor)
-                .put("customer_id", e.customer_id.clone())
-                .put("erasure_request_id", e.erasure_request_id)
-        }
-        // notification-events: never the title or body; the context map's keys only.
-        "NotificationRequested" => {
-            let e: ev::NotificationRequested = event.decode()?;
-            notification_facts(
-                Facts::new("notification_request", &e.request_id).put("request_id", e.request_id.clone()),
-                e.recipient.as_ref(),
-                e.notification_type,
-                &e.data,
-            )
-        }
-        "NotificationCreated" => {
-            let e: ev::NotificationCreated = event.decode()?;
-            let actor = (!e.sender_id.is_empty()).then(|| ProtoActor {
-                kind: ordermesh_proto::common::ActorKind::Employee as i32,
-                id: e.sender_id.clone(),
-                roles: Vec::new(),
-            });
-            notification_facts(
-                Facts::new("notification", &e.notification_id)
-                    .actor(actor)
-                    .put("notification_id", e.notification_id.clone())
-                    .put("request_id", e.request_id.clone()),
-                e.recipient.as_ref(),
-                e.notification_type,
-                &e.data,
-            )
-        }
-        _ => Facts::new(entity_of_topic(&event.topic), &event.aggregate_id),
-    };
-    let actor = match facts.actor.as_ref() {
-        Some(actor) if !actor.id.is_empty() => Actor::from_proto(actor),
+    let facts = known_facts(event)?.unwrap_or_else(|| Facts::new(entity_of_topic(&event.topic), &event.aggregate_id));
+    let actor = match facts.actor {
+        Some(actor) if !actor.id.is_empty() => actor,
         _ => Actor::service(&event.source),
     };
     let mut details = facts.details;
@@ -413,14 +122,221 @@ pub fn entry_of(event: &ReceivedEvent) -> Result<NewEntry, HandlerError> {
     })
 }
 
-fn notification_facts(
+/// The facts of an event whose type this build knows, whatever topic carried it; `None` for a
+/// type from a newer producer.
+fn known_facts(event: &ReceivedEvent) -> Result<Option<Facts>, prost::DecodeError> {
+    let (kind, payload) = (event.event_type.as_str(), &event.payload[..]);
+    Ok(if let Some(e) = OrderEvent::decode(kind, payload)? {
+        Some(order_facts(e))
+    } else if let Some(e) = InventoryEvent::decode(kind, payload)? {
+        Some(inventory_facts(e))
+    } else if let Some(e) = PaymentEvent::decode(kind, payload)? {
+        Some(payment_facts(e))
+    } else if let Some(e) = CustomerEvent::decode(kind, payload)? {
+        Some(customer_facts(e))
+    } else if let Some(e) = GdprEvent::decode(kind, payload)? {
+        Some(gdpr_facts(e))
+    } else {
+        NotificationEvent::decode(kind, payload)?.map(notification_facts)
+    })
+}
+
+fn order_facts(event: OrderEvent) -> Facts {
+    let order = |order_id: &str, customer_id: &str| {
+        Facts::new("order", order_id)
+            .subject(customer_id)
+            .put("order_id", order_id)
+            .put("customer_id", customer_id)
+    };
+    match event {
+        OrderEvent::OrderPlaced(e) => {
+            let items: Vec<Value> = e
+                .items
+                .iter()
+                .map(|i| json!({"product_id": i.product_id, "sku": i.sku, "quantity": i.quantity}))
+                .collect();
+            order(&e.order_id, &e.customer_id)
+                .actor(e.actor)
+                .put("items", Value::Array(items))
+                .money("total", &e.total)
+        }
+        OrderEvent::OrderStatusChanged(e) => order(&e.order_id, &e.customer_id)
+            .actor(e.actor)
+            .put("from_status", order_status(e.from_status))
+            .put("to_status", order_status(e.to_status)),
+        OrderEvent::OrderConfirmed(e) => order(&e.order_id, &e.customer_id)
+            .put("payment_id", e.payment_id)
+            .money("total", &e.total),
+        OrderEvent::OrderRejected(e) => {
+            let code = RejectionCode::try_from(e.code)
+                .map(|c| c.as_str_name().to_owned())
+                .unwrap_or_else(|_| e.code.to_string());
+            order(&e.order_id, &e.customer_id)
+                .put("rejection_code", code)
+                .put("previous_status", order_status(e.previous_status))
+        }
+        OrderEvent::OrderCancelled(e) => order(&e.order_id, &e.customer_id)
+            .actor(e.actor)
+            .put("was_paid", e.was_paid)
+            .put("payment_id", e.payment_id)
+            .put("previous_status", order_status(e.previous_status)),
+        OrderEvent::OrderShipped(e) => order(&e.order_id, &e.customer_id)
+            .actor(e.actor)
+            .put("carrier", e.carrier),
+        OrderEvent::OrderDelivered(e) => order(&e.order_id, &e.customer_id).actor(e.actor),
+    }
+}
+
+/// Reservations are recorded against their order, catalogue and stock changes against the
+/// product.
+fn inventory_facts(event: InventoryEvent) -> Facts {
+    let order = |order_id: &str| Facts::new("order", order_id).put("order_id", order_id);
+    match event {
+        InventoryEvent::StockReserved(e) => order(&e.order_id).put("lines", stock_lines(&e.lines)),
+        InventoryEvent::StockRejected(e) => {
+            let shortfalls: Vec<Value> = e
+                .shortfalls
+                .iter()
+                .map(|s| json!({"product_id": s.product_id, "requested": s.requested}))
+                .collect();
+            order(&e.order_id).put("shortfalls", Value::Array(shortfalls))
+        }
+        InventoryEvent::StockReleased(e) => order(&e.order_id).put("lines", stock_lines(&e.lines)),
+        InventoryEvent::StockCommitted(e) => order(&e.order_id).put("lines", stock_lines(&e.lines)),
+        InventoryEvent::StockAdjusted(e) => {
+            let mut facts = Facts::new("product", &e.product_id)
+                .actor(e.actor)
+                .put("product_id", e.product_id.clone())
+                .put("delta", e.delta);
+            if let Some(level) = &e.stock_level {
+                facts = facts
+                    .put("on_hand", level.on_hand)
+                    .put("reserved", level.reserved)
+                    .put("available", level.available);
+            }
+            facts
+        }
+        InventoryEvent::ProductCreated(e) => product_facts(e.product, e.actor, Vec::new()),
+        InventoryEvent::ProductUpdated(e) => product_facts(e.product, e.actor, e.changed_fields),
+    }
+}
+
+/// Never the product's name or description.
+fn product_facts(product: Option<Product>, actor: Option<common::Actor>, changed_fields: Vec<String>) -> Facts {
+    let product = product.unwrap_or_default();
+    let mut facts = Facts::new("product", &product.id)
+        .actor(actor)
+        .put("product_id", product.id.clone())
+        .put("sku", product.sku.clone())
+        .put("active", product.active)
+        .money("price", &product.price);
+    if !changed_fields.is_empty() {
+        facts = facts.put("changed_fields", changed_fields);
+    }
+    facts
+}
+
+fn payment_facts(event: PaymentEvent) -> Facts {
+    let payment = |payment_id: &str, order_id: String, customer_id: &str, amount: &Option<Money>| {
+        Facts::new("payment", payment_id)
+            .subject(customer_id)
+            .put("payment_id", payment_id)
+            .put("order_id", order_id)
+            .put("customer_id", customer_id)
+            .money("amount", amount)
+    };
+    match event {
+        PaymentEvent::PaymentAuthorized(e) => payment(&e.payment_id, e.order_id, &e.customer_id, &e.amount),
+        PaymentEvent::PaymentCaptured(e) => payment(&e.payment_id, e.order_id, &e.customer_id, &e.amount),
+        PaymentEvent::PaymentDeclined(e) => {
+            payment(&e.payment_id, e.order_id, &e.customer_id, &e.amount).put("decline_reason", e.decline_reason)
+        }
+        PaymentEvent::PaymentFailed(e) => {
+            payment(&e.payment_id, e.order_id, &e.customer_id, &e.amount).put("failure_reason", e.failure_reason)
+        }
+        PaymentEvent::PaymentVoided(e) => payment(&e.payment_id, e.order_id, &e.customer_id, &e.amount),
+        // Never the refund's reason as given.
+        PaymentEvent::PaymentRefunded(e) => payment(&e.payment_id, e.order_id, &e.customer_id, &e.amount)
+            .actor(e.actor)
+            .put("refund_id", e.refund_id)
+            .money("total_refunded", &e.total_refunded)
+            .put("fully_refunded", e.fully_refunded),
+    }
+}
+
+/// An entry about the customer itself, its own data subject.
+fn about_customer(customer_id: &str, actor: Option<common::Actor>) -> Facts {
+    Facts::new("customer", customer_id)
+        .subject(customer_id)
+        .actor(actor)
+        .put("customer_id", customer_id)
+}
+
+fn customer_facts(event: CustomerEvent) -> Facts {
+    match event {
+        CustomerEvent::CustomerCreated(e) => {
+            about_customer(&e.customer_id, e.actor).put("identity_linked", e.identity_linked)
+        }
+        CustomerEvent::CustomerUpdated(e) => {
+            let status = ordermesh_proto::customer::CustomerStatus::try_from(e.status)
+                .map(|s| s.as_str_name().to_owned())
+                .unwrap_or_else(|_| e.status.to_string());
+            about_customer(&e.customer_id, e.actor)
+                .put("changed_fields", e.changed_fields)
+                .put("status", status)
+                .put("version", e.version)
+        }
+        CustomerEvent::ConsentRecorded(e) => Facts::new("consent", &e.consent_id)
+            .subject(&e.customer_id)
+            .actor(e.actor)
+            .put("customer_id", e.customer_id.clone())
+            .put("consent_id", e.consent_id.clone())
+            .put("purpose", e.purpose)
+            .put("granted", e.granted)
+            .put("policy_version", e.policy_version),
+    }
+}
+
+fn gdpr_facts(event: GdprEvent) -> Facts {
+    match event {
+        GdprEvent::CustomerDataExported(e) => about_customer(&e.customer_id, e.actor).put("export_id", e.export_id),
+        GdprEvent::ErasureRequested(e) => {
+            about_customer(&e.customer_id, e.actor).put("erasure_request_id", e.erasure_request_id)
+        }
+        GdprEvent::CustomerErased(e) => {
+            about_customer(&e.customer_id, e.actor).put("erasure_request_id", e.erasure_request_id)
+        }
+    }
+}
+
+/// Never the title or body; the context map's keys only.
+fn notification_facts(event: NotificationEvent) -> Facts {
+    match event {
+        NotificationEvent::NotificationRequested(e) => notification(
+            Facts::new("notification_request", &e.request_id).put("request_id", e.request_id.clone()),
+            e.recipient.as_ref(),
+            e.notification_type,
+            &e.data,
+        ),
+        NotificationEvent::NotificationCreated(e) => {
+            let mut facts = Facts::new("notification", &e.notification_id)
+                .put("notification_id", e.notification_id.clone())
+                .put("request_id", e.request_id.clone());
+            if !e.sender_id.is_empty() {
+                facts.actor = Some(Actor::new(ActorKind::Employee, e.sender_id.clone(), []));
+            }
+            notification(facts, e.recipient.as_ref(), e.notification_type, &e.data)
+        }
+    }
+}
+
+fn notification(
     facts: Facts,
-    recipient: Option<&ordermesh_proto::notification::Recipient>,
+    recipient: Option<&Recipient>,
     notification_type: i32,
-    data: &std::collections::HashMap<String, String>,
+    data: &HashMap<String, String>,
 ) -> Facts {
-    use ordermesh_proto::notification::recipient::Target;
-    let kind = ordermesh_proto::notification::NotificationType::try_from(notification_type)
+    let kind = NotificationType::try_from(notification_type)
         .map(|t| t.as_str_name().to_owned())
         .unwrap_or_else(|_| notification_type.to_string());
     let mut keys: Vec<&String> = data.keys().collect();
@@ -436,13 +352,29 @@ fn notification_facts(
     }
 }
 
+fn stock_lines(lines: &[StockLine]) -> Value {
+    Value::Array(
+        lines
+            .iter()
+            .map(|l| json!({"product_id": l.product_id, "quantity": l.quantity}))
+            .collect(),
+    )
+}
+
+fn order_status(value: i32) -> String {
+    OrderStatus::try_from(value)
+        .map(|s| s.as_str_name().to_owned())
+        .unwrap_or_else(|_| value.to_string())
+}
+
+/// The entity an event of a type this build does not know is recorded against.
 fn entity_of_topic(topic: &str) -> &'static str {
     match topic {
-        "order-events" => "order",
-        "inventory-events" => "product",
-        "payment-events" => "payment",
-        "customer-events" | "gdpr-events" => "customer",
-        "notification-events" => "notification",
+        topics::ORDER_EVENTS => "order",
+        topics::INVENTORY_EVENTS => "product",
+        topics::PAYMENT_EVENTS => "payment",
+        topics::CUSTOMER_EVENTS | topics::GDPR_EVENTS => "customer",
+        topics::NOTIFICATION_EVENTS => "notification",
         _ => "event",
     }
 }

@@ -10,23 +10,21 @@
 //!   the actor is taken from the request) and employees (the actor is the caller, whatever the
 //!   request says). Clients get PERMISSION_DENIED.
 
-use std::collections::BTreeMap;
-
 use chrono::{DateTime, Utc};
 use ordermesh_platform::auth::{Principal, Role};
-use ordermesh_platform::db::Database;
+use ordermesh_platform::convert::{actor_kind, from_timestamp};
 use ordermesh_platform::grpc::{CorrelationId, principal};
-use ordermesh_platform::{ServiceError, Violations, pagination, validate};
+use ordermesh_platform::{Actor, ActorKind, ServiceError, Violations, pagination, validate};
 use ordermesh_proto::audit as pb;
 use ordermesh_proto::audit::audit_service_server::AuditService;
-use serde_json::{Map, Value};
+use serde_json::Value;
 use tonic::{Request, Response, Status};
 
+use crate::convert::from_struct;
 use crate::domain::{
-    self, Actor, ActorKind, Entry, Filter, MAX_DETAILS_BYTES, NewEntry, PageKey, canonical_json, is_action_code,
-    micros, personal_key,
+    self, Filter, MAX_DETAILS_BYTES, NewEntry, PageKey, canonical_json, is_action_code, micros, personal_key,
 };
-use crate::store;
+use crate::store::Store;
 
 type Reply<T> = Result<Response<T>, Status>;
 
@@ -38,12 +36,12 @@ pub const MAX_PAGE_SIZE: usize = 500;
 const MAX_FUTURE_SKEW: chrono::Duration = chrono::Duration::minutes(5);
 
 pub struct AuditApi {
-    db: Database,
+    store: Store,
 }
 
 impl AuditApi {
-    pub fn new(db: Database) -> Self {
-        Self { db }
+    pub fn new(store: Store) -> Self {
+        Self { store }
     }
 }
 
@@ -60,10 +58,7 @@ fn can_read(p: &Principal) -> Result<(), Status> {
     }
 }
 
-fn internal(error: sqlx::Error) -> Status {
-    ServiceError::internal(error).into()
-}
-
+/// Not `pagination::page_size`: audit pages are larger than the platform's default and maximum.
 fn page_size(requested: i32) -> Result<usize, ServiceError> {
     match requested {
         0 => Ok(DEFAULT_PAGE_SIZE),
@@ -72,92 +67,13 @@ fn page_size(requested: i32) -> Result<usize, ServiceError> {
     }
 }
 
-fn timestamp(t: DateTime<Utc>) -> prost_types::Timestamp {
-    prost_types::Timestamp {
-        seconds: t.timestamp(),
-        nanos: t.timestamp_subsec_nanos() as i32,
+/// The time of `t`, or a violation of `field` when it is not a valid timestamp.
+fn time_field(v: &mut Violations, field: &str, t: &prost_types::Timestamp) -> Option<DateTime<Utc>> {
+    let time = from_timestamp(t);
+    if time.is_none() {
+        v.add(field, "is not a valid timestamp");
     }
-}
-
-fn from_timestamp(v: &mut Violations, field: &str, t: &prost_types::Timestamp) -> Option<DateTime<Utc>> {
-    let nanos = u32::try_from(t.nanos).ok().filter(|n| *n < 1_000_000_000);
-    match nanos.and_then(|n| DateTime::from_timestamp(t.seconds, n)) {
-        Some(t) => Some(t),
-        None => {
-            v.add(field, "is not a valid timestamp");
-            None
-        }
-    }
-}
-
-/// JSON → `google.protobuf.Value`.
-fn to_proto_value(value: &Value) -> prost_types::Value {
-    use prost_types::value::Kind;
-    let kind = match value {
-        Value::Null => Kind::NullValue(0),
-        Value::Bool(b) => Kind::BoolValue(*b),
-        Value::Number(n) => Kind::NumberValue(n.as_f64().unwrap_or_default()),
-        Value::String(s) => Kind::StringValue(s.clone()),
-        Value::Array(items) => Kind::ListValue(prost_types::ListValue {
-            values: items.iter().map(to_proto_value).collect(),
-        }),
-        Value::Object(map) => Kind::StructValue(to_proto_struct(map)),
-    };
-    prost_types::Value { kind: Some(kind) }
-}
-
-fn to_proto_struct(map: &Map<String, Value>) -> prost_types::Struct {
-    prost_types::Struct {
-        fields: map
-            .iter()
-            .map(|(k, v)| (k.clone(), to_proto_value(v)))
-            .collect::<BTreeMap<_, _>>(),
-    }
-}
-
-/// `google.protobuf.Value` → JSON; whole numbers become integers (so amounts stay exact).
-fn from_proto_value(value: &prost_types::Value) -> Value {
-    use prost_types::value::Kind;
-    match &value.kind {
-        None | Some(Kind::NullValue(_)) => Value::Null,
-        Some(Kind::BoolValue(b)) => Value::Bool(*b),
-        Some(Kind::NumberValue(n)) => {
-            if n.fract() == 0.0 && n.abs() < 9.0e15 {
-                Value::from(*n as i64)
-            } else {
-                serde_json::Number::from_f64(*n)
-                    .map(Value::Number)
-                    .unwrap_or(Value::Null)
-            }
-        }
-        Some(Kind::StringValue(s)) => Value::String(s.clone()),
-        Some(Kind::ListValue(list)) => Value::Array(list.values.iter().map(from_proto_value).collect()),
-        Some(Kind::StructValue(s)) => Value::Object(from_proto_struct(s)),
-    }
-}
-
-fn from_proto_struct(s: &prost_types::Struct) -> Map<String, Value> {
-    s.fields.iter().map(|(k, v)| (k.clone(), from_proto_value(v))).collect()
-}
-
-pub fn entry_to_proto(entry: &Entry) -> pb::AuditEntry {
-    pb::AuditEntry {
-        id: entry.id.to_string(),
-        sequence: entry.sequence,
-        actor: Some(entry.actor.to_proto()),
-        action: entry.action.clone(),
-        entity_type: entry.entity_type.clone(),
-        entity_id: entry.entity_id.clone(),
-        data_subject_id: entry.data_subject_id.clone(),
-        correlation_id: entry.correlation_id.clone(),
-        occur_time: Some(timestamp(entry.occur_time)),
-        record_time: Some(timestamp(entry.record_time)),
-        details: Some(to_proto_struct(&entry.details_value())),
-        source_service: entry.source_service.clone(),
-        event_id: entry.event_id.clone().unwrap_or_default(),
-        previous_hash: entry.previous_hash.clone(),
-        hash: entry.hash.clone(),
-    }
+    time
 }
 
 fn filter_of(req: &pb::QueryAuditLogsRequest) -> Result<Filter, ServiceError> {
@@ -179,18 +95,15 @@ fn filter_of(req: &pb::QueryAuditLogsRequest) -> Result<Filter, ServiceError> {
     if ordermesh_proto::common::ActorKind::try_from(req.actor_kind).is_err() {
         v.add("actor_kind", "is not a known actor kind");
     }
-    let actor_kind = match ActorKind::from_proto(req.actor_kind) {
+    let actor_kind = match actor_kind(req.actor_kind) {
         ActorKind::Unspecified => None,
         kind => Some(kind),
     };
     let start = req
         .start_time
         .as_ref()
-        .and_then(|t| from_timestamp(&mut v, "start_time", t));
-    let end = req
-        .end_time
-        .as_ref()
-        .and_then(|t| from_timestamp(&mut v, "end_time", t));
+        .and_then(|t| time_field(&mut v, "start_time", t));
+    let end = req.end_time.as_ref().and_then(|t| time_field(&mut v, "end_time", t));
     if let (Some(s), Some(e)) = (start, end)
         && e <= s
     {
@@ -219,16 +132,8 @@ pub fn record_of(
 ) -> Result<NewEntry, ServiceError> {
     let mut v = Violations::new();
     let (actor, source_service) = match caller {
-        Principal::Employee { subject, roles } => (
-            Actor {
-                kind: ActorKind::Employee,
-                id: subject.clone(),
-                roles: {
-                    let mut roles: Vec<String> = roles.iter().map(|r| r.as_str().to_owned()).collect();
-                    roles.sort();
-                    roles
-                },
-            },
+        Principal::Employee { .. } => (
+            Actor::of(caller),
             // Recorded by the employee directly, not reported by another service.
             crate::SOURCE.to_owned(),
         ),
@@ -239,7 +144,7 @@ pub fn record_of(
                     Actor::service(name)
                 }
                 Some(a) => {
-                    let actor = Actor::from_proto(a);
+                    let actor = Actor::from(a);
                     if actor.kind == ActorKind::Unspecified {
                         v.add("actor.kind", "is required");
                     }
@@ -272,7 +177,7 @@ pub fn record_of(
     validate::length(&mut v, "event_id", &req.event_id, 0, 128);
     let occur_time = match &req.occur_time {
         None => now,
-        Some(t) => match from_timestamp(&mut v, "occur_time", t) {
+        Some(t) => match time_field(&mut v, "occur_time", t) {
             Some(t) if t > now + MAX_FUTURE_SKEW => {
                 v.add("occur_time", "must not be in the future");
                 now
@@ -281,7 +186,7 @@ pub fn record_of(
             None => now,
         },
     };
-    let details = req.details.as_ref().map(from_proto_struct).unwrap_or_default();
+    let details = req.details.as_ref().map(from_struct).unwrap_or_default();
     if let Some(key) = personal_key(&details, "details") {
         v.add(
             key,
@@ -321,12 +226,14 @@ impl AuditService for AuditApi {
         let filter = filter_of(&req)?;
         let limit = page_size(req.page_size)?;
         let after: Option<PageKey> = pagination::decode(&req.page_token, &filter)?;
-        let rows = store::query(&self.db, &filter, after, limit + 1)
+        let rows = self
+            .store
+            .query(&filter, after, limit + 1)
             .await
-            .map_err(internal)?;
+            .map_err(ServiceError::from)?;
         let (page, next_page_token) = pagination::finish(rows, limit, &filter, domain::page_key);
         Ok(Response::new(pb::QueryAuditLogsResponse {
-            entries: page.iter().map(entry_to_proto).collect(),
+            entries: page.iter().map(pb::AuditEntry::from).collect(),
             next_page_token,
         }))
     }
@@ -340,12 +247,14 @@ impl AuditService for AuditApi {
         let limit = page_size(req.page_size)?;
         let filters = ("gdpr", &req.customer_id);
         let after: Option<PageKey> = pagination::decode(&req.page_token, &filters)?;
-        let rows = store::gdpr_trail(&self.db, &req.customer_id, after, limit + 1)
+        let rows = self
+            .store
+            .gdpr_trail(&req.customer_id, after, limit + 1)
             .await
-            .map_err(internal)?;
+            .map_err(ServiceError::from)?;
         let (page, next_page_token) = pagination::finish(rows, limit, &filters, domain::page_key);
         Ok(Response::new(pb::GetGdprTrailResponse {
-            entries: page.iter().map(entry_to_proto).collect(),
+            entries: page.iter().map(pb::AuditEntry::from).collect(),
             next_page_token,
         }))
     }
@@ -366,9 +275,11 @@ impl AuditService for AuditApi {
             v.add("to_sequence", "must be at least 1");
         }
         v.into_result()?;
-        let result = store::verify(&self.db, req.from_sequence, req.to_sequence)
+        let result = self
+            .store
+            .verify(req.from_sequence, req.to_sequence)
             .await
-            .map_err(internal)?;
+            .map_err(ServiceError::from)?;
         if let Some(broken) = &result.broken {
             tracing::error!(sequence = broken.sequence, reason = %broken.reason, "audit chain does not verify");
         }
@@ -394,9 +305,55 @@ impl AuditService for AuditApi {
             .map(|c| c.0.clone())
             .unwrap_or_default();
         let new = record_of(request.get_ref(), &caller, &correlation, Utc::now())?;
-        let entry = store::append_one(&self.db, &new).await.map_err(internal)?;
+        let entry = self.store.append_one(&new).await.map_err(ServiceError::from)?;
         Ok(Response::new(pb::RecordAuditEventResponse {
-            entry: Some(entry_to_proto(&entry)),
+            entry: Some((&entry).into()),
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use ordermesh_platform::db::Database;
+    use ordermesh_platform::testing::TestDatabase;
+    use tonic::Code;
+
+    use super::*;
+    use crate::store;
+
+    fn as_service<T>(message: T) -> Request<T> {
+        let mut request = Request::new(message);
+        request
+            .extensions_mut()
+            .insert(Principal::Service { name: "bff".into() });
+        request
+    }
+
+    /// A database the service cannot reach is UNAVAILABLE (retry later), like in every other
+    /// service, not INTERNAL.
+    #[tokio::test]
+    async fn a_database_that_is_gone_is_unavailable() {
+        let test_db = TestDatabase::sqlite().unwrap();
+        let db = Database::connect(test_db.url(), crate::SERVICE).await.unwrap();
+        db.migrate(&store::migrations()).await.unwrap();
+        let api = AuditApi::new(Store::new(db.clone()));
+        db.close().await;
+
+        let read = api.verify_chain(as_service(pb::VerifyChainRequest::default())).await;
+        assert_eq!(read.unwrap_err().code(), Code::Unavailable);
+        let write = api
+            .record_audit_event(as_service(pb::RecordAuditEventRequest {
+                actor: Some(ordermesh_proto::common::Actor {
+                    kind: ordermesh_proto::common::ActorKind::Employee as i32,
+                    id: "e-1".into(),
+                    roles: Vec::new(),
+                }),
+                action: "customer.viewed".into(),
+                entity_type: "customer".into(),
+                entity_id: "c-1".into(),
+                ..Default::default()
+            }))
+            .await;
+        assert_eq!(write.unwrap_err().code(), Code::Unavailable);
     }
 }

@@ -11,30 +11,19 @@
 use chrono::Utc;
 use ordermesh_platform::db::{Database, Migrations};
 use ordermesh_platform::events::Tx;
-use ordermesh_platform::events::outbox;
-use ordermesh_platform::{on_pool, on_tx};
-use sqlx::{AssertSqlSafe, Row};
+use ordermesh_platform::{Actor, ActorKind, StoreError, StoreResult, on_pool, on_tx};
+use sqlx::AssertSqlSafe;
 use uuid::Uuid;
 
-use crate::domain::{
-    Actor, ActorKind, ChainBreak, ChainVerifier, Entry, Filter, GENESIS_HASH, NewEntry, PageKey, from_micros, micros,
-};
+use crate::domain::{ChainBreak, ChainVerifier, Entry, Filter, GENESIS_HASH, NewEntry, PageKey, from_micros, micros};
 
 /// Key of the PostgreSQL advisory lock that serializes appends ("omaudit" in ASCII).
 pub const CHAIN_LOCK: i64 = 0x006f_6d61_7564_6974;
 
 pub fn migrations() -> Migrations {
-    Migrations::embedded(
-        &[
-            &[(1, "audit", include_str!("../migrations/postgres/0001_audit.sql"))][..],
-            outbox::POSTGRES_MIGRATIONS,
-        ]
-        .concat(),
-        &[
-            &[(1, "audit", include_str!("../migrations/sqlite/0001_audit.sql"))][..],
-            outbox::SQLITE_MIGRATIONS,
-        ]
-        .concat(),
+    Migrations::with_platform(
+        &[(1, "audit", include_str!("../migrations/postgres/0001_audit.sql"))],
+        &[(1, "audit", include_str!("../migrations/sqlite/0001_audit.sql"))],
     )
 }
 
@@ -42,108 +31,304 @@ const COLUMNS: &str = "sequence, id, actor_kind, actor_id, actor_roles, action, 
      data_subject_id, correlation_id, occur_micros, record_micros, details, source_service, event_id, \
      previous_hash, hash";
 
-fn corrupt(column: &str, value: &str) -> sqlx::Error {
-    sqlx::Error::Decode(format!("unexpected {column} {value:?}").into())
+/// An `audit_entries` row as stored ([`COLUMNS`]).
+#[derive(sqlx::FromRow)]
+struct EntryRow {
+    sequence: i64,
+    id: String,
+    actor_kind: String,
+    actor_id: String,
+    actor_roles: String,
+    action: String,
+    entity_type: String,
+    entity_id: String,
+    data_subject_id: String,
+    correlation_id: String,
+    occur_micros: i64,
+    record_micros: i64,
+    details: String,
+    source_service: String,
+    event_id: Option<String>,
+    previous_hash: Vec<u8>,
+    hash: Vec<u8>,
 }
 
-/// Maps an `audit_entries` row (any backend) to an [`Entry`].
-macro_rules! entry_from_row {
-    ($row:expr) => {{
-        let row = $row;
-        let kind: String = row.try_get("actor_kind")?;
-        let id: String = row.try_get("id")?;
-        let roles: String = row.try_get("actor_roles")?;
-        Entry {
-            sequence: row.try_get("sequence")?,
-            id: Uuid::parse_str(&id).map_err(|_| corrupt("id", &id))?,
+impl TryFrom<EntryRow> for Entry {
+    type Error = StoreError;
+
+    fn try_from(row: EntryRow) -> StoreResult<Entry> {
+        let roles = if row.actor_roles.is_empty() {
+            Vec::new()
+        } else {
+            row.actor_roles.split(',').map(str::to_owned).collect()
+        };
+        Ok(Entry {
+            sequence: row.sequence,
+            id: Uuid::parse_str(&row.id).map_err(|_| StoreError::corrupt("id", &row.id))?,
+            // Built as stored, not through `Actor::new` (which sorts): a tampered role list must
+            // reach the verifier unchanged, or it would hash as the original.
             actor: Actor {
-                kind: ActorKind::parse(&kind).ok_or_else(|| corrupt("actor_kind", &kind))?,
-                id: row.try_get("actor_id")?,
-                roles: Actor::parse_roles(&roles),
+                kind: ActorKind::parse(&row.actor_kind)
+                    .ok_or_else(|| StoreError::corrupt("actor_kind", &row.actor_kind))?,
+                id: row.actor_id,
+                roles,
             },
-            action: row.try_get("action")?,
-            entity_type: row.try_get("entity_type")?,
-            entity_id: row.try_get("entity_id")?,
-            data_subject_id: row.try_get("data_subject_id")?,
-            correlation_id: row.try_get("correlation_id")?,
-            occur_time: from_micros(row.try_get("occur_micros")?),
-            record_time: from_micros(row.try_get("record_micros")?),
-            details: row.try_get("details")?,
-            source_service: row.try_get("source_service")?,
-            event_id: row.try_get("event_id")?,
-            previous_hash: row.try_get("previous_hash")?,
-            hash: row.try_get("hash")?,
-        }
-    }};
+            action: row.action,
+            entity_type: row.entity_type,
+            entity_id: row.entity_id,
+            data_subject_id: row.data_subject_id,
+            correlation_id: row.correlation_id,
+            occur_time: from_micros(row.occur_micros),
+            record_time: from_micros(row.record_micros),
+            details: row.details,
+            source_service: row.source_service,
+            event_id: row.event_id,
+            previous_hash: row.previous_hash,
+            hash: row.hash,
+        })
+    }
 }
 
-/// Appends `new` at the head of the chain inside `tx` (the caller commits). Idempotent per
-/// `event_id`: when an entry with it exists, that entry is returned and nothing is written.
-pub async fn append(tx: &mut Tx, new: &NewEntry) -> Result<Entry, sqlx::Error> {
-    if let Some(conn) = tx.postgres() {
-        // Held until commit or rollback: appends of every connection and instance queue here.
-        sqlx::query("SELECT pg_advisory_xact_lock($1)")
-            .bind(CHAIN_LOCK)
+/// The audit chain of one database.
+#[derive(Clone)]
+pub struct Store {
+    db: Database,
+}
+
+impl Store {
+    pub fn new(db: Database) -> Self {
+        Self { db }
+    }
+
+    /// Appends `new` at the head of the chain inside `tx` (the caller commits). Idempotent per
+    /// `event_id`: when an entry with it exists, that entry is returned and nothing is written.
+    pub async fn append(&self, tx: &mut Tx, new: &NewEntry) -> StoreResult<Entry> {
+        // PostgreSQL only: SQLite's `BEGIN IMMEDIATE` already holds the database's write lock.
+        if let Some(conn) = tx.postgres() {
+            // Held until commit or rollback: appends of every connection and instance queue here.
+            sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                .bind(CHAIN_LOCK)
+                .execute(&mut *conn)
+                .await?;
+        }
+        on_tx!(tx, |conn| {
+            if let Some(event_id) = &new.event_id {
+                let existing: Option<EntryRow> = sqlx::query_as(AssertSqlSafe(format!(
+                    "SELECT {COLUMNS} FROM audit_entries WHERE event_id = $1"
+                )))
+                .bind(event_id)
+                .fetch_optional(&mut *conn)
+                .await?;
+                if let Some(row) = existing {
+                    return row.try_into();
+                }
+            }
+            let head: Option<(i64, Vec<u8>)> =
+                sqlx::query_as("SELECT sequence, hash FROM audit_entries ORDER BY sequence DESC LIMIT 1")
+                    .fetch_optional(&mut *conn)
+                    .await?;
+            let (sequence, previous_hash) = match head {
+                Some((sequence, hash)) => (sequence + 1, hash),
+                None => (1, GENESIS_HASH.to_vec()),
+            };
+            let entry = new.seal(sequence, Uuid::now_v7(), Utc::now(), &previous_hash);
+            sqlx::query(AssertSqlSafe(format!(
+                "INSERT INTO audit_entries ({COLUMNS}) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)"
+            )))
+            .bind(entry.sequence)
+            .bind(entry.id.to_string())
+            .bind(entry.actor.kind.as_str())
+            .bind(&entry.actor.id)
+            .bind(entry.actor.roles_text())
+            .bind(&entry.action)
+            .bind(&entry.entity_type)
+            .bind(&entry.entity_id)
+            .bind(&entry.data_subject_id)
+            .bind(&entry.correlation_id)
+            .bind(micros(entry.occur_time))
+            .bind(micros(entry.record_time))
+            .bind(&entry.details)
+            .bind(&entry.source_service)
+            .bind(entry.event_id.as_deref())
+            .bind(&entry.previous_hash)
+            .bind(&entry.hash)
             .execute(&mut *conn)
             .await?;
+            Ok(entry)
+        })
     }
-    on_tx!(tx, |conn| {
-        if let Some(event_id) = &new.event_id {
-            let existing = sqlx::query(AssertSqlSafe(format!(
-                "SELECT {COLUMNS} FROM audit_entries WHERE event_id = $1"
-            )))
-            .bind(event_id)
-            .fetch_optional(&mut *conn)
-            .await?;
-            if let Some(row) = existing {
-                return Ok(entry_from_row!(row));
+
+    /// [`Self::append`] in a transaction of its own.
+    pub async fn append_one(&self, new: &NewEntry) -> StoreResult<Entry> {
+        let mut tx = Tx::begin(&self.db).await?;
+        let entry = self.append(&mut tx, new).await?;
+        tx.commit().await?;
+        Ok(entry)
+    }
+
+    /// Runs a query built by [`Query`] (or with the same placeholders) over [`COLUMNS`].
+    async fn fetch(&self, sql: String, args: Vec<Arg>) -> StoreResult<Vec<Entry>> {
+        let rows: Vec<EntryRow> = on_pool!(&self.db, |pool| {
+            let mut query = sqlx::query_as(AssertSqlSafe(sql));
+            for arg in args {
+                query = match arg {
+                    Arg::Text(v) => query.bind(v),
+                    Arg::Int(v) => query.bind(v),
+                    Arg::Int32(v) => query.bind(v),
+                };
+            }
+            query.fetch_all(pool).await?
+        });
+        rows.into_iter().map(Entry::try_from).collect()
+    }
+
+    /// Entries matching `filter`, newest first (occur time, then sequence), after the keyset
+    /// position `after`; at most `limit`.
+    pub async fn query(&self, filter: &Filter, after: Option<PageKey>, limit: usize) -> StoreResult<Vec<Entry>> {
+        let mut q = Query::new();
+        q.eq_text("actor_id", &filter.actor_id);
+        if let Some(kind) = filter.actor_kind {
+            q.eq_text("actor_kind", kind.as_str());
+        }
+        q.eq_text("entity_type", &filter.entity_type);
+        q.eq_text("entity_id", &filter.entity_id);
+        q.eq_text("correlation_id", &filter.correlation_id);
+        if !filter.action.is_empty() {
+            if filter.action_prefix {
+                let len = q.arg(Arg::Int32(filter.action.chars().count() as i32));
+                let prefix = q.arg(Arg::Text(filter.action.clone()));
+                q.conditions.push(format!("substr(action, 1, {len}) = {prefix}"));
+            } else {
+                q.eq_text("action", &filter.action);
             }
         }
-        let head = sqlx::query("SELECT sequence, hash FROM audit_entries ORDER BY sequence DESC LIMIT 1")
-            .fetch_optional(&mut *conn)
-            .await?;
-        let (sequence, previous_hash) = match head {
-            Some(row) => (
-                row.try_get::<i64, _>("sequence")? + 1,
-                row.try_get::<Vec<u8>, _>("hash")?,
-            ),
-            None => (1, GENESIS_HASH.to_vec()),
+        if let Some(start) = filter.start_micros {
+            let p = q.arg(Arg::Int(start));
+            q.conditions.push(format!("occur_micros >= {p}"));
+        }
+        if let Some(end) = filter.end_micros {
+            let p = q.arg(Arg::Int(end));
+            q.conditions.push(format!("occur_micros < {p}"));
+        }
+        q.after(after, "<");
+        let sql = q.select("occur_micros DESC, sequence DESC", limit);
+        self.fetch(sql, q.args).await
+    }
+
+    /// Entries about data subject `customer_id` (its own entity and every entry carrying it as
+    /// the data subject), oldest first, after `after`; at most `limit`.
+    pub async fn gdpr_trail(&self, customer_id: &str, after: Option<PageKey>, limit: usize) -> StoreResult<Vec<Entry>> {
+        let mut q = Query::new();
+        let (a, b) = (
+            q.arg(Arg::Text(customer_id.to_owned())),
+            q.arg(Arg::Text(customer_id.to_owned())),
+        );
+        q.conditions.push(format!(
+            "(data_subject_id = {a} OR (entity_type = 'customer' AND entity_id = {b}))"
+        ));
+        q.after(after, ">");
+        let sql = q.select("occur_micros, sequence", limit);
+        self.fetch(sql, q.args).await
+    }
+
+    /// Entries with `from <= sequence <= to`, in sequence order; at most `limit`.
+    pub async fn range(&self, from: i64, to: i64, limit: usize) -> StoreResult<Vec<Entry>> {
+        let sql = format!(
+            "SELECT {COLUMNS} FROM audit_entries WHERE sequence >= $1 AND sequence <= $2 ORDER BY sequence LIMIT {limit}"
+        );
+        self.fetch(sql, vec![Arg::Int(from), Arg::Int(to)]).await
+    }
+
+    /// The entry with `event_id`, if any.
+    pub async fn by_event_id(&self, event_id: &str) -> StoreResult<Option<Entry>> {
+        let sql = format!("SELECT {COLUMNS} FROM audit_entries WHERE event_id = $1");
+        Ok(self.fetch(sql, vec![Arg::Text(event_id.to_owned())]).await?.pop())
+    }
+
+    /// The sequence of the newest entry (0 when the log is empty).
+    pub async fn head_sequence(&self) -> StoreResult<i64> {
+        let sql = "SELECT COALESCE(MAX(sequence), 0) FROM audit_entries";
+        Ok(on_pool!(&self.db, |pool| sqlx::query_scalar(sql)
+            .fetch_one(pool)
+            .await?))
+    }
+
+    /// Recomputes the chain from `from` (default 1) to `to` (default: the head when the call
+    /// starts) and reports the first break: a missing sequence, a `previous_hash` that is not its
+    /// predecessor's hash, or a hash that does not match the entry's fields.
+    pub async fn verify(&self, from: Option<i64>, to: Option<i64>) -> StoreResult<Verification> {
+        let from = from.unwrap_or(1).max(1);
+        let head = self.head_sequence().await?;
+        let end = to.unwrap_or(head);
+        // The predecessor of a range that starts in the middle must exist: its hash anchors the
+        // range.
+        let previous = if from == 1 {
+            GENESIS_HASH.to_vec()
+        } else {
+            match self.range(from - 1, from - 1, 1).await?.pop() {
+                Some(entry) => entry.hash,
+                None => return Ok(Verification::unanchored(from)),
+            }
         };
-        let entry = new.seal(sequence, Uuid::now_v7(), Utc::now(), &previous_hash);
-        sqlx::query(AssertSqlSafe(format!(
-            "INSERT INTO audit_entries ({COLUMNS}) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)"
-        )))
-        .bind(entry.sequence)
-        .bind(entry.id.to_string())
-        .bind(entry.actor.kind.as_str())
-        .bind(&entry.actor.id)
-        .bind(entry.actor.roles_text())
-        .bind(&entry.action)
-        .bind(&entry.entity_type)
-        .bind(&entry.entity_id)
-        .bind(&entry.data_subject_id)
-        .bind(&entry.correlation_id)
-        .bind(micros(entry.occur_time))
-        .bind(micros(entry.record_time))
-        .bind(&entry.details)
-        .bind(&entry.source_service)
-        .bind(entry.event_id.as_deref())
-        .bind(&entry.previous_hash)
-        .bind(&entry.hash)
-        .execute(&mut *conn)
-        .await?;
-        Ok(entry)
-    })
+        let mut verifier = ChainVerifier::new(from, previous);
+        let mut next = from;
+        let mut broken = None;
+        'walk: while next <= end {
+            let batch = self.range(next, end, VERIFY_BATCH).await?;
+            if batch.is_empty() {
+                break;
+            }
+            for entry in &batch {
+                if let Err(b) = verifier.check(entry) {
+                    broken = Some(b);
+                    break 'walk;
+                }
+            }
+            next = batch.last().map(|e| e.sequence + 1).unwrap_or(end + 1);
+        }
+        if broken.is_none() {
+            // A closed range must reach its end (an explicit `to` beyond the data, or a deleted
+            // tail inside the range).
+            let bound = if to.is_some() || from <= head { Some(end) } else { None };
+            broken = verifier.finish(bound).err();
+        }
+        Ok(Verification {
+            checked: verifier.checked,
+            last_sequence: verifier.last_sequence,
+            last_hash: verifier.last_hash.clone(),
+            broken,
+        })
+    }
 }
 
-/// [`append`] in a transaction of its own.
-pub async fn append_one(db: &Database, new: &NewEntry) -> Result<Entry, sqlx::Error> {
-    let mut tx = Tx::begin(db).await?;
-    let entry = append(&mut tx, new).await?;
-    tx.commit().await?;
-    Ok(entry)
+/// Result of [`Store::verify`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verification {
+    pub checked: i64,
+    pub last_sequence: i64,
+    pub last_hash: Vec<u8>,
+    pub broken: Option<ChainBreak>,
 }
+
+impl Verification {
+    /// A range starting at `from` whose predecessor is missing: nothing can be checked.
+    fn unanchored(from: i64) -> Self {
+        Self {
+            checked: 0,
+            last_sequence: from - 1,
+            last_hash: Vec::new(),
+            broken: Some(ChainBreak {
+                sequence: from - 1,
+                id: String::new(),
+                reason: format!("sequence gap: entry {} is missing", from - 1),
+            }),
+        }
+    }
+}
+
+/// Entries read per round trip while verifying.
+const VERIFY_BATCH: usize = 1000;
 
 /// A bound value of a dynamically built query.
 enum Arg {
@@ -178,200 +363,28 @@ impl Query {
         }
     }
 
-    fn where_clause(&self) -> String {
-        if self.conditions.is_empty() {
+    /// Keeps the entries past the keyset position `after` in time order: `op` is `<` when
+    /// paging newest first, `>` oldest first.
+    fn after(&mut self, after: Option<PageKey>, op: &str) {
+        if let Some((at, sequence)) = after {
+            let (a, b, c) = (
+                self.arg(Arg::Int(at)),
+                self.arg(Arg::Int(at)),
+                self.arg(Arg::Int(sequence)),
+            );
+            self.conditions.push(format!(
+                "(occur_micros {op} {a} OR (occur_micros = {b} AND sequence {op} {c}))"
+            ));
+        }
+    }
+
+    /// The SELECT of the entries matching every condition, in `order`, at most `limit`.
+    fn select(&self, order: &str, limit: usize) -> String {
+        let filter = if self.conditions.is_empty() {
             String::new()
         } else {
             format!("WHERE {}", self.conditions.join(" AND "))
-        }
+        };
+        format!("SELECT {COLUMNS} FROM audit_entries {filter} ORDER BY {order} LIMIT {limit}")
     }
-}
-
-async fn fetch(db: &Database, sql: String, args: Vec<Arg>) -> Result<Vec<Entry>, sqlx::Error> {
-    on_pool!(db, |pool| {
-        let mut query = sqlx::query(AssertSqlSafe(sql));
-        for arg in args {
-            query = match arg {
-                Arg::Text(v) => query.bind(v),
-                Arg::Int(v) => query.bind(v),
-                Arg::Int32(v) => query.bind(v),
-            };
-        }
-        let rows = query.fetch_all(pool).await?;
-        let mut entries = Vec::with_capacity(rows.len());
-        for row in rows {
-            entries.push(entry_from_row!(row));
-        }
-        Ok(entries)
-    })
-}
-
-/// Entries matching `filter`, newest first (occur time, then sequence), after the keyset
-/// position `after`; at most `limit`.
-pub async fn query(
-    db: &Database,
-    filter: &Filter,
-    after: Option<PageKey>,
-    limit: usize,
-) -> Result<Vec<Entry>, sqlx::Error> {
-    let mut q = Query::new();
-    q.eq_text("actor_id", &filter.actor_id);
-    if let Some(kind) = filter.actor_kind {
-        q.eq_text("actor_kind", kind.as_str());
-    }
-    q.eq_text("entity_type", &filter.entity_type);
-    q.eq_text("entity_id", &filter.entity_id);
-    q.eq_text("correlation_id", &filter.correlation_id);
-    if !filter.action.is_empty() {
-        if filter.action_prefix {
-            let len = q.arg(Arg::Int32(filter.action.chars().count() as i32));
-            let prefix = q.arg(Arg::Text(filter.action.clone()));
-            q.conditions.push(format!("substr(action, 1, {len}) = {prefix}"));
-        } else {
-            q.eq_text("action", &filter.action);
-        }
-    }
-    if let Some(start) = filter.start_micros {
-        let p = q.arg(Arg::Int(start));
-        q.conditions.push(format!("occur_micros >= {p}"));
-    }
-    if let Some(end) = filter.end_micros {
-        let p = q.arg(Arg::Int(end));
-        q.conditions.push(format!("occur_micros < {p}"));
-    }
-    if let Some((at, sequence)) = after {
-        let (a, b, c) = (q.arg(Arg::Int(at)), q.arg(Arg::Int(at)), q.arg(Arg::Int(sequence)));
-        q.conditions.push(format!(
-            "(occur_micros < {a} OR (occur_micros = {b} AND sequence < {c}))"
-        ));
-    }
-    let sql = format!(
-        "SELECT {COLUMNS} FROM audit_entries {} ORDER BY occur_micros DESC, sequence DESC LIMIT {}",
-        q.where_clause(),
-        limit
-    );
-    fetch(db, sql, q.args).await
-}
-
-/// Entries about data subject `customer_id` (its own entity and every entry carrying it as the
-/// data subject), oldest first, after `after`; at most `limit`.
-pub async fn gdpr_trail(
-    db: &Database,
-    customer_id: &str,
-    after: Option<PageKey>,
-    limit: usize,
-) -> Result<Vec<Entry>, sqlx::Error> {
-    let mut q = Query::new();
-    let (a, b) = (
-        q.arg(Arg::Text(customer_id.to_owned())),
-        q.arg(Arg::Text(customer_id.to_owned())),
-    );
-    q.conditions.push(format!(
-        "(data_subject_id = {a} OR (entity_type = 'customer' AND entity_id = {b}))"
-    ));
-    if let Some((at, sequence)) = after {
-        let (a, b, c) = (q.arg(Arg::Int(at)), q.arg(Arg::Int(at)), q.arg(Arg::Int(sequence)));
-        q.conditions.push(format!(
-            "(occur_micros > {a} OR (occur_micros = {b} AND sequence > {c}))"
-        ));
-    }
-    let sql = format!(
-        "SELECT {COLUMNS} FROM audit_entries {} ORDER BY occur_micros, sequence LIMIT {}",
-        q.where_clause(),
-        limit
-    );
-    fetch(db, sql, q.args).await
-}
-
-/// Entries with `from <= sequence <= to`, in sequence order; at most `limit`.
-pub async fn range(db: &Database, from: i64, to: i64, limit: usize) -> Result<Vec<Entry>, sqlx::Error> {
-    let sql = format!(
-        "SELECT {COLUMNS} FROM audit_entries WHERE sequence >= $1 AND sequence <= $2 ORDER BY sequence LIMIT {limit}"
-    );
-    fetch(db, sql, vec![Arg::Int(from), Arg::Int(to)]).await
-}
-
-/// The entry with `event_id`, if any.
-pub async fn by_event_id(db: &Database, event_id: &str) -> Result<Option<Entry>, sqlx::Error> {
-    let sql = format!("SELECT {COLUMNS} FROM audit_entries WHERE event_id = $1");
-    Ok(fetch(db, sql, vec![Arg::Text(event_id.to_owned())]).await?.pop())
-}
-
-/// The sequence of the newest entry (0 when the log is empty).
-pub async fn head_sequence(db: &Database) -> Result<i64, sqlx::Error> {
-    on_pool!(db, |pool| {
-        let row = sqlx::query("SELECT COALESCE(MAX(sequence), 0) AS head FROM audit_entries")
-            .fetch_one(pool)
-            .await?;
-        row.try_get::<i64, _>("head")
-    })
-}
-
-/// Result of [`verify`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Verification {
-    pub checked: i64,
-    pub last_sequence: i64,
-    pub last_hash: Vec<u8>,
-    pub broken: Option<ChainBreak>,
-}
-
-/// Entries read per round trip while verifying.
-const VERIFY_BATCH: usize = 1000;
-
-/// Recomputes the chain from `from` (default 1) to `to` (default: the head when the call starts)
-/// and reports the first break: a missing sequence, a `previous_hash` that is not its
-/// predecessor's hash, or a hash that does not match the entry's fields.
-pub async fn verify(db: &Database, from: Option<i64>, to: Option<i64>) -> Result<Verification, sqlx::Error> {
-    let from = from.unwrap_or(1).max(1);
-    let head = head_sequence(db).await?;
-    let end = to.unwrap_or(head);
-    // The predecessor of a range that starts in the middle must exist: its hash anchors the range.
-    let previous = if from == 1 {
-        GENESIS_HASH.to_vec()
-    } else {
-        match range(db, from - 1, from - 1, 1).await?.pop() {
-            Some(entry) => entry.hash,
-            None => {
-                return Ok(Verification {
-                    checked: 0,
-                    last_sequence: from - 1,
-                    last_hash: Vec::new(),
-                    broken: Some(ChainBreak {
-                        sequence: from - 1,
-                        id: String::new(),
-                        reason: format!("sequence gap: entry {} is missing", from - 1),
-                    }),
-                });
-            }
-        }
-    };
-    let mut verifier = ChainVerifier::new(from, previous);
-    let mut next = from;
-    let mut broken = None;
-    'walk: while next <= end {
-        let batch = range(db, next, end, VERIFY_BATCH).await?;
-        if batch.is_empty() {
-            break;
-        }
-        for entry in &batch {
-            if let Err(b) = verifier.check(entry) {
-                broken = Some(b);
-                break 'walk;
-            }
-        }
-        next = batch.last().map(|e| e.sequence + 1).unwrap_or(end + 1);
-    }
-    if broken.is_none() {
-        // A closed range must reach its end (an explicit `to` beyond the data, or a deleted tail
-        // inside the range).
-        let bound = if to.is_some() || from <= head { Some(end) } else { None };
-        broken = verifier.finish(bound).err();
-    }
-    Ok(Verification {
-        checked: verifier.checked,
-        last_sequence: verifier.last_sequence,
-        last_hash: verifier.last_hash.clone(),
-        broken,
-    })
 }

@@ -5,13 +5,20 @@
 //! application's back (after disabling the guard trigger, as the table owner can) is reported by
 //! the verification as the first broken entry.
 
-use audit_svc::domain::{Actor, Entry, NewEntry};
+use audit_svc::domain::{Entry, NewEntry};
 use audit_svc::store;
+use audit_svc::store::Store;
 use chrono::Utc;
+use ordermesh_platform::Actor;
 use ordermesh_platform::db::Database;
 use ordermesh_platform::testing::TestDatabase;
 use serde_json::{Map, Value, json};
 use uuid::Uuid;
+
+/// The store on `db` (a clone of the pool).
+fn chain(db: &Database) -> Store {
+    Store::new(db.clone())
+}
 
 async fn open(db: &TestDatabase) -> Database {
     let database = Database::connect(db.url(), audit_svc::SERVICE).await.unwrap();
@@ -41,7 +48,8 @@ async fn append_n(db: &Database, n: usize) -> Vec<Entry> {
     let mut entries = Vec::new();
     for i in 0..n {
         entries.push(
-            store::append_one(db, &new_entry(i, Some(Uuid::now_v7().to_string())))
+            chain(db)
+                .append_one(&new_entry(i, Some(Uuid::now_v7().to_string())))
                 .await
                 .unwrap(),
         );
@@ -85,18 +93,18 @@ async fn entries_link_into_one_chain() {
             assert_eq!(pair[1].previous_hash, pair[0].hash);
         }
         // What is stored is what was returned (round trip of every hashed field).
-        let stored = store::range(&db, 1, 5, 10).await.unwrap();
+        let stored = chain(&db).range(1, 5, 10).await.unwrap();
         assert_eq!(stored, entries);
-        let result = store::verify(&db, None, None).await.unwrap();
+        let result = chain(&db).verify(None, None).await.unwrap();
         assert_eq!(result.broken, None, "{test_db:?}", test_db = test_db.url());
         assert_eq!(result.checked, 5);
         assert_eq!(result.last_sequence, 5);
         assert_eq!(result.last_hash, entries[4].hash);
         // A sub-range verifies from its predecessor's hash.
-        let part = store::verify(&db, Some(3), Some(4)).await.unwrap();
+        let part = chain(&db).verify(Some(3), Some(4)).await.unwrap();
         assert_eq!((part.broken, part.checked, part.last_sequence), (None, 2, 4));
         // A closed range past the head is reported as missing entries.
-        let beyond = store::verify(&db, Some(1), Some(7)).await.unwrap();
+        let beyond = chain(&db).verify(Some(1), Some(7)).await.unwrap();
         assert_eq!(beyond.broken.unwrap().sequence, 6);
     }
 }
@@ -110,7 +118,8 @@ async fn concurrent_appends_from_two_instances_keep_one_contiguous_chain() {
         for i in 0..50 {
             let db = instances[i % 2].clone();
             tasks.push(tokio::spawn(async move {
-                store::append_one(&db, &new_entry(i, Some(Uuid::now_v7().to_string())))
+                chain(&db)
+                    .append_one(&new_entry(i, Some(Uuid::now_v7().to_string())))
                     .await
                     .unwrap()
             }));
@@ -121,9 +130,9 @@ async fn concurrent_appends_from_two_instances_keep_one_contiguous_chain() {
         }
         sequences.sort();
         assert_eq!(sequences, (1..=50).collect::<Vec<i64>>(), "{}", test_db.url());
-        let stored = store::range(&instances[0], 1, 100, 100).await.unwrap();
+        let stored = chain(&instances[0]).range(1, 100, 100).await.unwrap();
         assert_eq!(stored.len(), 50);
-        let result = store::verify(&instances[1], None, None).await.unwrap();
+        let result = chain(&instances[1]).verify(None, None).await.unwrap();
         assert_eq!(result.broken, None, "{}", test_db.url());
         assert_eq!((result.checked, result.last_sequence), (50, 50));
     }
@@ -134,10 +143,12 @@ async fn appends_are_idempotent_per_event_id() {
     for test_db in TestDatabase::both().await.unwrap() {
         let db = open(&test_db).await;
         let event_id = Uuid::now_v7().to_string();
-        let first = store::append_one(&db, &new_entry(1, Some(event_id.clone())))
+        let first = chain(&db)
+            .append_one(&new_entry(1, Some(event_id.clone())))
             .await
             .unwrap();
-        let again = store::append_one(&db, &new_entry(2, Some(event_id.clone())))
+        let again = chain(&db)
+            .append_one(&new_entry(2, Some(event_id.clone())))
             .await
             .unwrap();
         assert_eq!(again, first);
@@ -146,7 +157,7 @@ async fn appends_are_idempotent_per_event_id() {
         let tasks: Vec<_> = (0..10)
             .map(|i| {
                 let (db, id) = (db.clone(), shared.clone());
-                tokio::spawn(async move { store::append_one(&db, &new_entry(i, Some(id))).await.unwrap() })
+                tokio::spawn(async move { chain(&db).append_one(&new_entry(i, Some(id))).await.unwrap() })
             })
             .collect();
         let mut sequences = Vec::new();
@@ -156,11 +167,11 @@ async fn appends_are_idempotent_per_event_id() {
         sequences.dedup();
         assert_eq!(sequences, [2]);
         // Entries without an event id are never merged.
-        store::append_one(&db, &new_entry(3, None)).await.unwrap();
-        store::append_one(&db, &new_entry(3, None)).await.unwrap();
-        assert_eq!(store::head_sequence(&db).await.unwrap(), 4);
-        assert_eq!(store::by_event_id(&db, &event_id).await.unwrap().unwrap(), first);
-        assert!(store::verify(&db, None, None).await.unwrap().broken.is_none());
+        chain(&db).append_one(&new_entry(3, None)).await.unwrap();
+        chain(&db).append_one(&new_entry(3, None)).await.unwrap();
+        assert_eq!(chain(&db).head_sequence().await.unwrap(), 4);
+        assert_eq!(chain(&db).by_event_id(&event_id).await.unwrap().unwrap(), first);
+        assert!(chain(&db).verify(None, None).await.unwrap().broken.is_none());
     }
 }
 
@@ -181,8 +192,8 @@ async fn the_database_refuses_update_and_delete() {
             let error = raw(&db, "TRUNCATE audit_entries").await.unwrap_err().to_string();
             assert!(error.contains("append-only"), "{error}");
         }
-        assert_eq!(store::head_sequence(&db).await.unwrap(), 2);
-        assert!(store::verify(&db, None, None).await.unwrap().broken.is_none());
+        assert_eq!(chain(&db).head_sequence().await.unwrap(), 2);
+        assert!(chain(&db).verify(None, None).await.unwrap().broken.is_none());
     }
 }
 
@@ -199,7 +210,7 @@ async fn a_changed_row_is_the_first_broken_entry() {
         .await
         .unwrap();
         assert_eq!(changed, 1);
-        let result = store::verify(&db, None, None).await.unwrap();
+        let result = chain(&db).verify(None, None).await.unwrap();
         let broken = result.broken.expect("a changed row breaks the chain");
         assert_eq!(broken.sequence, 3, "{}", test_db.url());
         assert_eq!(broken.id, entries[2].id.to_string());
@@ -209,7 +220,7 @@ async fn a_changed_row_is_the_first_broken_entry() {
 
         // Re-hashing the changed row to hide it moves the break to its successor, whose
         // previous_hash no longer matches.
-        let mut forged: Entry = store::range(&db, 3, 3, 1).await.unwrap().remove(0);
+        let mut forged: Entry = chain(&db).range(3, 3, 1).await.unwrap().remove(0);
         forged.hash = forged.compute_hash().to_vec();
         let sql = format!(
             "UPDATE audit_entries SET hash = {} WHERE sequence = 3",
@@ -219,7 +230,7 @@ async fn a_changed_row_is_the_first_broken_entry() {
             }
         );
         raw(&db, &sql).await.unwrap();
-        let broken = store::verify(&db, None, None).await.unwrap().broken.unwrap();
+        let broken = chain(&db).verify(None, None).await.unwrap().broken.unwrap();
         assert_eq!((broken.sequence, broken.reason.as_str()), (4, "previous_hash mismatch"));
         assert_eq!(broken.id, entries[3].id.to_string());
     }
@@ -235,13 +246,13 @@ async fn a_deleted_row_is_reported_as_a_gap() {
             raw(&db, "DELETE FROM audit_entries WHERE sequence = 2").await.unwrap(),
             1
         );
-        let result = store::verify(&db, None, None).await.unwrap();
+        let result = chain(&db).verify(None, None).await.unwrap();
         let broken = result.broken.expect("a deleted row breaks the chain");
         assert_eq!(broken.sequence, 2, "{}", test_db.url());
         assert!(broken.id.is_empty());
         assert!(broken.reason.starts_with("sequence gap"), "{}", broken.reason);
         // A range starting right after the hole cannot be anchored either.
-        let broken = store::verify(&db, Some(3), None).await.unwrap().broken.unwrap();
+        let broken = chain(&db).verify(Some(3), None).await.unwrap().broken.unwrap();
         assert_eq!(broken.sequence, 2);
     }
 }
@@ -253,7 +264,7 @@ async fn details_are_canonical_and_round_trip() {
     let mut entry = new_entry(1, None);
     let details: Value = serde_json::from_str(r#"{"z":1,"a":{"y":[2,{"k":true}],"b":"x"}}"#).unwrap();
     entry.details = details.as_object().unwrap().clone();
-    let stored = store::append_one(&db, &entry).await.unwrap();
+    let stored = chain(&db).append_one(&entry).await.unwrap();
     assert_eq!(stored.details, r#"{"a":{"b":"x","y":[2,{"k":true}]},"z":1}"#);
     assert_eq!(Value::Object(stored.details_value()), details);
 }
