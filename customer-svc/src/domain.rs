@@ -1,24 +1,12 @@
-//! Customer types and input rules. No I/O. Everything here may hold personal data: nothing in
-//! this module logs, and `Debug` output of these types must never reach a log either.
+//! Customer types and input rules. No I/O, no generated types (their conversions are in
+//! [`crate::convert`]). Everything here may hold personal data: nothing in this module logs,
+//! and `Debug` output of these types must never reach a log either.
 
 use chrono::{DateTime, Utc};
-use ordermesh_platform::{ServiceError, Violations, validate};
-use ordermesh_proto::{common, customer as pb};
+use ordermesh_platform::convert::now;
+use ordermesh_platform::{Actor, ServiceError, Violations, validate};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
-
-/// The current time, truncated to microseconds (exact on both databases).
-pub fn now() -> DateTime<Utc> {
-    let now = Utc::now();
-    DateTime::from_timestamp_micros(now.timestamp_micros()).unwrap_or(now)
-}
-
-pub fn timestamp(t: DateTime<Utc>) -> prost_types::Timestamp {
-    prost_types::Timestamp {
-        seconds: t.timestamp(),
-        nanos: t.timestamp_subsec_nanos() as i32,
-    }
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub enum CustomerStatus {
@@ -44,23 +32,6 @@ impl CustomerStatus {
             _ => return None,
         })
     }
-
-    pub fn to_proto(self) -> pb::CustomerStatus {
-        match self {
-            Self::Active => pb::CustomerStatus::Active,
-            Self::Suspended => pb::CustomerStatus::Suspended,
-            Self::Erased => pb::CustomerStatus::Erased,
-        }
-    }
-
-    pub fn from_proto(value: i32) -> Option<Self> {
-        match pb::CustomerStatus::try_from(value).ok()? {
-            pb::CustomerStatus::Active => Some(Self::Active),
-            pb::CustomerStatus::Suspended => Some(Self::Suspended),
-            pb::CustomerStatus::Erased => Some(Self::Erased),
-            pb::CustomerStatus::Unspecified => None,
-        }
-    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -75,52 +46,18 @@ pub struct Address {
     pub country_code: String,
 }
 
-impl Address {
-    fn from_proto(a: &common::Address) -> Self {
-        Self {
-            label: a.label.clone(),
-            recipient_name: a.recipient_name.clone(),
-            line1: a.line1.clone(),
-            line2: a.line2.clone(),
-            city: a.city.clone(),
-            region: a.region.clone(),
-            postal_code: a.postal_code.clone(),
-            country_code: a.country_code.clone(),
-        }
-    }
-
-    fn to_proto(&self) -> common::Address {
-        common::Address {
-            label: self.label.clone(),
-            recipient_name: self.recipient_name.clone(),
-            line1: self.line1.clone(),
-            line2: self.line2.clone(),
-            city: self.city.clone(),
-            region: self.region.clone(),
-            postal_code: self.postal_code.clone(),
-            country_code: self.country_code.clone(),
-        }
-    }
-}
-
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Preferences {
     pub language_code: String,
     pub currency_code: String,
     pub time_zone: String,
-    /// `ContactChannel` value.
+    /// The API's `ContactChannel` number (see [`is_contact_channel`]).
     pub preferred_contact_channel: i32,
 }
 
-impl Preferences {
-    pub fn to_proto(&self) -> pb::CustomerPreferences {
-        pb::CustomerPreferences {
-            language_code: self.language_code.clone(),
-            currency_code: self.currency_code.clone(),
-            time_zone: self.time_zone.clone(),
-            preferred_contact_channel: self.preferred_contact_channel,
-        }
-    }
+/// Whether `code` is a `ContactChannel` the API defines: none (0), e-mail, SMS, phone, in-app.
+pub fn is_contact_channel(code: i32) -> bool {
+    (0..=4).contains(&code)
 }
 
 /// The link to an identity-provider subject (issuer + subject), unique across customers.
@@ -147,26 +84,6 @@ pub struct Customer {
 }
 
 impl Customer {
-    pub fn to_proto(&self) -> pb::Customer {
-        pb::Customer {
-            id: self.id.to_string(),
-            display_name: self.display_name.clone(),
-            email: self.email.clone(),
-            phone: self.phone.clone(),
-            addresses: self.addresses.iter().map(Address::to_proto).collect(),
-            status: self.status.to_proto() as i32,
-            identity: self.identity.as_ref().map(|i| pb::IdentityLink {
-                issuer: i.issuer.clone(),
-                subject: i.subject.clone(),
-            }),
-            preferences: Some(self.preferences.to_proto()),
-            create_time: Some(timestamp(self.create_time)),
-            update_time: Some(timestamp(self.update_time)),
-            erase_time: self.erase_time.map(timestamp),
-            version: self.version,
-        }
-    }
-
     /// The key `ListCustomers` sorts by: the display name, case-folded, then the id.
     pub fn sort_key(&self) -> (String, Uuid) {
         (sort_name(&self.display_name), self.id)
@@ -177,6 +94,18 @@ impl Customer {
             .as_ref()
             .is_some_and(|i| i.issuer == issuer && i.subject == subject)
     }
+}
+
+/// The customer fields a request states, not yet validated.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CustomerInput {
+    pub display_name: String,
+    pub email: String,
+    pub phone: String,
+    pub addresses: Vec<Address>,
+    pub preferences: Preferences,
+    /// `None` when the request names no status or one the API does not define.
+    pub status: Option<CustomerStatus>,
 }
 
 /// Case-folded display name, stored for ordering and search.
@@ -240,7 +169,7 @@ fn check_phone(v: &mut Violations, field: &str, phone: &str) {
     }
 }
 
-fn check_addresses(v: &mut Violations, field: &str, addresses: &[common::Address]) -> Vec<Address> {
+fn check_addresses(v: &mut Violations, field: &str, addresses: &[Address]) {
     if addresses.len() > 10 {
         v.add(field, "must have at most 10 addresses");
     }
@@ -260,7 +189,6 @@ fn check_addresses(v: &mut Violations, field: &str, addresses: &[common::Address
             "must be an ISO 3166-1 alpha-2 code such as DE",
         );
     }
-    addresses.iter().map(Address::from_proto).collect()
 }
 
 fn check_language(v: &mut Violations, field: &str, code: &str) {
@@ -312,21 +240,27 @@ impl PreferencesPatch {
     }
 }
 
-const PREFERENCE_FIELDS: [&str; 4] = [
+/// The preference fields, as an `UpdatePreferences` mask names them.
+pub const PREFERENCE_FIELDS: [&str; 4] = [
     "language_code",
     "currency_code",
     "time_zone",
     "preferred_contact_channel",
 ];
 
+/// The paths an `UpdateCustomer` mask may name.
+pub const CUSTOMER_FIELDS: [&str; 7] = [
+    "display_name",
+    "email",
+    "phone",
+    "addresses",
+    "preferences",
+    "preferences.*",
+    "status",
+];
+
 /// Validates the preference field `name` of `input` and records it in `patch`.
-fn patch_preference(
-    v: &mut Violations,
-    prefix: &str,
-    name: &str,
-    input: &pb::CustomerPreferences,
-    patch: &mut PreferencesPatch,
-) {
+fn patch_preference(v: &mut Violations, prefix: &str, name: &str, input: &Preferences, patch: &mut PreferencesPatch) {
     let field = format!("{prefix}{name}");
     match name {
         "language_code" => {
@@ -343,7 +277,7 @@ fn patch_preference(
             patch.time_zone = Some(input.time_zone.clone());
         }
         "preferred_contact_channel" => {
-            let ok = pb::ContactChannel::try_from(input.preferred_contact_channel).is_ok();
+            let ok = is_contact_channel(input.preferred_contact_channel);
             v.check(ok, &field, "is not a known contact channel");
             patch.preferred_contact_channel = Some(input.preferred_contact_channel);
         }
@@ -351,41 +285,35 @@ fn patch_preference(
     }
 }
 
-fn preferences(v: &mut Violations, prefix: &str, input: Option<&pb::CustomerPreferences>) -> Preferences {
-    let mut patch = PreferencesPatch::default();
-    let input = input.cloned().unwrap_or_default();
-    for name in PREFERENCE_FIELDS {
-        patch_preference(v, prefix, name, &input, &mut patch);
-    }
-    let mut out = Preferences::default();
-    patch.apply(&mut out);
-    out
-}
-
-/// Validates a `CreateCustomerRequest` (the identity link is decided by the caller's rights).
-pub fn new_customer(req: &pb::CreateCustomerRequest, identity: Option<Identity>) -> Result<Customer, ServiceError> {
+/// Validates a new customer (the identity link is decided by the caller's rights).
+pub fn new_customer(
+    input: &CustomerInput,
+    identity: Option<Identity>,
+    idempotency_key: &str,
+) -> Result<Customer, ServiceError> {
     let mut v = Violations::new();
-    check_name(&mut v, "display_name", &req.display_name);
-    check_email(&mut v, "email", &req.email);
-    check_phone(&mut v, "phone", &req.phone);
-    let addresses = check_addresses(&mut v, "addresses", &req.addresses);
-    let preferences = preferences(&mut v, "preferences.", req.preferences.as_ref());
+    check_name(&mut v, "display_name", &input.display_name);
+    check_email(&mut v, "email", &input.email);
+    check_phone(&mut v, "phone", &input.phone);
+    check_addresses(&mut v, "addresses", &input.addresses);
+    // A new customer states every preference.
+    preferences_patch(&mut v, &PREFERENCE_FIELDS, &input.preferences);
     if let Some(identity) = &identity {
         validate::length(&mut v, "identity.issuer", &identity.issuer, 1, 512);
         validate::length(&mut v, "identity.subject", &identity.subject, 1, 256);
     }
-    validate::length(&mut v, "idempotency_key", &req.idempotency_key, 0, 128);
+    validate::length(&mut v, "idempotency_key", idempotency_key, 0, 128);
     v.into_result()?;
     let now = now();
     Ok(Customer {
         id: Uuid::now_v7(),
-        display_name: req.display_name.trim().to_owned(),
-        email: req.email.trim().to_owned(),
-        phone: req.phone.clone(),
-        addresses,
+        display_name: input.display_name.trim().to_owned(),
+        email: input.email.trim().to_owned(),
+        phone: input.phone.clone(),
+        addresses: input.addresses.clone(),
         status: CustomerStatus::Active,
         identity,
-        preferences,
+        preferences: input.preferences.clone(),
         create_time: now,
         update_time: now,
         erase_time: None,
@@ -435,62 +363,45 @@ impl CustomerPatch {
     }
 }
 
-/// Validates an `UpdateCustomerRequest` into the customer id and the patch.
-pub fn customer_patch(
-    input: Option<&pb::Customer>,
-    mask: Option<&prost_types::FieldMask>,
-) -> Result<(Uuid, CustomerPatch), ServiceError> {
-    let Some(c) = input else {
-        return Err(ServiceError::invalid("customer", "is required"));
-    };
-    let mut v = Violations::new();
-    let id = validate::uuid(&mut v, "customer.id", &c.id);
-    let paths = validate::update_mask(
-        &mut v,
-        mask,
-        &[
-            "display_name",
-            "email",
-            "phone",
-            "addresses",
-            "preferences",
-            "preferences.*",
-            "status",
-        ],
-    );
+/// Validates the fields of `input` that `paths` (already checked against [`CUSTOMER_FIELDS`])
+/// name, into the patch of an `UpdateCustomer`.
+pub fn customer_patch(v: &mut Violations, paths: &[&str], input: &CustomerInput) -> CustomerPatch {
     let mut patch = CustomerPatch::default();
-    let prefs = c.preferences.clone().unwrap_or_default();
+    let prefix = "customer.preferences.";
     for path in paths {
-        match path {
+        match *path {
             "display_name" => {
-                check_name(&mut v, "customer.display_name", &c.display_name);
-                patch.display_name = Some(c.display_name.trim().to_owned());
+                check_name(v, "customer.display_name", &input.display_name);
+                patch.display_name = Some(input.display_name.trim().to_owned());
             }
             "email" => {
-                check_email(&mut v, "customer.email", &c.email);
-                patch.email = Some(c.email.trim().to_owned());
+                check_email(v, "customer.email", &input.email);
+                patch.email = Some(input.email.trim().to_owned());
             }
             "phone" => {
-                check_phone(&mut v, "customer.phone", &c.phone);
-                patch.phone = Some(c.phone.clone());
+                check_phone(v, "customer.phone", &input.phone);
+                patch.phone = Some(input.phone.clone());
             }
-            "addresses" => patch.addresses = Some(check_addresses(&mut v, "customer.addresses", &c.addresses)),
+            "addresses" => {
+                check_addresses(v, "customer.addresses", &input.addresses);
+                patch.addresses = Some(input.addresses.clone());
+            }
             "preferences" => {
                 for name in PREFERENCE_FIELDS {
-                    patch_preference(&mut v, "customer.preferences.", name, &prefs, &mut patch.preferences);
+                    patch_preference(v, prefix, name, &input.preferences, &mut patch.preferences);
                 }
             }
-            "status" => match CustomerStatus::from_proto(c.status) {
+            "status" => match input.status {
                 Some(s @ (CustomerStatus::Active | CustomerStatus::Suspended)) => patch.status = Some(s),
                 _ => {
                     v.add("customer.status", "must be ACTIVE or SUSPENDED");
                 }
             },
             other => {
-                // Paths outside the allowed list were already reported by `update_mask`.
+                // Paths outside the allowed list were already reported with the mask.
                 if let Some(name) = other.strip_prefix("preferences.") {
                     if PREFERENCE_FIELDS.contains(&name) {
-                        patch_preference(&mut v, "customer.preferences.", name, &prefs, &mut patch.preferences);
+                        patch_preference(v, prefix, name, &input.preferences, &mut patch.preferences);
                     } else {
                         v.add("update_mask", format!("path {other:?} is not a preference field"));
                     }
@@ -498,32 +409,17 @@ pub fn customer_patch(
             }
         }
     }
-    v.into_result()?;
-    Ok((id.expect("validated"), patch))
+    patch
 }
 
-/// Validates an `UpdatePreferencesRequest`'s mask and values.
-pub fn preferences_patch(
-    input: Option<&pb::CustomerPreferences>,
-    mask: Option<&prost_types::FieldMask>,
-) -> Result<PreferencesPatch, ServiceError> {
-    let mut v = Violations::new();
-    let paths = validate::update_mask(&mut v, mask, &PREFERENCE_FIELDS);
-    let input = input.cloned().unwrap_or_default();
+/// Validates the preferences that `paths` (already checked against [`PREFERENCE_FIELDS`]) name,
+/// into the patch of an `UpdatePreferences`.
+pub fn preferences_patch(v: &mut Violations, paths: &[&str], input: &Preferences) -> PreferencesPatch {
     let mut patch = PreferencesPatch::default();
     for path in paths {
-        patch_preference(&mut v, "preferences.", path, &input, &mut patch);
+        patch_preference(v, "preferences.", path, input, &mut patch);
     }
-    v.into_result()?;
-    Ok(patch)
-}
-
-/// Who recorded a consent.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Actor {
-    pub kind: common::ActorKind,
-    pub id: String,
-    pub roles: Vec<String>,
+    patch
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -539,27 +435,19 @@ pub struct Consent {
 }
 
 impl Consent {
-    pub fn to_proto(&self) -> pb::Consent {
-        pb::Consent {
-            id: self.id.to_string(),
-            customer_id: self.customer_id.to_string(),
-            purpose: self.purpose.clone(),
-            granted: self.granted,
-            policy_version: self.policy_version.clone(),
-            source: self.source.clone(),
-            recorded_by: Some(common::Actor {
-                kind: self.recorded_by.kind as i32,
-                id: self.recorded_by.id.clone(),
-                roles: self.recorded_by.roles.clone(),
-            }),
-            record_time: Some(timestamp(self.record_time)),
-        }
-    }
-
     /// Keyset of `ListConsents` (newest first).
-    pub fn list_key(&self) -> (i64, Uuid) {
-        (self.record_time.timestamp_micros(), self.id)
+    pub fn list_key(&self) -> (DateTime<Utc>, Uuid) {
+        (self.record_time, self.id)
     }
+}
+
+/// A consent as a request states it, not yet validated.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ConsentInput {
+    pub purpose: String,
+    pub granted: bool,
+    pub policy_version: String,
+    pub source: String,
 }
 
 pub fn is_valid_purpose(purpose: &str) -> bool {
@@ -569,28 +457,24 @@ pub fn is_valid_purpose(purpose: &str) -> bool {
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
 }
 
-/// Validates a `RecordConsentRequest` (the customer id is checked by the caller).
-pub fn new_consent(
-    req: &pb::RecordConsentRequest,
-    customer_id: Uuid,
-    recorded_by: Actor,
-) -> Result<Consent, ServiceError> {
+/// Validates a consent (the customer id is checked by the caller).
+pub fn new_consent(input: &ConsentInput, customer_id: Uuid, recorded_by: Actor) -> Result<Consent, ServiceError> {
     let mut v = Violations::new();
     v.check(
-        is_valid_purpose(&req.purpose),
+        is_valid_purpose(&input.purpose),
         "purpose",
         "must be 1-64 characters of a-z, 0-9 and '_'",
     );
-    validate::length(&mut v, "policy_version", &req.policy_version, 1, 64);
-    validate::length(&mut v, "source", &req.source, 0, 64);
+    validate::length(&mut v, "policy_version", &input.policy_version, 1, 64);
+    validate::length(&mut v, "source", &input.source, 0, 64);
     v.into_result()?;
     Ok(Consent {
         id: Uuid::now_v7(),
         customer_id,
-        purpose: req.purpose.clone(),
-        granted: req.granted,
-        policy_version: req.policy_version.clone(),
-        source: req.source.clone(),
+        purpose: input.purpose.clone(),
+        granted: input.granted,
+        policy_version: input.policy_version.clone(),
+        source: input.source.clone(),
         recorded_by,
         record_time: now(),
     })
@@ -604,30 +488,19 @@ pub struct CustomerFilter {
     pub status: Option<CustomerStatus>,
 }
 
-pub fn customer_filter(req: &pb::ListCustomersRequest) -> Result<CustomerFilter, ServiceError> {
-    let mut v = Violations::new();
-    validate::length(&mut v, "query", &req.query, 0, 200);
-    let status = match req.status {
-        0 => None,
-        s => {
-            let parsed = CustomerStatus::from_proto(s);
-            v.check(parsed.is_some(), "status", "is not a known customer status");
-            parsed
-        }
-    };
-    v.into_result()?;
-    let query = req.query.trim().to_lowercase();
-    Ok(CustomerFilter {
-        query: (!query.is_empty()).then_some(query),
-        status,
-    })
+/// Validates a `ListCustomers` search text into its case-folded form (`None`: no search).
+pub fn search_query(v: &mut Violations, query: &str) -> Option<String> {
+    validate::length(v, "query", query, 0, 200);
+    let query = query.trim().to_lowercase();
+    (!query.is_empty()).then_some(query)
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn fields(err: ServiceError) -> Vec<String> {
+    /// The fields an INVALID_ARGUMENT names, in order.
+    pub(crate) fn fields(err: ServiceError) -> Vec<String> {
         match err {
             ServiceError::InvalidArgument(v) => v.into_iter().map(|f| f.field).collect(),
             other => panic!("not invalid: {other}"),
@@ -664,22 +537,22 @@ mod tests {
 
     #[test]
     fn create_reports_every_bad_field() {
-        let req = pb::CreateCustomerRequest {
+        let input = CustomerInput {
             display_name: " ".into(),
             email: "nope".into(),
             phone: "0151".into(),
-            addresses: vec![common::Address {
+            addresses: vec![Address {
                 country_code: "de".into(),
                 ..Default::default()
             }],
-            preferences: Some(pb::CustomerPreferences {
+            preferences: Preferences {
                 time_zone: "Mars".into(),
                 ..Default::default()
-            }),
+            },
             ..Default::default()
         };
         assert_eq!(
-            fields(new_customer(&req, None).unwrap_err()),
+            fields(new_customer(&input, None, "").unwrap_err()),
             [
                 "display_name",
                 "email",
@@ -690,47 +563,5 @@ mod tests {
                 "preferences.time_zone"
             ]
         );
-    }
-
-    #[test]
-    fn patch_respects_the_mask_and_erasure() {
-        let input = pb::Customer {
-            id: Uuid::now_v7().to_string(),
-            display_name: String::new(),
-            preferences: Some(pb::CustomerPreferences {
-                language_code: "de-AT".into(),
-                ..Default::default()
-            }),
-            status: pb::CustomerStatus::Suspended as i32,
-            ..Default::default()
-        };
-        let mask = prost_types::FieldMask {
-            paths: vec!["preferences.language_code".into(), "status".into()],
-        };
-        let (_, patch) = customer_patch(Some(&input), Some(&mask)).unwrap();
-        assert_eq!(patch.display_name, None);
-        assert_eq!(patch.preferences.language_code.as_deref(), Some("de-AT"));
-        assert_eq!(patch.preferences.time_zone, None);
-        assert_eq!(patch.status, Some(CustomerStatus::Suspended));
-
-        let mask = prost_types::FieldMask {
-            paths: vec!["preferences.nope".into(), "id".into()],
-        };
-        assert_eq!(
-            fields(customer_patch(Some(&input), Some(&mask)).unwrap_err()),
-            ["update_mask", "update_mask"]
-        );
-
-        let req = pb::CreateCustomerRequest {
-            display_name: "A".into(),
-            email: "a@example.com".into(),
-            ..Default::default()
-        };
-        let mut customer = new_customer(&req, None).unwrap();
-        customer.status = CustomerStatus::Erased;
-        assert!(matches!(
-            patch.apply(&mut customer),
-            Err(ServiceError::FailedPrecondition { .. })
-        ));
     }
 }

@@ -12,19 +12,18 @@
 //! Personal data (names, e-mails, phones, addresses, identity subjects) is never logged: log
 //! lines carry customer ids only.
 
-use std::sync::Arc;
-
+use chrono::DateTime;
 use ordermesh_platform::auth::{Principal, Role};
 use ordermesh_platform::grpc::principal;
-use ordermesh_platform::{ServiceError, Violations, pagination, validate};
-use ordermesh_proto::common::ActorKind;
+use ordermesh_platform::{Actor, ServiceError, Violations, pagination, validate};
 use ordermesh_proto::customer as pb;
 use ordermesh_proto::customer::customer_service_server::CustomerService;
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
-use crate::domain::{self, Actor, Customer, CustomerPatch, Identity};
-use crate::store::{ConsentCursor, CustomerCursor, CustomerStore};
+use crate::convert;
+use crate::domain::{self, Consent, Customer, CustomerPatch, Identity};
+use crate::store::{ConsentCursor, CustomerCursor, Store};
 
 type Reply<T> = Result<Response<T>, Status>;
 
@@ -78,23 +77,15 @@ fn write_scope(p: &Principal) -> Result<Scope, Status> {
     }
 }
 
+/// Who records a consent for `customer_id`: a client is recorded as that customer.
 fn actor(p: &Principal, customer_id: Uuid) -> Actor {
+    let actor = Actor::of(p);
     match p {
         Principal::Client { .. } => Actor {
-            kind: ActorKind::Customer,
             id: customer_id.to_string(),
-            roles: vec![],
+            ..actor
         },
-        Principal::Employee { subject, roles } => Actor {
-            kind: ActorKind::Employee,
-            id: subject.clone(),
-            roles: roles.iter().map(|r| r.as_str().to_owned()).collect(),
-        },
-        Principal::Service { name } => Actor {
-            kind: ActorKind::Service,
-            id: name.clone(),
-            roles: vec![],
-        },
+        _ => actor,
     }
 }
 
@@ -105,12 +96,26 @@ fn parse_id(field: &str, value: &str) -> Result<Uuid, ServiceError> {
     Ok(id.expect("validated"))
 }
 
+/// A `ListConsents` page token holds the record time as integer microseconds.
+type ConsentPageKey = (i64, Uuid);
+
+fn consent_page_key(consent: &Consent) -> ConsentPageKey {
+    let (time, id) = consent.list_key();
+    (time.timestamp_micros(), id)
+}
+
+fn consent_cursor((micros, id): ConsentPageKey) -> Result<ConsentCursor, ServiceError> {
+    let time =
+        DateTime::from_timestamp_micros(micros).ok_or_else(|| ServiceError::invalid("page_token", "is not valid"))?;
+    Ok((time, id))
+}
+
 pub struct CustomerApi {
-    store: Arc<dyn CustomerStore>,
+    store: Store,
 }
 
 impl CustomerApi {
-    pub fn new(store: Arc<dyn CustomerStore>) -> Self {
+    pub fn new(store: Store) -> Self {
         Self { store }
     }
 
@@ -148,7 +153,7 @@ impl CustomerService for CustomerApi {
                 Some(requested)
             }
         };
-        let customer = domain::new_customer(req, identity)?;
+        let customer = domain::new_customer(&req.into(), identity, &req.idempotency_key)?;
         let key = (!req.idempotency_key.is_empty()).then_some(req.idempotency_key.as_str());
         let created = self.store.create_customer(&customer, key).await?;
         if !scope.permits(&created) {
@@ -161,7 +166,7 @@ impl CustomerService for CustomerApi {
         }
         tracing::info!(customer_id = %created.id, "customer created");
         Ok(Response::new(pb::CreateCustomerResponse {
-            customer: Some(created.to_proto()),
+            customer: Some((&created).into()),
         }))
     }
 
@@ -170,7 +175,7 @@ impl CustomerService for CustomerApi {
         let id = parse_id("customer_id", &request.get_ref().customer_id)?;
         let customer = self.visible(&scope, id).await?;
         Ok(Response::new(pb::GetCustomerResponse {
-            customer: Some(customer.to_proto()),
+            customer: Some((&customer).into()),
         }))
     }
 
@@ -188,19 +193,20 @@ impl CustomerService for CustomerApi {
             resource: "customer",
             id: "for this identity".into(),
         };
-        let customer = match self.store.get_customer_by_identity(&req.issuer, &req.subject).await? {
+        let found = self.store.get_customer_by_identity(&req.issuer, &req.subject).await;
+        let customer = match found.map_err(ServiceError::from)? {
             Some(c) if scope.permits(&c) => c,
             _ => return Err(not_found().into()),
         };
         Ok(Response::new(pb::GetCustomerByIdentityResponse {
-            customer: Some(customer.to_proto()),
+            customer: Some((&customer).into()),
         }))
     }
 
     async fn update_customer(&self, request: Request<pb::UpdateCustomerRequest>) -> Reply<pb::UpdateCustomerResponse> {
         let scope = write_scope(principal(&request)?)?;
         let req = request.get_ref();
-        let (id, patch) = domain::customer_patch(req.customer.as_ref(), req.update_mask.as_ref())?;
+        let (id, patch) = convert::customer_update(req)?;
         if patch.status.is_some() && scope != Scope::All {
             return Err(denied(
                 "changing the status requires the customer-service or admin role",
@@ -213,7 +219,7 @@ impl CustomerService for CustomerApi {
             .await?;
         tracing::info!(customer_id = %id, version = customer.version, "customer updated");
         Ok(Response::new(pb::UpdateCustomerResponse {
-            customer: Some(customer.to_proto()),
+            customer: Some((&customer).into()),
         }))
     }
 
@@ -225,13 +231,17 @@ impl CustomerService for CustomerApi {
             ));
         }
         let req = request.get_ref();
-        let filter = domain::customer_filter(req)?;
+        let filter = convert::customer_filter(req)?;
         let limit = pagination::page_size(req.page_size)?;
         let after: Option<CustomerCursor> = pagination::decode(&req.page_token, &filter)?;
-        let rows = self.store.list_customers(&filter, after, limit + 1).await?;
+        let rows = self
+            .store
+            .list_customers(&filter, after, limit + 1)
+            .await
+            .map_err(ServiceError::from)?;
         let (rows, next_page_token) = pagination::finish(rows, limit, &filter, Customer::sort_key);
         Ok(Response::new(pb::ListCustomersResponse {
-            customers: rows.iter().map(Customer::to_proto).collect(),
+            customers: rows.iter().map(pb::Customer::from).collect(),
             next_page_token,
         }))
     }
@@ -241,7 +251,7 @@ impl CustomerService for CustomerApi {
         let id = parse_id("customer_id", &request.get_ref().customer_id)?;
         let customer = self.visible(&scope, id).await?;
         Ok(Response::new(pb::GetPreferencesResponse {
-            preferences: Some(customer.preferences.to_proto()),
+            preferences: Some((&customer.preferences).into()),
         }))
     }
 
@@ -250,21 +260,7 @@ impl CustomerService for CustomerApi {
         request: Request<pb::UpdatePreferencesRequest>,
     ) -> Reply<pb::UpdatePreferencesResponse> {
         let scope = write_scope(principal(&request)?)?;
-        let req = request.get_ref();
-        let mut v = Violations::new();
-        let id = validate::uuid(&mut v, "customer_id", &req.customer_id);
-        let preferences = domain::preferences_patch(req.preferences.as_ref(), req.update_mask.as_ref());
-        let preferences = match preferences {
-            Err(ServiceError::InvalidArgument(more)) => {
-                for f in more {
-                    v.add(f.field, f.description);
-                }
-                None
-            }
-            other => Some(other?),
-        };
-        v.into_result()?;
-        let (id, preferences) = (id.expect("validated"), preferences.expect("validated"));
+        let (id, preferences) = convert::preferences_update(request.get_ref())?;
         let patch = CustomerPatch {
             preferences,
             ..Default::default()
@@ -273,7 +269,7 @@ impl CustomerService for CustomerApi {
         let customer = self.store.update_customer(id, &patch, None, &allowed).await?;
         tracing::info!(customer_id = %id, "customer preferences updated");
         Ok(Response::new(pb::UpdatePreferencesResponse {
-            preferences: Some(customer.preferences.to_proto()),
+            preferences: Some((&customer.preferences).into()),
         }))
     }
 
@@ -282,12 +278,12 @@ impl CustomerService for CustomerApi {
         let scope = write_scope(caller)?;
         let req = request.get_ref();
         let id = parse_id("customer_id", &req.customer_id)?;
-        let consent = domain::new_consent(req, id, actor(caller, id))?;
+        let consent = domain::new_consent(&req.into(), id, actor(caller, id))?;
         self.visible(&scope, id).await?;
         self.store.record_consent(&consent).await?;
         tracing::info!(customer_id = %id, purpose = %consent.purpose, granted = consent.granted, "consent recorded");
         Ok(Response::new(pb::RecordConsentResponse {
-            consent: Some(consent.to_proto()),
+            consent: Some((&consent).into()),
         }))
     }
 
@@ -306,11 +302,16 @@ impl CustomerService for CustomerApi {
         let purpose = (!req.purpose.is_empty()).then_some(req.purpose.as_str());
         let filters = (id, purpose);
         let limit = pagination::page_size(req.page_size)?;
-        let after: Option<ConsentCursor> = pagination::decode(&req.page_token, &filters)?;
-        let rows = self.store.list_consents(id, purpose, after, limit + 1).await?;
-        let (rows, next_page_token) = pagination::finish(rows, limit, &filters, domain::Consent::list_key);
+        let after: Option<ConsentPageKey> = pagination::decode(&req.page_token, &filters)?;
+        let after = after.map(consent_cursor).transpose()?;
+        let rows = self
+            .store
+            .list_consents(id, purpose, after, limit + 1)
+            .await
+            .map_err(ServiceError::from)?;
+        let (rows, next_page_token) = pagination::finish(rows, limit, &filters, consent_page_key);
         Ok(Response::new(pb::ListConsentsResponse {
-            consents: rows.iter().map(|c| c.to_proto()).collect(),
+            consents: rows.iter().map(pb::Consent::from).collect(),
             next_page_token,
         }))
     }

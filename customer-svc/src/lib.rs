@@ -1,9 +1,10 @@
 //! The customer service: profiles, identity links, preferences and consents. `run` starts it
 //! on a listener it is given, so tests and `ordermesh up` run it in-process on any port.
 //!
-//! Modules point inward: [`grpc`] (handlers) → [`domain`] (types and rules, no I/O) ←
-//! [`store`] (PostgreSQL and SQLite).
+//! Modules point inward: [`grpc`] (handlers; [`convert`] for the generated types) → [`domain`]
+//! (types and rules, no I/O) ← [`store`] (PostgreSQL or SQLite).
 
+pub mod convert;
 pub mod domain;
 pub mod grpc;
 pub mod store;
@@ -19,7 +20,7 @@ pub const DEFAULT_PORT: u16 = 50052;
 /// Serves the customer service on `listen` until `shutdown` is triggered.
 pub async fn run(config: ServiceConfig, listen: Listen, shutdown: Shutdown) -> anyhow::Result<()> {
     let host = ServiceHost::start(config, listen, store::migrations(), &shutdown).await?;
-    let store = store::for_database(host.db());
+    let store = store::Store::new(host.db().clone());
     host.serve(CustomerServiceServer::new(grpc::CustomerApi::new(store)))
         .await
 }

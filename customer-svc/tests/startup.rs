@@ -17,12 +17,9 @@ async fn a_taken_port_fails_within_seconds_naming_the_service_and_the_address() 
     let taken = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = taken.local_addr().unwrap();
 
-    let outcome = tokio::time::timeout(
-        LIMIT,
-        customer_svc::run(config, Listen::Address(addr), Shutdown::new()),
-    )
-    .await
-    .expect("run returns instead of hanging");
+    let outcome = tokio::time::timeout(LIMIT, customer_svc::run(config, Listen::Address(addr), Shutdown::new()))
+        .await
+        .expect("run returns instead of hanging");
 
     let error = outcome.expect_err("the port is taken");
     let message = format!("{error:#}");
@@ -42,12 +39,9 @@ async fn an_unreachable_database_fails_without_hanging() {
     let config = testing::service_config(customer_svc::SERVICE, url, auth.auth_config()).unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
 
-    let outcome = tokio::time::timeout(
-        LIMIT,
-        customer_svc::run(config, listener.into(), Shutdown::new()),
-    )
-    .await
-    .expect("run returns instead of hanging");
+    let outcome = tokio::time::timeout(LIMIT, customer_svc::run(config, listener.into(), Shutdown::new()))
+        .await
+        .expect("run returns instead of hanging");
 
     let message = format!("{:#}", outcome.expect_err("no database"));
     assert!(message.contains("customer-svc: opening the database"), "{message}");

@@ -1,55 +1,52 @@
 //! The one behaviour suite of the customer store, run against PostgreSQL and SQLite.
 
-use std::sync::Arc;
-
 use customer_svc::domain::{
-    self, Actor, Consent, Customer, CustomerFilter, CustomerPatch, CustomerStatus, Identity, PreferencesPatch,
+    self, Address, Consent, ConsentInput, Customer, CustomerFilter, CustomerInput, CustomerPatch, CustomerStatus,
+    Identity, Preferences, PreferencesPatch,
 };
-use customer_svc::store::{self, CustomerStore};
-use ordermesh_platform::ServiceError;
+use customer_svc::store::{self, Store};
 use ordermesh_platform::db::Database;
 use ordermesh_platform::testing::TestDatabase;
-use ordermesh_proto::common::ActorKind;
-use ordermesh_proto::customer as pb;
+use ordermesh_platform::{Actor, ActorKind, ServiceError};
 use uuid::Uuid;
 
-async fn open(db: &TestDatabase) -> Arc<dyn CustomerStore> {
+async fn open(db: &TestDatabase) -> Store {
     let database = Database::connect(db.url(), customer_svc::SERVICE)
         .await
         .expect("connect");
     database.migrate(&store::migrations()).await.expect("migrate");
-    store::for_database(&database)
+    Store::new(database)
 }
 
 fn customer(name: &str, email: &str, subject: Option<&str>) -> Customer {
-    let req = pb::CreateCustomerRequest {
+    let input = CustomerInput {
         display_name: name.into(),
         email: email.into(),
         phone: "+4915112345678".into(),
-        addresses: vec![ordermesh_proto::common::Address {
+        addresses: vec![Address {
             line1: "Hauptstr. 1".into(),
             city: "Berlin".into(),
             country_code: "DE".into(),
             ..Default::default()
         }],
-        preferences: Some(pb::CustomerPreferences {
+        preferences: Preferences {
             language_code: "de".into(),
             ..Default::default()
-        }),
+        },
         ..Default::default()
     };
     let identity = subject.map(|s| Identity {
         issuer: "https://login.example/clients".into(),
         subject: s.into(),
     });
-    domain::new_customer(&req, identity).unwrap()
+    domain::new_customer(&input, identity, "").unwrap()
 }
 
 fn everyone(_: &Customer) -> bool {
     true
 }
 
-async fn behaviour(store: Arc<dyn CustomerStore>) {
+async fn behaviour(store: Store) {
     // Create and read back, by id and by identity.
     let ada = customer("Ada Lovelace", "ada@example.com", Some("sub-ada"));
     assert_eq!(store.create_customer(&ada, None).await.unwrap(), ada);
@@ -194,7 +191,7 @@ async fn behaviour(store: Arc<dyn CustomerStore>) {
         ("profiling", false),
         ("marketing_email", false),
     ] {
-        let req = pb::RecordConsentRequest {
+        let req = ConsentInput {
             purpose: purpose.into(),
             granted,
             policy_version: "2026-01".into(),
@@ -215,7 +212,7 @@ async fn behaviour(store: Arc<dyn CustomerStore>) {
         .await
         .unwrap();
     assert_eq!(marketing.iter().map(|c| c.granted).collect::<Vec<_>>(), [false, true]);
-    let req = pb::RecordConsentRequest {
+    let req = ConsentInput {
         purpose: "x".into(),
         policy_version: "1".into(),
         ..Default::default()

@@ -1,20 +1,28 @@
-//! Persistence of customers and consents: one trait, a PostgreSQL and an SQLite implementation,
-//! and the embedded migrations of both. Plain runtime SQL, no query macros.
+//! Persistence of customers and consents on PostgreSQL or SQLite, and the embedded migrations of
+//! both. Each statement is written once and runs on either backend (`on_pool!`/`on_tx!`); the
+//! behaviour suite in `tests/store.rs` runs on both.
+//!
+//! Reads return [`StoreResult`]. Writes document the refusals callers act on (ALREADY_EXISTS,
+//! NOT_FOUND, ABORTED, FAILED_PRECONDITION) and return them as [`ServiceError`]; database
+//! failures map as everywhere (`From<StoreError>`).
 
-mod postgres;
-mod sqlite;
+mod columns;
 
-use std::sync::Arc;
-
-use async_trait::async_trait;
-use ordermesh_platform::ServiceError;
+use chrono::{DateTime, Utc};
 use ordermesh_platform::db::{Database, Migrations};
+use ordermesh_platform::events::Tx;
+use ordermesh_platform::{Actor, ServiceError, StoreError, StoreResult, convert, on_pool, on_tx};
+use ordermesh_proto::common;
+use sqlx::error::ErrorKind;
+use sqlx::types::Json;
+use sqlx::{AssertSqlSafe, QueryBuilder};
 use uuid::Uuid;
 
-use crate::domain::{Consent, Customer, CustomerFilter, CustomerPatch};
-
-pub use postgres::PgStore;
-pub use sqlite::SqliteStore;
+use self::columns::{Id, Time};
+use crate::domain::{
+    Address, Consent, Customer, CustomerFilter, CustomerPatch, CustomerStatus, Identity, Preferences, normalize_email,
+    sort_name,
+};
 
 pub fn migrations() -> Migrations {
     Migrations::with_platform(
@@ -31,97 +39,385 @@ pub fn migrations() -> Migrations {
     )
 }
 
-pub fn for_database(db: &Database) -> Arc<dyn CustomerStore> {
-    match db {
-        Database::Postgres(pool) => Arc::new(PgStore::new(pool.clone())),
-        Database::Sqlite(pool) => Arc::new(SqliteStore::new(pool.clone())),
+/// Position after the last customer of a `ListCustomers` page: (sort name, id).
+pub type CustomerCursor = (String, Uuid);
+/// Position after the last consent of a `ListConsents` page: (record time, id).
+pub type ConsentCursor = (DateTime<Utc>, Uuid);
+
+#[derive(Clone, Debug)]
+pub struct Store {
+    db: Database,
+}
+
+const SELECT_CUSTOMER: &str = "SELECT id, display_name, email, phone, addresses, status, identity_issuer, \
+     identity_subject, preferences, create_time, update_time, erase_time, version FROM customers";
+
+const SELECT_CONSENT: &str = "SELECT id, customer_id, purpose, granted, policy_version, source, actor_kind, \
+     actor_id, actor_roles, record_time FROM consents";
+
+#[derive(sqlx::FromRow)]
+struct CustomerRow {
+    id: Id,
+    display_name: String,
+    email: String,
+    phone: String,
+    addresses: Json<Vec<Address>>,
+    status: String,
+    identity_issuer: Option<String>,
+    identity_subject: Option<String>,
+    preferences: Json<Preferences>,
+    create_time: Time,
+    update_time: Time,
+    erase_time: Option<Time>,
+    version: i64,
+}
+
+impl CustomerRow {
+    fn into_customer(self) -> StoreResult<Customer> {
+        Ok(Customer {
+            id: self.id.0,
+            display_name: self.display_name,
+            email: self.email,
+            phone: self.phone,
+            addresses: self.addresses.0,
+            status: CustomerStatus::parse(&self.status).ok_or_else(|| StoreError::corrupt("status", &self.status))?,
+            identity: self
+                .identity_issuer
+                .zip(self.identity_subject)
+                .map(|(issuer, subject)| Identity { issuer, subject }),
+            preferences: self.preferences.0,
+            create_time: self.create_time.0,
+            update_time: self.update_time.0,
+            erase_time: self.erase_time.map(|at| at.0),
+            version: self.version,
+        })
     }
 }
 
-/// Position after the last customer of a `ListCustomers` page: (sort name, id).
-pub type CustomerCursor = (String, Uuid);
-/// Position after the last consent of a `ListConsents` page: (record time in µs, id).
-pub type ConsentCursor = (i64, Uuid);
+#[derive(sqlx::FromRow)]
+struct ConsentRow {
+    id: Id,
+    customer_id: Id,
+    purpose: String,
+    granted: bool,
+    policy_version: String,
+    source: String,
+    /// The API's `ActorKind` number.
+    actor_kind: i32,
+    actor_id: String,
+    actor_roles: Json<Vec<String>>,
+    record_time: Time,
+}
 
-#[async_trait]
-pub trait CustomerStore: Send + Sync + 'static {
+impl ConsentRow {
+    fn into_consent(self) -> Consent {
+        Consent {
+            id: self.id.0,
+            customer_id: self.customer_id.0,
+            purpose: self.purpose,
+            granted: self.granted,
+            policy_version: self.policy_version,
+            source: self.source,
+            recorded_by: Actor {
+                // An unknown (newer) kind reads as unspecified, as the API does.
+                kind: convert::actor_kind(self.actor_kind),
+                id: self.actor_id,
+                roles: self.actor_roles.0,
+            },
+            record_time: self.record_time.0,
+        }
+    }
+}
+
+impl Store {
+    pub fn new(db: Database) -> Self {
+        Self { db }
+    }
+
     /// Inserts the customer. With an idempotency key already used, returns the customer created
     /// with it instead. ALREADY_EXISTS when the identity or the e-mail is taken.
-    async fn create_customer(
+    pub async fn create_customer(
         &self,
         customer: &Customer,
         idempotency_key: Option<&str>,
-    ) -> Result<Customer, ServiceError>;
-    async fn get_customer(&self, id: Uuid) -> Result<Option<Customer>, ServiceError>;
-    async fn get_customer_by_identity(&self, issuer: &str, subject: &str) -> Result<Option<Customer>, ServiceError>;
+    ) -> Result<Customer, ServiceError> {
+        if let Some(key) = idempotency_key
+            && let Some(existing) = self.customer_by_idempotency_key(key).await?
+        {
+            return Ok(existing);
+        }
+        let c = customer;
+        let inserted = on_pool!(&self.db, |pool| {
+            sqlx::query(
+                "INSERT INTO customers (id, display_name, sort_name, email, email_normalized, phone, addresses, \
+                 status, identity_issuer, identity_subject, preferences, idempotency_key, create_time, update_time, \
+                 erase_time, version) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
+            )
+            .bind(Id(c.id))
+            .bind(&c.display_name)
+            .bind(sort_name(&c.display_name))
+            .bind(&c.email)
+            .bind(normalize_email(&c.email))
+            .bind(&c.phone)
+            .bind(Json(&c.addresses))
+            .bind(c.status.as_str())
+            .bind(c.identity.as_ref().map(|i| i.issuer.as_str()))
+            .bind(c.identity.as_ref().map(|i| i.subject.as_str()))
+            .bind(Json(&c.preferences))
+            .bind(idempotency_key)
+            .bind(Time(c.create_time))
+            .bind(Time(c.update_time))
+            .bind(c.erase_time.map(Time))
+            .bind(c.version)
+            .execute(pool)
+            .await
+            .map(drop)
+        });
+        match inserted {
+            Ok(()) => Ok(customer.clone()),
+            // A concurrent create with the same key won the race: answer with its customer.
+            Err(e) if unique_field(&e) == Some("idempotency_key") => self
+                .customer_by_idempotency_key(idempotency_key.unwrap_or_default())
+                .await?
+                .ok_or_else(|| ServiceError::Aborted("concurrent create with the same idempotency key".into())),
+            Err(e) => Err(write_error(e)),
+        }
+    }
+
+    pub async fn get_customer(&self, id: Uuid) -> StoreResult<Option<Customer>> {
+        let sql = format!("{SELECT_CUSTOMER} WHERE id = $1");
+        let row = on_pool!(&self.db, |pool| {
+            sqlx::query_as::<_, CustomerRow>(AssertSqlSafe(sql))
+                .bind(Id(id))
+                .fetch_optional(pool)
+                .await
+        })?;
+        row.map(CustomerRow::into_customer).transpose()
+    }
+
+    pub async fn get_customer_by_identity(&self, issuer: &str, subject: &str) -> StoreResult<Option<Customer>> {
+        let sql = format!("{SELECT_CUSTOMER} WHERE identity_issuer = $1 AND identity_subject = $2");
+        let row = on_pool!(&self.db, |pool| {
+            sqlx::query_as::<_, CustomerRow>(AssertSqlSafe(sql))
+                .bind(issuer)
+                .bind(subject)
+                .fetch_optional(pool)
+                .await
+        })?;
+        row.map(CustomerRow::into_customer).transpose()
+    }
+
+    async fn customer_by_idempotency_key(&self, key: &str) -> StoreResult<Option<Customer>> {
+        let sql = format!("{SELECT_CUSTOMER} WHERE idempotency_key = $1");
+        let row = on_pool!(&self.db, |pool| {
+            sqlx::query_as::<_, CustomerRow>(AssertSqlSafe(sql))
+                .bind(key)
+                .fetch_optional(pool)
+                .await
+        })?;
+        row.map(CustomerRow::into_customer).transpose()
+    }
+
     /// Applies `patch` if `allowed(current)` passes (authorization on the stored row) and the
     /// version matches. NOT_FOUND, ABORTED, FAILED_PRECONDITION (erased), ALREADY_EXISTS (e-mail).
-    async fn update_customer(
+    pub async fn update_customer(
         &self,
         id: Uuid,
         patch: &CustomerPatch,
         expected_version: Option<i64>,
         allowed: &(dyn for<'c> Fn(&'c Customer) -> bool + Send + Sync),
-    ) -> Result<Customer, ServiceError>;
-    /// Ordered by sort name then id, strictly after `after`.
-    async fn list_customers(
+    ) -> Result<Customer, ServiceError> {
+        let mut tx = Tx::begin(&self.db).await?;
+        let mut customer = match locked_customer(&mut tx, id).await? {
+            Some(c) if allowed(&c) => c,
+            _ => return Err(ServiceError::not_found("customer", id)),
+        };
+        if expected_version.is_some_and(|v| v != customer.version) {
+            return Err(ServiceError::Aborted(format!(
+                "customer version is {}, not the expected version",
+                customer.version
+            )));
+        }
+        patch.apply(&mut customer)?;
+        let c = &customer;
+        on_tx!(tx, |conn| {
+            sqlx::query(
+                "UPDATE customers SET display_name = $2, sort_name = $3, email = $4, email_normalized = $5, \
+                 phone = $6, addresses = $7, status = $8, preferences = $9, update_time = $10, version = $11 \
+                 WHERE id = $1",
+            )
+            .bind(Id(id))
+            .bind(&c.display_name)
+            .bind(sort_name(&c.display_name))
+            .bind(&c.email)
+            .bind(normalize_email(&c.email))
+            .bind(&c.phone)
+            .bind(Json(&c.addresses))
+            .bind(c.status.as_str())
+            .bind(Json(&c.preferences))
+            .bind(Time(c.update_time))
+            .bind(c.version)
+            .execute(&mut *conn)
+            .await
+            .map(drop)
+        })
+        .map_err(write_error)?;
+        tx.commit().await?;
+        Ok(customer)
+    }
+
+    /// Ordered by sort name (byte order) then id, strictly after `after`.
+    pub async fn list_customers(
         &self,
         filter: &CustomerFilter,
         after: Option<CustomerCursor>,
         limit: usize,
-    ) -> Result<Vec<Customer>, ServiceError>;
-    async fn record_consent(&self, consent: &Consent) -> Result<(), ServiceError>;
+    ) -> StoreResult<Vec<Customer>> {
+        // Names sort in byte order on both backends: PostgreSQL needs the "C" collation for it
+        // (the index `customers_by_name` is built with it), SQLite compares bytes by default.
+        let collate = match &self.db {
+            Database::Postgres(_) => r#" COLLATE "C""#,
+            Database::Sqlite(_) => "",
+        };
+        let rows = on_pool!(&self.db, |pool| {
+            let mut q = QueryBuilder::new(format!("{SELECT_CUSTOMER} WHERE 1 = 1"));
+            if let Some(query) = &filter.query {
+                // Both sides are already case-folded (SQLite's LIKE folds ASCII only).
+                let pattern = like_pattern(query);
+                q.push(" AND (sort_name LIKE ")
+                    .push_bind(pattern.clone())
+                    .push(" ESCAPE '\\' OR email_normalized LIKE ")
+                    .push_bind(pattern)
+                    .push(" ESCAPE '\\')");
+            }
+            if let Some(status) = filter.status {
+                q.push(" AND status = ").push_bind(status.as_str());
+            }
+            if let Some((name, id)) = after {
+                q.push(format_args!(" AND (sort_name{collate}, id) > ("))
+                    .push_bind(name)
+                    .push(format_args!("{collate}, "))
+                    .push_bind(Id(id))
+                    .push(")");
+            }
+            q.push(format_args!(" ORDER BY sort_name{collate}, id LIMIT "))
+                .push_bind(limit as i64);
+            q.build_query_as::<CustomerRow>().fetch_all(pool).await
+        })?;
+        rows.into_iter().map(CustomerRow::into_customer).collect()
+    }
+
+    /// Appends a consent. NOT_FOUND when the customer does not exist.
+    pub async fn record_consent(&self, consent: &Consent) -> Result<(), ServiceError> {
+        let c = consent;
+        on_pool!(&self.db, |pool| {
+            sqlx::query(
+                "INSERT INTO consents (id, customer_id, purpose, granted, policy_version, source, actor_kind, \
+                 actor_id, actor_roles, record_time) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+            )
+            .bind(Id(c.id))
+            .bind(Id(c.customer_id))
+            .bind(&c.purpose)
+            .bind(c.granted)
+            .bind(&c.policy_version)
+            .bind(&c.source)
+            .bind(common::ActorKind::from(c.recorded_by.kind) as i32)
+            .bind(&c.recorded_by.id)
+            .bind(Json(&c.recorded_by.roles))
+            .bind(Time(c.record_time))
+            .execute(pool)
+            .await
+            .map(drop)
+        })
+        .map_err(|e| match &e {
+            sqlx::Error::Database(db) if db.kind() == ErrorKind::ForeignKeyViolation => {
+                ServiceError::not_found("customer", c.customer_id)
+            }
+            _ => e.into(),
+        })
+    }
+
     /// Newest first, strictly after `after`.
-    async fn list_consents(
+    pub async fn list_consents(
         &self,
         customer_id: Uuid,
         purpose: Option<&str>,
         after: Option<ConsentCursor>,
         limit: usize,
-    ) -> Result<Vec<Consent>, ServiceError>;
+    ) -> StoreResult<Vec<Consent>> {
+        let rows = on_pool!(&self.db, |pool| {
+            let mut q = QueryBuilder::new(format!("{SELECT_CONSENT} WHERE customer_id = "));
+            q.push_bind(Id(customer_id));
+            if let Some(purpose) = purpose {
+                q.push(" AND purpose = ").push_bind(purpose.to_owned());
+            }
+            if let Some((time, id)) = after {
+                q.push(" AND (record_time, id) < (")
+                    .push_bind(Time(time))
+                    .push(", ")
+                    .push_bind(Id(id))
+                    .push(")");
+            }
+            q.push(" ORDER BY record_time DESC, id DESC LIMIT ")
+                .push_bind(limit as i64);
+            q.build_query_as::<ConsentRow>().fetch_all(pool).await
+        })?;
+        Ok(rows.into_iter().map(ConsentRow::into_consent).collect())
+    }
 }
 
-/// Which unique index a violation hit, from the constraint name (PostgreSQL) or the message
-/// (SQLite names the columns). `None` for other errors.
-fn unique_violation(error: &sqlx::Error) -> Option<&'static str> {
+/// Reads customer `id` in `tx` and keeps others from changing it until `tx` ends.
+async fn locked_customer(tx: &mut Tx, id: Uuid) -> StoreResult<Option<Customer>> {
+    // PostgreSQL locks the row; SQLite has no row locks, and its transaction (BEGIN IMMEDIATE)
+    // already holds the database's write lock.
+    let lock = if tx.is_postgres() { " FOR UPDATE" } else { "" };
+    let sql = format!("{SELECT_CUSTOMER} WHERE id = $1{lock}");
+    let row = on_tx!(tx, |conn| {
+        sqlx::query_as::<_, CustomerRow>(AssertSqlSafe(sql))
+            .bind(Id(id))
+            .fetch_optional(&mut *conn)
+            .await
+    })?;
+    row.map(CustomerRow::into_customer).transpose()
+}
+
+/// Which unique index of `customers` a failed write hit: `identity`, `email` or
+/// `idempotency_key`. PostgreSQL names the index; SQLite names only the columns, in its message,
+/// which [`StoreError`] does not keep (so this reads the raw error).
+fn unique_field(error: &sqlx::Error) -> Option<&'static str> {
     let sqlx::Error::Database(db) = error else {
         return None;
     };
-    if db.kind() != sqlx::error::ErrorKind::UniqueViolation {
+    if db.kind() != ErrorKind::UniqueViolation {
         return None;
     }
-    let what = db.constraint().unwrap_or_else(|| db.message());
-    Some(if what.contains("idempotency") {
-        "idempotency_key"
-    } else if what.contains("identity") {
-        "identity"
-    } else if what.contains("email") {
-        "email"
-    } else {
-        "id"
-    })
+    let index = db.constraint().unwrap_or_else(|| db.message());
+    [
+        ("idempotency", "idempotency_key"),
+        ("identity", "identity"),
+        ("email", "email"),
+    ]
+    .into_iter()
+    .find(|(name, _)| index.contains(name))
+    .map(|(_, field)| field)
 }
 
+/// ALREADY_EXISTS for a taken identity or e-mail; any other failure as usual.
 fn write_error(error: sqlx::Error) -> ServiceError {
-    match unique_violation(&error) {
-        Some(field @ ("identity" | "email")) => ServiceError::AlreadyExists {
+    let field = unique_field(&error);
+    let error = StoreError::from(error);
+    match field {
+        Some(field @ ("identity" | "email")) => error.or_on_unique(ServiceError::AlreadyExists {
             resource: "customer",
             field,
-        },
+        }),
         _ => error.into(),
     }
-}
-
-fn version_mismatch(current: i64) -> ServiceError {
-    ServiceError::Aborted(format!("customer version is {current}, not the expected version"))
 }
 
 /// `%q%` for LIKE with `\` escaping the wildcards of the query.
 fn like_pattern(query: &str) -> String {
     let escaped = query.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
     format!("%{escaped}%")
-}
-
-fn internal<E: Into<anyhow::Error>>(e: E) -> ServiceError {
-    ServiceError::internal(e)
 }

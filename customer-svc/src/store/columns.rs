@@ -1,0 +1,60 @@
+//! How this schema stores UUIDs and times on each backend: PostgreSQL's native `uuid` and
+//! `timestamptz`, SQLite's hyphenated TEXT and INTEGER microseconds since the Unix epoch. sqlx's
+//! own SQLite encodings (16-byte BLOB, RFC 3339 text) differ from the stored data, so these
+//! wrappers carry the schema's encoding and one SQL text binds and reads them on both backends.
+
+use chrono::{DateTime, Utc};
+use sqlx::encode::IsNull;
+use sqlx::error::BoxDynError;
+use sqlx::{Database, Decode, Encode, Postgres, Sqlite, Type};
+use uuid::Uuid;
+use uuid::fmt::Hyphenated;
+
+/// A `uuid` column (TEXT on SQLite).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Id(pub Uuid);
+
+/// A `timestamptz` column (INTEGER microseconds on SQLite).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Time(pub DateTime<Utc>);
+
+/// Implements `Type`, `Encode` and `Decode` of `$wrapper` on `$db` through `$stored`, the
+/// type the column holds there, with the conversions `$to` and `$from`.
+macro_rules! stored_as {
+    ($wrapper:ty, $db:ty, $stored:ty, $to:expr, $from:expr) => {
+        impl Type<$db> for $wrapper {
+            fn type_info() -> <$db as Database>::TypeInfo {
+                <$stored as Type<$db>>::type_info()
+            }
+
+            fn compatible(ty: &<$db as Database>::TypeInfo) -> bool {
+                <$stored as Type<$db>>::compatible(ty)
+            }
+        }
+
+        impl Encode<'_, $db> for $wrapper {
+            fn encode_by_ref(&self, buf: &mut <$db as Database>::ArgumentBuffer) -> Result<IsNull, BoxDynError> {
+                let to: fn(&$wrapper) -> $stored = $to;
+                Encode::<$db>::encode(to(self), buf)
+            }
+        }
+
+        impl<'r> Decode<'r, $db> for $wrapper {
+            fn decode(value: <$db as Database>::ValueRef<'r>) -> Result<Self, BoxDynError> {
+                let from: fn($stored) -> Result<$wrapper, BoxDynError> = $from;
+                from(<$stored as Decode<'r, $db>>::decode(value)?)
+            }
+        }
+    };
+}
+
+stored_as!(Id, Postgres, Uuid, |id| id.0, |id| Ok(Id(id)));
+stored_as!(Id, Sqlite, Hyphenated, |id| id.0.hyphenated(), |id| Ok(Id(
+    id.into_uuid()
+)));
+stored_as!(Time, Postgres, DateTime<Utc>, |at| at.0, |at| Ok(Time(at)));
+stored_as!(Time, Sqlite, i64, |at| at.0.timestamp_micros(), |micros| {
+    DateTime::from_timestamp_micros(micros)
+        .map(Time)
+        .ok_or_else(|| format!("{micros} µs is out of range").into())
+});
