@@ -241,9 +241,14 @@ impl From<sqlx::Error> for StoreError {
         match &error {
             sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => Self::Unavailable(error),
             sqlx::Error::Database(db) if db.kind() == sqlx::error::ErrorKind::UniqueViolation => {
-                Self::UniqueViolation {
-                    constraint: db.constraint().map(str::to_owned),
-                }
+                // PostgreSQL names the constraint; SQLite only lists the columns in its message
+                // ("UNIQUE constraint failed: customers.email").
+                let constraint = db.constraint().map(str::to_owned).or_else(|| {
+                    db.message()
+                        .strip_prefix("UNIQUE constraint failed: ")
+                        .map(str::to_owned)
+                });
+                Self::UniqueViolation { constraint }
             }
             // SQLITE_BUSY / SQLITE_LOCKED (with extended codes), PostgreSQL serialization
             // failure, deadlock, too many connections, admin shutdown.
@@ -295,7 +300,10 @@ mod store_error_tests {
             .await
             .unwrap_err()
             .into();
-        assert!(matches!(error, StoreError::UniqueViolation { .. }));
+        assert!(
+            matches!(&error, StoreError::UniqueViolation { constraint: Some(c) } if c == "t.k"),
+            "{error:?}"
+        );
         let mapped = error.or_on_unique(ServiceError::AlreadyExists {
             resource: "t",
             field: "k",
