@@ -1,5 +1,6 @@
-//! Notifications, recipients, scopes and preferences, and the rules that turn domain events into
-//! notifications. No I/O.
+//! Notifications, recipients, scopes and preferences, and the rules that turn what happened to
+//! orders and payments into notifications. No I/O and no generated types: `convert` and
+//! `events` translate the wire forms at the edge.
 //!
 //! # Ids and resume
 //!
@@ -15,10 +16,8 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use ordermesh_platform::auth::Role;
-use ordermesh_platform::{ServiceError, Violations, validate};
-use ordermesh_proto::events as ev;
-use ordermesh_proto::notification as pb;
-use ordermesh_proto::order::OrderStatus;
+use ordermesh_platform::validate::Money;
+use ordermesh_platform::{Violations, validate};
 use uuid::Uuid;
 
 pub const TITLE_MAX: usize = 200;
@@ -34,39 +33,6 @@ pub enum Recipient {
     Customer(Uuid),
     /// An employee role group (`admin`, `order-manager`, `customer-service`).
     Role(Role),
-}
-
-impl Recipient {
-    pub fn to_proto(&self) -> pb::Recipient {
-        let target = match self {
-            Recipient::Customer(id) => pb::recipient::Target::CustomerId(id.to_string()),
-            Recipient::Role(role) => pb::recipient::Target::Role(role.as_str().to_owned()),
-        };
-        pb::Recipient { target: Some(target) }
-    }
-
-    /// Parses a recipient message; violations are reported under `field`.
-    pub fn from_proto(violations: &mut Violations, field: &str, value: Option<&pb::Recipient>) -> Option<Self> {
-        match value.and_then(|r| r.target.as_ref()) {
-            None => {
-                violations.add(field, "is required: set customer_id or role");
-                None
-            }
-            Some(pb::recipient::Target::CustomerId(id)) => {
-                validate::uuid(violations, &format!("{field}.customer_id"), id).map(Recipient::Customer)
-            }
-            Some(pb::recipient::Target::Role(role)) => match Role::parse(role) {
-                Some(role) => Some(Recipient::Role(role)),
-                None => {
-                    violations.add(
-                        format!("{field}.role"),
-                        "must be one of admin, order-manager, customer-service",
-                    );
-                    None
-                }
-            },
-        }
-    }
 }
 
 /// The types of `NotificationType`, stored by name.
@@ -101,47 +67,6 @@ impl Kind {
     pub fn parse(value: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|k| k.as_str() == value)
     }
-
-    pub fn to_proto(self) -> pb::NotificationType {
-        match self {
-            Kind::OrderStatus => pb::NotificationType::OrderStatus,
-            Kind::Payment => pb::NotificationType::Payment,
-            Kind::Message => pb::NotificationType::Message,
-            Kind::Account => pb::NotificationType::Account,
-            Kind::System => pb::NotificationType::System,
-        }
-    }
-
-    /// `None` for UNSPECIFIED and unknown numbers.
-    pub fn from_proto(value: i32) -> Option<Self> {
-        match pb::NotificationType::try_from(value).ok()? {
-            pb::NotificationType::Unspecified => None,
-            pb::NotificationType::OrderStatus => Some(Kind::OrderStatus),
-            pb::NotificationType::Payment => Some(Kind::Payment),
-            pb::NotificationType::Message => Some(Kind::Message),
-            pb::NotificationType::Account => Some(Kind::Account),
-            pb::NotificationType::System => Some(Kind::System),
-        }
-    }
-}
-
-/// Parses a list of notification types (a filter); UNSPECIFIED and unknown values are violations.
-pub fn kinds(violations: &mut Violations, field: &str, values: &[i32]) -> Vec<Kind> {
-    let mut kinds = Vec::new();
-    for (i, value) in values.iter().enumerate() {
-        match Kind::from_proto(*value) {
-            Some(kind) => {
-                if !kinds.contains(&kind) {
-                    kinds.push(kind);
-                }
-            }
-            None => {
-                violations.add(format!("{field}[{i}]"), "must be a known notification type");
-            }
-        }
-    }
-    kinds.sort();
-    kinds
 }
 
 /// A notification to store.
@@ -156,6 +81,29 @@ pub struct NewNotification {
     /// Employee subject for SendNotification; empty for system notifications.
     pub sender_id: String,
     pub idempotency_key: Option<String>,
+}
+
+impl NewNotification {
+    /// A notification the system creates (no sender, no idempotency key); the caller sets the
+    /// correlation id of what caused it.
+    pub fn system(
+        recipient: Recipient,
+        kind: Kind,
+        title: impl Into<String>,
+        body: String,
+        data: BTreeMap<String, String>,
+    ) -> Self {
+        Self {
+            recipient,
+            kind,
+            title: title.into(),
+            body,
+            data,
+            correlation_id: String::new(),
+            sender_id: String::new(),
+            idempotency_key: None,
+        }
+    }
 }
 
 /// A stored notification.
@@ -173,31 +121,6 @@ pub struct Notification {
     pub created_at: DateTime<Utc>,
     /// When the listed reader read it (None: unread, or no reader).
     pub read_at: Option<DateTime<Utc>>,
-}
-
-fn timestamp(at: DateTime<Utc>) -> prost_types::Timestamp {
-    prost_types::Timestamp {
-        seconds: at.timestamp(),
-        nanos: at.timestamp_subsec_nanos() as i32,
-    }
-}
-
-impl Notification {
-    pub fn to_proto(&self) -> pb::Notification {
-        pb::Notification {
-            id: self.id.to_string(),
-            recipient: Some(self.recipient.to_proto()),
-            notification_type: self.kind.to_proto() as i32,
-            title: self.title.clone(),
-            body: self.body.clone(),
-            data: self.data.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
-            read: self.read_at.is_some(),
-            read_time: self.read_at.map(timestamp),
-            create_time: Some(timestamp(self.created_at)),
-            correlation_id: self.correlation_id.clone(),
-            sender_id: self.sender_id.clone(),
-        }
-    }
 }
 
 /// Parses a public notification id.
@@ -245,22 +168,6 @@ impl Scope {
                 Recipient::Role(role) => self.roles.contains(role),
             }
     }
-
-    /// `,admin,order-manager,` (for a `LIKE` match in SQL), `None` without roles.
-    pub fn roles_list(&self) -> Option<String> {
-        (!self.roles.is_empty()).then(|| {
-            let names: Vec<&str> = self.roles.iter().map(|r| r.as_str()).collect();
-            format!(",{},", names.join(","))
-        })
-    }
-}
-
-/// `,ORDER_STATUS,PAYMENT,` for a `LIKE` match, `None` for "all types".
-pub fn kinds_list(kinds: &[Kind]) -> Option<String> {
-    (!kinds.is_empty()).then(|| {
-        let names: Vec<&str> = kinds.iter().map(|k| k.as_str()).collect();
-        format!(",{},", names.join(","))
-    })
 }
 
 /// Delivery channels besides in-app.
@@ -279,25 +186,11 @@ impl Channel {
             Channel::Sms => "SMS",
         }
     }
+
     pub fn parse(value: &str) -> Option<Self> {
         [Channel::InApp, Channel::Email, Channel::Sms]
             .into_iter()
             .find(|c| c.as_str() == value)
-    }
-    pub fn from_proto(value: i32) -> Option<Self> {
-        match pb::Channel::try_from(value).ok()? {
-            pb::Channel::Unspecified => None,
-            pb::Channel::InApp => Some(Channel::InApp),
-            pb::Channel::Email => Some(Channel::Email),
-            pb::Channel::Sms => Some(Channel::Sms),
-        }
-    }
-    pub fn to_proto(self) -> pb::Channel {
-        match self {
-            Channel::InApp => pb::Channel::InApp,
-            Channel::Email => pb::Channel::Email,
-            Channel::Sms => pb::Channel::Sms,
-        }
     }
 }
 
@@ -309,14 +202,10 @@ pub struct Preferences {
     pub updated_at: Option<DateTime<Utc>>,
 }
 
-impl Preferences {
-    pub fn to_proto(&self) -> pb::NotificationPreferences {
-        pb::NotificationPreferences {
-            channels: self.channels.iter().map(|c| c.to_proto() as i32).collect(),
-            muted_types: self.muted.iter().map(|k| k.to_proto() as i32).collect(),
-            update_time: self.updated_at.map(timestamp),
-        }
-    }
+/// Whether a customer who muted `muted` is spared notifications of `kind`: ACCOUNT notifications
+/// (security, erasure) reach the customer whatever it muted.
+pub fn is_muted(muted: &[Kind], kind: Kind) -> bool {
+    kind != Kind::Account && muted.contains(&kind)
 }
 
 /// Validates the `data` map of a notification (`field` names it in violations).
@@ -356,8 +245,36 @@ pub fn employee_key(subject: &str) -> String {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Events → notifications
+// What happened → notifications
 // ---------------------------------------------------------------------------------------------
+
+/// The order an order event is about.
+#[derive(Debug, Clone, Copy)]
+pub struct OrderRef<'a> {
+    pub id: &'a str,
+    pub customer: Uuid,
+}
+
+/// The statuses an order's customer is told about when the order changes to them. SHIPPED is
+/// announced from `OrderShipped` instead (it carries the carrier and tracking number); PENDING
+/// is never changed to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OrderMilestone {
+    Reserved,
+    Confirmed,
+    Rejected,
+    Cancelled,
+    Delivered,
+}
+
+/// The payment a payment event is about.
+#[derive(Debug, Clone)]
+pub struct PaymentRef<'a> {
+    pub id: &'a str,
+    pub order_id: &'a str,
+    pub customer: Uuid,
+    pub amount: Option<Money>,
+}
 
 fn short(id: &str) -> &str {
     id.get(..8).unwrap_or(id)
@@ -370,30 +287,7 @@ fn order_data(order_id: &str, status: &str) -> BTreeMap<String, String> {
     ])
 }
 
-fn note(
-    recipient: Recipient,
-    kind: Kind,
-    title: &str,
-    body: String,
-    data: BTreeMap<String, String>,
-) -> NewNotification {
-    NewNotification {
-        recipient,
-        kind,
-        title: title.to_owned(),
-        body,
-        data,
-        correlation_id: String::new(),
-        sender_id: String::new(),
-        idempotency_key: None,
-    }
-}
-
-fn customer_of(id: &str) -> Result<Uuid, ServiceError> {
-    Uuid::parse_str(id).map_err(|_| ServiceError::invalid("customer_id", "must be a UUID"))
-}
-
-fn money_text(money: Option<&ordermesh_proto::common::Money>) -> String {
+fn money_text(money: Option<&Money>) -> String {
     match money {
         Some(m) => format!(
             "{}.{:02} {}",
@@ -405,211 +299,171 @@ fn money_text(money: Option<&ordermesh_proto::common::Money>) -> String {
     }
 }
 
-/// `OrderPlaced` → "Order received" for the customer and "New order" for the order managers.
-pub fn order_placed(event: &ev::OrderPlaced) -> Result<Vec<NewNotification>, ServiceError> {
-    let customer = customer_of(&event.customer_id)?;
-    let order = &event.order_id;
-    let mut staff_data = order_data(order, "PENDING");
-    staff_data.insert("customer_id".into(), event.customer_id.clone());
-    staff_data.insert("item_count".into(), event.items.len().to_string());
-    if let Some(total) = &event.total {
+/// A placed order → "Order received" for the customer and "New order" for the order managers.
+pub fn order_placed(order: OrderRef<'_>, item_count: usize, total: Option<&Money>) -> Vec<NewNotification> {
+    let mut staff_data = order_data(order.id, "PENDING");
+    staff_data.insert("customer_id".into(), order.customer.to_string());
+    staff_data.insert("item_count".into(), item_count.to_string());
+    if let Some(total) = total {
         staff_data.insert("total_minor".into(), total.amount_minor.to_string());
         staff_data.insert("currency".into(), total.currency_code.clone());
     }
-    Ok(vec![
-        note(
-            Recipient::Customer(customer),
+    vec![
+        NewNotification::system(
+            Recipient::Customer(order.customer),
             Kind::OrderStatus,
             "Order received",
-            format!("We received your order {} and are reserving the items.", short(order)),
-            order_data(order, "PENDING"),
+            format!(
+                "We received your order {} and are reserving the items.",
+                short(order.id)
+            ),
+            order_data(order.id, "PENDING"),
         ),
-        note(
+        NewNotification::system(
             Recipient::Role(Role::OrderManager),
             Kind::OrderStatus,
             "New order",
             format!(
                 "Order {} was placed: {} item line(s), total {}.",
-                short(order),
-                event.items.len(),
-                money_text(event.total.as_ref())
+                short(order.id),
+                item_count,
+                money_text(total)
             ),
             staff_data,
         ),
-    ])
+    ]
 }
 
-/// `OrderStatusChanged` → the customer's status notification. SHIPPED is announced from
-/// `OrderShipped` instead (it carries the carrier and tracking number), PENDING never changes to.
-pub fn order_status_changed(event: &ev::OrderStatusChanged) -> Result<Vec<NewNotification>, ServiceError> {
-    let customer = customer_of(&event.customer_id)?;
-    let order = &event.order_id;
-    let to = OrderStatus::try_from(event.to_status).unwrap_or(OrderStatus::Unspecified);
-    let reason = event.reason.trim();
-    let (status, title, body) = match to {
-        OrderStatus::Reserved => (
+/// An order that reached `milestone` → the customer's status notification; `reason` (of a
+/// rejection or cancellation) is told to the customer.
+pub fn order_status_changed(order: OrderRef<'_>, milestone: OrderMilestone, reason: &str) -> NewNotification {
+    let reason = reason.trim();
+    let id = short(order.id);
+    let with_reason = |base: String| {
+        if reason.is_empty() {
+            format!("{base}.")
+        } else {
+            format!("{base}: {reason}")
+        }
+    };
+    let (status, title, body) = match milestone {
+        OrderMilestone::Reserved => (
             "RESERVED",
             "Items reserved",
-            format!(
-                "The items of order {} are reserved; we are taking the payment.",
-                short(order)
-            ),
+            format!("The items of order {id} are reserved; we are taking the payment."),
         ),
-        OrderStatus::Confirmed => (
+        OrderMilestone::Confirmed => (
             "CONFIRMED",
             "Order confirmed",
-            format!("Your order {} is paid and confirmed.", short(order)),
+            format!("Your order {id} is paid and confirmed."),
         ),
-        OrderStatus::Rejected => (
+        OrderMilestone::Rejected => (
             "REJECTED",
             "Order rejected",
-            if reason.is_empty() {
-                format!("Your order {} could not be completed.", short(order))
-            } else {
-                format!("Your order {} could not be completed: {reason}", short(order))
-            },
+            with_reason(format!("Your order {id} could not be completed")),
         ),
-        OrderStatus::Cancelled => (
+        OrderMilestone::Cancelled => (
             "CANCELLED",
             "Order cancelled",
-            if reason.is_empty() {
-                format!("Your order {} was cancelled.", short(order))
-            } else {
-                format!("Your order {} was cancelled: {reason}", short(order))
-            },
+            with_reason(format!("Your order {id} was cancelled")),
         ),
-        OrderStatus::Delivered => (
+        OrderMilestone::Delivered => (
             "DELIVERED",
             "Order delivered",
-            format!("Your order {} was delivered.", short(order)),
+            format!("Your order {id} was delivered."),
         ),
-        _ => return Ok(Vec::new()),
     };
-    let mut data = order_data(order, status);
-    if !reason.is_empty() && matches!(to, OrderStatus::Rejected | OrderStatus::Cancelled) {
+    let mut data = order_data(order.id, status);
+    if !reason.is_empty() && matches!(milestone, OrderMilestone::Rejected | OrderMilestone::Cancelled) {
         data.insert("reason".into(), reason.chars().take(DATA_VALUE_MAX).collect());
     }
-    Ok(vec![note(
-        Recipient::Customer(customer),
+    NewNotification::system(
+        Recipient::Customer(order.customer),
         Kind::OrderStatus,
         title,
         body,
         data,
-    )])
+    )
 }
 
-/// `OrderShipped` → "Order shipped" with the carrier and tracking number.
-pub fn order_shipped(event: &ev::OrderShipped) -> Result<Vec<NewNotification>, ServiceError> {
-    let customer = customer_of(&event.customer_id)?;
-    let order = &event.order_id;
-    let mut data = order_data(order, "SHIPPED");
-    let mut body = format!("Your order {} is on its way", short(order));
-    if !event.carrier.is_empty() {
-        body.push_str(&format!(" with {}", event.carrier));
-        data.insert("carrier".into(), event.carrier.clone());
+/// A shipped order → "Order shipped" with the carrier and tracking number (when known).
+pub fn order_shipped(order: OrderRef<'_>, carrier: &str, tracking_number: &str) -> NewNotification {
+    let mut data = order_data(order.id, "SHIPPED");
+    let mut body = format!("Your order {} is on its way", short(order.id));
+    if !carrier.is_empty() {
+        body.push_str(&format!(" with {carrier}"));
+        data.insert("carrier".into(), carrier.to_owned());
     }
-    if !event.tracking_number.is_empty() {
-        body.push_str(&format!(", tracking number {}", event.tracking_number));
-        data.insert("tracking_number".into(), event.tracking_number.clone());
+    if !tracking_number.is_empty() {
+        body.push_str(&format!(", tracking number {tracking_number}"));
+        data.insert("tracking_number".into(), tracking_number.to_owned());
     }
     body.push('.');
-    Ok(vec![note(
-        Recipient::Customer(customer),
+    NewNotification::system(
+        Recipient::Customer(order.customer),
         Kind::OrderStatus,
         "Order shipped",
         body,
         data,
-    )])
+    )
 }
 
-fn payment_data(
-    payment_id: &str,
-    order_id: &str,
-    amount: Option<&ordermesh_proto::common::Money>,
-) -> BTreeMap<String, String> {
+fn payment_data(payment: &PaymentRef<'_>, status: &str) -> BTreeMap<String, String> {
     let mut data = BTreeMap::from([
-        ("payment_id".to_owned(), payment_id.to_owned()),
-        ("order_id".to_owned(), order_id.to_owned()),
+        ("payment_id".to_owned(), payment.id.to_owned()),
+        ("order_id".to_owned(), payment.order_id.to_owned()),
     ]);
-    if let Some(m) = amount {
+    if let Some(m) = &payment.amount {
         data.insert("amount_minor".into(), m.amount_minor.to_string());
         data.insert("currency".into(), m.currency_code.clone());
     }
+    data.insert("status".into(), status.to_owned());
     data
 }
 
-pub fn payment_captured(event: &ev::PaymentCaptured) -> Result<Vec<NewNotification>, ServiceError> {
-    let customer = customer_of(&event.customer_id)?;
-    let mut data = payment_data(&event.payment_id, &event.order_id, event.amount.as_ref());
-    data.insert("status".into(), "CAPTURED".into());
-    Ok(vec![note(
-        Recipient::Customer(customer),
+pub fn payment_captured(payment: &PaymentRef<'_>) -> NewNotification {
+    NewNotification::system(
+        Recipient::Customer(payment.customer),
         Kind::Payment,
         "Payment received",
         format!(
             "We received your payment of {} for order {}.",
-            money_text(event.amount.as_ref()),
-            short(&event.order_id)
+            money_text(payment.amount.as_ref()),
+            short(payment.order_id)
         ),
-        data,
-    )])
+        payment_data(payment, "CAPTURED"),
+    )
 }
 
-pub fn payment_failed(event: &ev::PaymentFailed) -> Result<Vec<NewNotification>, ServiceError> {
-    let customer = customer_of(&event.customer_id)?;
-    let mut data = payment_data(&event.payment_id, &event.order_id, event.amount.as_ref());
-    data.insert("status".into(), "DECLINED".into());
-    Ok(vec![note(
-        Recipient::Customer(customer),
+pub fn payment_failed(payment: &PaymentRef<'_>) -> NewNotification {
+    NewNotification::system(
+        Recipient::Customer(payment.customer),
         Kind::Payment,
         "Payment declined",
         format!(
             "Your payment of {} for order {} was declined.",
-            money_text(event.amount.as_ref()),
-            short(&event.order_id)
+            money_text(payment.amount.as_ref()),
+            short(payment.order_id)
         ),
-        data,
-    )])
+        payment_data(payment, "DECLINED"),
+    )
 }
 
-pub fn payment_refunded(event: &ev::PaymentRefunded) -> Result<Vec<NewNotification>, ServiceError> {
-    let customer = customer_of(&event.customer_id)?;
-    let mut data = payment_data(&event.payment_id, &event.order_id, event.amount.as_ref());
-    data.insert("status".into(), "REFUNDED".into());
-    data.insert("refund_id".into(), event.refund_id.clone());
-    data.insert("fully_refunded".into(), event.fully_refunded.to_string());
-    Ok(vec![note(
-        Recipient::Customer(customer),
+pub fn payment_refunded(payment: &PaymentRef<'_>, refund_id: &str, fully_refunded: bool) -> NewNotification {
+    let mut data = payment_data(payment, "REFUNDED");
+    data.insert("refund_id".into(), refund_id.to_owned());
+    data.insert("fully_refunded".into(), fully_refunded.to_string());
+    NewNotification::system(
+        Recipient::Customer(payment.customer),
         Kind::Payment,
         "Refund issued",
         format!(
             "We refunded {} for order {}.",
-            money_text(event.amount.as_ref()),
-            short(&event.order_id)
+            money_text(payment.amount.as_ref()),
+            short(payment.order_id)
         ),
         data,
-    )])
-}
-
-/// `NotificationRequested` → the requested notification (validated like SendNotification).
-pub fn requested(event: &ev::NotificationRequested) -> Result<Vec<NewNotification>, ServiceError> {
-    let mut violations = Violations::new();
-    let recipient = Recipient::from_proto(&mut violations, "recipient", event.recipient.as_ref());
-    let data: BTreeMap<String, String> = event.data.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
-    check_content(&mut violations, &event.title, &event.body, &data);
-    let kind = if event.notification_type == 0 {
-        Some(Kind::System)
-    } else {
-        Kind::from_proto(event.notification_type)
-    };
-    if kind.is_none() {
-        violations.add("notification_type", "must be a known notification type");
-    }
-    violations.into_result()?;
-    let (Some(recipient), Some(kind)) = (recipient, kind) else {
-        return Err(ServiceError::invalid("recipient", "is required"));
-    };
-    Ok(vec![note(recipient, kind, &event.title, event.body.clone(), data)])
+    )
 }
 
 #[cfg(test)]
@@ -623,27 +477,5 @@ mod tests {
         assert_eq!(parse_id("0"), None);
         assert_eq!(parse_id("-1"), None);
         assert_eq!(parse_id("abc"), None);
-    }
-
-    #[test]
-    fn status_changes_map_to_customer_notifications() {
-        let customer = Uuid::now_v7();
-        let event = ev::OrderStatusChanged {
-            order_id: "0190aaaa-0000-7000-8000-000000000001".into(),
-            customer_id: customer.to_string(),
-            to_status: OrderStatus::Rejected as i32,
-            reason: "out of stock".into(),
-            ..Default::default()
-        };
-        let notes = order_status_changed(&event).unwrap();
-        assert_eq!(notes.len(), 1);
-        assert_eq!(notes[0].recipient, Recipient::Customer(customer));
-        assert_eq!(notes[0].data["status"], "REJECTED");
-        assert!(notes[0].body.contains("out of stock"));
-        let shipped = ev::OrderStatusChanged {
-            to_status: OrderStatus::Shipped as i32,
-            ..event
-        };
-        assert!(order_status_changed(&shipped).unwrap().is_empty());
     }
 }

@@ -4,110 +4,274 @@
 //! Every handled event is idempotent through the platform inbox: its notifications are written
 //! in the consumer's transaction together with the inbox row, so a redelivered event stores
 //! nothing twice. Muted types of a customer (preferences) are not stored for that customer;
-//! ACCOUNT cannot be muted. New ids go to the live hub, which pushes them after the commit.
-//! Logs carry event and notification ids only, never names, addresses or message text.
+//! ACCOUNT cannot be muted. Each stored notification is announced to the live feed by a commit
+//! hook on that transaction. Logs carry event and notification ids only, never names, addresses
+//! or message text.
+
+use std::collections::BTreeMap;
 
 use async_trait::async_trait;
-use chrono::{SubsecRound, Utc};
-use ordermesh_platform::ServiceError;
-use ordermesh_platform::events::{HandlerError, OutgoingEvent, ReceivedEvent, Tx};
+use ordermesh_platform::convert::{now, timestamp};
+use ordermesh_platform::events::{HandlerError, OutgoingEvent, ReceivedEvent, TopicHandler, Tx};
+use ordermesh_platform::validate::Money;
+use ordermesh_platform::{ServiceError, StoreResult, Violations};
+use ordermesh_proto::event_types::{NotificationEvent, OrderEvent, PaymentEvent};
 use ordermesh_proto::events as ev;
+use ordermesh_proto::order::OrderStatus;
+use uuid::Uuid;
 
-use crate::domain::{self, Kind, NewNotification, Notification, Recipient};
+use crate::convert;
+use crate::domain::{self, Kind, NewNotification, Notification, OrderMilestone, OrderRef, PaymentRef, Recipient};
 use crate::live::LiveHub;
-use crate::store;
+use crate::store::Store;
 
 /// This service's name as an event source.
 pub const SOURCE: &str = "notification-svc";
-/// The topic of NotificationRequested / NotificationCreated.
-pub const TOPIC: &str = "notification-events";
-/// The topics consumed.
-pub const CONSUMED: [&str; 3] = ["order-events", "payment-events", TOPIC];
 
-/// The consumer of all three topics.
+/// The consumer of the order, payment and notification topics.
+#[derive(Clone)]
 pub struct NotificationHandler {
-    pub hub: LiveHub,
+    store: Store,
+    hub: LiveHub,
 }
 
-fn permanent(error: ServiceError) -> HandlerError {
-    HandlerError::permanent(anyhow::anyhow!("{error}"))
-}
-
-/// The notifications an event produces (empty for events of no interest).
-pub fn notifications_for(event: &ReceivedEvent) -> Result<Vec<NewNotification>, HandlerError> {
-    let notes = match (event.topic.as_str(), event.short_type()) {
-        ("order-events", "OrderPlaced") => domain::order_placed(&event.decode::<ev::OrderPlaced>()?),
-        ("order-events", "OrderStatusChanged") => {
-            domain::order_status_changed(&event.decode::<ev::OrderStatusChanged>()?)
-        }
-        ("order-events", "OrderShipped") => domain::order_shipped(&event.decode::<ev::OrderShipped>()?),
-        ("payment-events", "PaymentCaptured") => domain::payment_captured(&event.decode::<ev::PaymentCaptured>()?),
-        ("payment-events", "PaymentFailed") => domain::payment_failed(&event.decode::<ev::PaymentFailed>()?),
-        ("payment-events", "PaymentRefunded") => domain::payment_refunded(&event.decode::<ev::PaymentRefunded>()?),
-        (TOPIC, "NotificationRequested") => domain::requested(&event.decode::<ev::NotificationRequested>()?),
-        _ => Ok(Vec::new()),
-    };
-    let mut notes = notes.map_err(permanent)?;
-    for note in &mut notes {
-        note.correlation_id = event.correlation_id.clone();
+impl NotificationHandler {
+    pub fn new(store: Store, hub: LiveHub) -> Self {
+        Self { store, hub }
     }
-    Ok(notes)
+
+    /// Stores `notes` (caused by `envelope`) in `tx` and announces each one after the commit.
+    async fn deliver(
+        &self,
+        notes: Vec<NewNotification>,
+        envelope: &ReceivedEvent,
+        tx: &mut Tx,
+    ) -> Result<(), HandlerError> {
+        let notes: Vec<NewNotification> = notes
+            .into_iter()
+            .map(|note| NewNotification {
+                correlation_id: envelope.correlation_id.clone(),
+                ..note
+            })
+            .collect();
+        for notification in store_all(&self.store, tx, &notes).await? {
+            tracing::debug!(event_id = %envelope.id, notification_id = notification.id, "notification stored");
+            self.hub.announce_on_commit(tx, &notification);
+        }
+        Ok(())
+    }
 }
 
-/// Stores `notes` in `tx`, skipping muted types of customers; returns what was stored.
-pub async fn store_all(tx: &mut Tx, notes: &[NewNotification]) -> Result<Vec<Notification>, sqlx::Error> {
-    let now = Utc::now().trunc_subsecs(6);
+#[async_trait]
+impl TopicHandler<OrderEvent> for NotificationHandler {
+    async fn handle(&self, event: OrderEvent, envelope: &ReceivedEvent, tx: &mut Tx) -> Result<(), HandlerError> {
+        self.deliver(order_notes(&event)?, envelope, tx).await
+    }
+}
+
+#[async_trait]
+impl TopicHandler<PaymentEvent> for NotificationHandler {
+    async fn handle(&self, event: PaymentEvent, envelope: &ReceivedEvent, tx: &mut Tx) -> Result<(), HandlerError> {
+        self.deliver(payment_notes(&event)?, envelope, tx).await
+    }
+}
+
+#[async_trait]
+impl TopicHandler<NotificationEvent> for NotificationHandler {
+    async fn handle(
+        &self,
+        event: NotificationEvent,
+        envelope: &ReceivedEvent,
+        tx: &mut Tx,
+    ) -> Result<(), HandlerError> {
+        match event {
+            NotificationEvent::NotificationRequested(request) => {
+                self.deliver(vec![requested(request)?], envelope, tx).await
+            }
+            // Our own announcement of SendNotification.
+            NotificationEvent::NotificationCreated(_) => Ok(()),
+        }
+    }
+}
+
+/// Stores `notes` in `tx`, skipping the types each customer muted; returns what was stored.
+pub async fn store_all(store: &Store, tx: &mut Tx, notes: &[NewNotification]) -> StoreResult<Vec<Notification>> {
+    let now = now();
     let mut stored = Vec::with_capacity(notes.len());
     for note in notes {
         if let Recipient::Customer(customer) = &note.recipient
-            && note.kind != Kind::Account
-            && store::muted_in_tx(tx, &domain::customer_key(*customer))
-                .await?
-                .contains(&note.kind)
+            && domain::is_muted(&store.muted(tx, &domain::customer_key(*customer)).await?, note.kind)
         {
             continue;
         }
-        stored.push(store::insert(tx, note, now).await?);
+        stored.push(store.insert(tx, note, now).await?);
     }
     Ok(stored)
 }
 
-#[async_trait]
-impl ordermesh_platform::events::EventHandler for NotificationHandler {
-    async fn handle(&self, event: &ReceivedEvent, tx: &mut Tx) -> Result<(), HandlerError> {
-        let notes = notifications_for(event)?;
-        if notes.is_empty() {
-            return Ok(());
+fn customer_of(id: &str) -> Result<Uuid, ServiceError> {
+    Uuid::parse_str(id).map_err(|_| ServiceError::invalid("customer_id", "must be a UUID"))
+}
+
+/// The notifications of an order event (none for the events customers are not told about).
+fn order_notes(event: &OrderEvent) -> Result<Vec<NewNotification>, ServiceError> {
+    Ok(match event {
+        OrderEvent::OrderPlaced(e) => {
+            let total = e.total.as_ref().map(Money::from);
+            domain::order_placed(order_ref(&e.order_id, &e.customer_id)?, e.items.len(), total.as_ref())
         }
-        let stored = store_all(tx, &notes).await?;
-        for notification in &stored {
-            tracing::debug!(event_id = %event.id, notification_id = notification.id, "notification stored");
-            self.hub.publish_when_committed(notification.id);
+        OrderEvent::OrderStatusChanged(e) => {
+            let order = order_ref(&e.order_id, &e.customer_id)?;
+            milestone(e.to_status)
+                .map(|milestone| domain::order_status_changed(order, milestone, &e.reason))
+                .into_iter()
+                .collect()
         }
-        Ok(())
+        OrderEvent::OrderShipped(e) => {
+            let order = order_ref(&e.order_id, &e.customer_id)?;
+            vec![domain::order_shipped(order, &e.carrier, &e.tracking_number)]
+        }
+        // Announced through OrderStatusChanged, which every transition publishes.
+        OrderEvent::OrderConfirmed(_)
+        | OrderEvent::OrderRejected(_)
+        | OrderEvent::OrderCancelled(_)
+        | OrderEvent::OrderDelivered(_) => Vec::new(),
+    })
+}
+
+fn order_ref<'a>(id: &'a str, customer_id: &str) -> Result<OrderRef<'a>, ServiceError> {
+    Ok(OrderRef {
+        id,
+        customer: customer_of(customer_id)?,
+    })
+}
+
+/// The milestone an order status is, if customers are told about it.
+fn milestone(status: i32) -> Option<OrderMilestone> {
+    match OrderStatus::try_from(status).ok()? {
+        OrderStatus::Reserved => Some(OrderMilestone::Reserved),
+        OrderStatus::Confirmed => Some(OrderMilestone::Confirmed),
+        OrderStatus::Rejected => Some(OrderMilestone::Rejected),
+        OrderStatus::Cancelled => Some(OrderMilestone::Cancelled),
+        OrderStatus::Delivered => Some(OrderMilestone::Delivered),
+        OrderStatus::Unspecified | OrderStatus::Pending | OrderStatus::Shipped => None,
     }
+}
+
+/// The notifications of a payment event (none for authorisations and voids).
+fn payment_notes(event: &PaymentEvent) -> Result<Vec<NewNotification>, ServiceError> {
+    Ok(match event {
+        PaymentEvent::PaymentCaptured(e) => {
+            vec![domain::payment_captured(&payment_ref(
+                &e.payment_id,
+                &e.order_id,
+                &e.customer_id,
+                e.amount.as_ref(),
+            )?)]
+        }
+        PaymentEvent::PaymentFailed(e) => {
+            vec![domain::payment_failed(&payment_ref(
+                &e.payment_id,
+                &e.order_id,
+                &e.customer_id,
+                e.amount.as_ref(),
+            )?)]
+        }
+        PaymentEvent::PaymentRefunded(e) => {
+            let payment = payment_ref(&e.payment_id, &e.order_id, &e.customer_id, e.amount.as_ref())?;
+            vec![domain::payment_refunded(&payment, &e.refund_id, e.fully_refunded)]
+        }
+        PaymentEvent::PaymentAuthorized(_) | PaymentEvent::PaymentDeclined(_) | PaymentEvent::PaymentVoided(_) => {
+            Vec::new()
+        }
+    })
+}
+
+fn payment_ref<'a>(
+    id: &'a str,
+    order_id: &'a str,
+    customer_id: &str,
+    amount: Option<&ordermesh_proto::common::Money>,
+) -> Result<PaymentRef<'a>, ServiceError> {
+    Ok(PaymentRef {
+        id,
+        order_id,
+        customer: customer_of(customer_id)?,
+        amount: amount.map(Money::from),
+    })
+}
+
+/// `NotificationRequested` → the requested notification, validated like SendNotification
+/// (UNSPECIFIED type: SYSTEM).
+fn requested(request: ev::NotificationRequested) -> Result<NewNotification, ServiceError> {
+    let mut violations = Violations::new();
+    let data: BTreeMap<String, String> = request.data.into_iter().collect();
+    let target = convert::new_notification_target(
+        &mut violations,
+        request.recipient.as_ref(),
+        request.notification_type,
+        Kind::System,
+        &request.title,
+        &request.body,
+        &data,
+    );
+    violations.into_result()?;
+    let (recipient, kind) = target.ok_or_else(|| ServiceError::invalid("recipient", "is required"))?;
+    Ok(NewNotification::system(
+        recipient,
+        kind,
+        request.title,
+        request.body,
+        data,
+    ))
 }
 
 /// `NotificationCreated` for a notification created by SendNotification.
 pub fn created(notification: &Notification, idempotency_key: Option<&str>) -> OutgoingEvent {
     let message = ev::NotificationCreated {
         notification_id: notification.id.to_string(),
-        recipient: Some(notification.recipient.to_proto()),
-        notification_type: notification.kind.to_proto() as i32,
+        recipient: Some((&notification.recipient).into()),
+        notification_type: convert::notification_type(notification.kind),
         data: notification.data.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
         request_id: idempotency_key.unwrap_or_default().to_owned(),
         sender_id: notification.sender_id.clone(),
-        occur_time: Some(prost_types::Timestamp {
-            seconds: notification.created_at.timestamp(),
-            nanos: notification.created_at.timestamp_subsec_nanos() as i32,
-        }),
+        occur_time: Some(timestamp(notification.created_at)),
     };
-    OutgoingEvent::new(
+    OutgoingEvent::of(
         SOURCE,
-        TOPIC,
-        "NotificationCreated",
         &notification.id.to_string(),
         &notification.correlation_id,
         &message,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_changes_map_to_customer_notifications() {
+        let customer = Uuid::now_v7();
+        let event = ev::OrderStatusChanged {
+            order_id: "0190aaaa-0000-7000-8000-000000000001".into(),
+            customer_id: customer.to_string(),
+            to_status: OrderStatus::Rejected as i32,
+            reason: "out of stock".into(),
+            ..Default::default()
+        };
+        let notes = order_notes(&OrderEvent::OrderStatusChanged(event.clone())).unwrap();
+        assert_eq!(notes.len(), 1);
+        assert_eq!(notes[0].recipient, Recipient::Customer(customer));
+        assert_eq!(notes[0].data["status"], "REJECTED");
+        assert!(notes[0].body.contains("out of stock"));
+        let shipped = ev::OrderStatusChanged {
+            to_status: OrderStatus::Shipped as i32,
+            ..event
+        };
+        assert!(
+            order_notes(&OrderEvent::OrderStatusChanged(shipped))
+                .unwrap()
+                .is_empty()
+        );
+    }
 }

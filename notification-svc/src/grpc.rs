@@ -24,11 +24,12 @@
 //! Notification ids are the decimal strings of the store's increasing sequence (see
 //! [`crate::domain`]). Subscribe first subscribes to the instance's live feed, THEN replays
 //! every notification of the caller's scope with id > `after_id` (empty: > the newest id at
-//! subscription time) in id order, then waits on the live feed. A live item whose id is not
-//! above the last id sent is dropped (already replayed); one above it triggers a catch-up read
-//! of the store for everything above the last id sent, in order. Since ids become visible in id
-//! order, this gives no gap and no duplicate between replay and live, whatever order the live
-//! items of several replicas arrive in. A heartbeat is sent after `heartbeat` without any
+//! subscription time) in id order, then waits on the live feed (fed by the writers' commit
+//! hooks, see [`crate::live`]). A live item whose id is not above the last id sent is dropped
+//! (already replayed); one above it triggers a catch-up read of the store for everything above
+//! the last id sent, in order. Since ids become visible in id order, this gives no gap and no
+//! duplicate between replay and live, whatever order the live items of several replicas arrive
+//! in. A heartbeat is sent after `heartbeat` without any
 //! message. A stream whose live feed lagged (its client reads too slowly) ends with
 //! RESOURCE_EXHAUSTED "lagged; resubscribe with after_id"; the stream ends cleanly on shutdown.
 
@@ -36,26 +37,25 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::{SubsecRound, Utc};
+use chrono::Utc;
 use ordermesh_platform::auth::{Principal, Role};
-use ordermesh_platform::client::{CallContext, ResilientChannel};
-use ordermesh_platform::db::Database;
-use ordermesh_platform::events::Tx;
+use ordermesh_platform::client::{CallContext, ResilientChannel, client_customer};
+use ordermesh_platform::convert::{now, timestamp};
 use ordermesh_platform::grpc::{CorrelationId, principal};
 use ordermesh_platform::{ServiceError, Shutdown, Violations, pagination, validate};
-use ordermesh_proto::customer::GetCustomerByIdentityRequest;
 use ordermesh_proto::customer::customer_service_client::CustomerServiceClient;
 use ordermesh_proto::notification as pb;
 use ordermesh_proto::notification::notification_service_server::NotificationService;
 use tokio::sync::{broadcast, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::{Code, Request, Response, Status};
+use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
-use crate::domain::{self, Channel, Kind, NewNotification, Notification, Recipient, Scope};
+use crate::convert;
+use crate::domain::{self, Kind, NewNotification, Scope};
 use crate::events;
-use crate::live::LiveHub;
-use crate::store::{self, View};
+use crate::live::{LiveHub, LiveItem, Options};
+use crate::store::{Store, View};
 
 const SEND_ROLES: [Role; 3] = [Role::CustomerService, Role::OrderManager, Role::Admin];
 const VIEW_CUSTOMER_ROLES: [Role; 2] = [Role::CustomerService, Role::Admin];
@@ -63,19 +63,12 @@ const VIEW_CUSTOMER_ROLES: [Role; 2] = [Role::CustomerService, Role::Admin];
 const REPLAY_BATCH: usize = 500;
 const MARK_READ_MAX: usize = 500;
 
-/// Tunables of the API (see [`crate::Options`]).
-#[derive(Debug, Clone)]
-pub struct ApiOptions {
-    pub heartbeat: Duration,
-    /// Messages buffered per Subscribe stream before the stream waits for its client.
-    pub stream_buffer: usize,
-}
-
 pub struct NotificationApi {
-    db: Database,
+    store: Store,
     hub: LiveHub,
     customers: CustomerServiceClient<ResilientChannel>,
-    options: ApiOptions,
+    options: Options,
+    /// Ends the Subscribe streams.
     shutdown: Shutdown,
 }
 
@@ -87,35 +80,18 @@ struct Caller {
 
 impl NotificationApi {
     pub fn new(
-        db: Database,
+        store: Store,
         hub: LiveHub,
         customers: CustomerServiceClient<ResilientChannel>,
-        options: ApiOptions,
+        options: Options,
         shutdown: Shutdown,
     ) -> Self {
         Self {
-            db,
+            store,
             hub,
             customers,
             options,
             shutdown,
-        }
-    }
-
-    /// The customer a client principal is linked to; NOT_FOUND if none.
-    async fn client_customer(&self, context: &CallContext, issuer: &str, subject: &str) -> Result<Uuid, ServiceError> {
-        let request = context.request(GetCustomerByIdentityRequest {
-            issuer: issuer.to_owned(),
-            subject: subject.to_owned(),
-        });
-        match self.customers.clone().get_customer_by_identity(request).await {
-            Ok(response) => response
-                .into_inner()
-                .customer
-                .and_then(|c| Uuid::parse_str(&c.id).ok())
-                .ok_or_else(|| ServiceError::Internal(anyhow::anyhow!("customer-svc answered without a customer"))),
-            Err(status) if status.code() == Code::NotFound => Err(ServiceError::not_found("customer", "of caller")),
-            Err(status) => Err(peer_error(status)),
         }
     }
 
@@ -134,7 +110,7 @@ impl NotificationApi {
         };
         match principal {
             Principal::Client { issuer, subject } => {
-                let customer = self.client_customer(context, issuer, subject).await?;
+                let customer = client_customer(&self.customers, context, issuer, subject).await?;
                 Ok(Caller {
                     scope: Scope::customer(customer),
                     reader: Some(domain::customer_key(customer)),
@@ -174,7 +150,7 @@ impl NotificationApi {
         let context = CallContext::from_request(&request);
         let message = request.into_inner();
         let mut violations = Violations::new();
-        let kinds = domain::kinds(&mut violations, "notification_types", &message.notification_types);
+        let kinds = convert::kinds(&mut violations, "notification_types", &message.notification_types);
         let limit = match pagination::page_size(message.page_size) {
             Ok(limit) => limit,
             Err(_) => {
@@ -195,11 +171,11 @@ impl NotificationApi {
             reader: who.reader.as_deref(),
             kinds: &kinds,
         };
-        let rows = store::list(&self.db, &view, message.unread_only, before, limit + 1).await?;
+        let rows = self.store.list(&view, message.unread_only, before, limit + 1).await?;
         let (rows, next_page_token) = pagination::finish(rows, limit, &filters, |n| n.id);
-        let unread_count = store::unread_count(&self.db, &who.scope, who.reader.as_deref()).await?;
+        let unread_count = self.store.unread_count(&who.scope, who.reader.as_deref()).await?;
         Ok(pb::ListNotificationsResponse {
-            notifications: rows.iter().map(Notification::to_proto).collect(),
+            notifications: rows.iter().map(pb::Notification::from).collect(),
             next_page_token,
             unread_count,
         })
@@ -235,16 +211,11 @@ impl NotificationApi {
         }
         let who = self.resolve(&principal, &context, "").await?;
         let reader = who.reader.clone().unwrap_or_default();
-        let now = Utc::now().trunc_subsecs(6);
-        let updated = store::mark_read(
-            &self.db,
-            &who.scope,
-            &reader,
-            (!message.all).then_some(ids.as_slice()),
-            now,
-        )
-        .await?;
-        let unread_count = store::unread_count(&self.db, &who.scope, Some(&reader)).await?;
+        let updated = self
+            .store
+            .mark_read(&who.scope, &reader, (!message.all).then_some(ids.as_slice()), now())
+            .await?;
+        let unread_count = self.store.unread_count(&who.scope, Some(&reader)).await?;
         Ok(pb::MarkReadResponse {
             updated_count: updated as i64,
             unread_count,
@@ -263,17 +234,16 @@ impl NotificationApi {
             .unwrap_or_default();
         let message = request.into_inner();
         let mut violations = Violations::new();
-        let recipient = Recipient::from_proto(&mut violations, "recipient", message.recipient.as_ref());
         let data: BTreeMap<String, String> = message.data.into_iter().collect();
-        domain::check_content(&mut violations, &message.title, &message.body, &data);
-        let kind = if message.notification_type == 0 {
-            Some(Kind::Message)
-        } else {
-            Kind::from_proto(message.notification_type)
-        };
-        if kind.is_none() {
-            violations.add("notification_type", "must be a known notification type");
-        }
+        let target = convert::new_notification_target(
+            &mut violations,
+            message.recipient.as_ref(),
+            message.notification_type,
+            Kind::Message,
+            &message.title,
+            &message.body,
+            &data,
+        );
         if message.idempotency_key.chars().count() > domain::IDEMPOTENCY_KEY_MAX {
             violations.add(
                 "idempotency_key",
@@ -281,9 +251,7 @@ impl NotificationApi {
             );
         }
         violations.into_result()?;
-        let (Some(recipient), Some(kind)) = (recipient, kind) else {
-            return Err(ServiceError::invalid("recipient", "is required"));
-        };
+        let (recipient, kind) = target.ok_or_else(|| ServiceError::invalid("recipient", "is required"))?;
         let Principal::Employee { subject, .. } = &principal else {
             return Err(ServiceError::PermissionDenied(
                 "sending notifications needs an employee with the customer-service, order-manager or admin role".into(),
@@ -305,23 +273,23 @@ impl NotificationApi {
             sender_id: subject.clone(),
             idempotency_key: key.clone(),
         };
-        let mut tx = Tx::begin(&self.db).await?;
-        store::lock_inserts(&mut tx).await?;
+        let mut tx = self.store.begin().await?;
+        self.store.lock_inserts(&mut tx).await?;
         if let Some(key) = &key
-            && let Some(existing) = store::find_by_key(&mut tx, subject, key).await?
+            && let Some(existing) = self.store.find_by_key(&mut tx, subject, key).await?
         {
             tx.rollback().await?;
             return Ok(pb::SendNotificationResponse {
-                notification: Some(existing.to_proto()),
+                notification: Some((&existing).into()),
             });
         }
-        let stored = store::insert(&mut tx, &new, Utc::now().trunc_subsecs(6)).await?;
+        let stored = self.store.insert(&mut tx, &new, now()).await?;
         tx.enqueue(&events::created(&stored, key.as_deref())).await?;
+        self.hub.announce_on_commit(&mut tx, &stored);
         tx.commit().await?;
         tracing::info!(notification_id = stored.id, "notification sent");
-        self.hub.publish(&stored).await;
         Ok(pb::SendNotificationResponse {
-            notification: Some(stored.to_proto()),
+            notification: Some((&stored).into()),
         })
     }
 
@@ -348,9 +316,9 @@ impl NotificationApi {
         let context = CallContext::from_request(&request);
         let message = request.into_inner();
         let key = self.preferences_key(&principal, &context, &message.customer_id).await?;
-        let prefs = store::preferences(&self.db, &key).await?.unwrap_or_default();
+        let prefs = self.store.preferences(&key).await?.unwrap_or_default();
         Ok(pb::GetPreferencesResponse {
-            preferences: Some(prefs.to_proto()),
+            preferences: Some((&prefs).into()),
         })
     }
 
@@ -370,7 +338,7 @@ impl NotificationApi {
         let given = message.preferences.unwrap_or_default();
         let mut channels = Vec::new();
         for (i, value) in given.channels.iter().enumerate() {
-            match Channel::from_proto(*value) {
+            match convert::channel(*value) {
                 Some(channel) if !channels.contains(&channel) => channels.push(channel),
                 Some(_) => {}
                 None => {
@@ -380,7 +348,7 @@ impl NotificationApi {
         }
         let mut muted = Vec::new();
         for (i, value) in given.muted_types.iter().enumerate() {
-            match Kind::from_proto(*value) {
+            match convert::kind(*value) {
                 Some(Kind::Account) => {
                     violations.add(format!("preferences.muted_types[{i}]"), "ACCOUNT cannot be muted");
                 }
@@ -396,7 +364,7 @@ impl NotificationApi {
         }
         violations.into_result()?;
         let key = self.preferences_key(&principal, &context, &message.customer_id).await?;
-        let mut prefs = store::preferences(&self.db, &key).await?.unwrap_or_default();
+        let mut prefs = self.store.preferences(&key).await?.unwrap_or_default();
         if paths.contains(&"channels") {
             channels.sort();
             prefs.channels = channels;
@@ -405,10 +373,10 @@ impl NotificationApi {
             muted.sort();
             prefs.muted = muted;
         }
-        prefs.updated_at = Some(Utc::now().trunc_subsecs(6));
-        store::put_preferences(&self.db, &key, &prefs).await?;
+        prefs.updated_at = Some(now());
+        self.store.put_preferences(&key, &prefs).await?;
         Ok(pb::UpdatePreferencesResponse {
-            preferences: Some(prefs.to_proto()),
+            preferences: Some((&prefs).into()),
         })
     }
 
@@ -417,7 +385,7 @@ impl NotificationApi {
         let context = CallContext::from_request(&request);
         let message = request.into_inner();
         let mut violations = Violations::new();
-        let kinds = domain::kinds(&mut violations, "notification_types", &message.notification_types);
+        let kinds = convert::kinds(&mut violations, "notification_types", &message.notification_types);
         let after = if message.after_id.is_empty() {
             None
         } else {
@@ -435,11 +403,11 @@ impl NotificationApi {
         let live = self.hub.subscribe();
         let cursor = match after {
             Some(id) => id,
-            None => store::max_id(&self.db).await?,
+            None => self.store.max_id().await?,
         };
         let (sender, receiver) = mpsc::channel(self.options.stream_buffer.max(1));
         let stream = Stream {
-            db: self.db.clone(),
+            store: self.store.clone(),
             scope: who.scope,
             reader: who.reader,
             kinds,
@@ -456,7 +424,7 @@ type SubscribeStream = ReceiverStream<Result<pb::SubscribeResponse, Status>>;
 
 /// The state of one Subscribe stream.
 struct Stream {
-    db: Database,
+    store: Store,
     scope: Scope,
     reader: Option<String>,
     kinds: Vec<Kind>,
@@ -473,7 +441,7 @@ enum Stop {
 }
 
 impl Stream {
-    async fn run(mut self, mut live: broadcast::Receiver<Arc<crate::live::LiveItem>>, shutdown: Shutdown) {
+    async fn run(mut self, mut live: broadcast::Receiver<Arc<LiveItem>>, shutdown: Shutdown) {
         let outcome = async {
             self.catch_up().await?;
             let mut next_heartbeat = tokio::time::Instant::now() + self.heartbeat;
@@ -499,13 +467,9 @@ impl Stream {
                         Err(broadcast::error::RecvError::Closed) => return Ok(()),
                     },
                     _ = tokio::time::sleep_until(next_heartbeat) => {
-                        let now = Utc::now();
                         let beat = pb::SubscribeResponse {
                             event: Some(pb::subscribe_response::Event::Heartbeat(pb::Heartbeat {
-                                server_time: Some(prost_types::Timestamp {
-                                    seconds: now.timestamp(),
-                                    nanos: now.timestamp_subsec_nanos() as i32,
-                                }),
+                                server_time: Some(timestamp(Utc::now())),
                             })),
                         };
                         self.send(Ok(beat)).await?;
@@ -533,14 +497,16 @@ impl Stream {
                 reader: self.reader.as_deref(),
                 kinds: &self.kinds,
             };
-            let rows = store::after(&self.db, &view, self.cursor, REPLAY_BATCH)
+            let rows = self
+                .store
+                .after(&view, self.cursor, REPLAY_BATCH)
                 .await
                 .map_err(|error| Stop::Failed(ServiceError::from(error).into()))?;
             let count = rows.len();
             for notification in rows {
                 self.cursor = notification.id;
                 let item = pb::SubscribeResponse {
-                    event: Some(pb::subscribe_response::Event::Notification(notification.to_proto())),
+                    event: Some(pb::subscribe_response::Event::Notification((&notification).into())),
                 };
                 self.send(Ok(item)).await?;
                 sent += 1;
@@ -556,22 +522,6 @@ fn caller<T>(request: &Request<T>) -> Result<Principal, ServiceError> {
     principal(request)
         .cloned()
         .map_err(|status| ServiceError::Unauthenticated(status.message().to_owned()))
-}
-
-fn peer_error(status: Status) -> ServiceError {
-    match status.code() {
-        Code::Unavailable | Code::DeadlineExceeded | Code::ResourceExhausted | Code::Cancelled => {
-            tracing::warn!(peer = "customer-svc", code = ?status.code(), "peer unavailable");
-            ServiceError::Unavailable("customer-svc is unavailable, try again later".into())
-        }
-        Code::PermissionDenied => ServiceError::PermissionDenied(format!("customer-svc: {}", status.message())),
-        Code::Unauthenticated => ServiceError::Unauthenticated(format!("customer-svc: {}", status.message())),
-        _ => ServiceError::Internal(anyhow::anyhow!(
-            "customer-svc answered {:?}: {}",
-            status.code(),
-            status.message()
-        )),
-    }
 }
 
 #[tonic::async_trait]

@@ -5,19 +5,18 @@ use std::collections::BTreeMap;
 use chrono::{SubsecRound, Utc};
 use notification_svc::domain::{Channel, Kind, NewNotification, Preferences, Recipient, Scope};
 use notification_svc::events::store_all;
-use notification_svc::store::{self, View};
+use notification_svc::store::{self, Store, View};
 use ordermesh_platform::auth::Role;
 use ordermesh_platform::db::Database;
-use ordermesh_platform::events::Tx;
 use ordermesh_platform::testing::TestDatabase;
 use uuid::Uuid;
 
-async fn open(test_db: &TestDatabase) -> Database {
+async fn open(test_db: &TestDatabase) -> (Database, Store) {
     let db = Database::connect(test_db.url(), notification_svc::SERVICE)
         .await
         .unwrap();
     db.migrate(&store::migrations()).await.unwrap();
-    db
+    (db.clone(), Store::new(db))
 }
 
 fn note(recipient: Recipient, kind: Kind, title: &str) -> NewNotification {
@@ -33,9 +32,9 @@ fn note(recipient: Recipient, kind: Kind, title: &str) -> NewNotification {
     }
 }
 
-async fn insert(db: &Database, new: &NewNotification) -> i64 {
-    let mut tx = Tx::begin(db).await.unwrap();
-    let stored = store::insert(&mut tx, new, Utc::now().trunc_subsecs(6)).await.unwrap();
+async fn insert(store: &Store, new: &NewNotification) -> i64 {
+    let mut tx = store.begin().await.unwrap();
+    let stored = store.insert(&mut tx, new, Utc::now().trunc_subsecs(6)).await.unwrap();
     tx.commit().await.unwrap();
     stored.id
 }
@@ -48,31 +47,40 @@ fn view<'a>(scope: &'a Scope, reader: Option<&'a str>, kinds: &'a [Kind]) -> Vie
 async fn store_behaviour_on_both_backends() {
     for test_db in TestDatabase::both().await.unwrap() {
         let backend = if test_db.is_postgres() { "postgres" } else { "sqlite" };
-        let db = open(&test_db).await;
+        let (db, store) = open(&test_db).await;
         let alice = Uuid::now_v7();
         let bob = Uuid::now_v7();
-        assert_eq!(store::max_id(&db).await.unwrap(), 0, "{backend}");
+        assert_eq!(store.max_id().await.unwrap(), 0, "{backend}");
 
-        let a1 = insert(&db, &note(Recipient::Customer(alice), Kind::OrderStatus, "a1")).await;
-        let b1 = insert(&db, &note(Recipient::Customer(bob), Kind::OrderStatus, "b1")).await;
-        let om = insert(&db, &note(Recipient::Role(Role::OrderManager), Kind::OrderStatus, "om")).await;
-        let a2 = insert(&db, &note(Recipient::Customer(alice), Kind::Payment, "a2")).await;
-        let cs = insert(&db, &note(Recipient::Role(Role::CustomerService), Kind::System, "cs")).await;
+        let a1 = insert(&store, &note(Recipient::Customer(alice), Kind::OrderStatus, "a1")).await;
+        let b1 = insert(&store, &note(Recipient::Customer(bob), Kind::OrderStatus, "b1")).await;
+        let om = insert(
+            &store,
+            &note(Recipient::Role(Role::OrderManager), Kind::OrderStatus, "om"),
+        )
+        .await;
+        let a2 = insert(&store, &note(Recipient::Customer(alice), Kind::Payment, "a2")).await;
+        let cs = insert(
+            &store,
+            &note(Recipient::Role(Role::CustomerService), Kind::System, "cs"),
+        )
+        .await;
         assert!(a1 < b1 && b1 < om && om < a2 && a2 < cs, "{backend}: ids increase");
-        assert_eq!(store::max_id(&db).await.unwrap(), cs);
+        assert_eq!(store.max_id().await.unwrap(), cs);
 
         // Round trip.
-        let got = store::get(&db, a1).await.unwrap().unwrap();
+        let got = store.get(a1).await.unwrap().unwrap();
         assert_eq!(got.recipient, Recipient::Customer(alice));
         assert_eq!((got.title.as_str(), got.kind), ("a1", Kind::OrderStatus));
         assert_eq!(got.data["order_id"], "o-1");
         assert_eq!(got.correlation_id, "corr-1");
-        assert!(store::get(&db, 999_999).await.unwrap().is_none());
+        assert!(store.get(999_999).await.unwrap().is_none());
 
         // Scopes: a customer, role groups, everything.
         let alice_scope = Scope::customer(alice);
         let reader = notification_svc::domain::customer_key(alice);
-        let list = store::list(&db, &view(&alice_scope, Some(&reader), &[]), false, None, 10)
+        let list = store
+            .list(&view(&alice_scope, Some(&reader), &[]), false, None, 10)
             .await
             .unwrap();
         assert_eq!(
@@ -81,93 +89,92 @@ async fn store_behaviour_on_both_backends() {
             "{backend}: newest first"
         );
         let staff = Scope::roles([Role::OrderManager, Role::CustomerService]);
-        let list = store::list(&db, &view(&staff, None, &[]), false, None, 10)
-            .await
-            .unwrap();
+        let list = store.list(&view(&staff, None, &[]), false, None, 10).await.unwrap();
         assert_eq!(list.iter().map(|n| n.id).collect::<Vec<_>>(), [cs, om]);
         let all = Scope::everything();
         assert_eq!(
-            store::list(&db, &view(&all, None, &[]), false, None, 10)
-                .await
-                .unwrap()
-                .len(),
+            store.list(&view(&all, None, &[]), false, None, 10).await.unwrap().len(),
             5
         );
         // Type filter and keyset pages.
-        let payments = store::list(&db, &view(&alice_scope, None, &[Kind::Payment]), false, None, 10)
+        let payments = store
+            .list(&view(&alice_scope, None, &[Kind::Payment]), false, None, 10)
             .await
             .unwrap();
         assert_eq!(payments.iter().map(|n| n.id).collect::<Vec<_>>(), [a2]);
-        let page = store::list(&db, &view(&all, None, &[]), false, Some(om), 10)
-            .await
-            .unwrap();
+        let page = store.list(&view(&all, None, &[]), false, Some(om), 10).await.unwrap();
         assert_eq!(page.iter().map(|n| n.id).collect::<Vec<_>>(), [b1, a1]);
 
         // Replay after an id, oldest first.
-        let replay = store::after(&db, &view(&alice_scope, None, &[]), a1, 10).await.unwrap();
+        let replay = store.after(&view(&alice_scope, None, &[]), a1, 10).await.unwrap();
         assert_eq!(replay.iter().map(|n| n.id).collect::<Vec<_>>(), [a2]);
-        let replay = store::after(&db, &view(&all, None, &[]), 0, 2).await.unwrap();
+        let replay = store.after(&view(&all, None, &[]), 0, 2).await.unwrap();
         assert_eq!(replay.iter().map(|n| n.id).collect::<Vec<_>>(), [a1, b1]);
 
         // Read state per reader; ids outside the scope are ignored.
         let now = Utc::now().trunc_subsecs(6);
-        assert_eq!(store::unread_count(&db, &alice_scope, Some(&reader)).await.unwrap(), 2);
-        let updated = store::mark_read(&db, &alice_scope, &reader, Some(&[a1, b1, a1]), now)
+        assert_eq!(store.unread_count(&alice_scope, Some(&reader)).await.unwrap(), 2);
+        let updated = store
+            .mark_read(&alice_scope, &reader, Some(&[a1, b1, a1]), now)
             .await
             .unwrap();
         assert_eq!(updated, 1, "{backend}: only a1 changes");
-        assert_eq!(store::unread_count(&db, &alice_scope, Some(&reader)).await.unwrap(), 1);
-        let list = store::list(&db, &view(&alice_scope, Some(&reader), &[]), false, None, 10)
+        assert_eq!(store.unread_count(&alice_scope, Some(&reader)).await.unwrap(), 1);
+        let list = store
+            .list(&view(&alice_scope, Some(&reader), &[]), false, None, 10)
             .await
             .unwrap();
         assert_eq!(list[1].read_at, Some(now));
         assert!(list[0].read_at.is_none());
-        let unread = store::list(&db, &view(&alice_scope, Some(&reader), &[]), true, None, 10)
+        let unread = store
+            .list(&view(&alice_scope, Some(&reader), &[]), true, None, 10)
             .await
             .unwrap();
         assert_eq!(unread.iter().map(|n| n.id).collect::<Vec<_>>(), [a2]);
         let bob_reader = notification_svc::domain::customer_key(bob);
         assert_eq!(
-            store::unread_count(&db, &Scope::customer(bob), Some(&bob_reader))
+            store
+                .unread_count(&Scope::customer(bob), Some(&bob_reader))
                 .await
                 .unwrap(),
             1
         );
-        let updated = store::mark_read(&db, &alice_scope, &reader, None, now).await.unwrap();
+        let updated = store.mark_read(&alice_scope, &reader, None, now).await.unwrap();
         assert_eq!(updated, 1);
-        assert_eq!(store::unread_count(&db, &alice_scope, Some(&reader)).await.unwrap(), 0);
+        assert_eq!(store.unread_count(&alice_scope, Some(&reader)).await.unwrap(), 0);
         // Role-group read state is per employee.
         let emp = notification_svc::domain::employee_key("e-1");
-        assert_eq!(store::mark_read(&db, &staff, &emp, None, now).await.unwrap(), 2);
-        assert_eq!(store::unread_count(&db, &staff, Some("employee:e-2")).await.unwrap(), 2);
+        assert_eq!(store.mark_read(&staff, &emp, None, now).await.unwrap(), 2);
+        assert_eq!(store.unread_count(&staff, Some("employee:e-2")).await.unwrap(), 2);
 
         // Idempotency key lookup.
         let mut keyed = note(Recipient::Customer(bob), Kind::Message, "keyed");
         keyed.sender_id = "agent".into();
         keyed.idempotency_key = Some("k-1".into());
-        let id = insert(&db, &keyed).await;
-        let mut tx = Tx::begin(&db).await.unwrap();
-        store::lock_inserts(&mut tx).await.unwrap();
+        let id = insert(&store, &keyed).await;
+        let mut tx = store.begin().await.unwrap();
+        store.lock_inserts(&mut tx).await.unwrap();
         assert_eq!(
-            store::find_by_key(&mut tx, "agent", "k-1").await.unwrap().unwrap().id,
+            store.find_by_key(&mut tx, "agent", "k-1").await.unwrap().unwrap().id,
             id
         );
-        assert!(store::find_by_key(&mut tx, "other", "k-1").await.unwrap().is_none());
+        assert!(store.find_by_key(&mut tx, "other", "k-1").await.unwrap().is_none());
         tx.rollback().await.unwrap();
 
         // Preferences; muted types are not stored for that customer (ACCOUNT always is).
         let key = notification_svc::domain::customer_key(alice);
-        assert!(store::preferences(&db, &key).await.unwrap().is_none());
+        assert!(store.preferences(&key).await.unwrap().is_none());
         let prefs = Preferences {
             channels: vec![Channel::Email, Channel::Sms],
             muted: vec![Kind::Payment, Kind::System],
             updated_at: Some(now),
         };
-        store::put_preferences(&db, &key, &prefs).await.unwrap();
-        assert_eq!(store::preferences(&db, &key).await.unwrap().unwrap(), prefs);
-        let before = store::max_id(&db).await.unwrap();
-        let mut tx = Tx::begin(&db).await.unwrap();
+        store.put_preferences(&key, &prefs).await.unwrap();
+        assert_eq!(store.preferences(&key).await.unwrap().unwrap(), prefs);
+        let before = store.max_id().await.unwrap();
+        let mut tx = store.begin().await.unwrap();
         let stored = store_all(
+            &store,
             &mut tx,
             &[
                 note(Recipient::Customer(alice), Kind::Payment, "muted"),
@@ -180,16 +187,17 @@ async fn store_behaviour_on_both_backends() {
         tx.commit().await.unwrap();
         let titles: Vec<&str> = stored.iter().map(|n| n.title.as_str()).collect();
         assert_eq!(titles, ["account", "bob's"], "{backend}");
-        assert_eq!(store::max_id(&db).await.unwrap(), stored[1].id);
+        assert_eq!(store.max_id().await.unwrap(), stored[1].id);
         assert!(stored[0].id > before);
 
         // A rolled-back insert leaves nothing visible.
-        let mut tx = Tx::begin(&db).await.unwrap();
-        let gone = store::insert(&mut tx, &note(Recipient::Customer(alice), Kind::Message, "gone"), now)
+        let mut tx = store.begin().await.unwrap();
+        let gone = store
+            .insert(&mut tx, &note(Recipient::Customer(alice), Kind::Message, "gone"), now)
             .await
             .unwrap();
         tx.rollback().await.unwrap();
-        assert!(store::get(&db, gone.id).await.unwrap().is_none());
+        assert!(store.get(gone.id).await.unwrap().is_none());
         db.close().await;
     }
 }
@@ -197,21 +205,22 @@ async fn store_behaviour_on_both_backends() {
 #[tokio::test]
 async fn concurrent_inserts_become_visible_in_id_order() {
     for test_db in TestDatabase::both().await.unwrap() {
-        let db = open(&test_db).await;
+        let (db, store) = open(&test_db).await;
         let customer = Uuid::now_v7();
         let mut writers = Vec::new();
         for w in 0..4 {
-            let db = db.clone();
+            let store = store.clone();
             writers.push(tokio::spawn(async move {
                 for i in 0..15 {
-                    let mut tx = Tx::begin(&db).await.unwrap();
-                    store::insert(
-                        &mut tx,
-                        &note(Recipient::Customer(customer), Kind::Message, &format!("{w}-{i}")),
-                        Utc::now(),
-                    )
-                    .await
-                    .unwrap();
+                    let mut tx = store.begin().await.unwrap();
+                    store
+                        .insert(
+                            &mut tx,
+                            &note(Recipient::Customer(customer), Kind::Message, &format!("{w}-{i}")),
+                            Utc::now(),
+                        )
+                        .await
+                        .unwrap();
                     // Hold the transaction open a little so writers overlap.
                     tokio::time::sleep(std::time::Duration::from_millis(2)).await;
                     tx.commit().await.unwrap();
@@ -225,7 +234,7 @@ async fn concurrent_inserts_become_visible_in_id_order() {
         let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
         while seen.len() < 60 {
             assert!(tokio::time::Instant::now() < deadline, "only {} seen", seen.len());
-            for n in store::after(&db, &view(&scope, None, &[]), cursor, 100).await.unwrap() {
+            for n in store.after(&view(&scope, None, &[]), cursor, 100).await.unwrap() {
                 cursor = n.id;
                 seen.push(n.id);
             }
@@ -234,7 +243,8 @@ async fn concurrent_inserts_become_visible_in_id_order() {
         for writer in writers {
             writer.await.unwrap();
         }
-        let all: Vec<i64> = store::after(&db, &view(&scope, None, &[]), 0, 100)
+        let all: Vec<i64> = store
+            .after(&view(&scope, None, &[]), 0, 100)
             .await
             .unwrap()
             .into_iter()
