@@ -22,18 +22,16 @@
 
 use async_trait::async_trait;
 use ordermesh_platform::ServiceError;
-use ordermesh_platform::events::{EventHandler, HandlerError, OutgoingEvent, ReceivedEvent, Tx};
+use ordermesh_platform::convert::timestamp;
+use ordermesh_platform::events::{EventMessage, HandlerError, OutgoingEvent, ReceivedEvent, TopicHandler, Tx};
+use ordermesh_proto::event_types::OrderEvent;
 use ordermesh_proto::events as ev;
-use ordermesh_proto::product as pb;
 use uuid::Uuid;
 
-use crate::domain::{Adjustment, Origin, Product, Reservation, ReservationStatus, StockLevel, StockLine};
+use crate::convert;
+use crate::domain::{self, Adjustment, Origin, Product, Reservation, ReservationStatus, StockLevel, StockLine};
 use crate::store;
 
-/// Topic consumed by product-svc.
-pub const ORDER_EVENTS: &str = "order-events";
-/// Topic product-svc publishes on.
-pub const INVENTORY_EVENTS: &str = "inventory-events";
 /// Source of the events product-svc publishes.
 pub const SOURCE: &str = "product-svc";
 
@@ -42,63 +40,53 @@ pub const SOURCE: &str = "product-svc";
 pub struct OrderEventsHandler;
 
 #[async_trait]
-impl EventHandler for OrderEventsHandler {
-    async fn handle(&self, event: &ReceivedEvent, tx: &mut Tx) -> Result<(), HandlerError> {
-        match event.short_type() {
-            "OrderPlaced" => {
-                let placed = event.decode::<ev::OrderPlaced>()?;
+impl TopicHandler<OrderEvent> for OrderEventsHandler {
+    async fn handle(&self, event: OrderEvent, envelope: &ReceivedEvent, tx: &mut Tx) -> Result<(), HandlerError> {
+        match event {
+            OrderEvent::OrderPlaced(placed) => {
                 let order_id = order_id(&placed.order_id)?;
-                let lines = lines(&placed)?;
-                on_placed(event, tx, order_id, &lines).await
+                on_placed(envelope, tx, order_id, &lines(&placed)?).await
             }
-            "OrderRejected" => {
-                let rejected = event.decode::<ev::OrderRejected>()?;
-                on_release(event, tx, order_id(&rejected.order_id)?, "order rejected").await
+            OrderEvent::OrderRejected(rejected) => {
+                on_release(envelope, tx, order_id(&rejected.order_id)?, "order rejected").await
             }
-            "OrderCancelled" => {
-                let cancelled = event.decode::<ev::OrderCancelled>()?;
-                on_release(event, tx, order_id(&cancelled.order_id)?, "order cancelled").await
+            OrderEvent::OrderCancelled(cancelled) => {
+                on_release(envelope, tx, order_id(&cancelled.order_id)?, "order cancelled").await
             }
-            "OrderShipped" => {
-                let shipped = event.decode::<ev::OrderShipped>()?;
-                on_shipped(event, tx, order_id(&shipped.order_id)?).await
-            }
-            _ => Ok(()),
+            OrderEvent::OrderShipped(shipped) => on_shipped(envelope, tx, order_id(&shipped.order_id)?).await,
+            // The rest of the order's lifecycle does not concern stock.
+            OrderEvent::OrderStatusChanged(_) | OrderEvent::OrderConfirmed(_) | OrderEvent::OrderDelivered(_) => Ok(()),
         }
     }
 }
 
 async fn on_placed(
-    event: &ReceivedEvent,
+    envelope: &ReceivedEvent,
     tx: &mut Tx,
     order_id: Uuid,
     lines: &[StockLine],
 ) -> Result<(), HandlerError> {
-    let reservation = store::reserve_stock_in(tx, order_id, lines)
-        .await
-        .map_err(store_error)?;
-    let outgoing = match reservation.status {
-        ReservationStatus::Reserved => outgoing(
-            event,
+    let reservation = store::reserve_stock_in(tx, order_id, lines).await?;
+    let answer = match reservation.status {
+        ReservationStatus::Reserved => inventory_event(
             order_id,
-            "StockReserved",
+            &envelope.correlation_id,
             &ev::StockReserved {
                 order_id: order_id.to_string(),
-                lines: proto_lines(&reservation),
-                occur_time: Some(now()),
+                lines: convert::stock_lines(&reservation),
+                occur_time: occurred_now(),
             },
         ),
         ReservationStatus::Rejected => {
             let reason = rejection_reason(tx, &reservation).await?;
-            outgoing(
-                event,
+            inventory_event(
                 order_id,
-                "StockRejected",
+                &envelope.correlation_id,
                 &ev::StockRejected {
                     order_id: order_id.to_string(),
                     reason,
-                    shortfalls: reservation.to_proto().shortfalls,
-                    occur_time: Some(now()),
+                    shortfalls: convert::shortfalls(&reservation),
+                    occur_time: occurred_now(),
                 },
             )
         }
@@ -114,18 +102,16 @@ async fn on_placed(
         }
     };
     tracing::info!(%order_id, status = reservation.status.as_str(), "stock reservation for a placed order");
-    tx.enqueue(&outgoing).await?;
+    tx.enqueue(&answer).await?;
     Ok(())
 }
 
-async fn on_release(event: &ReceivedEvent, tx: &mut Tx, order_id: Uuid, reason: &str) -> Result<(), HandlerError> {
-    let released = store::release_stock_in(tx, order_id, reason)
-        .await
-        .map_err(store_error)?;
+async fn on_release(envelope: &ReceivedEvent, tx: &mut Tx, order_id: Uuid, reason: &str) -> Result<(), HandlerError> {
+    let released = store::release_stock_in(tx, order_id, reason).await?;
     // A rejected reservation (nothing was reserved) or a tombstone (`None`) releases no lines;
     // StockReleased is published in every case so that the order's history shows it.
     let lines = match &released {
-        Some(r) if r.status == ReservationStatus::Released => proto_lines(r),
+        Some(r) if r.status == ReservationStatus::Released => convert::stock_lines(r),
         _ => Vec::new(),
     };
     tracing::info!(%order_id, lines = lines.len(), reason, "stock released");
@@ -133,45 +119,30 @@ async fn on_release(event: &ReceivedEvent, tx: &mut Tx, order_id: Uuid, reason: 
         order_id: order_id.to_string(),
         lines,
         reason: reason.to_owned(),
-        occur_time: Some(now()),
+        occur_time: occurred_now(),
     };
-    tx.enqueue(&outgoing(event, order_id, "StockReleased", &message))
+    tx.enqueue(&inventory_event(order_id, &envelope.correlation_id, &message))
         .await?;
     Ok(())
 }
 
-async fn on_shipped(event: &ReceivedEvent, tx: &mut Tx, order_id: Uuid) -> Result<(), HandlerError> {
-    let committed = store::commit_stock_in(tx, order_id).await.map_err(store_error)?;
+async fn on_shipped(envelope: &ReceivedEvent, tx: &mut Tx, order_id: Uuid) -> Result<(), HandlerError> {
+    let committed = match store::commit_stock_in(tx, order_id).await {
+        Ok(committed) => committed,
+        // Retried, not dead-lettered: the OrderPlaced of this order may still be waiting for its
+        // redelivery (events of one order can be handled out of order).
+        Err(error @ ServiceError::NotFound { .. }) => return Err(HandlerError::transient(error)),
+        Err(error) => return Err(error.into()),
+    };
     tracing::info!(%order_id, "stock committed");
     let message = ev::StockCommitted {
         order_id: order_id.to_string(),
-        lines: proto_lines(&committed),
-        occur_time: Some(now()),
+        lines: convert::stock_lines(&committed),
+        occur_time: occurred_now(),
     };
-    tx.enqueue(&outgoing(event, order_id, "StockCommitted", &message))
+    tx.enqueue(&inventory_event(order_id, &envelope.correlation_id, &message))
         .await?;
     Ok(())
-}
-
-/// Store errors are retried, except a broken saga invariant (e.g. shipping a released order),
-/// which no retry can fix: that goes to the dead-letter queue at once. NOT_FOUND on commit is
-/// retried: the `OrderPlaced` may still be waiting for its redelivery.
-fn store_error(error: ServiceError) -> HandlerError {
-    match error {
-        ServiceError::FailedPrecondition { .. } => HandlerError::permanent(anyhow::Error::new(error)),
-        error => HandlerError::transient(anyhow::Error::new(error)),
-    }
-}
-
-fn outgoing(event: &ReceivedEvent, order_id: Uuid, event_type: &str, message: &impl prost::Message) -> OutgoingEvent {
-    OutgoingEvent::new(
-        SOURCE,
-        INVENTORY_EVENTS,
-        event_type,
-        &order_id.to_string(),
-        &event.correlation_id,
-        message,
-    )
 }
 
 fn order_id(value: &str) -> Result<Uuid, HandlerError> {
@@ -208,7 +179,7 @@ fn lines(placed: &ev::OrderPlaced) -> Result<Vec<StockLine>, HandlerError> {
 /// no personal data.
 async fn rejection_reason(tx: &mut Tx, reservation: &Reservation) -> Result<String, HandlerError> {
     let ids: Vec<Uuid> = reservation.shortfalls.iter().map(|s| s.product_id).collect();
-    let skus = store::skus_in(tx, &ids).await.map_err(store_error)?;
+    let skus = store::skus_in(tx, &ids).await?;
     let sku_of = |id: Uuid| skus.iter().find(|(p, _)| *p == id).map(|(_, sku)| sku.clone());
     let mut insufficient = Vec::new();
     let mut inactive = Vec::new();
@@ -234,44 +205,30 @@ async fn rejection_reason(tx: &mut Tx, reservation: &Reservation) -> Result<Stri
     Ok(parts.join("; "))
 }
 
-fn proto_lines(reservation: &Reservation) -> Vec<pb::StockLine> {
-    reservation
-        .lines
-        .iter()
-        .map(|l| pb::StockLine {
-            product_id: l.product_id.to_string(),
-            quantity: l.quantity,
-        })
-        .collect()
-}
-
-fn now() -> prost_types::Timestamp {
-    let now = crate::domain::now();
-    prost_types::Timestamp {
-        seconds: now.timestamp(),
-        nanos: now.timestamp_subsec_nanos() as i32,
-    }
+/// The `occur_time` of an event that happens now.
+fn occurred_now() -> Option<prost_types::Timestamp> {
+    Some(timestamp(domain::now()))
 }
 
 /// `ProductCreated` (aggregate id = product id).
 pub fn product_created(product: &Product, origin: &Origin) -> OutgoingEvent {
     let message = ev::ProductCreated {
-        product: Some(product.to_proto()),
-        actor: Some(origin.actor.clone()),
-        occur_time: Some(now()),
+        product: Some(product.into()),
+        actor: Some((&origin.actor).into()),
+        occur_time: occurred_now(),
     };
-    inventory_event(&product.id, "ProductCreated", origin, &message)
+    inventory_event(product.id, &origin.correlation_id, &message)
 }
 
 /// `ProductUpdated` with the product after the change and the fields that changed.
 pub fn product_updated(before: &Product, after: &Product, origin: &Origin) -> OutgoingEvent {
     let message = ev::ProductUpdated {
-        product: Some(after.to_proto()),
+        product: Some(after.into()),
         changed_fields: before.changed_fields(after),
-        actor: Some(origin.actor.clone()),
-        occur_time: Some(now()),
+        actor: Some((&origin.actor).into()),
+        occur_time: occurred_now(),
     };
-    inventory_event(&after.id, "ProductUpdated", origin, &message)
+    inventory_event(after.id, &origin.correlation_id, &message)
 }
 
 /// `StockAdjusted` with the stock level after the adjustment (aggregate id = product id).
@@ -279,26 +236,16 @@ pub fn stock_adjusted(adjustment: &Adjustment, level: &StockLevel, origin: &Orig
     let message = ev::StockAdjusted {
         product_id: adjustment.product_id.to_string(),
         delta: adjustment.delta,
-        stock_level: Some(level.to_proto(true)),
+        stock_level: Some(convert::stock_level(level, true)),
         reason: adjustment.reason.clone(),
-        actor: Some(origin.actor.clone()),
-        occur_time: Some(now()),
+        actor: Some((&origin.actor).into()),
+        occur_time: occurred_now(),
     };
-    inventory_event(&adjustment.product_id, "StockAdjusted", origin, &message)
+    inventory_event(adjustment.product_id, &origin.correlation_id, &message)
 }
 
-fn inventory_event(
-    aggregate_id: &Uuid,
-    event_type: &str,
-    origin: &Origin,
-    message: &impl prost::Message,
-) -> OutgoingEvent {
-    OutgoingEvent::new(
-        SOURCE,
-        INVENTORY_EVENTS,
-        event_type,
-        &aggregate_id.to_string(),
-        &origin.correlation_id,
-        message,
-    )
+/// An event of product-svc about `aggregate_id` (an order or a product), in the business flow
+/// `correlation_id` of what caused it.
+fn inventory_event<E: EventMessage>(aggregate_id: Uuid, correlation_id: &str, message: &E) -> OutgoingEvent {
+    OutgoingEvent::of(SOURCE, &aggregate_id.to_string(), correlation_id, message)
 }

@@ -18,8 +18,9 @@
 //! not part of the cached message and are never cached, so AdjustStock and reservations need
 //! no invalidation.
 
+mod decode;
+
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::time::Duration;
 
 use ordermesh_platform::auth::Principal;
@@ -31,8 +32,9 @@ use prost::Message;
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
+use crate::convert;
 use crate::domain::{self, ListCursor, ProductFilter};
-use crate::store::{CategoryCursor, ProductStore};
+use crate::store::{CategoryCursor, Store};
 
 /// How long a product stays in the cache (an update deletes it sooner).
 pub const PRODUCT_CACHE_TTL: Duration = Duration::from_secs(60);
@@ -40,12 +42,12 @@ pub const PRODUCT_CACHE_TTL: Duration = Duration::from_secs(60);
 type Reply<T> = Result<Response<T>, Status>;
 
 pub struct ProductApi {
-    store: Arc<dyn ProductStore>,
+    store: Store,
     cache: Cache,
 }
 
 impl ProductApi {
-    pub fn new(store: Arc<dyn ProductStore>, cache: Cache) -> Self {
+    pub fn new(store: Store, cache: Cache) -> Self {
         Self { store, cache }
     }
 
@@ -74,13 +76,13 @@ impl ProductApi {
         if !missing.is_empty() {
             let loaded = self.store.get_products(&missing).await?;
             futures::future::join_all(loaded.iter().map(|p| {
-                let bytes = p.to_proto().encode_to_vec();
+                let bytes = pb::Product::from(p).encode_to_vec();
                 let key = Self::cache_key(p.id);
                 let cache = self.cache.clone();
                 async move { cache.set_with_ttl(&key, &bytes, PRODUCT_CACHE_TTL).await }
             }))
             .await;
-            found.extend(loaded.into_iter().map(|p| (p.id, p.to_proto())));
+            found.extend(loaded.iter().map(|p| (p.id, pb::Product::from(p))));
         }
         Ok(ids.iter().filter_map(|id| found.remove(id)).collect())
     }
@@ -114,20 +116,13 @@ fn visible_filter(p: &Principal, mut filter: ProductFilter) -> ProductFilter {
     filter
 }
 
-fn parse_id(field: &str, value: &str) -> Result<Uuid, ServiceError> {
-    let mut v = Violations::new();
-    let id = validate::uuid(&mut v, field, value);
-    v.into_result()?;
-    Ok(id.expect("validated"))
-}
-
 #[tonic::async_trait]
 impl ProductService for ProductApi {
     async fn list_products(&self, request: Request<pb::ListProductsRequest>) -> Reply<pb::ListProductsResponse> {
         let caller = principal(&request)?.clone();
         let req = request.into_inner();
         let mut v = Violations::new();
-        let filter = domain::product_filter(
+        let filter = decode::product_filter(
             &mut v,
             &req.category_id,
             req.active,
@@ -138,17 +133,21 @@ impl ProductService for ProductApi {
         let filter = visible_filter(&caller, filter);
         let limit = pagination::page_size(req.page_size)?;
         let after: Option<ListCursor> = pagination::decode(&req.page_token, &filter)?;
-        let rows = self.store.list_products(&filter, after, limit + 1).await?;
+        let rows = self
+            .store
+            .list_products(&filter, after, limit + 1)
+            .await
+            .map_err(ServiceError::from)?;
         let (rows, next_page_token) = pagination::finish(rows, limit, &filter, |p| p.list_key());
         Ok(Response::new(pb::ListProductsResponse {
-            products: rows.iter().map(|p| p.to_proto()).collect(),
+            products: rows.iter().map(pb::Product::from).collect(),
             next_page_token,
         }))
     }
 
     async fn get_product(&self, request: Request<pb::GetProductRequest>) -> Reply<pb::GetProductResponse> {
         let caller = principal(&request)?.clone();
-        let id = parse_id("product_id", &request.get_ref().product_id)?;
+        let id = decode::id("product_id", &request.get_ref().product_id)?;
         let product = self
             .products(&[id])
             .await?
@@ -163,7 +162,7 @@ impl ProductService for ProductApi {
         request: Request<pb::BatchGetProductsRequest>,
     ) -> Reply<pb::BatchGetProductsResponse> {
         let caller = principal(&request)?.clone();
-        let ids = domain::id_list(&request.get_ref().product_ids, "product_ids")?;
+        let ids = decode::id_list(&request.get_ref().product_ids, "product_ids")?;
         let products: Vec<pb::Product> = self
             .products(&ids)
             .await?
@@ -183,7 +182,7 @@ impl ProductService for ProductApi {
         let req = request.into_inner();
         let mut v = Violations::new();
         let words = domain::search_words(&mut v, &req.query);
-        let filter = domain::product_filter(&mut v, &req.category_id, req.active, None, None);
+        let filter = decode::product_filter(&mut v, &req.category_id, req.active, None, None);
         v.into_result()?;
         let filter = visible_filter(&caller, filter);
         let limit = pagination::page_size(req.page_size)?;
@@ -191,7 +190,11 @@ impl ProductService for ProductApi {
         // is bound to the query and filters.
         let scope = (&words, &filter);
         let offset: usize = pagination::decode(&req.page_token, &scope)?.unwrap_or(0);
-        let mut rows = self.store.search_products(&words, &filter, offset, limit + 1).await?;
+        let mut rows = self
+            .store
+            .search_products(&words, &filter, offset, limit + 1)
+            .await
+            .map_err(ServiceError::from)?;
         let next_page_token = if rows.len() > limit {
             rows.truncate(limit);
             pagination::encode(&(offset + limit), &scope)
@@ -199,7 +202,7 @@ impl ProductService for ProductApi {
             String::new()
         };
         Ok(Response::new(pb::SearchProductsResponse {
-            products: rows.iter().map(|p| p.to_proto()).collect(),
+            products: rows.iter().map(pb::Product::from).collect(),
             next_page_token,
         }))
     }
@@ -207,11 +210,11 @@ impl ProductService for ProductApi {
     async fn create_product(&self, request: Request<pb::CreateProductRequest>) -> Reply<pb::CreateProductResponse> {
         let origin = origin(&request)?;
         require_admin(principal(&request)?)?;
-        let product = domain::new_product(request.get_ref().product.as_ref())?;
+        let product = decode::new_product(request.get_ref().product.as_ref())?;
         self.store.create_product(&product, &origin).await?;
         tracing::info!(product_id = %product.id, "product created");
         Ok(Response::new(pb::CreateProductResponse {
-            product: Some(product.to_proto()),
+            product: Some(pb::Product::from(&product)),
         }))
     }
 
@@ -219,7 +222,7 @@ impl ProductService for ProductApi {
         let origin = origin(&request)?;
         require_admin(principal(&request)?)?;
         let req = request.into_inner();
-        let (id, patch) = domain::product_patch(req.product.as_ref(), req.update_mask.as_ref())?;
+        let (id, patch) = decode::product_patch(req.product.as_ref(), req.update_mask.as_ref())?;
         let product = self
             .store
             .update_product(id, &patch, req.expected_version, &origin)
@@ -227,7 +230,7 @@ impl ProductService for ProductApi {
         self.cache.delete(&Self::cache_key(id)).await;
         tracing::info!(product_id = %id, version = product.version, "product updated");
         Ok(Response::new(pb::UpdateProductResponse {
-            product: Some(product.to_proto()),
+            product: Some(pb::Product::from(&product)),
         }))
     }
 
@@ -239,34 +242,39 @@ impl ProductService for ProductApi {
         v.into_result()?;
         let limit = pagination::page_size(req.page_size)?;
         let after: Option<CategoryCursor> = pagination::decode(&req.page_token, &parent_id)?;
-        let rows = self.store.list_categories(parent_id, after, limit + 1).await?;
+        let rows = self
+            .store
+            .list_categories(parent_id, after, limit + 1)
+            .await
+            .map_err(ServiceError::from)?;
         let (rows, next_page_token) = pagination::finish(rows, limit, &parent_id, |c| (c.name.clone(), c.id));
         Ok(Response::new(pb::ListCategoriesResponse {
-            categories: rows.iter().map(|c| c.to_proto()).collect(),
+            categories: rows.iter().map(pb::Category::from).collect(),
             next_page_token,
         }))
     }
 
     async fn create_category(&self, request: Request<pb::CreateCategoryRequest>) -> Reply<pb::CreateCategoryResponse> {
         require_admin(principal(&request)?)?;
-        let category = domain::new_category(request.get_ref())?;
+        let category = decode::new_category(request.get_ref())?;
         self.store.create_category(&category).await?;
         Ok(Response::new(pb::CreateCategoryResponse {
-            category: Some(category.to_proto()),
+            category: Some(pb::Category::from(&category)),
         }))
     }
 
     async fn get_stock_level(&self, request: Request<pb::GetStockLevelRequest>) -> Reply<pb::GetStockLevelResponse> {
         let full = !is_client(principal(&request)?);
-        let id = parse_id("product_id", &request.get_ref().product_id)?;
+        let id = decode::id("product_id", &request.get_ref().product_id)?;
         let level = self
             .store
             .stock_levels(&[id])
-            .await?
+            .await
+            .map_err(ServiceError::from)?
             .pop()
             .ok_or_else(|| ServiceError::not_found("product", id))?;
         Ok(Response::new(pb::GetStockLevelResponse {
-            stock_level: Some(level.to_proto(full)),
+            stock_level: Some(convert::stock_level(&level, full)),
         }))
     }
 
@@ -275,12 +283,12 @@ impl ProductService for ProductApi {
         request: Request<pb::BatchGetStockLevelsRequest>,
     ) -> Reply<pb::BatchGetStockLevelsResponse> {
         let full = !is_client(principal(&request)?);
-        let ids = domain::id_list(&request.get_ref().product_ids, "product_ids")?;
-        let levels = self.store.stock_levels(&ids).await?;
+        let ids = decode::id_list(&request.get_ref().product_ids, "product_ids")?;
+        let levels = self.store.stock_levels(&ids).await.map_err(ServiceError::from)?;
         let stock_levels = ids
             .iter()
             .filter_map(|id| levels.iter().find(|l| l.product_id == *id))
-            .map(|l| l.to_proto(full))
+            .map(|l| convert::stock_level(l, full))
             .collect();
         let missing_ids = ids
             .iter()
@@ -296,30 +304,30 @@ impl ProductService for ProductApi {
     async fn adjust_stock(&self, request: Request<pb::AdjustStockRequest>) -> Reply<pb::AdjustStockResponse> {
         let origin = origin(&request)?;
         require_admin(principal(&request)?)?;
-        let adjustment = domain::adjustment(request.get_ref())?;
+        let adjustment = decode::adjustment(request.get_ref())?;
         let level = self.store.adjust_stock(&adjustment, &origin).await?;
         tracing::info!(product_id = %adjustment.product_id, delta = adjustment.delta, "stock adjusted");
         Ok(Response::new(pb::AdjustStockResponse {
-            stock_level: Some(level.to_proto(true)),
+            stock_level: Some(convert::stock_level(&level, true)),
         }))
     }
 
     async fn reserve_stock(&self, request: Request<pb::ReserveStockRequest>) -> Reply<pb::ReserveStockResponse> {
         require_saga_caller(principal(&request)?)?;
-        let (order_id, lines) = domain::reservation_request(request.get_ref())?;
+        let (order_id, lines) = decode::reservation_request(request.get_ref())?;
         let reservation = self.store.reserve_stock(order_id, &lines).await?;
         tracing::info!(%order_id, status = reservation.status.as_str(), "stock reservation");
         Ok(Response::new(pb::ReserveStockResponse {
-            reservation: Some(reservation.to_proto()),
+            reservation: Some(pb::StockReservation::from(&reservation)),
         }))
     }
 
     async fn commit_stock(&self, request: Request<pb::CommitStockRequest>) -> Reply<pb::CommitStockResponse> {
         require_saga_caller(principal(&request)?)?;
-        let order_id = domain::order_id(&request.get_ref().order_id)?;
+        let order_id = decode::id("order_id", &request.get_ref().order_id)?;
         let reservation = self.store.commit_stock(order_id).await?;
         Ok(Response::new(pb::CommitStockResponse {
-            reservation: Some(reservation.to_proto()),
+            reservation: Some(pb::StockReservation::from(&reservation)),
         }))
     }
 
@@ -335,7 +343,7 @@ impl ProductService for ProductApi {
             .release_stock(order_id.expect("validated"), &req.reason)
             .await?;
         Ok(Response::new(pb::ReleaseStockResponse {
-            reservation: reservation.map(|r| r.to_proto()),
+            reservation: reservation.as_ref().map(pb::StockReservation::from),
         }))
     }
 }

@@ -19,7 +19,7 @@ use ordermesh_proto::order::OrderItem;
 use product_svc::domain::{
     self, Adjustment, Category, Origin, Product, ProductPatch, ReservationStatus, StockLevel, StockLine,
 };
-use product_svc::store::{self, ProductStore};
+use product_svc::store::Store;
 use uuid::Uuid;
 
 fn nats_url() -> String {
@@ -36,7 +36,7 @@ struct Saga {
     bus: Arc<dyn EventBus>,
     memory: Option<MemoryBus>,
     inventory: Box<dyn Subscription>,
-    store: Arc<dyn ProductStore>,
+    store: Store,
     _service: RunningService,
     _auth: TestAuth,
     _db: TestDatabase,
@@ -67,7 +67,7 @@ impl Saga {
             .unwrap();
         // The service has migrated the database; the test seeds and inspects it through the store.
         let database = Database::connect(db.url(), product_svc::SERVICE).await.unwrap();
-        let store = store::for_database(&database);
+        let store = Store::new(&database);
         let inventory = bus
             .subscribe(&SubscriptionSpec {
                 service: "saga-test".into(),

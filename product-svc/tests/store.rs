@@ -1,7 +1,6 @@
 //! The one behaviour suite of the product store, run against PostgreSQL and SQLite.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 use ordermesh_platform::ServiceError;
 use ordermesh_platform::db::Database;
@@ -10,15 +9,15 @@ use ordermesh_platform::validate::Money;
 use product_svc::domain::{
     self, Adjustment, Category, Origin, Product, ProductFilter, ProductPatch, ReservationStatus, StockLine,
 };
-use product_svc::store::{self, ProductStore};
+use product_svc::store::{self, Store};
 use uuid::Uuid;
 
-async fn open(db: &TestDatabase) -> Arc<dyn ProductStore> {
+async fn open(db: &TestDatabase) -> Store {
     let database = Database::connect(db.url(), product_svc::SERVICE)
         .await
         .expect("connect");
     database.migrate(&store::migrations()).await.expect("migrate");
-    store::for_database(&database)
+    Store::new(&database)
 }
 
 fn origin() -> Origin {
@@ -64,7 +63,7 @@ fn adjustment(product_id: Uuid, delta: i64, key: Option<&str>) -> Adjustment {
     }
 }
 
-async fn behaviour(store: Arc<dyn ProductStore>) {
+async fn behaviour(store: Store) {
     // Categories: unique among siblings, ordered by name, paged.
     let kitchen = category("Kitchen", None);
     store.create_category(&kitchen).await.unwrap();
@@ -417,7 +416,7 @@ async fn store_behaviour_on_sqlite() {
 /// A release that comes before the reservation (a cancel handled before its OrderPlaced) leaves
 /// a tombstone: the late reserve reserves nothing, and racing reserves and releases never leak
 /// stock.
-async fn release_before_reserve(store: Arc<dyn ProductStore>) {
+async fn release_before_reserve(store: Store) {
     let kitchen = category("Kitchen", None);
     store.create_category(&kitchen).await.unwrap();
     let kettle = product("TOMB-KETTLE", "", kitchen.id, 100);
