@@ -226,11 +226,7 @@ impl AuditService for AuditApi {
         let filter = filter_of(&req)?;
         let limit = page_size(req.page_size)?;
         let after: Option<PageKey> = pagination::decode(&req.page_token, &filter)?;
-        let rows = self
-            .store
-            .query(&filter, after, limit + 1)
-            .await
-            .map_err(ServiceError::from)?;
+        let rows = self.store.query(&filter, after, limit + 1).await?;
         let (page, next_page_token) = pagination::finish(rows, limit, &filter, domain::page_key);
         Ok(Response::new(pb::QueryAuditLogsResponse {
             entries: page.iter().map(pb::AuditEntry::from).collect(),
@@ -247,11 +243,7 @@ impl AuditService for AuditApi {
         let limit = page_size(req.page_size)?;
         let filters = ("gdpr", &req.customer_id);
         let after: Option<PageKey> = pagination::decode(&req.page_token, &filters)?;
-        let rows = self
-            .store
-            .gdpr_trail(&req.customer_id, after, limit + 1)
-            .await
-            .map_err(ServiceError::from)?;
+        let rows = self.store.gdpr_trail(&req.customer_id, after, limit + 1).await?;
         let (page, next_page_token) = pagination::finish(rows, limit, &filters, domain::page_key);
         Ok(Response::new(pb::GetGdprTrailResponse {
             entries: page.iter().map(pb::AuditEntry::from).collect(),
@@ -275,11 +267,7 @@ impl AuditService for AuditApi {
             v.add("to_sequence", "must be at least 1");
         }
         v.into_result()?;
-        let result = self
-            .store
-            .verify(req.from_sequence, req.to_sequence)
-            .await
-            .map_err(ServiceError::from)?;
+        let result = self.store.verify(req.from_sequence, req.to_sequence).await?;
         if let Some(broken) = &result.broken {
             tracing::error!(sequence = broken.sequence, reason = %broken.reason, "audit chain does not verify");
         }
@@ -305,7 +293,7 @@ impl AuditService for AuditApi {
             .map(|c| c.0.clone())
             .unwrap_or_default();
         let new = record_of(request.get_ref(), &caller, &correlation, Utc::now())?;
-        let entry = self.store.append_one(&new).await.map_err(ServiceError::from)?;
+        let entry = self.store.append_one(&new).await?;
         Ok(Response::new(pb::RecordAuditEventResponse {
             entry: Some((&entry).into()),
         }))

@@ -194,7 +194,7 @@ impl CustomerService for CustomerApi {
             id: "for this identity".into(),
         };
         let found = self.store.get_customer_by_identity(&req.issuer, &req.subject).await;
-        let customer = match found.map_err(ServiceError::from)? {
+        let customer = match found? {
             Some(c) if scope.permits(&c) => c,
             _ => return Err(not_found().into()),
         };
@@ -234,11 +234,7 @@ impl CustomerService for CustomerApi {
         let filter = convert::customer_filter(req)?;
         let limit = pagination::page_size(req.page_size)?;
         let after: Option<CustomerCursor> = pagination::decode(&req.page_token, &filter)?;
-        let rows = self
-            .store
-            .list_customers(&filter, after, limit + 1)
-            .await
-            .map_err(ServiceError::from)?;
+        let rows = self.store.list_customers(&filter, after, limit + 1).await?;
         let (rows, next_page_token) = pagination::finish(rows, limit, &filter, Customer::sort_key);
         Ok(Response::new(pb::ListCustomersResponse {
             customers: rows.iter().map(pb::Customer::from).collect(),
@@ -304,11 +300,7 @@ impl CustomerService for CustomerApi {
         let limit = pagination::page_size(req.page_size)?;
         let after: Option<ConsentPageKey> = pagination::decode(&req.page_token, &filters)?;
         let after = after.map(consent_cursor).transpose()?;
-        let rows = self
-            .store
-            .list_consents(id, purpose, after, limit + 1)
-            .await
-            .map_err(ServiceError::from)?;
+        let rows = self.store.list_consents(id, purpose, after, limit + 1).await?;
         let (rows, next_page_token) = pagination::finish(rows, limit, &filters, consent_page_key);
         Ok(Response::new(pb::ListConsentsResponse {
             consents: rows.iter().map(pb::Consent::from).collect(),

@@ -110,7 +110,11 @@ mod tests {
 
     #[test]
     fn roles_are_sorted_and_unique() {
-        let actor = Actor::new(ActorKind::Employee, "e-1", ["b".to_owned(), "a".to_owned(), "b".to_owned()]);
+        let actor = Actor::new(
+            ActorKind::Employee,
+            "e-1",
+            ["b".to_owned(), "a".to_owned(), "b".to_owned()],
+        );
         assert_eq!(actor.roles, ["a", "b"]);
         assert_eq!(actor.roles_text(), "a,b");
     }

@@ -115,10 +115,7 @@ mod tests {
     fn timestamps_round_trip_and_reject_bad_nanos() {
         let at = now();
         assert_eq!(from_timestamp(&timestamp(at)), Some(at));
-        let bad = prost_types::Timestamp {
-            seconds: 0,
-            nanos: -1,
-        };
+        let bad = prost_types::Timestamp { seconds: 0, nanos: -1 };
         assert_eq!(from_timestamp(&bad), None);
     }
 

@@ -3,6 +3,8 @@
 //! PostgreSQL (production) gives each service its own schema, selected through `search_path`;
 //! SQLite (embedded) gives each service its own file.
 
+pub mod columns;
+
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -293,7 +295,10 @@ mod store_error_tests {
             .await
             .unwrap();
         let Database::Sqlite(pool) = &db else { unreachable!() };
-        sqlx::query("CREATE TABLE t (k TEXT PRIMARY KEY)").execute(pool).await.unwrap();
+        sqlx::query("CREATE TABLE t (k TEXT PRIMARY KEY)")
+            .execute(pool)
+            .await
+            .unwrap();
         sqlx::query("INSERT INTO t VALUES ('a')").execute(pool).await.unwrap();
         let error: StoreError = sqlx::query("INSERT INTO t VALUES ('a')")
             .execute(pool)

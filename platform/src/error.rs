@@ -156,6 +156,13 @@ impl From<crate::db::StoreError> for ServiceError {
     }
 }
 
+/// Lets a gRPC handler use `?` on a store call directly.
+impl From<crate::db::StoreError> for Status {
+    fn from(error: crate::db::StoreError) -> Self {
+        ServiceError::from(error).into()
+    }
+}
+
 impl From<sqlx::Error> for ServiceError {
     fn from(error: sqlx::Error) -> Self {
         crate::db::StoreError::from(error).into()

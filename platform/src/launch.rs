@@ -136,7 +136,9 @@ impl Launcher {
     /// Binds `name`'s old address again (after [`Launcher::stop`]), waiting out a socket the
     /// kernel has not released yet.
     pub async fn rebind(&mut self, name: &str) -> anyhow::Result<TcpListener> {
-        let addr = self.addr(name).ok_or_else(|| anyhow::anyhow!("{name} was never bound"))?;
+        let addr = self
+            .addr(name)
+            .ok_or_else(|| anyhow::anyhow!("{name} was never bound"))?;
         let mut attempt = 0;
         loop {
             match bind(&component(name), addr).await {

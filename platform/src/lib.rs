@@ -21,9 +21,9 @@ pub mod telemetry;
 pub mod testing;
 pub mod validate;
 
+pub use actor::{Actor, ActorKind};
 pub use cache::{Cache, CacheStatsSnapshot};
 pub use config::{ConfigError, Env, PeerUrls, ServiceConfig};
-pub use actor::{Actor, ActorKind};
 pub use db::{StoreError, StoreResult};
 pub use error::{FieldViolation, ServiceError, Violations};
 pub use host::{Listen, ServiceHost};

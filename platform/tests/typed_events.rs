@@ -60,9 +60,15 @@ async fn known_types_are_dispatched_unknown_skipped_undecodable_dead_lettered() 
         backoff: vec![Duration::from_millis(20)],
         ..ConsumerConfig::new("test-svc", topics::ORDER_EVENTS)
     };
-    let consumer = Consumer::spawn(bus.clone(), db.clone(), config, dispatch(handler.clone()), shutdown.clone())
-        .await
-        .unwrap();
+    let consumer = Consumer::spawn(
+        bus.clone(),
+        db.clone(),
+        config,
+        dispatch(handler.clone()),
+        shutdown.clone(),
+    )
+    .await
+    .unwrap();
     let relay = Relay::new(db.clone(), bus.clone(), RelayConfig::embedded()).spawn(shutdown.clone());
 
     let placed = OutgoingEvent::of("order-svc", "o-1", "c-1", &OrderPlaced::default());
@@ -90,7 +96,11 @@ async fn known_types_are_dispatched_unknown_skipped_undecodable_dead_lettered() 
     tokio::time::sleep(Duration::from_millis(300)).await;
 
     assert_eq!(handler.placed.load(Ordering::SeqCst), 1);
-    assert_eq!(handler.other.load(Ordering::SeqCst), 0, "neither the unknown nor the bad payload");
+    assert_eq!(
+        handler.other.load(Ordering::SeqCst),
+        0,
+        "neither the unknown nor the bad payload"
+    );
     let letters = bus.dead_letters().await.unwrap();
     assert_eq!(letters.len(), 1, "only the undecodable event: {letters:?}");
     assert_eq!(letters[0].event.id, undecodable.id);

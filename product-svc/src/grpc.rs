@@ -133,11 +133,7 @@ impl ProductService for ProductApi {
         let filter = visible_filter(&caller, filter);
         let limit = pagination::page_size(req.page_size)?;
         let after: Option<ListCursor> = pagination::decode(&req.page_token, &filter)?;
-        let rows = self
-            .store
-            .list_products(&filter, after, limit + 1)
-            .await
-            .map_err(ServiceError::from)?;
+        let rows = self.store.list_products(&filter, after, limit + 1).await?;
         let (rows, next_page_token) = pagination::finish(rows, limit, &filter, |p| p.list_key());
         Ok(Response::new(pb::ListProductsResponse {
             products: rows.iter().map(pb::Product::from).collect(),
@@ -190,11 +186,7 @@ impl ProductService for ProductApi {
         // is bound to the query and filters.
         let scope = (&words, &filter);
         let offset: usize = pagination::decode(&req.page_token, &scope)?.unwrap_or(0);
-        let mut rows = self
-            .store
-            .search_products(&words, &filter, offset, limit + 1)
-            .await
-            .map_err(ServiceError::from)?;
+        let mut rows = self.store.search_products(&words, &filter, offset, limit + 1).await?;
         let next_page_token = if rows.len() > limit {
             rows.truncate(limit);
             pagination::encode(&(offset + limit), &scope)
@@ -242,11 +234,7 @@ impl ProductService for ProductApi {
         v.into_result()?;
         let limit = pagination::page_size(req.page_size)?;
         let after: Option<CategoryCursor> = pagination::decode(&req.page_token, &parent_id)?;
-        let rows = self
-            .store
-            .list_categories(parent_id, after, limit + 1)
-            .await
-            .map_err(ServiceError::from)?;
+        let rows = self.store.list_categories(parent_id, after, limit + 1).await?;
         let (rows, next_page_token) = pagination::finish(rows, limit, &parent_id, |c| (c.name.clone(), c.id));
         Ok(Response::new(pb::ListCategoriesResponse {
             categories: rows.iter().map(pb::Category::from).collect(),
@@ -269,8 +257,7 @@ impl ProductService for ProductApi {
         let level = self
             .store
             .stock_levels(&[id])
-            .await
-            .map_err(ServiceError::from)?
+            .await?
             .pop()
             .ok_or_else(|| ServiceError::not_found("product", id))?;
         Ok(Response::new(pb::GetStockLevelResponse {
@@ -284,7 +271,7 @@ impl ProductService for ProductApi {
     ) -> Reply<pb::BatchGetStockLevelsResponse> {
         let full = !is_client(principal(&request)?);
         let ids = decode::id_list(&request.get_ref().product_ids, "product_ids")?;
-        let levels = self.store.stock_levels(&ids).await.map_err(ServiceError::from)?;
+        let levels = self.store.stock_levels(&ids).await?;
         let stock_levels = ids
             .iter()
             .filter_map(|id| levels.iter().find(|l| l.product_id == *id))

@@ -6,8 +6,6 @@
 //! NOT_FOUND, ABORTED, FAILED_PRECONDITION) and return them as [`ServiceError`]; database
 //! failures map as everywhere (`From<StoreError>`).
 
-mod columns;
-
 use chrono::{DateTime, Utc};
 use ordermesh_platform::db::{Database, Migrations};
 use ordermesh_platform::events::Tx;
@@ -18,11 +16,11 @@ use sqlx::types::Json;
 use sqlx::{AssertSqlSafe, QueryBuilder};
 use uuid::Uuid;
 
-use self::columns::{Id, Time};
 use crate::domain::{
     Address, Consent, Customer, CustomerFilter, CustomerPatch, CustomerStatus, Identity, Preferences, normalize_email,
     sort_name,
 };
+use ordermesh_platform::db::columns::{Id, Time};
 
 pub fn migrations() -> Migrations {
     Migrations::with_platform(

@@ -10,10 +10,10 @@ use sqlx::types::Json;
 use sqlx::{AssertSqlSafe, Encode, QueryBuilder, Type};
 use uuid::Uuid;
 
-use super::columns::{Id, Time};
 use super::{Store, push_in, refusal, row_lock};
 use crate::domain::{self, Category, ListCursor, Origin, Product, ProductFilter, ProductPatch};
 use crate::events;
+use ordermesh_platform::db::columns::{Id, Time};
 
 /// Position after the last category of a `ListCategories` page (ordered by name, then id).
 pub type CategoryCursor = (String, Uuid);

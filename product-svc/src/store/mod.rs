@@ -1,6 +1,6 @@
 //! Persistence of the catalogue and inventory on PostgreSQL or SQLite: one [`Store`] whose every
 //! statement is written once and runs on either backend (`on_pool!` / `on_tx!`, with the column
-//! types of [`columns`]). The backends differ only where their SQL does — full-text search
+//! types of [`ordermesh_platform::db::columns`]). The backends differ only where their SQL does — full-text search
 //! (`Store::search_products`), row locks (`row_lock`) and the byte-order collation of category
 //! names — each in one commented place.
 //!
@@ -8,7 +8,6 @@
 //! reservation in the wrong state) return the refusal as the [`ServiceError`] they document.
 
 mod catalog;
-mod columns;
 mod stock;
 
 use ordermesh_platform::db::{Database, Migrations};
@@ -18,7 +17,7 @@ use sqlx::{Encode, QueryBuilder, Type};
 use uuid::Uuid;
 
 pub use catalog::CategoryCursor;
-use columns::Id;
+use ordermesh_platform::db::columns::Id;
 pub use stock::{commit_stock_in, release_stock_in, reserve_stock_in, skus_in};
 
 /// The migrations of both backends, embedded in the binary: the catalogue, then the platform's

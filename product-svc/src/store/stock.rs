@@ -9,12 +9,12 @@ use sqlx::types::Json;
 use sqlx::{AssertSqlSafe, QueryBuilder};
 use uuid::Uuid;
 
-use super::columns::{Id, Time};
 use super::{Store, push_in, row_lock};
 use crate::domain::{
     self, Adjustment, LockedStock, Origin, Reservation, ReservationStatus, Settlement, Shortfall, StockLevel, StockLine,
 };
 use crate::events;
+use ordermesh_platform::db::columns::{Id, Time};
 
 const STOCK_SELECT: &str = "SELECT s.product_id, p.sku, s.on_hand, s.reserved, s.update_time \
      FROM stock_levels s JOIN products p ON p.id = s.product_id";

@@ -1,7 +1,7 @@
-//! How this schema stores UUIDs and times on each backend: PostgreSQL's native `uuid` and
-//! `timestamptz`, SQLite's hyphenated TEXT and INTEGER microseconds since the Unix epoch. sqlx's
-//! own SQLite encodings (16-byte BLOB, RFC 3339 text) differ from the stored data, so these
-//! wrappers carry the schema's encoding and one SQL text binds and reads them on both backends.
+//! Column types whose stored form differs between the backends, so that one SQL text binds and
+//! reads them on either: PostgreSQL's native `uuid` and `timestamptz`; on SQLite, UUIDs as
+//! hyphenated TEXT and times as INTEGER microseconds since the Unix epoch (exact, and ordered
+//! like the PostgreSQL timestamps) — not the 16-byte BLOB and RFC 3339 text sqlx would write.
 
 use chrono::{DateTime, Utc};
 use sqlx::encode::IsNull;
@@ -17,6 +17,18 @@ pub struct Id(pub Uuid);
 /// A `timestamptz` column (INTEGER microseconds on SQLite).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Time(pub DateTime<Utc>);
+
+impl From<Id> for Uuid {
+    fn from(id: Id) -> Self {
+        id.0
+    }
+}
+
+impl From<Time> for DateTime<Utc> {
+    fn from(time: Time) -> Self {
+        time.0
+    }
+}
 
 /// Implements `Type`, `Encode` and `Decode` of `$wrapper` on `$db` through `$stored`, the
 /// type the column holds there, with the conversions `$to` and `$from`.
