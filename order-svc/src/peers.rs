@@ -1,5 +1,6 @@
 //! The services order-svc calls, through the platform's resilient channels (deadline, retry on
-//! UNAVAILABLE, circuit breaker), and the mapping of their failures to our errors.
+//! UNAVAILABLE, circuit breaker). Their failures map to our errors with
+//! [`ordermesh_platform::client::peer_error`].
 
 use ordermesh_platform::auth::ServiceCredentials;
 use ordermesh_platform::client::{CallContext, ClientConfig, ResilientChannel, channel};
@@ -7,7 +8,6 @@ use ordermesh_platform::{ServiceConfig, ServiceError};
 use ordermesh_proto::customer::customer_service_client::CustomerServiceClient;
 use ordermesh_proto::payment::payment_service_client::PaymentServiceClient;
 use ordermesh_proto::product::product_service_client::ProductServiceClient;
-use tonic::Code;
 
 #[derive(Clone)]
 pub struct Peers {
@@ -38,27 +38,4 @@ impl Peers {
             correlation_id: Some(correlation_id.to_owned()),
         })
     }
-}
-
-/// Maps a peer's failure: its outages become UNAVAILABLE (the caller may retry), its refusals
-/// keep their meaning, anything else is internal.
-pub fn peer_error(peer: &str, status: tonic::Status) -> ServiceError {
-    match status.code() {
-        Code::Unavailable | Code::DeadlineExceeded | Code::ResourceExhausted | Code::Cancelled => {
-            tracing::warn!(peer, code = ?status.code(), "peer unavailable");
-            ServiceError::Unavailable(format!("{peer} is unavailable, try again later"))
-        }
-        Code::PermissionDenied => ServiceError::PermissionDenied(format!("{peer}: {}", status.message())),
-        Code::Unauthenticated => ServiceError::Unauthenticated(format!("{peer}: {}", status.message())),
-        _ => ServiceError::Internal(anyhow::anyhow!(
-            "{peer} answered {:?}: {}",
-            status.code(),
-            status.message()
-        )),
-    }
-}
-
-/// Whether a peer failure may succeed on a later try.
-pub fn is_transient(error: &ServiceError) -> bool {
-    matches!(error, ServiceError::Unavailable(_) | ServiceError::DeadlineExceeded)
 }

@@ -2,9 +2,9 @@
 
 use chrono::{Duration, Utc};
 use order_svc::domain::{HistoryEntry, Order, OrderFilter, OrderStatus, PricedLine, TransitionFields};
-use order_svc::store;
+use order_svc::store::{self, Store};
+use ordermesh_platform::StoreResult;
 use ordermesh_platform::db::Database;
-use ordermesh_platform::events::Tx;
 use ordermesh_platform::testing::TestDatabase;
 use uuid::Uuid;
 
@@ -51,38 +51,39 @@ fn new_order(customer_id: Uuid, key: Option<&str>, created_at: chrono::DateTime<
     }
 }
 
-async fn insert(db: &Database, order: &Order) -> Result<(), sqlx::Error> {
-    let mut tx = Tx::begin(db).await?;
-    store::insert(&mut tx, order).await?;
-    tx.commit().await
+async fn insert(store: &Store, order: &Order) -> StoreResult<()> {
+    let mut tx = store.begin().await?;
+    store.insert(&mut tx, order).await?;
+    Ok(tx.commit().await?)
 }
 
 async fn suite(url: &str) {
     let db = Database::connect(url, "orders").await.unwrap();
     db.migrate(&store::migrations()).await.unwrap();
+    let store = Store::new(&db);
     let customer = Uuid::now_v7();
     let t0 = Utc::now() - Duration::minutes(10);
 
     // Insert and read back, items and history included.
     let order = new_order(customer, Some("key-1"), t0);
-    insert(&db, &order).await.unwrap();
-    let read = store::get(&db, order.id).await.unwrap().unwrap();
+    insert(&store, &order).await.unwrap();
+    let read = store.get(order.id).await.unwrap().unwrap();
     assert_eq!(read.items, order.items);
     assert_eq!(read.history.len(), 1);
     assert_eq!(read.shipping_address, Some(vec![1, 2, 3]));
     assert_eq!(read.created_at.timestamp_millis(), t0.timestamp_millis());
-    assert!(store::get(&db, Uuid::now_v7()).await.unwrap().is_none());
+    assert!(store.get(Uuid::now_v7()).await.unwrap().is_none());
 
     // Idempotency key: unique per customer.
     assert_eq!(
-        store::find_by_idempotency_key(&db, customer, "key-1").await.unwrap(),
+        store.find_by_idempotency_key(customer, "key-1").await.unwrap(),
         Some(order.id)
     );
     assert!(
-        insert(&db, &new_order(customer, Some("key-1"), t0)).await.is_err(),
+        insert(&store, &new_order(customer, Some("key-1"), t0)).await.is_err(),
         "same customer and key"
     );
-    insert(&db, &new_order(Uuid::now_v7(), Some("key-1"), t0))
+    insert(&store, &new_order(Uuid::now_v7(), Some("key-1"), t0))
         .await
         .expect("another customer may reuse a key");
 
@@ -96,29 +97,31 @@ async fn suite(url: &str) {
         cause_event_id: Some("ev-1".into()),
         changed_at: Utc::now(),
     };
-    let mut tx = Tx::begin(&db).await.unwrap();
-    let current = store::get_in_tx(&mut tx, order.id).await.unwrap().unwrap();
-    let applied = store::apply_transition(
-        &mut tx,
-        &current,
-        OrderStatus::Reserved,
-        &TransitionFields::default(),
-        &entry(2, OrderStatus::Pending, OrderStatus::Reserved),
-        Utc::now(),
-    )
-    .await
-    .unwrap();
+    let mut tx = store.begin().await.unwrap();
+    let current = store.get_in_tx(&mut tx, order.id).await.unwrap().unwrap();
+    let applied = store
+        .apply_transition(
+            &mut tx,
+            &current,
+            OrderStatus::Reserved,
+            &TransitionFields::default(),
+            &entry(2, OrderStatus::Pending, OrderStatus::Reserved),
+            Utc::now(),
+        )
+        .await
+        .unwrap();
     assert!(applied);
-    let stale = store::apply_transition(
-        &mut tx,
-        &current,
-        OrderStatus::Rejected,
-        &TransitionFields::default(),
-        &entry(3, OrderStatus::Pending, OrderStatus::Rejected),
-        Utc::now(),
-    )
-    .await
-    .unwrap();
+    let stale = store
+        .apply_transition(
+            &mut tx,
+            &current,
+            OrderStatus::Rejected,
+            &TransitionFields::default(),
+            &entry(3, OrderStatus::Pending, OrderStatus::Rejected),
+            Utc::now(),
+        )
+        .await
+        .unwrap();
     assert!(!stale, "the order moved on since it was read");
     tx.commit().await.unwrap();
     let fields = TransitionFields {
@@ -126,23 +129,24 @@ async fn suite(url: &str) {
         tracking_number: Some("JD0001".into()),
         ..Default::default()
     };
-    let mut tx = Tx::begin(&db).await.unwrap();
-    let current = store::get_in_tx(&mut tx, order.id).await.unwrap().unwrap();
+    let mut tx = store.begin().await.unwrap();
+    let current = store.get_in_tx(&mut tx, order.id).await.unwrap().unwrap();
     assert_eq!(current.version, 2);
     assert!(
-        store::apply_transition(
-            &mut tx,
-            &current,
-            OrderStatus::Shipped,
-            &fields,
-            &entry(3, OrderStatus::Reserved, OrderStatus::Shipped),
-            Utc::now()
-        )
-        .await
-        .unwrap()
+        store
+            .apply_transition(
+                &mut tx,
+                &current,
+                OrderStatus::Shipped,
+                &fields,
+                &entry(3, OrderStatus::Reserved, OrderStatus::Shipped),
+                Utc::now()
+            )
+            .await
+            .unwrap()
     );
     tx.commit().await.unwrap();
-    let shipped = store::get(&db, order.id).await.unwrap().unwrap();
+    let shipped = store.get(order.id).await.unwrap().unwrap();
     assert_eq!(shipped.status, OrderStatus::Shipped);
     assert_eq!(shipped.tracking_number.as_deref(), Some("JD0001"));
     assert!(shipped.shipped_at.is_some());
@@ -157,7 +161,7 @@ async fn suite(url: &str) {
     let mut ids = Vec::new();
     for i in 0..5 {
         let o = new_order(lister, None, t0 + Duration::seconds(i));
-        insert(&db, &o).await.unwrap();
+        insert(&store, &o).await.unwrap();
         ids.push(o.id);
     }
     ids.reverse();
@@ -165,15 +169,11 @@ async fn suite(url: &str) {
         customer_id: Some(lister),
         ..Default::default()
     };
-    let page1 = store::list(&db, &filter, None, 2).await.unwrap();
+    let page1 = store.list(&filter, None, 2).await.unwrap();
     let last = page1.last().unwrap();
-    let page2 = store::list(&db, &filter, Some((last.created_at, last.id)), 2)
-        .await
-        .unwrap();
+    let page2 = store.list(&filter, Some((last.created_at, last.id)), 2).await.unwrap();
     let last = page2.last().unwrap();
-    let page3 = store::list(&db, &filter, Some((last.created_at, last.id)), 2)
-        .await
-        .unwrap();
+    let page3 = store.list(&filter, Some((last.created_at, last.id)), 2).await.unwrap();
     let seen: Vec<_> = page1.iter().chain(&page2).chain(&page3).map(|o| o.id).collect();
     assert_eq!(seen, ids);
     assert!(page1[0].items.len() == 1, "items are loaded");
@@ -182,7 +182,7 @@ async fn suite(url: &str) {
         statuses: vec!["SHIPPED".into()],
         ..Default::default()
     };
-    let found = store::list(&db, &shipped_only, None, 50).await.unwrap();
+    let found = store.list(&shipped_only, None, 50).await.unwrap();
     assert_eq!(found.iter().map(|o| o.id).collect::<Vec<_>>(), [order.id]);
     let window = OrderFilter {
         customer_id: Some(lister),
@@ -190,7 +190,7 @@ async fn suite(url: &str) {
         created_before: Some(t0 + Duration::seconds(3)),
         ..Default::default()
     };
-    assert_eq!(store::list(&db, &window, None, 50).await.unwrap().len(), 2);
+    assert_eq!(store.list(&window, None, 50).await.unwrap().len(), 2);
     db.close().await;
 }
 

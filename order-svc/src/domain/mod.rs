@@ -5,7 +5,7 @@ mod pricing;
 mod status;
 mod validation;
 
-pub use order::{HistoryEntry, Order, OrderFilter, TransitionFields};
+pub use order::{HistoryEntry, Order, OrderFilter, Placement, TransitionFields};
 pub use pricing::{PricedLine, PricingError, price_lines};
 pub use status::{Compensation, OrderStatus, SagaInput, Transition, TransitionError, transition};
 pub use validation::{NewOrder, NewOrderLine, RawLine, validate_new_order};

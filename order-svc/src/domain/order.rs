@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use super::{OrderStatus, PricedLine};
+use super::{NewOrder, OrderStatus, PricedLine, PricingError, price_lines};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Order {
@@ -31,6 +31,96 @@ pub struct Order {
     pub shipped_at: Option<DateTime<Utc>>,
     pub delivered_at: Option<DateTime<Utc>>,
     pub history: Vec<HistoryEntry>,
+}
+
+/// Where a new order comes from besides its request: the shipping address (encoded), the
+/// correlation id of the flow, who placed it and when.
+#[derive(Debug, Clone)]
+pub struct Placement {
+    pub shipping_address: Option<Vec<u8>>,
+    pub correlation_id: String,
+    pub actor: String,
+    pub at: DateTime<Utc>,
+}
+
+impl Order {
+    /// A new PENDING order of `request` at the prices of `lines`, its history starting with the
+    /// placement. The lines must all be in one currency.
+    pub fn pending(
+        id: Uuid,
+        request: NewOrder,
+        lines: Vec<PricedLine>,
+        placement: Placement,
+    ) -> Result<Self, PricingError> {
+        let (total_minor, currency) = price_lines(&lines)?;
+        let Placement {
+            shipping_address,
+            correlation_id,
+            actor,
+            at,
+        } = placement;
+        Ok(Self {
+            id,
+            customer_id: request.customer_id,
+            status: OrderStatus::Pending,
+            items: lines,
+            total_minor,
+            currency,
+            payment_method_token: request.payment_method_token,
+            idempotency_key: request.idempotency_key,
+            rejection_code: None,
+            rejection_reason: None,
+            cancellation_reason: None,
+            payment_id: None,
+            shipping_address,
+            carrier: None,
+            tracking_number: None,
+            correlation_id,
+            version: 1,
+            created_at: at,
+            updated_at: at,
+            shipped_at: None,
+            delivered_at: None,
+            history: vec![HistoryEntry {
+                seq: 1,
+                from: None,
+                to: OrderStatus::Pending,
+                reason: None,
+                actor,
+                cause_event_id: None,
+                changed_at: at,
+            }],
+        })
+    }
+
+    /// The order after a transition to `to` was stored: the status, `fields` where set, the new
+    /// version and `entry` at the end of the history. (`shipped_at`/`delivered_at` are stamped by
+    /// the store and appear when the order is read again.)
+    pub fn record_transition(&mut self, to: OrderStatus, fields: TransitionFields, entry: HistoryEntry) {
+        let TransitionFields {
+            rejection_code,
+            rejection_reason,
+            cancellation_reason,
+            payment_id,
+            carrier,
+            tracking_number,
+        } = fields;
+        self.status = to;
+        self.version += 1;
+        self.updated_at = entry.changed_at;
+        self.rejection_code = rejection_code.or(self.rejection_code.take());
+        self.rejection_reason = rejection_reason.or(self.rejection_reason.take());
+        self.cancellation_reason = cancellation_reason.or(self.cancellation_reason.take());
+        self.payment_id = payment_id.or(self.payment_id.take());
+        self.carrier = carrier.or(self.carrier.take());
+        self.tracking_number = tracking_number.or(self.tracking_number.take());
+        self.history.push(entry);
+    }
+
+    /// The sequence number of the next history entry.
+    pub fn next_history_seq(&self) -> i32 {
+        self.history.iter().map(|h| h.seq).max().unwrap_or(0) + 1
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
