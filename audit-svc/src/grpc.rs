@@ -21,9 +21,7 @@ use serde_json::Value;
 use tonic::{Request, Response, Status};
 
 use crate::convert::from_struct;
-use crate::domain::{
-    self, Filter, MAX_DETAILS_BYTES, NewEntry, PageKey, canonical_json, is_action_code, micros, personal_key,
-};
+use crate::domain::{self, Filter, MAX_DETAILS_BYTES, NewEntry, canonical_json, is_action_code, micros, personal_key};
 use crate::store::Store;
 
 type Reply<T> = Result<Response<T>, Status>;
@@ -225,9 +223,11 @@ impl AuditService for AuditApi {
         let req = request.into_inner();
         let filter = filter_of(&req)?;
         let limit = page_size(req.page_size)?;
-        let after: Option<PageKey> = pagination::decode(&req.page_token, &filter)?;
-        let rows = self.store.query(&filter, after, limit + 1).await?;
-        let (page, next_page_token) = pagination::finish(rows, limit, &filter, domain::page_key);
+        let (page, next_page_token) =
+            pagination::fetch_page(limit, &req.page_token, &filter, domain::page_key, |after, n| {
+                self.store.query(&filter, after, n)
+            })
+            .await?;
         Ok(Response::new(pb::QueryAuditLogsResponse {
             entries: page.iter().map(pb::AuditEntry::from).collect(),
             next_page_token,
@@ -242,9 +242,11 @@ impl AuditService for AuditApi {
         v.into_result()?;
         let limit = page_size(req.page_size)?;
         let filters = ("gdpr", &req.customer_id);
-        let after: Option<PageKey> = pagination::decode(&req.page_token, &filters)?;
-        let rows = self.store.gdpr_trail(&req.customer_id, after, limit + 1).await?;
-        let (page, next_page_token) = pagination::finish(rows, limit, &filters, domain::page_key);
+        let (page, next_page_token) =
+            pagination::fetch_page(limit, &req.page_token, &filters, domain::page_key, |after, n| {
+                self.store.gdpr_trail(&req.customer_id, after, n)
+            })
+            .await?;
         Ok(Response::new(pb::GetGdprTrailResponse {
             entries: page.iter().map(pb::AuditEntry::from).collect(),
             next_page_token,

@@ -23,7 +23,7 @@ use uuid::Uuid;
 
 use crate::convert;
 use crate::domain::{self, Consent, Customer, CustomerPatch, Identity};
-use crate::store::{ConsentCursor, CustomerCursor, Store};
+use crate::store::{ConsentCursor, Store};
 
 type Reply<T> = Result<Response<T>, Status>;
 
@@ -233,9 +233,11 @@ impl CustomerService for CustomerApi {
         let req = request.get_ref();
         let filter = convert::customer_filter(req)?;
         let limit = pagination::page_size(req.page_size)?;
-        let after: Option<CustomerCursor> = pagination::decode(&req.page_token, &filter)?;
-        let rows = self.store.list_customers(&filter, after, limit + 1).await?;
-        let (rows, next_page_token) = pagination::finish(rows, limit, &filter, Customer::sort_key);
+        let (rows, next_page_token) =
+            pagination::fetch_page(limit, &req.page_token, &filter, Customer::sort_key, |after, n| {
+                self.store.list_customers(&filter, after, n)
+            })
+            .await?;
         Ok(Response::new(pb::ListCustomersResponse {
             customers: rows.iter().map(pb::Customer::from).collect(),
             next_page_token,
@@ -298,10 +300,17 @@ impl CustomerService for CustomerApi {
         let purpose = (!req.purpose.is_empty()).then_some(req.purpose.as_str());
         let filters = (id, purpose);
         let limit = pagination::page_size(req.page_size)?;
-        let after: Option<ConsentPageKey> = pagination::decode(&req.page_token, &filters)?;
-        let after = after.map(consent_cursor).transpose()?;
-        let rows = self.store.list_consents(id, purpose, after, limit + 1).await?;
-        let (rows, next_page_token) = pagination::finish(rows, limit, &filters, consent_page_key);
+        let (rows, next_page_token) = pagination::fetch_page(
+            limit,
+            &req.page_token,
+            &filters,
+            consent_page_key,
+            |after: Option<ConsentPageKey>, n| async move {
+                let after = after.map(consent_cursor).transpose()?;
+                Ok::<_, ServiceError>(self.store.list_consents(id, purpose, after, n).await?)
+            },
+        )
+        .await?;
         Ok(Response::new(pb::ListConsentsResponse {
             consents: rows.iter().map(pb::Consent::from).collect(),
             next_page_token,

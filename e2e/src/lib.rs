@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use ordermesh_platform::auth::Role;
 use ordermesh_platform::events::EventsConfig;
+use ordermesh_platform::launch::Launcher;
 use ordermesh_platform::testing::{TestAuth, TestDatabase, service_config, with_token};
 use ordermesh_platform::{ServiceConfig, Shutdown};
 use ordermesh_proto::common::Money;
@@ -34,6 +35,10 @@ use tokio::task::JoinHandle;
 use tonic::transport::Channel;
 
 pub const NATS_URL: &str = "nats://127.0.0.1:4222";
+
+/// Where the services of a test listen: a free port on loopback.
+const LOCALHOST_ANY_PORT: std::net::SocketAddr =
+    std::net::SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 0);
 
 /// A gateway that counts what reaches it, in front of the sandbox (or any other gateway).
 pub struct CountingGateway {
@@ -111,12 +116,6 @@ impl PaymentGateway for CountingGateway {
     }
 }
 
-struct Running {
-    addr: SocketAddr,
-    shutdown: Shutdown,
-    handle: JoinHandle<anyhow::Result<()>>,
-}
-
 /// The back end of one test.
 pub struct Platform {
     pub auth: TestAuth,
@@ -126,7 +125,8 @@ pub struct Platform {
     embedded: Option<(tempfile::TempDir, Arc<dyn ordermesh_platform::events::EventBus>)>,
     pub events: EventsConfig,
     pub gateway: Arc<dyn PaymentGateway>,
-    running: HashMap<&'static str, Running>,
+    /// The services, started, stopped and restarted by the platform's one launcher.
+    launcher: Launcher,
     /// BFFs started by [`Platform::start_bff`], stopped with the platform.
     bffs: Vec<Shutdown>,
     pub admin: String,
@@ -162,23 +162,20 @@ impl Platform {
             embedded,
             events: EventsConfig::isolated(),
             gateway,
-            running: HashMap::new(),
+            launcher: Launcher::new(&Shutdown::new()),
             bffs: Vec::new(),
             admin,
             auth,
         };
-        let product = platform.bind().await?;
-        let customer = platform.bind().await?;
-        let payment = platform.bind().await?;
-        let order = platform.bind().await?;
-        let audit = platform.bind().await?;
-        platform.launch("audit", audit).await?;
-        platform.launch("product", product).await?;
-        platform.launch("customer", customer).await?;
-        platform.launch("payment", payment).await?;
-        platform.launch("order", order).await?;
-        let notification = platform.bind().await?;
-        platform.launch("notification", notification).await?;
+        // Bound first, in this order, so that each service knows where its peers are.
+        let mut listeners = HashMap::new();
+        for name in ["product", "customer", "payment", "order", "audit", "notification"] {
+            listeners.insert(name, platform.launcher.bind(name, LOCALHOST_ANY_PORT).await?);
+        }
+        for name in ["audit", "product", "customer", "payment", "order", "notification"] {
+            let listener = listeners.remove(name).expect("bound above");
+            platform.launch(name, listener).await?;
+        }
         Ok(platform)
     }
 
@@ -211,7 +208,7 @@ impl Platform {
     /// `/healthz` answers.
     pub async fn start_bff_with(&mut self, config: bff::BffConfig) -> anyhow::Result<String> {
         ordermesh_platform::install_crypto_provider();
-        let listener = self.bind().await?;
+        let listener = TcpListener::bind(LOCALHOST_ANY_PORT).await?;
         let url = format!("http://{}", listener.local_addr()?);
         let shutdown = Shutdown::new();
         let handle = tokio::spawn(bff::run(config, listener, shutdown.clone()));
@@ -232,15 +229,8 @@ impl Platform {
         anyhow::bail!("BFF not ready after 10 s")
     }
 
-    async fn bind(&self) -> anyhow::Result<TcpListener> {
-        Ok(TcpListener::bind("127.0.0.1:0").await?)
-    }
-
     fn url(&self, name: &str) -> String {
-        self.running
-            .get(name)
-            .map(|r| format!("http://{}", r.addr))
-            .unwrap_or_default()
+        self.launcher.url(name)
     }
 
     fn config(&self, name: &'static str) -> anyhow::Result<ServiceConfig> {
@@ -273,74 +263,32 @@ impl Platform {
     }
 
     async fn launch(&mut self, name: &'static str, listener: TcpListener) -> anyhow::Result<()> {
-        let addr = listener.local_addr()?;
-        // Peers are known before the service starts: register the address first.
-        self.running.insert(
-            name,
-            Running {
-                addr,
-                shutdown: Shutdown::new(),
-                handle: tokio::spawn(async { Ok(()) }),
-            },
-        );
         let config = self.config(name)?;
-        let shutdown = Shutdown::new();
-        let s = shutdown.clone();
-        let handle = match name {
-            "product" => tokio::spawn(product_svc::run(config, listener, s)),
-            "customer" => tokio::spawn(customer_svc::run(config, listener, s)),
-            "order" => tokio::spawn(order_svc::run(config, listener, s)),
-            "audit" => tokio::spawn(audit_svc::run(config, listener, s)),
-            "notification" => tokio::spawn(notification_svc::run(config, listener, s)),
-            "payment" => tokio::spawn(payment_svc::run_with_gateway(config, listener, s, self.gateway.clone())),
-            other => anyhow::bail!("unknown service {other}"),
-        };
-        self.running.insert(name, Running { addr, shutdown, handle });
-        self.wait_serving(name).await
-    }
-
-    async fn wait_serving(&mut self, name: &str) -> anyhow::Result<()> {
-        use tonic_health::pb::health_client::HealthClient;
-        use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus};
-        let mut health = HealthClient::new(self.channel(name));
-        for _ in 0..1500 {
-            let running = self.running.get_mut(name).expect("registered");
-            if running.handle.is_finished() {
-                let result = (&mut running.handle).await?;
-                anyhow::bail!("{name} exited before it was ready: {result:?}");
-            }
-            let status = health.check(HealthCheckRequest { service: String::new() }).await;
-            if status.is_ok_and(|r| r.into_inner().status == ServingStatus::Serving as i32) {
-                return Ok(());
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        anyhow::bail!("{name} not ready after 30 s")
+        let gateway = self.gateway.clone();
+        self.launcher.spawn(name, listener, move |listener, stop| {
+            let listen = listener.into();
+            let run: std::pin::Pin<Box<dyn std::future::Future<Output = anyhow::Result<()>> + Send>> = match name {
+                "payment" => Box::pin(payment_svc::run_with_gateway(config, listen, stop, gateway)),
+                "product" => Box::pin(product_svc::run(config, listen, stop)),
+                "customer" => Box::pin(customer_svc::run(config, listen, stop)),
+                "order" => Box::pin(order_svc::run(config, listen, stop)),
+                "audit" => Box::pin(audit_svc::run(config, listen, stop)),
+                "notification" => Box::pin(notification_svc::run(config, listen, stop)),
+                other => Box::pin(async move { anyhow::bail!("unknown service {other}") }),
+            };
+            run
+        });
+        self.launcher.wait_ready(name).await
     }
 
     /// Stops a service gracefully (its address stays reserved for [`Platform::restart`]).
     pub async fn stop(&mut self, name: &str) -> anyhow::Result<()> {
-        let running = self.running.get_mut(name).expect("running");
-        running.shutdown.trigger();
-        (&mut running.handle).await??;
-        Ok(())
+        self.launcher.stop(name).await
     }
 
     /// Starts a stopped service again on its old address.
     pub async fn restart(&mut self, name: &'static str) -> anyhow::Result<()> {
-        let addr = self.running.get(name).expect("known").addr;
-        let mut attempt = 0;
-        let listener = loop {
-            match TcpListener::bind(addr).await {
-                Ok(listener) => break listener,
-                Err(error) if attempt < 50 => {
-                    attempt += 1;
-                    let _ = error;
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-                Err(error) => return Err(error.into()),
-            }
-        };
+        let listener = self.launcher.rebind(name).await?;
         self.launch(name, listener).await
     }
 
@@ -548,9 +496,7 @@ impl Platform {
 
 impl Drop for Platform {
     fn drop(&mut self) {
-        for running in self.running.values() {
-            running.shutdown.trigger();
-        }
+        // Dropping the launcher stops the services.
         for bff in &self.bffs {
             bff.trigger();
         }

@@ -1,4 +1,5 @@
 use std::future::Future;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::time::{Duration, Instant};
@@ -6,8 +7,9 @@ use std::time::{Duration, Instant};
 use std::sync::Arc;
 
 use ordermesh_platform::auth::{DevIssuer, DevTokenRequest, IssuerKind, Role, ServiceCredentials};
-use ordermesh_platform::{Env, ServiceConfig, Shutdown, telemetry};
-use tokio::net::TcpListener;
+use ordermesh_platform::host::BindError;
+use ordermesh_platform::launch::Launcher;
+use ordermesh_platform::{Env, Listen, ServiceConfig, Shutdown, telemetry};
 
 use crate::DataDirArg;
 
@@ -62,10 +64,10 @@ impl Default for UpArgs {
     }
 }
 
-type RunFn = fn(ServiceConfig, TcpListener, Shutdown) -> Pin<Box<dyn Future<Output = anyhow::Result<()>> + Send>>;
+type RunFn = fn(ServiceConfig, Listen, Shutdown) -> Pin<Box<dyn Future<Output = anyhow::Result<()>> + Send>>;
 
 /// The six services, their default ports, and how to run each in-process.
-const SERVICES: [(&str, u16, RunFn); 6] = [
+pub const SERVICES: [(&str, u16, RunFn); 6] = [
     (product_svc::SERVICE, product_svc::DEFAULT_PORT, |c, l, s| {
         Box::pin(product_svc::run(c, l, s))
     }),
@@ -100,125 +102,98 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
     tokio::runtime::Runtime::new()?.block_on(async move {
         let _telemetry = telemetry::init(&telemetry::TelemetryConfig::from_env(&env, "up")?)?;
         let shutdown = Shutdown::on_signals();
-        let offset = args.port_offset;
-        let issuer = Arc::new(DevIssuer::load_or_generate(
-            dev_issuer_url(offset),
-            &dev_issuer_path(&data_dir),
-        )?);
-        std::fs::write(data_dir.join("dev-issuer.url"), dev_issuer_url(offset))?;
-        let issuer_listener = TcpListener::bind(("127.0.0.1", DEV_ISSUER_PORT + offset)).await?;
-        let mut tasks = tokio::task::JoinSet::new();
-        let issuer_router = issuer.router();
-        let issuer_shutdown = shutdown.clone();
-        tasks.spawn(async move {
-            axum::serve(issuer_listener, issuer_router)
-                .with_graceful_shutdown(async move { issuer_shutdown.wait().await })
-                .await
-                .map_err(anyhow::Error::from)
-        });
+        let result = start(&env, &data_dir, args.port_offset, &shutdown, started).await;
+        result.map_err(|error| suggest_port_offset(error, args.port_offset))
+    })
+}
 
-        // Bind every listener first, so each service is told where its peers really are.
-        let mut bound = Vec::new();
-        for (name, port, run) in SERVICES {
-            let config = ServiceConfig::from_env(&env, name, port + offset)?;
-            let listener = TcpListener::bind(config.listen_addr).await?;
-            bound.push((name, run, config, listener));
-        }
-        let peer = |name: &str| {
-            bound
-                .iter()
-                .find(|(n, ..)| *n == name)
-                .and_then(|(.., listener)| listener.local_addr().ok())
-                .map(|addr| format!("http://127.0.0.1:{}", addr.port()))
-                .expect("every service is bound")
-        };
-        let peers = ordermesh_platform::PeerUrls {
-            product: peer("product"),
-            customer: peer("customer"),
-            order: peer("order"),
-            payment: peer("payment"),
-            audit: peer("audit"),
-            notification: peer("notification"),
-        };
-        let mut addresses = Vec::new();
-        for (name, run, mut config, listener) in bound {
-            config.peers = peers.clone();
-            if env.optional("DATABASE_URL").is_none() {
-                config.database_url = format!("sqlite://{}/{name}.db", data_dir.display());
-            }
-            if config.auth.issuers.is_empty() {
-                config.auth = issuer.auth_config(DEV_AUDIENCE);
-                config.credentials = ServiceCredentials::Dev {
-                    issuer: issuer.clone(),
-                    service: name.to_owned(),
-                    audience: DEV_AUDIENCE.to_owned(),
-                };
-            }
-            addresses.push((name, listener.local_addr()?));
-            tasks.spawn(run(config, listener, shutdown.clone()));
-        }
-        let bff_listener = TcpListener::bind(("0.0.0.0", bff::DEFAULT_PORT + offset)).await?;
-        let bff_addr = bff_listener.local_addr()?;
-        let mut bff_config = bff::BffConfig::from_env(&env)?;
-        if bff_config.auth.issuers.is_empty() {
-            bff_config.auth = issuer.auth_config(DEV_AUDIENCE);
-            bff_config.credentials = ServiceCredentials::Dev {
-                issuer: issuer.clone(),
-                service: "bff".to_owned(),
-                audience: DEV_AUDIENCE.to_owned(),
-            };
-        }
-        // The services just started, wherever their listeners are.
-        for (name, addr) in &addresses {
-            let url = format!("http://127.0.0.1:{}", addr.port());
-            match *name {
-                "product" => bff_config.peers.product = url,
-                "customer" => bff_config.peers.customer = url,
-                "order" => bff_config.peers.order = url,
-                "payment" => bff_config.peers.payment = url,
-                "audit" => bff_config.peers.audit = url,
-                "notification" => bff_config.peers.notification = url,
-                _ => {}
-            }
-        }
-        tasks.spawn(bff::run(bff_config, bff_listener, shutdown.clone()));
+/// Starts the dev issuer, the six services and the BFF, seeds the demo data, prints the banner,
+/// and runs until shutdown or the first component that fails.
+async fn start(env: &Env, data_dir: &Path, offset: u16, shutdown: &Shutdown, started: Instant) -> anyhow::Result<()> {
+    let issuer = Arc::new(DevIssuer::load_or_generate(
+        dev_issuer_url(offset),
+        &dev_issuer_path(data_dir),
+    )?);
+    std::fs::write(data_dir.join("dev-issuer.url"), dev_issuer_url(offset))?;
+    let mut launcher = Launcher::new(shutdown);
 
-        for (name, addr) in &addresses {
-            wait_serving(name, *addr).await?;
-        }
-        let url = |name: &str| {
-            addresses
-                .iter()
-                .find(|(n, _)| *n == name)
-                .map(|(_, addr)| format!("http://127.0.0.1:{}", addr.port()))
-        };
-        let customers = crate::demo::seed(
-            &issuer,
-            &url("product").expect("product"),
-            &url("customer").expect("customer"),
+    // Bind every listener first, so each service is told where its peers really are.
+    let issuer_listener = launcher
+        .bind(
+            "dev-issuer",
+            SocketAddr::from(([127, 0, 0, 1], DEV_ISSUER_PORT + offset)),
         )
         .await?;
-        print_banner(&data_dir, bff_addr, &addresses, &issuer, &customers, started.elapsed())?;
-        tracing::info!(elapsed_ms = started.elapsed().as_millis() as u64, "platform ready");
+    let mut bound = Vec::new();
+    for (name, port, run) in SERVICES {
+        let config = ServiceConfig::from_env(env, name, port + offset)?;
+        let listener = launcher.bind(name, config.listen_addr).await?;
+        bound.push((name, run, config, listener));
+    }
+    let bff_listener = launcher
+        .bind("bff", SocketAddr::from(([0, 0, 0, 0], bff::DEFAULT_PORT + offset)))
+        .await?;
 
-        // Any task failing brings the whole platform down rather than leaving it half-up.
-        let mut result = Ok(());
-        while let Some(joined) = tasks.join_next().await {
-            let outcome = joined.map_err(anyhow::Error::from).and_then(|r| r);
-            if let Err(error) = outcome {
-                tracing::error!(error = format!("{error:#}"), "a component failed; shutting down");
-                shutdown.trigger();
-                if result.is_ok() {
-                    result = Err(error);
-                }
-            }
-            if !shutdown.is_triggered() {
-                shutdown.trigger();
-            }
+    let router = issuer.router();
+    launcher.spawn("dev-issuer", issuer_listener, |listener, stop| async move {
+        axum::serve(listener, router)
+            .with_graceful_shutdown(async move { stop.wait().await })
+            .await
+            .map_err(anyhow::Error::from)
+    });
+    let dev_credentials = |service: &str| ServiceCredentials::Dev {
+        issuer: issuer.clone(),
+        service: service.to_owned(),
+        audience: DEV_AUDIENCE.to_owned(),
+    };
+    for (name, run, mut config, listener) in bound {
+        config.peers = launcher.peer_urls(&config.peers);
+        if env.optional("DATABASE_URL").is_none() {
+            config.database_url = format!("sqlite://{}/{name}.db", data_dir.display());
         }
-        tokio::time::timeout(Duration::from_secs(1), async {}).await.ok();
-        result
-    })
+        if config.auth.issuers.is_empty() {
+            config.auth = issuer.auth_config(DEV_AUDIENCE);
+            config.credentials = dev_credentials(name);
+        }
+        launcher.spawn(name, listener, move |listener, stop| run(config, listener.into(), stop));
+    }
+    let mut bff_config = bff::BffConfig::from_env(env)?;
+    if bff_config.auth.issuers.is_empty() {
+        bff_config.auth = issuer.auth_config(DEV_AUDIENCE);
+        bff_config.credentials = dev_credentials("bff");
+    }
+    // The services just started, wherever their listeners are.
+    bff_config.peers = launcher.peer_urls(&bff_config.peers);
+    let bff_addr = bff_listener.local_addr()?;
+    launcher.spawn("bff", bff_listener, move |listener, stop| {
+        bff::run(bff_config, listener, stop)
+    });
+
+    let mut addresses = Vec::new();
+    for (name, ..) in SERVICES {
+        launcher.wait_ready(name).await?;
+        addresses.push((name, launcher.addr(name).expect("bound")));
+    }
+    let customers = crate::demo::seed(&issuer, &launcher.url("product"), &launcher.url("customer")).await?;
+    print_banner(data_dir, bff_addr, &addresses, &issuer, &customers, started.elapsed())?;
+    tracing::info!(elapsed_ms = started.elapsed().as_millis() as u64, "platform ready");
+
+    // Any component failing brings the whole platform down rather than leaving it half-up.
+    launcher.run_until_done().await
+}
+
+/// A default port inside Linux's ephemeral range (32768–60999) can be taken by any outgoing
+/// connection; say how to move every port at once.
+fn suggest_port_offset(error: anyhow::Error, offset: u16) -> anyhow::Error {
+    let taken = match error.downcast_ref::<BindError>() {
+        Some(bind) if bind.address_in_use() => bind.addr,
+        _ => return error,
+    };
+    error.context(format!(
+        "another process holds {taken}; run `ordermesh up --port-offset {}` (or set \
+         ORDERMESH_PORT_OFFSET) to move every port, or set the service's own address",
+        offset + 100
+    ))
 }
 
 fn print_banner(
@@ -268,20 +243,4 @@ fn print_banner(
         demo_customers.join(", ")
     );
     Ok(())
-}
-
-/// Waits until the service at `addr` reports SERVING on the gRPC health service.
-async fn wait_serving(name: &str, addr: std::net::SocketAddr) -> anyhow::Result<()> {
-    use tonic_health::pb::health_client::HealthClient;
-    use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus};
-    let channel = tonic::transport::Channel::from_shared(format!("http://127.0.0.1:{}", addr.port()))?.connect_lazy();
-    let mut health = HealthClient::new(channel);
-    for _ in 0..600 {
-        let status = health.check(HealthCheckRequest { service: String::new() }).await;
-        if status.is_ok_and(|r| r.into_inner().status == ServingStatus::Serving as i32) {
-            return Ok(());
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    anyhow::bail!("{name} did not become ready within 30 s")
 }

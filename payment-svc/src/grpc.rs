@@ -146,9 +146,14 @@ impl PaymentService for PaymentApi {
         let req = request.into_inner();
         let filter = PaymentFilter::try_from(&req)?;
         let limit = pagination::page_size(req.page_size)?;
-        let after: Option<Uuid> = pagination::decode(&req.page_token, &filter)?;
-        let rows = self.payments.list(&filter, after, limit + 1).await?;
-        let (page, next_page_token) = pagination::finish(rows, limit, &filter, |v| v.payment.id);
+        let (page, next_page_token) = pagination::fetch_page(
+            limit,
+            &req.page_token,
+            &filter,
+            |v: &crate::domain::PaymentView| v.payment.id,
+            |after, n| self.payments.list(&filter, after, n),
+        )
+        .await?;
         Ok(Response::new(pb::ListPaymentsResponse {
             payments: page.iter().map(convert::payment).collect(),
             next_page_token,

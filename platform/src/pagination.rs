@@ -96,6 +96,26 @@ pub fn finish<T, K: Serialize>(
     }
 }
 
+/// One page of a keyset-paginated list, the way every List RPC reads: decodes `token` (bound to
+/// `filters`), fetches `limit + 1` rows after its key, and returns at most `limit` of them with
+/// the token of the next page (empty on the last one).
+pub async fn fetch_page<T, K, E, Fut>(
+    limit: usize,
+    token: &str,
+    filters: &impl Serialize,
+    key_of: impl Fn(&T) -> K,
+    fetch: impl FnOnce(Option<K>, usize) -> Fut,
+) -> Result<(Vec<T>, String), ServiceError>
+where
+    K: Serialize + DeserializeOwned,
+    Fut: std::future::Future<Output = Result<Vec<T>, E>>,
+    ServiceError: From<E>,
+{
+    let after = decode(token, filters)?;
+    let rows = fetch(after, limit + 1).await?;
+    Ok(finish(rows, limit, filters, key_of))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -116,6 +136,28 @@ mod tests {
         assert!(decode::<(i64, String)>(&token, &("other", true)).is_err());
         assert!(decode::<(i64, String)>("not-a-token!", &()).is_err());
         assert!(decode::<(i64, String)>("", &()).unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn fetch_page_walks_a_list_page_by_page() {
+        let all: Vec<i32> = (1..=5).collect();
+        let fetch = |after: Option<i32>, n: usize| {
+            let rows: Vec<i32> = all
+                .iter()
+                .copied()
+                .filter(|x| after.is_none_or(|a| *x > a))
+                .take(n)
+                .collect();
+            async move { Ok::<_, ServiceError>(rows) }
+        };
+        let (first, token) = fetch_page(2, "", &"f", |x| *x, fetch).await.unwrap();
+        assert_eq!(first, [1, 2]);
+        let (second, token) = fetch_page(2, &token, &"f", |x| *x, fetch).await.unwrap();
+        assert_eq!(second, [3, 4]);
+        let (last, token) = fetch_page(2, &token, &"f", |x| *x, fetch).await.unwrap();
+        assert_eq!(last, [5]);
+        assert!(token.is_empty());
+        assert!(fetch_page(2, "garbage", &"f", |x| *x, fetch).await.is_err());
     }
 
     #[test]

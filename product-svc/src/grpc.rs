@@ -33,8 +33,8 @@ use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
 use crate::convert;
-use crate::domain::{self, ListCursor, ProductFilter};
-use crate::store::{CategoryCursor, Store};
+use crate::domain::{self, ProductFilter};
+use crate::store::Store;
 
 /// How long a product stays in the cache (an update deletes it sooner).
 pub const PRODUCT_CACHE_TTL: Duration = Duration::from_secs(60);
@@ -132,9 +132,14 @@ impl ProductService for ProductApi {
         v.into_result()?;
         let filter = visible_filter(&caller, filter);
         let limit = pagination::page_size(req.page_size)?;
-        let after: Option<ListCursor> = pagination::decode(&req.page_token, &filter)?;
-        let rows = self.store.list_products(&filter, after, limit + 1).await?;
-        let (rows, next_page_token) = pagination::finish(rows, limit, &filter, |p| p.list_key());
+        let (rows, next_page_token) = pagination::fetch_page(
+            limit,
+            &req.page_token,
+            &filter,
+            |p: &domain::Product| p.list_key(),
+            |after, n| self.store.list_products(&filter, after, n),
+        )
+        .await?;
         Ok(Response::new(pb::ListProductsResponse {
             products: rows.iter().map(pb::Product::from).collect(),
             next_page_token,
@@ -233,9 +238,14 @@ impl ProductService for ProductApi {
         let parent_id = validate::optional_uuid(&mut v, "parent_id", &req.parent_id);
         v.into_result()?;
         let limit = pagination::page_size(req.page_size)?;
-        let after: Option<CategoryCursor> = pagination::decode(&req.page_token, &parent_id)?;
-        let rows = self.store.list_categories(parent_id, after, limit + 1).await?;
-        let (rows, next_page_token) = pagination::finish(rows, limit, &parent_id, |c| (c.name.clone(), c.id));
+        let (rows, next_page_token) = pagination::fetch_page(
+            limit,
+            &req.page_token,
+            &parent_id,
+            |c: &domain::Category| (c.name.clone(), c.id),
+            |after, n| self.store.list_categories(parent_id, after, n),
+        )
+        .await?;
         Ok(Response::new(pb::ListCategoriesResponse {
             categories: rows.iter().map(pb::Category::from).collect(),
             next_page_token,

@@ -153,7 +153,10 @@ mod tests {
 
     #[test]
     fn an_unknown_type_is_none_and_a_bad_payload_an_error() {
-        assert_eq!(OrderEvent::decode("ordermesh.events.v1.OrderTeleported", b"").unwrap(), None);
+        assert_eq!(
+            OrderEvent::decode("ordermesh.events.v1.OrderTeleported", b"").unwrap(),
+            None
+        );
         assert!(OrderEvent::decode(events::OrderPlaced::TYPE, &[0xff, 0xff, 0xff]).is_err());
     }
 
