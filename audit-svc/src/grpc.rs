@@ -326,7 +326,7 @@ mod tests {
         let test_db = TestDatabase::sqlite().unwrap();
         let db = Database::connect(test_db.url(), crate::SERVICE).await.unwrap();
         db.migrate(&store::migrations()).await.unwrap();
-        let api = AuditApi::new(Store::new(db.clone()));
+        let api = AuditApi::new(Store::new(&db));
         db.close().await;
 
         let read = api.verify_chain(as_service(pb::VerifyChainRequest::default())).await;

@@ -31,7 +31,7 @@ const CONSUMER_LANES: usize = 2;
 /// Serves the audit service on `listen` until `shutdown` is triggered.
 pub async fn run(config: ServiceConfig, listen: Listen, shutdown: Shutdown) -> anyhow::Result<()> {
     let mut host = ServiceHost::start(config, listen, store::migrations(), &shutdown).await?;
-    let store = store::Store::new(host.db().clone());
+    let store = store::Store::new(host.db());
     // Raw consumers: the audit log records every event, also of types this build does not know.
     let recorder = Arc::new(events::AuditRecorder::new(store.clone()));
     for topic in topics::ALL {

@@ -90,14 +90,12 @@ impl TryFrom<EntryRow> for Entry {
 }
 
 /// The audit chain of one database.
-#[derive(Clone)]
-pub struct Store {
-    db: Database,
-}
+#[derive(Clone, Debug)]
+pub struct Store(Database);
 
 impl Store {
-    pub fn new(db: Database) -> Self {
-        Self { db }
+    pub fn new(db: &Database) -> Self {
+        Self(db.clone())
     }
 
     /// Appends `new` at the head of the chain inside `tx` (the caller commits). Idempotent per
@@ -161,7 +159,7 @@ impl Store {
 
     /// [`Self::append`] in a transaction of its own.
     pub async fn append_one(&self, new: &NewEntry) -> StoreResult<Entry> {
-        let mut tx = Tx::begin(&self.db).await?;
+        let mut tx = Tx::begin(&self.0).await?;
         let entry = self.append(&mut tx, new).await?;
         tx.commit().await?;
         Ok(entry)
@@ -169,7 +167,7 @@ impl Store {
 
     /// Runs a query built by [`Query`] (or with the same placeholders) over [`COLUMNS`].
     async fn fetch(&self, sql: String, args: Vec<Arg>) -> StoreResult<Vec<Entry>> {
-        let rows: Vec<EntryRow> = on_pool!(&self.db, |pool| {
+        let rows: Vec<EntryRow> = on_pool!(&self.0, |pool| {
             let mut query = sqlx::query_as(AssertSqlSafe(sql));
             for arg in args {
                 query = match arg {
@@ -249,7 +247,7 @@ impl Store {
     /// The sequence of the newest entry (0 when the log is empty).
     pub async fn head_sequence(&self) -> StoreResult<i64> {
         let sql = "SELECT COALESCE(MAX(sequence), 0) FROM audit_entries";
-        Ok(on_pool!(&self.db, |pool| sqlx::query_scalar(sql)
+        Ok(on_pool!(&self.0, |pool| sqlx::query_scalar(sql)
             .fetch_one(pool)
             .await?))
     }

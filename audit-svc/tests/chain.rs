@@ -17,7 +17,7 @@ use uuid::Uuid;
 
 /// The store on `db` (a clone of the pool).
 fn chain(db: &Database) -> Store {
-    Store::new(db.clone())
+    Store::new(db)
 }
 
 async fn open(db: &TestDatabase) -> Database {

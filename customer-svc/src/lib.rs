@@ -20,7 +20,7 @@ pub const DEFAULT_PORT: u16 = 50052;
 /// Serves the customer service on `listen` until `shutdown` is triggered.
 pub async fn run(config: ServiceConfig, listen: Listen, shutdown: Shutdown) -> anyhow::Result<()> {
     let host = ServiceHost::start(config, listen, store::migrations(), &shutdown).await?;
-    let store = store::Store::new(host.db().clone());
+    let store = store::Store::new(host.db());
     host.serve(CustomerServiceServer::new(grpc::CustomerApi::new(store)))
         .await
 }

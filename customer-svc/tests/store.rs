@@ -15,7 +15,7 @@ async fn open(db: &TestDatabase) -> Store {
         .await
         .expect("connect");
     database.migrate(&store::migrations()).await.expect("migrate");
-    Store::new(database)
+    Store::new(&database)
 }
 
 fn customer(name: &str, email: &str, subject: Option<&str>) -> Customer {

@@ -41,7 +41,7 @@ use chrono::Utc;
 use ordermesh_platform::auth::{Principal, Role};
 use ordermesh_platform::client::{CallContext, ResilientChannel, client_customer};
 use ordermesh_platform::convert::{now, timestamp};
-use ordermesh_platform::grpc::{CorrelationId, principal};
+use ordermesh_platform::grpc::{CorrelationId, caller};
 use ordermesh_platform::{ServiceError, Shutdown, Violations, pagination, validate};
 use ordermesh_proto::customer::customer_service_client::CustomerServiceClient;
 use ordermesh_proto::notification as pb;
@@ -516,12 +516,6 @@ impl Stream {
             }
         }
     }
-}
-
-fn caller<T>(request: &Request<T>) -> Result<Principal, ServiceError> {
-    principal(request)
-        .cloned()
-        .map_err(|status| ServiceError::Unauthenticated(status.message().to_owned()))
 }
 
 #[tonic::async_trait]

@@ -43,7 +43,7 @@ pub async fn run_with(
     shutdown: Shutdown,
 ) -> anyhow::Result<()> {
     let mut host = ServiceHost::start(config, listen, store::migrations(), &shutdown).await?;
-    let store = store::Store::new(host.db().clone());
+    let store = store::Store::new(host.db());
     let hub = live::LiveHub::start(host.config(), options.live_buffer, host.shutdown()).await?;
     let handler = events::NotificationHandler::new(store.clone(), hub.clone());
     host.consume::<OrderEvent, _>(handler.clone()).await?;

@@ -158,19 +158,17 @@ impl TryFrom<PreferencesRow> for Preferences {
 }
 
 /// The notification store.
-#[derive(Clone)]
-pub struct Store {
-    db: Database,
-}
+#[derive(Clone, Debug)]
+pub struct Store(Database);
 
 impl Store {
-    pub fn new(db: Database) -> Self {
-        Self { db }
+    pub fn new(db: &Database) -> Self {
+        Self(db.clone())
     }
 
     /// A transaction to write notifications in (with [`Store::insert`]).
     pub async fn begin(&self) -> StoreResult<Tx> {
-        Ok(Tx::begin(&self.db).await?)
+        Ok(Tx::begin(&self.0).await?)
     }
 
     /// Takes the insert lock of `tx` now, so ids are assigned in commit order (see the module
@@ -248,7 +246,7 @@ impl Store {
     /// One notification by id, without read state.
     pub async fn get(&self, id: i64) -> StoreResult<Option<Notification>> {
         let sql = format!("SELECT {COLUMNS} FROM notifications n WHERE n.id = $1");
-        let row: Option<NotificationRow> = on_pool!(&self.db, |pool| {
+        let row: Option<NotificationRow> = on_pool!(&self.0, |pool| {
             sqlx::query_as(AssertSqlSafe(sql)).bind(id).fetch_optional(pool).await?
         });
         row.map(Notification::try_from).transpose()
@@ -257,7 +255,7 @@ impl Store {
     /// The highest id stored (0 when empty).
     pub async fn max_id(&self) -> StoreResult<i64> {
         let sql = "SELECT COALESCE(MAX(id), 0) FROM notifications";
-        let max_id = on_pool!(&self.db, |pool| sqlx::query_scalar(sql).fetch_one(pool).await?);
+        let max_id = on_pool!(&self.0, |pool| sqlx::query_scalar(sql).fetch_one(pool).await?);
         Ok(max_id)
     }
 
@@ -300,7 +298,7 @@ impl Store {
              ORDER BY n.id {order} LIMIT $9"
         );
         let scope = view.scope;
-        let rows: Vec<NotificationRow> = on_pool!(&self.db, |pool| {
+        let rows: Vec<NotificationRow> = on_pool!(&self.0, |pool| {
             sqlx::query_as(AssertSqlSafe(sql))
                 .bind(scope.all)
                 .bind(scope.customer)
@@ -324,7 +322,7 @@ impl Store {
              LEFT JOIN notification_reads r ON r.notification_id = n.id AND r.reader = $4 \
              WHERE {SCOPE} AND r.read_at IS NULL"
         );
-        Ok(on_pool!(&self.db, |pool| {
+        Ok(on_pool!(&self.0, |pool| {
             sqlx::query_scalar(AssertSqlSafe(sql))
                 .bind(scope.all)
                 .bind(scope.customer)
@@ -377,7 +375,7 @@ impl Store {
     /// The stored preferences of `principal` (None: never set).
     pub async fn preferences(&self, principal: &str) -> StoreResult<Option<Preferences>> {
         let sql = "SELECT channels, muted_types, updated_at FROM notification_preferences WHERE principal = $1";
-        let row: Option<PreferencesRow> = on_pool!(&self.db, |pool| {
+        let row: Option<PreferencesRow> = on_pool!(&self.0, |pool| {
             sqlx::query_as(sql).bind(principal).fetch_optional(pool).await?
         });
         row.map(Preferences::try_from).transpose()
@@ -403,7 +401,7 @@ impl Store {
         let sql = "INSERT INTO notification_preferences (principal, channels, muted_types, updated_at) \
                    VALUES ($1, $2, $3, $4) ON CONFLICT (principal) DO UPDATE SET channels = excluded.channels, \
                    muted_types = excluded.muted_types, updated_at = excluded.updated_at";
-        on_pool!(&self.db, |pool| {
+        on_pool!(&self.0, |pool| {
             sqlx::query(sql)
                 .bind(principal)
                 .bind(&channels)

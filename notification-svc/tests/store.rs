@@ -16,7 +16,7 @@ async fn open(test_db: &TestDatabase) -> (Database, Store) {
         .await
         .unwrap();
     db.migrate(&store::migrations()).await.unwrap();
-    (db.clone(), Store::new(db))
+    (db.clone(), Store::new(&db))
 }
 
 fn note(recipient: Recipient, kind: Kind, title: &str) -> NewNotification {

@@ -16,7 +16,7 @@ use chrono::{DateTime, Utc};
 use ordermesh_platform::auth::{Principal, Role};
 use ordermesh_platform::client::{CallContext, client_customer, peer_error};
 use ordermesh_platform::convert::from_timestamp;
-use ordermesh_platform::grpc::{CorrelationId, principal};
+use ordermesh_platform::grpc::{CorrelationId, caller, principal};
 use ordermesh_platform::{ServiceError, Violations, pagination};
 use ordermesh_proto::customer::{Customer, CustomerStatus, GetCustomerByIdentityRequest, GetCustomerRequest};
 use ordermesh_proto::order::order_service_server::OrderService;
@@ -329,13 +329,6 @@ fn replayed(order: Order) -> pb::PlaceOrderResponse {
         order: Some(convert::order(&order, true)),
         idempotent_replay: true,
     }
-}
-
-/// The authenticated caller (owned, so handler futures stay `Send`).
-fn caller<T>(request: &Request<T>) -> Result<Principal, ServiceError> {
-    principal(request)
-        .cloned()
-        .map_err(|status| ServiceError::Unauthenticated(status.message().to_owned()))
 }
 
 #[tonic::async_trait]

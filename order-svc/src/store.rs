@@ -34,19 +34,12 @@ const INSERT_HISTORY: &str = "INSERT INTO order_status_history \
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
 
 /// The orders of this service's database.
-#[derive(Clone)]
-pub struct Store {
-    db: Database,
-}
+#[derive(Clone, Debug)]
+pub struct Store(Database);
 
 impl Store {
     pub fn new(db: &Database) -> Self {
-        Self { db: db.clone() }
-    }
-
-    /// A transaction on this store's database, for changes that commit with their events.
-    pub async fn begin(&self) -> StoreResult<Tx> {
-        Ok(Tx::begin(&self.db).await?)
+        Self(db.clone())
     }
 
     /// Inserts a new order with its items and first history entry, inside the caller's
@@ -103,7 +96,7 @@ impl Store {
 
     /// The order a customer placed with `key`, if any.
     pub async fn find_by_idempotency_key(&self, customer_id: Uuid, key: &str) -> StoreResult<Option<Uuid>> {
-        on_pool!(&self.db, |pool| {
+        on_pool!(&self.0, |pool| {
             Ok(
                 sqlx::query_scalar("SELECT id FROM orders WHERE customer_id = $1 AND idempotency_key = $2")
                     .bind(customer_id)
@@ -116,7 +109,7 @@ impl Store {
 
     /// The order with its items and history.
     pub async fn get(&self, id: Uuid) -> StoreResult<Option<Order>> {
-        on_pool!(&self.db, |pool| pool.acquire().await?.read_order(id).await)
+        on_pool!(&self.0, |pool| pool.acquire().await?.read_order(id).await)
     }
 
     /// The order as seen inside `tx` (for a transition decided in the same transaction).
@@ -184,7 +177,7 @@ impl Store {
              AND ($5 IS NULL OR created_at < $5 OR (created_at = $5 AND id < $6)) \
              ORDER BY created_at DESC, id DESC LIMIT $7"
         );
-        on_pool!(&self.db, |pool| {
+        on_pool!(&self.0, |pool| {
             let mut conn = pool.acquire().await?;
             let rows: Vec<OrderRow> = sqlx::query_as(AssertSqlSafe(sql))
                 .bind(filter.customer_id)
@@ -202,6 +195,11 @@ impl Store {
             }
             Ok(orders)
         })
+    }
+
+    /// A transaction on this store's database, for changes that commit with their events.
+    pub async fn begin(&self) -> StoreResult<Tx> {
+        Ok(Tx::begin(&self.0).await?)
     }
 }
 

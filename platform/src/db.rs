@@ -4,6 +4,7 @@
 //! SQLite (embedded) gives each service its own file.
 
 pub mod columns;
+pub mod page;
 
 use std::str::FromStr;
 use std::time::Duration;

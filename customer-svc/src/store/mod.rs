@@ -21,6 +21,7 @@ use crate::domain::{
     sort_name,
 };
 use ordermesh_platform::db::columns::{Id, Time};
+use ordermesh_platform::db::page::{Keyset, fetch_optional_in};
 
 pub fn migrations() -> Migrations {
     Migrations::with_platform(
@@ -43,12 +44,16 @@ pub type CustomerCursor = (String, Uuid);
 pub type ConsentCursor = (DateTime<Utc>, Uuid);
 
 #[derive(Clone, Debug)]
-pub struct Store {
-    db: Database,
-}
+pub struct Store(Database);
 
 const SELECT_CUSTOMER: &str = "SELECT id, display_name, email, phone, addresses, status, identity_issuer, \
      identity_subject, preferences, create_time, update_time, erase_time, version FROM customers";
+
+/// Customers by name (in byte order; the index `customers_by_name` is built with the "C"
+/// collation on PostgreSQL), then id.
+const CUSTOMERS_PAGE: Keyset = Keyset::ascending("sort_name", "id").in_byte_order();
+/// Consents newest first.
+const CONSENTS_PAGE: Keyset = Keyset::descending("record_time", "id");
 
 const SELECT_CONSENT: &str = "SELECT id, customer_id, purpose, granted, policy_version, source, actor_kind, \
      actor_id, actor_roles, record_time FROM consents";
@@ -68,6 +73,14 @@ struct CustomerRow {
     update_time: Time,
     erase_time: Option<Time>,
     version: i64,
+}
+
+impl TryFrom<CustomerRow> for Customer {
+    type Error = StoreError;
+
+    fn try_from(row: CustomerRow) -> StoreResult<Customer> {
+        row.into_customer()
+    }
 }
 
 impl CustomerRow {
@@ -128,8 +141,8 @@ impl ConsentRow {
 }
 
 impl Store {
-    pub fn new(db: Database) -> Self {
-        Self { db }
+    pub fn new(db: &Database) -> Self {
+        Self(db.clone())
     }
 
     /// Inserts the customer. With an idempotency key already used, returns the customer created
@@ -145,7 +158,7 @@ impl Store {
             return Ok(existing);
         }
         let c = customer;
-        let inserted = on_pool!(&self.db, |pool| {
+        let inserted = on_pool!(&self.0, |pool| {
             sqlx::query(
                 "INSERT INTO customers (id, display_name, sort_name, email, email_normalized, phone, addresses, \
                  status, identity_issuer, identity_subject, preferences, idempotency_key, create_time, update_time, \
@@ -185,7 +198,7 @@ impl Store {
 
     pub async fn get_customer(&self, id: Uuid) -> StoreResult<Option<Customer>> {
         let sql = format!("{SELECT_CUSTOMER} WHERE id = $1");
-        let row = on_pool!(&self.db, |pool| {
+        let row = on_pool!(&self.0, |pool| {
             sqlx::query_as::<_, CustomerRow>(AssertSqlSafe(sql))
                 .bind(Id(id))
                 .fetch_optional(pool)
@@ -196,7 +209,7 @@ impl Store {
 
     pub async fn get_customer_by_identity(&self, issuer: &str, subject: &str) -> StoreResult<Option<Customer>> {
         let sql = format!("{SELECT_CUSTOMER} WHERE identity_issuer = $1 AND identity_subject = $2");
-        let row = on_pool!(&self.db, |pool| {
+        let row = on_pool!(&self.0, |pool| {
             sqlx::query_as::<_, CustomerRow>(AssertSqlSafe(sql))
                 .bind(issuer)
                 .bind(subject)
@@ -208,7 +221,7 @@ impl Store {
 
     async fn customer_by_idempotency_key(&self, key: &str) -> StoreResult<Option<Customer>> {
         let sql = format!("{SELECT_CUSTOMER} WHERE idempotency_key = $1");
-        let row = on_pool!(&self.db, |pool| {
+        let row = on_pool!(&self.0, |pool| {
             sqlx::query_as::<_, CustomerRow>(AssertSqlSafe(sql))
                 .bind(key)
                 .fetch_optional(pool)
@@ -226,7 +239,7 @@ impl Store {
         expected_version: Option<i64>,
         allowed: &(dyn for<'c> Fn(&'c Customer) -> bool + Send + Sync),
     ) -> Result<Customer, ServiceError> {
-        let mut tx = Tx::begin(&self.db).await?;
+        let mut tx = Tx::begin(&self.0).await?;
         let mut customer = match locked_customer(&mut tx, id).await? {
             Some(c) if allowed(&c) => c,
             _ => return Err(ServiceError::not_found("customer", id)),
@@ -272,13 +285,7 @@ impl Store {
         after: Option<CustomerCursor>,
         limit: usize,
     ) -> StoreResult<Vec<Customer>> {
-        // Names sort in byte order on both backends: PostgreSQL needs the "C" collation for it
-        // (the index `customers_by_name` is built with it), SQLite compares bytes by default.
-        let collate = match &self.db {
-            Database::Postgres(_) => r#" COLLATE "C""#,
-            Database::Sqlite(_) => "",
-        };
-        let rows = on_pool!(&self.db, |pool| {
+        let rows = on_pool!(&self.0, |pool| {
             let mut q = QueryBuilder::new(format!("{SELECT_CUSTOMER} WHERE 1 = 1"));
             if let Some(query) = &filter.query {
                 // Both sides are already case-folded (SQLite's LIKE folds ASCII only).
@@ -292,15 +299,7 @@ impl Store {
             if let Some(status) = filter.status {
                 q.push(" AND status = ").push_bind(status.as_str());
             }
-            if let Some((name, id)) = after {
-                q.push(format_args!(" AND (sort_name{collate}, id) > ("))
-                    .push_bind(name)
-                    .push(format_args!("{collate}, "))
-                    .push_bind(Id(id))
-                    .push(")");
-            }
-            q.push(format_args!(" ORDER BY sort_name{collate}, id LIMIT "))
-                .push_bind(limit as i64);
+            CUSTOMERS_PAGE.push(&mut q, after.map(|(name, id)| (name, Id(id))), limit);
             q.build_query_as::<CustomerRow>().fetch_all(pool).await
         })?;
         rows.into_iter().map(CustomerRow::into_customer).collect()
@@ -309,7 +308,7 @@ impl Store {
     /// Appends a consent. NOT_FOUND when the customer does not exist.
     pub async fn record_consent(&self, consent: &Consent) -> Result<(), ServiceError> {
         let c = consent;
-        on_pool!(&self.db, |pool| {
+        on_pool!(&self.0, |pool| {
             sqlx::query(
                 "INSERT INTO consents (id, customer_id, purpose, granted, policy_version, source, actor_kind, \
                  actor_id, actor_roles, record_time) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
@@ -344,21 +343,13 @@ impl Store {
         after: Option<ConsentCursor>,
         limit: usize,
     ) -> StoreResult<Vec<Consent>> {
-        let rows = on_pool!(&self.db, |pool| {
+        let rows = on_pool!(&self.0, |pool| {
             let mut q = QueryBuilder::new(format!("{SELECT_CONSENT} WHERE customer_id = "));
             q.push_bind(Id(customer_id));
             if let Some(purpose) = purpose {
                 q.push(" AND purpose = ").push_bind(purpose.to_owned());
             }
-            if let Some((time, id)) = after {
-                q.push(" AND (record_time, id) < (")
-                    .push_bind(Time(time))
-                    .push(", ")
-                    .push_bind(Id(id))
-                    .push(")");
-            }
-            q.push(" ORDER BY record_time DESC, id DESC LIMIT ")
-                .push_bind(limit as i64);
+            CONSENTS_PAGE.push(&mut q, after.map(|(time, id)| (Time(time), Id(id))), limit);
             q.build_query_as::<ConsentRow>().fetch_all(pool).await
         })?;
         Ok(rows.into_iter().map(ConsentRow::into_consent).collect())
@@ -371,13 +362,7 @@ async fn locked_customer(tx: &mut Tx, id: Uuid) -> StoreResult<Option<Customer>>
     // already holds the database's write lock.
     let lock = if tx.is_postgres() { " FOR UPDATE" } else { "" };
     let sql = format!("{SELECT_CUSTOMER} WHERE id = $1{lock}");
-    let row = on_tx!(tx, |conn| {
-        sqlx::query_as::<_, CustomerRow>(AssertSqlSafe(sql))
-            .bind(Id(id))
-            .fetch_optional(&mut *conn)
-            .await
-    })?;
-    row.map(CustomerRow::into_customer).transpose()
+    fetch_optional_in::<CustomerRow, _, _>(tx, sql, Id(id)).await
 }
 
 /// Which unique index of `customers` a failed write hit: `identity`, `email` or

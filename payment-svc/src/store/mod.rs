@@ -11,12 +11,11 @@ mod rows;
 
 use std::collections::HashMap;
 
+use ordermesh_platform::db::page::fetch_optional_in;
 use ordermesh_platform::db::{Database, Migrations};
 use ordermesh_platform::events::Tx;
 use ordermesh_platform::events::tx::TxConn;
 use ordermesh_platform::{ServiceError, StoreError, StoreResult, on_pool, on_tx};
-use sqlx::postgres::PgRow;
-use sqlx::sqlite::SqliteRow;
 use sqlx::types::Json;
 use sqlx::{AssertSqlSafe, QueryBuilder};
 use uuid::Uuid;
@@ -83,24 +82,22 @@ impl Dialect {
 
 /// The payment store of a connected (and migrated) database.
 #[derive(Clone, Debug)]
-pub struct Store {
-    db: Database,
-}
+pub struct Store(Database);
 
 impl Store {
     pub fn new(db: &Database) -> Self {
-        Self { db: db.clone() }
+        Self(db.clone())
     }
 
     /// The database the store works on (for [`Tx::begin`]).
     pub fn database(&self) -> &Database {
-        &self.db
+        &self.0
     }
 
     /// A payment with its transactions and refunds.
     pub async fn get_payment(&self, id: Uuid) -> StoreResult<Option<PaymentView>> {
         let sql = format!("SELECT {PAYMENT_COLUMNS} FROM payments WHERE id = $1");
-        let row: Option<PaymentRow> = on_pool!(&self.db, |pool| {
+        let row: Option<PaymentRow> = on_pool!(&self.0, |pool| {
             sqlx::query_as(AssertSqlSafe(sql)).bind(id).fetch_optional(pool).await?
         });
         let Some(row) = row else { return Ok(None) };
@@ -114,7 +111,7 @@ impl Store {
         after: Option<Uuid>,
         limit: usize,
     ) -> StoreResult<Vec<PaymentView>> {
-        let rows: Vec<PaymentRow> = on_pool!(&self.db, |pool| {
+        let rows: Vec<PaymentRow> = on_pool!(&self.0, |pool| {
             let mut q = QueryBuilder::new(format!("SELECT {PAYMENT_COLUMNS} FROM payments WHERE 1 = 1"));
             if let Some(customer_id) = filter.customer_id {
                 q.push(" AND customer_id = ").push_bind(customer_id);
@@ -143,10 +140,10 @@ impl Store {
         let transactions_sql = format!("SELECT {TRANSACTION_COLUMNS} FROM transactions WHERE payment_id IN (");
         let refunds_sql = format!(
             "SELECT {} FROM refunds WHERE payment_id IN (",
-            Dialect::of(&self.db).refund_columns()
+            Dialect::of(&self.0).refund_columns()
         );
         let ids: Vec<Uuid> = payments.iter().map(|p| p.id).collect();
-        let (transactions, refunds): (Vec<TransactionRow>, Vec<RefundRow>) = on_pool!(&self.db, |pool| {
+        let (transactions, refunds): (Vec<TransactionRow>, Vec<RefundRow>) = on_pool!(&self.0, |pool| {
             let transactions = in_list(transactions_sql, &ids).build_query_as().fetch_all(pool).await?;
             let refunds = in_list(refunds_sql, &ids).build_query_as().fetch_all(pool).await?;
             (transactions, refunds)
@@ -187,14 +184,14 @@ impl Store {
     pub async fn lock_transaction(&self, tx: &mut Tx, id: Uuid) -> StoreResult<Option<Transaction>> {
         let lock = Dialect::of_tx(tx).row_lock;
         let sql = format!("SELECT {TRANSACTION_COLUMNS} FROM transactions WHERE id = $1{lock}");
-        fetch_optional::<TransactionRow, _>(tx, sql, id).await
+        fetch_optional_in::<TransactionRow, _, _>(tx, sql, id).await
     }
 
     /// A payment, locked until `tx` ends.
     pub async fn lock_payment(&self, tx: &mut Tx, id: Uuid) -> StoreResult<Option<Payment>> {
         let lock = Dialect::of_tx(tx).row_lock;
         let sql = format!("SELECT {PAYMENT_COLUMNS} FROM payments WHERE id = $1{lock}");
-        fetch_optional::<PaymentRow, _>(tx, sql, id).await
+        fetch_optional_in::<PaymentRow, _, _>(tx, sql, id).await
     }
 
     /// The order's payment that is not DECLINED or FAILED (there is at most one), locked.
@@ -203,7 +200,7 @@ impl Store {
         let sql = format!(
             "SELECT {PAYMENT_COLUMNS} FROM payments WHERE order_id = $1 AND status NOT IN ('DECLINED', 'FAILED'){lock}"
         );
-        fetch_optional::<PaymentRow, _>(tx, sql, order_id).await
+        fetch_optional_in::<PaymentRow, _, _>(tx, sql, order_id).await
     }
 
     /// The transactions of a payment, oldest first.
@@ -224,7 +221,7 @@ impl Store {
             "SELECT {} FROM refunds WHERE id = $1",
             Dialect::of_tx(tx).refund_columns()
         );
-        fetch_optional::<RefundRow, _>(tx, sql, id).await
+        fetch_optional_in::<RefundRow, _, _>(tx, sql, id).await
     }
 
     /// ALREADY_EXISTS (`order_id`) when the order already has a payment that is not DECLINED
@@ -373,21 +370,6 @@ impl Store {
         });
         Ok(())
     }
-}
-
-/// The row `sql` selects with `id` as `$1`, as its domain type.
-async fn fetch_optional<Row, T>(tx: &mut Tx, sql: String, id: Uuid) -> StoreResult<Option<T>>
-where
-    Row: for<'r> sqlx::FromRow<'r, PgRow> + for<'r> sqlx::FromRow<'r, SqliteRow> + Send + Unpin,
-    T: TryFrom<Row, Error = StoreError>,
-{
-    let row: Option<Row> = on_tx!(tx, |conn| {
-        sqlx::query_as(AssertSqlSafe(sql))
-            .bind(id)
-            .fetch_optional(&mut *conn)
-            .await?
-    });
-    row.map(T::try_from).transpose()
 }
 
 /// `select` followed by the placeholders of `ids` and `) ORDER BY id`.

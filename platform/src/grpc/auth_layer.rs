@@ -117,6 +117,14 @@ pub fn principal<T>(request: &tonic::Request<T>) -> Result<&Principal, Status> {
     principal_opt(request).ok_or_else(|| Status::unauthenticated("this call requires a bearer token"))
 }
 
+/// The authenticated caller, owned (so a handler's future stays `Send` across its awaits), as
+/// the service layer's error.
+pub fn caller<T>(request: &tonic::Request<T>) -> Result<Principal, crate::ServiceError> {
+    principal(request)
+        .cloned()
+        .map_err(|status| crate::ServiceError::Unauthenticated(status.message().to_owned()))
+}
+
 /// The authenticated caller, if the call carried a token.
 pub fn principal_opt<T>(request: &tonic::Request<T>) -> Option<&Principal> {
     request.extensions().get::<Principal>()

@@ -6,7 +6,7 @@ mod limits;
 mod server;
 mod trace_layer;
 
-pub use auth_layer::{AuthLayer, AuthService, BearerToken, principal, principal_opt};
+pub use auth_layer::{AuthLayer, AuthService, BearerToken, caller, principal, principal_opt};
 pub use limits::MessageLimits;
 pub use server::{GrpcServer, run_main};
 pub use trace_layer::{CorrelationId, GrpcTraceLayer, GrpcTraceService};

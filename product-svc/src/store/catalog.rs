@@ -14,6 +14,7 @@ use super::{Store, push_in, refusal, row_lock};
 use crate::domain::{self, Category, ListCursor, Origin, Product, ProductFilter, ProductPatch};
 use crate::events;
 use ordermesh_platform::db::columns::{Id, Time};
+use ordermesh_platform::db::page::Keyset;
 
 /// Position after the last category of a `ListCategories` page (ordered by name, then id).
 pub type CategoryCursor = (String, Uuid);
@@ -38,6 +39,11 @@ impl From<CategoryRow> for Category {
         }
     }
 }
+
+/// Categories by name in byte order (PostgreSQL's index uses the "C" collation), then id.
+const CATEGORIES_PAGE: Keyset = Keyset::ascending("name", "id").in_byte_order();
+/// Products newest first.
+const PRODUCTS_PAGE: Keyset = Keyset::descending("p.create_time", "p.id");
 
 /// The columns of [`ProductRow`], of `products p`.
 const PRODUCT_COLUMNS: &str = "p.id, p.sku, p.name, p.description, p.category_id, p.price_amount_minor, \
@@ -148,7 +154,7 @@ where
 impl Store {
     /// ALREADY_EXISTS when a sibling has the same name; INVALID_ARGUMENT for an unknown parent.
     pub async fn create_category(&self, category: &Category) -> Result<(), ServiceError> {
-        on_pool!(&self.db, |pool| {
+        on_pool!(&self.0, |pool| {
             sqlx::query(
                 "INSERT INTO categories (id, name, parent_id, description, create_time) VALUES ($1, $2, $3, $4, $5)",
             )
@@ -182,27 +188,13 @@ impl Store {
         after: Option<CategoryCursor>,
         limit: usize,
     ) -> StoreResult<Vec<Category>> {
-        // PostgreSQL's default collation may be linguistic: it is asked for byte order ("C",
-        // which its index also uses). SQLite's default (BINARY) is byte order.
-        let byte_order = match self.db {
-            Database::Postgres(_) => " COLLATE \"C\"",
-            Database::Sqlite(_) => "",
-        };
-        let rows = on_pool!(&self.db, |pool| {
+        let rows = on_pool!(&self.0, |pool| {
             let mut q =
                 QueryBuilder::new("SELECT id, name, parent_id, description, create_time FROM categories WHERE TRUE");
             if let Some(parent_id) = parent_id {
                 q.push(" AND parent_id = ").push_bind(Id(parent_id));
             }
-            if let Some((after_name, after_id)) = &after {
-                q.push(format_args!(" AND (name{byte_order}, id) > ("))
-                    .push_bind(after_name.clone())
-                    .push(format_args!("{byte_order}, "))
-                    .push_bind(Id(*after_id))
-                    .push(")");
-            }
-            q.push(format_args!(" ORDER BY name{byte_order}, id LIMIT "))
-                .push_bind(limit as i64);
+            CATEGORIES_PAGE.push(&mut q, after.clone().map(|(name, id)| (name, Id(id))), limit);
             q.build_query_as::<CategoryRow>().fetch_all(pool).await
         })?;
         Ok(rows.into_iter().map(Category::from).collect())
@@ -211,7 +203,7 @@ impl Store {
     /// Inserts the product with a zero stock level, and `ProductCreated` in the outbox, in one
     /// transaction. ALREADY_EXISTS for a taken SKU; INVALID_ARGUMENT for an unknown category.
     pub async fn create_product(&self, product: &Product, origin: &Origin) -> Result<(), ServiceError> {
-        let mut tx = Tx::begin(&self.db).await?;
+        let mut tx = Tx::begin(&self.0).await?;
         on_tx!(tx, |conn| {
             let mut q = QueryBuilder::new(format!("INSERT INTO products (id, {PRODUCT_STATE}) VALUES ("));
             q.push_bind(Id(product.id)).push(", ");
@@ -235,7 +227,7 @@ impl Store {
 
     /// The products that exist among `ids`, in no particular order.
     pub async fn get_products(&self, ids: &[Uuid]) -> StoreResult<Vec<Product>> {
-        let rows = on_pool!(&self.db, |pool| {
+        let rows = on_pool!(&self.0, |pool| {
             let mut q = QueryBuilder::new(format!("SELECT {PRODUCT_COLUMNS} FROM products p WHERE p.id"));
             push_in(&mut q, ids);
             q.build_query_as::<ProductRow>().fetch_all(pool).await
@@ -252,7 +244,7 @@ impl Store {
         expected_version: Option<i64>,
         origin: &Origin,
     ) -> Result<Product, ServiceError> {
-        let mut tx = Tx::begin(&self.db).await?;
+        let mut tx = Tx::begin(&self.0).await?;
         let sql = format!(
             "SELECT {PRODUCT_COLUMNS} FROM products p WHERE p.id = $1{}",
             row_lock(&tx, "p")
@@ -296,18 +288,10 @@ impl Store {
         after: Option<ListCursor>,
         limit: usize,
     ) -> StoreResult<Vec<Product>> {
-        let rows = on_pool!(&self.db, |pool| {
+        let rows = on_pool!(&self.0, |pool| {
             let mut q = QueryBuilder::new(format!("SELECT {PRODUCT_COLUMNS} FROM products p WHERE TRUE"));
             push_filter(&mut q, filter);
-            if let Some(after) = after {
-                q.push(" AND (p.create_time, p.id) < (")
-                    .push_bind(Time(after.create_time))
-                    .push(", ")
-                    .push_bind(Id(after.id))
-                    .push(")");
-            }
-            q.push(" ORDER BY p.create_time DESC, p.id DESC LIMIT ")
-                .push_bind(limit as i64);
+            PRODUCTS_PAGE.push(&mut q, after.as_ref().map(|a| (Time(a.create_time), Id(a.id))), limit);
             q.build_query_as::<ProductRow>().fetch_all(pool).await
         })?;
         Ok(rows.into_iter().map(Product::from).collect())
@@ -325,7 +309,7 @@ impl Store {
         // PostgreSQL the generated `search` column (GIN-indexed) against `plainto_tsquery`; on
         // SQLite the FTS5 table `products_fts`, with every word quoted so that FTS5 query syntax
         // in the input is never interpreted.
-        let (before_terms, terms, after_terms, best_first) = match self.db {
+        let (before_terms, terms, after_terms, best_first) = match self.0 {
             Database::Postgres(_) => (
                 "products p, plainto_tsquery('english', ",
                 words.join(" "),
@@ -343,7 +327,7 @@ impl Store {
                 "f.rank",
             ),
         };
-        let rows = on_pool!(&self.db, |pool| {
+        let rows = on_pool!(&self.0, |pool| {
             let mut q = QueryBuilder::new(format!("SELECT {PRODUCT_COLUMNS} FROM {before_terms}"));
             q.push_bind(terms).push(after_terms);
             push_filter(&mut q, filter);

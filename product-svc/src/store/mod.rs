@@ -31,13 +31,11 @@ pub fn migrations() -> Migrations {
 
 /// The catalogue and inventory of a connected (and migrated) database.
 #[derive(Clone, Debug)]
-pub struct Store {
-    db: Database,
-}
+pub struct Store(Database);
 
 impl Store {
     pub fn new(db: &Database) -> Self {
-        Self { db: db.clone() }
+        Self(db.clone())
     }
 }
 

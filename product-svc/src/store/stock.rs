@@ -15,6 +15,7 @@ use crate::domain::{
 };
 use crate::events;
 use ordermesh_platform::db::columns::{Id, Time};
+use ordermesh_platform::db::page::fetch_optional_in;
 
 const STOCK_SELECT: &str = "SELECT s.product_id, p.sku, s.on_hand, s.reserved, s.update_time \
      FROM stock_levels s JOIN products p ON p.id = s.product_id";
@@ -101,7 +102,7 @@ fn concurrent_reservation() -> ServiceError {
 impl Store {
     /// The stock levels that exist among `ids`.
     pub async fn stock_levels(&self, ids: &[Uuid]) -> StoreResult<Vec<StockLevel>> {
-        let rows = on_pool!(&self.db, |pool| {
+        let rows = on_pool!(&self.0, |pool| {
             let mut q = QueryBuilder::new(format!("{STOCK_SELECT} WHERE s.product_id"));
             push_in(&mut q, ids);
             q.build_query_as::<StockRow>().fetch_all(pool).await
@@ -111,7 +112,7 @@ impl Store {
 
     /// The result of the adjustment with idempotency key `key`, if there was one.
     async fn stored_adjustment(&self, key: &str) -> StoreResult<Option<StockLevel>> {
-        let row = on_pool!(&self.db, |pool| {
+        let row = on_pool!(&self.0, |pool| {
             sqlx::query_as::<_, StockRow>(STORED_ADJUSTMENT)
                 .bind(key)
                 .fetch_optional(pool)
@@ -124,7 +125,7 @@ impl Store {
     /// reserved quantity; idempotent per key (a repeat returns the first result and publishes
     /// nothing). Enqueues `StockAdjusted` in the adjustment's transaction.
     pub async fn adjust_stock(&self, adjustment: &Adjustment, origin: &Origin) -> Result<StockLevel, ServiceError> {
-        let mut tx = Tx::begin(&self.db).await?;
+        let mut tx = Tx::begin(&self.0).await?;
         if let Some(key) = &adjustment.idempotency_key {
             let stored = on_tx!(tx, |conn| {
                 sqlx::query_as::<_, StockRow>(STORED_ADJUSTMENT)
@@ -176,7 +177,7 @@ impl Store {
     /// repeat returns the stored outcome and changes nothing (also after a release: a released
     /// order, or a tombstone left by an early release, is never reserved again).
     pub async fn reserve_stock(&self, order_id: Uuid, lines: &[StockLine]) -> Result<Reservation, ServiceError> {
-        let mut tx = Tx::begin(&self.db).await?;
+        let mut tx = Tx::begin(&self.0).await?;
         let reservation = reserve_stock_in(&mut tx, order_id, lines).await?;
         tx.commit().await?;
         Ok(reservation)
@@ -185,7 +186,7 @@ impl Store {
     /// RESERVED → COMMITTED (on-hand and reserved both drop). Idempotent; NOT_FOUND for an
     /// unknown order; FAILED_PRECONDITION if released or rejected.
     pub async fn commit_stock(&self, order_id: Uuid) -> Result<Reservation, ServiceError> {
-        let mut tx = Tx::begin(&self.db).await?;
+        let mut tx = Tx::begin(&self.0).await?;
         let reservation = commit_stock_in(&mut tx, order_id).await?;
         tx.commit().await?;
         Ok(reservation)
@@ -196,7 +197,7 @@ impl Store {
     /// for the order reserves nothing and returns the tombstone (a cancel may be handled before
     /// its order's placement).
     pub async fn release_stock(&self, order_id: Uuid, reason: &str) -> Result<Option<Reservation>, ServiceError> {
-        let mut tx = Tx::begin(&self.db).await?;
+        let mut tx = Tx::begin(&self.0).await?;
         let reservation = release_stock_in(&mut tx, order_id, reason).await?;
         tx.commit().await?;
         Ok(reservation)
@@ -248,13 +249,7 @@ async fn reservation_in(tx: &mut Tx, order_id: Uuid, lock: bool) -> StoreResult<
         "SELECT r.order_id, r.status, r.lines, r.shortfalls, r.create_time, r.update_time \
          FROM stock_reservations r WHERE r.order_id = $1{lock}"
     );
-    let row = on_tx!(tx, |conn| {
-        sqlx::query_as::<_, ReservationRow>(AssertSqlSafe(sql))
-            .bind(Id(order_id))
-            .fetch_optional(&mut *conn)
-            .await
-    })?;
-    row.map(Reservation::try_from).transpose()
+    fetch_optional_in::<ReservationRow, _, _>(tx, sql, Id(order_id)).await
 }
 
 /// The stock of `lines`' products, locked in product-id order (so concurrent reservations
