@@ -21,7 +21,7 @@ use ordermesh_platform::{Listen, ServiceConfig, ServiceHost, Shutdown};
 use ordermesh_proto::event_types::OrderEvent;
 use ordermesh_proto::payment::payment_service_server::PaymentServiceServer;
 
-use crate::gateway::{HttpGateway, HttpGatewayConfig, PaymentGateway, SandboxGateway};
+use crate::gateway::PaymentGateway;
 use crate::store::Store;
 
 /// Short name used in logs, configuration variables and the database schema.
@@ -29,33 +29,10 @@ pub const SERVICE: &str = "payment";
 /// Default gRPC port (DESIGN §8).
 pub const DEFAULT_PORT: u16 = 50054;
 
-/// The gateway of the environment: [`HttpGateway`] on `PAYMENT_GATEWAY_URL` (with
-/// `PAYMENT_GATEWAY_API_KEY` as its bearer key, if set), else the [`SandboxGateway`].
-pub fn gateway_from_env() -> anyhow::Result<Arc<dyn PaymentGateway>> {
-    match std::env::var("PAYMENT_GATEWAY_URL")
-        .ok()
-        .filter(|u| !u.trim().is_empty())
-    {
-        Some(url) => {
-            anyhow::ensure!(
-                url.starts_with("http://") || url.starts_with("https://"),
-                "PAYMENT_GATEWAY_URL must be an http:// or https:// URL"
-            );
-            let mut config = HttpGatewayConfig::new(url);
-            config.api_key = std::env::var("PAYMENT_GATEWAY_API_KEY").ok().filter(|k| !k.is_empty());
-            Ok(Arc::new(HttpGateway::new(config)?))
-        }
-        None => {
-            tracing::info!("PAYMENT_GATEWAY_URL not set: using the sandbox payment gateway");
-            Ok(Arc::new(SandboxGateway::new()))
-        }
-    }
-}
-
 /// Serves the payment service on `listen` until `shutdown` is triggered, with the gateway of
-/// the environment ([`gateway_from_env`]).
+/// the environment ([`gateway::from_env`]).
 pub async fn run(config: ServiceConfig, listen: Listen, shutdown: Shutdown) -> anyhow::Result<()> {
-    let gateway = gateway_from_env()?;
+    let gateway = gateway::from_env()?;
     run_with_gateway(config, listen, shutdown, gateway).await
 }
 

@@ -1,6 +1,8 @@
 //! The payment gateway port and its adapters: a sandbox whose outcome is chosen by the
 //! payment-method token (for development and tests), and an HTTP adapter for a real provider.
 
+use std::sync::Arc;
+
 mod http;
 mod sandbox;
 
@@ -74,4 +76,27 @@ pub trait PaymentGateway: Send + Sync {
     async fn refund(&self, request: &FollowUpRequest) -> Result<GatewayOutcome, GatewayError>;
     /// Releases an authorization that will not be captured.
     async fn void(&self, request: &FollowUpRequest) -> Result<GatewayOutcome, GatewayError>;
+}
+
+/// The gateway of the environment: [`HttpGateway`] on `PAYMENT_GATEWAY_URL` (with
+/// `PAYMENT_GATEWAY_API_KEY` as its bearer key, if set), else the [`SandboxGateway`].
+pub fn from_env() -> anyhow::Result<Arc<dyn PaymentGateway>> {
+    match std::env::var("PAYMENT_GATEWAY_URL")
+        .ok()
+        .filter(|u| !u.trim().is_empty())
+    {
+        Some(url) => {
+            anyhow::ensure!(
+                url.starts_with("http://") || url.starts_with("https://"),
+                "PAYMENT_GATEWAY_URL must be an http:// or https:// URL"
+            );
+            let mut config = HttpGatewayConfig::new(url);
+            config.api_key = std::env::var("PAYMENT_GATEWAY_API_KEY").ok().filter(|k| !k.is_empty());
+            Ok(Arc::new(HttpGateway::new(config)?))
+        }
+        None => {
+            tracing::info!("PAYMENT_GATEWAY_URL not set: using the sandbox payment gateway");
+            Ok(Arc::new(SandboxGateway::new()))
+        }
+    }
 }
