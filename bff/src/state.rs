@@ -11,7 +11,7 @@ use crate::{clients, limits, stream};
 /// What every handler shares.
 pub struct AppState {
     pub config: BffConfig,
-    pub validator: JwtValidator,
+    pub validator: std::sync::Arc<JwtValidator>,
     pub clients: clients::Clients,
     /// Idempotency records and customer lookups.
     pub cache: Cache,
@@ -30,7 +30,7 @@ impl AppState {
             config.rate_limits.clone(),
         );
         Ok(Self {
-            validator: JwtValidator::new(config.auth.clone()),
+            validator: JwtValidator::shared(config.auth.clone()),
             clients: clients::Clients::new(&config.peers, config.grpc_timeout)?,
             cache,
             limiter,

@@ -211,8 +211,7 @@ impl ServiceHost {
             shutdown,
             stop_on_drop,
         } = self;
-        let validator = JwtValidator::new(config.auth.clone());
-        let server = GrpcServer::new(&config).with_auth(Arc::new(validator));
+        let server = GrpcServer::new(&config).with_auth(JwtValidator::shared(config.auth.clone()));
         let api = api.limit_messages(server.max_message_bytes());
         let ping = db.clone();
         let result = server

@@ -305,3 +305,126 @@ async fn garbage_is_malformed() {
     assert!(matches!(rejects("not-a-jwt").await, AuthError::Malformed(_)));
     assert!(matches!(rejects("a.b.c").await, AuthError::Malformed(_)));
 }
+
+/// A validator of one employee issuer whose JWKS the test changes, with no leeway and no refetch
+/// cooldown.
+async fn rotating_issuer(initial: Value) -> (JwtValidator, Arc<std::sync::Mutex<Value>>) {
+    let jwks = Arc::new(std::sync::Mutex::new(initial));
+    let served = jwks.clone();
+    let app = Router::new().route(
+        "/jwks",
+        get(move || {
+            let body = served.lock().unwrap().clone();
+            async move { Json(body) }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let config = AuthConfig {
+        issuers: vec![IssuerConfig {
+            kind: IssuerKind::Employee,
+            issuer: EMPLOYEE_ISS.into(),
+            audience: AUDIENCE.into(),
+            jwks_url: Some(format!("{base}/jwks")),
+        }],
+        leeway: Duration::ZERO,
+        jwks_refetch_cooldown: Duration::ZERO,
+    };
+    (JwtValidator::new(config), jwks)
+}
+
+#[tokio::test]
+async fn a_token_is_verified_once_then_answered_from_memory() {
+    let h = harness().await;
+    let token = rs256(&employee_claims(), "rsa-1");
+    let first = h.validator.validate(&token).await.unwrap();
+    let second = h.validator.validate(&token).await.unwrap();
+    assert_eq!(first, second);
+    let stats = h.validator.cache_stats();
+    assert_eq!((stats.misses, stats.hits, stats.entries), (1, 1, 1));
+}
+
+#[tokio::test]
+async fn an_expired_token_is_refused_on_a_cache_hit() {
+    let (validator, _jwks) = rotating_issuer(json!({"keys": [keys().rsa_jwk]})).await;
+    let token = rs256(&with_claim("exp", json!(now() + 1)), "rsa-1");
+    validator.validate(&token).await.unwrap();
+    assert_eq!(validator.cache_stats().entries, 1);
+
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    assert_eq!(validator.validate(&token).await, Err(AuthError::Expired));
+    assert_eq!(validator.cache_stats().hits, 1, "refused from memory, not re-verified");
+    assert_eq!(validator.cache_stats().entries, 0, "and forgotten");
+}
+
+#[tokio::test]
+async fn a_token_whose_key_left_the_key_set_is_refused_after_the_refetch() {
+    let (validator, jwks) = rotating_issuer(json!({"keys": [keys().rsa_jwk]})).await;
+    let old = rs256(&employee_claims(), "rsa-1");
+    validator.validate(&old).await.unwrap();
+
+    // The issuer rotates: only the EC key is left. A token signed with it makes the validator
+    // refetch the key set.
+    *jwks.lock().unwrap() = json!({"keys": [keys().ec_jwk]});
+    let mut header = Header::new(Algorithm::ES256);
+    header.kid = Some("ec-1".into());
+    let new = jsonwebtoken::encode(
+        &header,
+        &employee_claims(),
+        &EncodingKey::from_ec_pem(keys().ec_pem.as_bytes()).unwrap(),
+    )
+    .unwrap();
+    validator.validate(&new).await.unwrap();
+
+    assert_eq!(
+        validator.validate(&old).await,
+        Err(AuthError::UnknownKeyId("rsa-1".into())),
+        "the remembered token is verified again against the new key set"
+    );
+}
+
+#[tokio::test]
+async fn a_token_that_failed_is_never_remembered() {
+    let (validator, jwks) = rotating_issuer(json!({"keys": []})).await;
+    let token = rs256(&employee_claims(), "rsa-1");
+    assert_eq!(
+        validator.validate(&token).await,
+        Err(AuthError::UnknownKeyId("rsa-1".into()))
+    );
+    let tampered = format!("{}x", rs256(&employee_claims(), "rsa-1"));
+    *jwks.lock().unwrap() = json!({"keys": [keys().rsa_jwk]});
+    assert!(validator.validate(&tampered).await.is_err());
+    assert!(validator.validate(&tampered).await.is_err());
+    assert_eq!(validator.cache_stats().entries, 0);
+    assert_eq!(
+        validator.cache_stats().hits,
+        0,
+        "failures are verified in full every time"
+    );
+
+    // The same token passes once its key is published: its failure was not kept.
+    validator.validate(&token).await.unwrap();
+    assert_eq!(validator.cache_stats().entries, 1);
+}
+
+#[tokio::test]
+async fn validators_of_one_configuration_are_shared_in_a_process() {
+    let config = AuthConfig {
+        issuers: vec![IssuerConfig {
+            kind: IssuerKind::Client,
+            issuer: "https://shared.test".into(),
+            audience: AUDIENCE.into(),
+            jwks_url: Some("http://127.0.0.1:9/jwks".into()),
+        }],
+        ..AuthConfig::default()
+    };
+    let a = JwtValidator::shared(config.clone());
+    let b = JwtValidator::shared(config.clone());
+    assert!(Arc::ptr_eq(&a, &b));
+    let other = JwtValidator::shared(AuthConfig {
+        leeway: Duration::from_secs(1),
+        ..config
+    });
+    assert!(!Arc::ptr_eq(&a, &other));
+}

@@ -1,5 +1,6 @@
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
@@ -9,6 +10,7 @@ use jsonwebtoken::{Algorithm, DecodingKey, Validation, errors::ErrorKind};
 use serde::Deserialize;
 use tokio::sync::{Mutex, RwLock};
 
+use super::verified::{DEFAULT_CAPACITY, TokenCacheStats, Verified, VerifiedTokens};
 use super::{AuthConfig, IssuerConfig, IssuerKind, Principal, Role};
 
 /// Why a token was rejected. The message is safe to return to the caller: it names the failed
@@ -51,16 +53,35 @@ const ALLOWED: [Algorithm; 2] = [Algorithm::RS256, Algorithm::ES256];
 /// algorithm taken from the issuer's key (never from the token), `exp`, `iss`, `aud` required and
 /// `nbf` honoured, with leeway. Keys come from each issuer's JWKS, fetched lazily and refetched on
 /// an unknown `kid` at most once per cooldown.
+///
+/// A token that passed is remembered (by the SHA-256 of the whole token) until it expires, so
+/// its signature is checked once per validator — and, with [`JwtValidator::shared`], once per
+/// process — however many layers and services a request passes; `exp` and `nbf` are checked
+/// again on every use, and a change of the issuer's key set makes every token of that issuer be
+/// verified again (a key that left the set no longer admits its tokens).
 pub struct JwtValidator {
     issuers: Vec<IssuerState>,
     http: reqwest::Client,
     config: AuthConfig,
+    verified: VerifiedTokens,
 }
 
 struct IssuerState {
     config: IssuerConfig,
     keys: RwLock<HashMap<String, (Algorithm, Arc<DecodingKey>)>>,
+    /// Bumped whenever `keys` is replaced; remembered tokens carry the generation they were
+    /// verified with.
+    generation: AtomicU64,
     fetch: Mutex<FetchState>,
+}
+
+impl IssuerState {
+    /// Key `kid` and the generation of the key set holding it, read together.
+    async fn find(&self, kid: &str) -> Option<(Algorithm, Arc<DecodingKey>, u64)> {
+        let keys = self.keys.read().await;
+        let (alg, key) = keys.get(kid)?;
+        Some((*alg, key.clone(), self.generation.load(Ordering::Acquire)))
+    }
 }
 
 #[derive(Default)]
@@ -90,6 +111,9 @@ struct Claims {
     sub: String,
     #[serde(default)]
     roles: Vec<String>,
+    /// NumericDate: seconds, possibly fractional. Required; the library reports its absence.
+    exp: Option<f64>,
+    nbf: Option<f64>,
 }
 
 impl JwtValidator {
@@ -105,14 +129,59 @@ impl JwtValidator {
             .map(|issuer| IssuerState {
                 config: issuer.clone(),
                 keys: RwLock::new(HashMap::new()),
+                generation: AtomicU64::new(0),
                 fetch: Mutex::new(FetchState::default()),
             })
             .collect();
-        Self { issuers, http, config }
+        Self {
+            issuers,
+            http,
+            config,
+            verified: VerifiedTokens::new(DEFAULT_CAPACITY),
+        }
+    }
+
+    /// The process's one validator for `config`: every service and the BFF of one process (as
+    /// `ordermesh up` runs them) share its key sets and its verified tokens.
+    pub fn shared(config: AuthConfig) -> Arc<Self> {
+        static SHARED: std::sync::Mutex<Vec<(String, Weak<JwtValidator>)>> = std::sync::Mutex::new(Vec::new());
+        let fingerprint = format!("{config:?}");
+        let mut shared = SHARED.lock().unwrap_or_else(|p| p.into_inner());
+        shared.retain(|(_, validator)| validator.strong_count() > 0);
+        if let Some(validator) = shared
+            .iter()
+            .find(|(f, _)| *f == fingerprint)
+            .and_then(|(_, v)| v.upgrade())
+        {
+            return validator;
+        }
+        let validator = Arc::new(Self::new(config));
+        shared.push((fingerprint, Arc::downgrade(&validator)));
+        validator
+    }
+
+    /// How often tokens were answered from memory and how many are remembered.
+    pub fn cache_stats(&self) -> TokenCacheStats {
+        self.verified.stats()
     }
 
     /// Validates `token` and returns who it identifies.
     pub async fn validate(&self, token: &str) -> Result<Principal, AuthError> {
+        let key = VerifiedTokens::key(token);
+        let now = jsonwebtoken::get_current_timestamp() as i64;
+        let leeway = self.config.leeway.as_secs() as i64;
+        let generation = |issuer: usize| self.issuers[issuer].generation.load(Ordering::Acquire);
+        if let Some(remembered) = self.verified.get(&key, now, leeway, generation) {
+            return remembered;
+        }
+        let verified = self.verify(token).await?;
+        let principal = verified.principal.clone();
+        self.verified.insert(key, verified, now);
+        Ok(principal)
+    }
+
+    /// Every check of a token, with its signature.
+    async fn verify(&self, token: &str) -> Result<Verified, AuthError> {
         let mut parts = token.split('.');
         let (Some(header), Some(payload), Some(_signature), None) =
             (parts.next(), parts.next(), parts.next(), parts.next())
@@ -138,17 +207,18 @@ impl JwtValidator {
                 return Err(AuthError::InvalidClaim(format!("{name} (must be a number of seconds)")));
             }
         }
-        let issuer = match claimed.iss {
+        let (index, issuer) = match claimed.iss {
             Some(serde_json::Value::String(iss)) => self
                 .issuers
                 .iter()
-                .find(|state| state.config.issuer == iss)
+                .enumerate()
+                .find(|(_, state)| state.config.issuer == iss)
                 .ok_or(AuthError::UnknownIssuer)?,
             Some(_) => return Err(AuthError::InvalidClaim("iss".into())),
             None => return Err(AuthError::MissingClaim("iss".into())),
         };
 
-        let (key_alg, key) = self.key(issuer, &kid).await?;
+        let (key_alg, key, generation) = self.key(issuer, &kid).await?;
         if key_alg != header_alg {
             return Err(AuthError::AlgorithmMismatch);
         }
@@ -163,7 +233,7 @@ impl JwtValidator {
         let claims = jsonwebtoken::decode::<Claims>(token, &key, &validation)
             .map_err(|error| map_error(error.into_kind()))?
             .claims;
-        Ok(match issuer.config.kind {
+        let principal = match issuer.config.kind {
             IssuerKind::Employee => Principal::Employee {
                 subject: claims.sub,
                 roles: claims.roles.iter().filter_map(|r| Role::parse(r)).collect(),
@@ -173,17 +243,25 @@ impl JwtValidator {
                 subject: claims.sub,
             },
             IssuerKind::Service => Principal::Service { name: claims.sub },
+        };
+        Ok(Verified {
+            principal,
+            exp: claims.exp.ok_or_else(|| AuthError::MissingClaim("exp".into()))? as i64,
+            nbf: claims.nbf.map(|nbf| nbf as i64),
+            issuer: index,
+            generation,
         })
     }
 
-    async fn key(&self, issuer: &IssuerState, kid: &str) -> Result<(Algorithm, Arc<DecodingKey>), AuthError> {
-        if let Some((alg, key)) = issuer.keys.read().await.get(kid) {
-            return Ok((*alg, key.clone()));
+    /// The key `kid` of `issuer`, with the generation of the key set it was found in.
+    async fn key(&self, issuer: &IssuerState, kid: &str) -> Result<(Algorithm, Arc<DecodingKey>, u64), AuthError> {
+        if let Some(found) = issuer.find(kid).await {
+            return Ok(found);
         }
         // One fetch at a time per issuer; a burst of tokens with an unknown kid costs one request.
         let mut state = issuer.fetch.lock().await;
-        if let Some((alg, key)) = issuer.keys.read().await.get(kid) {
-            return Ok((*alg, key.clone()));
+        if let Some(found) = issuer.find(kid).await {
+            return Ok(found);
         }
         let recently_failed = state
             .last_failure
@@ -199,7 +277,10 @@ impl JwtValidator {
             }
             match self.fetch_keys(&issuer.config).await {
                 Ok(keys) => {
-                    *issuer.keys.write().await = keys;
+                    let mut current = issuer.keys.write().await;
+                    *current = keys;
+                    // Under the write lock: a reader sees the new keys with the new generation.
+                    issuer.generation.fetch_add(1, Ordering::AcqRel);
                     state.loaded = true;
                     state.last_failure = None;
                 }
@@ -210,11 +291,8 @@ impl JwtValidator {
             }
         }
         issuer
-            .keys
-            .read()
+            .find(kid)
             .await
-            .get(kid)
-            .map(|(alg, key)| (*alg, key.clone()))
             .ok_or_else(|| AuthError::UnknownKeyId(kid.to_owned()))
     }
 

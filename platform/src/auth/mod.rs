@@ -3,6 +3,7 @@
 mod credentials;
 mod dev;
 mod jwt;
+mod verified;
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -10,6 +11,7 @@ use std::time::Duration;
 pub use credentials::ServiceCredentials;
 pub use dev::{DevIssuer, DevTokenRequest};
 pub use jwt::{AuthError, JwtValidator};
+pub use verified::TokenCacheStats;
 
 /// Which population an issuer's tokens belong to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -88,7 +88,9 @@ where
                         .to_owned();
                     let elapsed = started.elapsed().as_secs_f64();
                     crate::metrics::record_rpc(service, &method, &grpc_status, elapsed);
-                    tracing::info!(grpc_status, elapsed_ms = elapsed * 1000.0, "handled");
+                    // Per call: DEBUG. At INFO a loaded service would spend its time logging
+                    // (and `ordermesh up` would scroll its banner away); the RED metrics count calls.
+                    tracing::debug!(grpc_status, elapsed_ms = elapsed * 1000.0, "handled");
                 }
                 response
             }
