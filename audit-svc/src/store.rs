@@ -102,7 +102,7 @@ impl Store {
     /// `event_id`: when an entry with it exists, that entry is returned and nothing is written.
     pub async fn append(&self, tx: &mut Tx, new: &NewEntry) -> StoreResult<Entry> {
         // PostgreSQL only: SQLite's `BEGIN IMMEDIATE` already holds the database's write lock.
-        if let Some(conn) = tx.postgres() {
+        if let Some(conn) = tx.postgres().await? {
             // Held until commit or rollback: appends of every connection and instance queue here.
             sqlx::query("SELECT pg_advisory_xact_lock($1)")
                 .bind(CHAIN_LOCK)

@@ -174,7 +174,7 @@ impl Store {
     /// Takes the insert lock of `tx` now, so ids are assigned in commit order (see the module
     /// documentation) and check-then-insert sequences cannot race.
     pub async fn lock_inserts(&self, tx: &mut Tx) -> StoreResult<()> {
-        match tx.conn() {
+        match tx.conn().await? {
             TxConn::Postgres(conn) => {
                 sqlx::query("SELECT pg_advisory_xact_lock($1)")
                     .bind(INSERT_LOCK)

@@ -166,10 +166,13 @@ impl TopicHandler<OrderEvent> for PaymentStep {
             SagaInput::PaymentDeclined { reason }
         };
         let applied = apply(&self.store, tx, id, input, "service:payment", envelope).await?;
-        // Captured after the order was cancelled meanwhile: give the money back.
+        // Captured after the order was cancelled meanwhile: give the money back. Ignoring the
+        // capture wrote nothing, so the transaction is ended before the call to payment-svc
+        // (no lock is held across it); the inbox row then commits in a new one.
         if let Some(Applied::Ignored { then, .. }) = applied
             && then.contains(&Compensation::Refund)
         {
+            tx.release().await?;
             self.refund_late_charge(&context, id, payment).await?;
         }
         Ok(())

@@ -413,9 +413,13 @@ impl Payments {
         correlation_id: &str,
     ) -> Result<(), HandlerError> {
         let key = cancel_refund_key(order_id);
+        // Step 1, the refund's intent, commits on its own as in `follow_up`, so that no
+        // transaction is held across the gateway call; a redelivery resumes it by its key. The
+        // outcome then commits in the handler's transaction, with the inbox row.
+        let mut intent = Tx::begin(self.store.database()).await?;
         let payment = match payment_id {
-            Some(id) => self.store.lock_payment(tx, id).await,
-            None => self.store.active_payment_for_order(tx, order_id).await,
+            Some(id) => self.store.lock_payment(&mut intent, id).await,
+            None => self.store.active_payment_for_order(&mut intent, order_id).await,
         }?;
         let Some(payment) = payment else {
             return Err(HandlerError::permanent(anyhow::anyhow!(
@@ -434,7 +438,7 @@ impl Payments {
             idempotency_key: key,
         };
         let hash = op.hash();
-        let transaction = match self.start_follow_up(tx, &op, &hash, actor).await {
+        let transaction = match self.start_follow_up(&mut intent, &op, &hash, actor).await {
             Ok(Started::Pending(t)) => t,
             Ok(Started::Done(_) | Started::Unchanged(_)) => return Ok(()),
             Err(ServiceError::FailedPrecondition { message, .. }) => {
@@ -443,7 +447,8 @@ impl Payments {
             }
             Err(error) => return Err(error.into()),
         };
-        let transactions = self.store.transactions_of(tx, payment.id).await?;
+        let transactions = self.store.transactions_of(&mut intent, payment.id).await?;
+        intent.commit().await?;
         let request = follow_up_request(&payment, &transactions, &transaction);
         // The gateway's answer is unknown: the redelivery sends the same key again.
         let outcome = outcome_of(self.gateway.refund(&request).await).map_err(HandlerError::transient)?;

@@ -179,7 +179,7 @@ macro_rules! on_pool {
 #[macro_export]
 macro_rules! on_tx {
     ($tx:expr, |$conn:ident| $body:expr) => {
-        match $tx.conn() {
+        match $tx.conn().await? {
             $crate::events::tx::TxConn::Postgres(tx) => {
                 let $conn = &mut **tx;
                 $body

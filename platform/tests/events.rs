@@ -87,7 +87,7 @@ impl EventHandler for TestHandler {
         };
         let position = self.position.fetch_add(1, Ordering::SeqCst);
         let id = event.id.to_string();
-        match tx.conn() {
+        match tx.conn().await? {
             TxConn::Postgres(c) => {
                 sqlx::query("INSERT INTO effects VALUES ($1, $2, $3, $4, $5, $6)")
                     .bind(&id)

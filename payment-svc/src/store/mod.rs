@@ -14,7 +14,6 @@ use std::collections::HashMap;
 use ordermesh_platform::db::page::fetch_optional_in;
 use ordermesh_platform::db::{Database, Migrations};
 use ordermesh_platform::events::Tx;
-use ordermesh_platform::events::tx::TxConn;
 use ordermesh_platform::{ServiceError, StoreError, StoreResult, on_pool, on_tx};
 use sqlx::types::Json;
 use sqlx::{AssertSqlSafe, QueryBuilder};
@@ -68,11 +67,8 @@ impl Dialect {
         }
     }
 
-    fn of_tx(tx: &mut Tx) -> &'static Self {
-        match tx.conn() {
-            TxConn::Postgres(_) => &POSTGRES,
-            TxConn::Sqlite(_) => &SQLITE,
-        }
+    fn of_tx(tx: &Tx) -> &'static Self {
+        if tx.is_postgres() { &POSTGRES } else { &SQLITE }
     }
 
     fn refund_columns(&self) -> String {

@@ -335,26 +335,32 @@ fn log_unknown_type_once(consumer: &str, event_type: &str) {
     }
 }
 
-/// Runs the handler in a transaction with the inbox row. `Ok(false)`: already processed.
+/// Runs the handler with the inbox row in its transaction. `Ok(false)`: already processed.
+///
+/// The transaction is lazy: it begins with the handler's first write, so whatever the handler
+/// does before (calls to other services) holds no lock; the inbox row is written last, in the
+/// same transaction as the effects. A processed event is recognised by a read first; two
+/// deliveries of one event handled at once both run, and the second's inbox row (unique)
+/// rolls its effects back.
 async fn run_handler(
     db: &Database,
     config: &ConsumerConfig,
     handler: &dyn EventHandler,
     event: &ReceivedEvent,
 ) -> Result<bool, HandlerError> {
-    let mut tx = Tx::begin(db).await?;
-    if !outbox::record_inbox(&mut tx, &config.inbox_name(), event.id).await? {
+    let inbox = config.inbox_name();
+    if outbox::is_processed(db, &inbox, event.id).await? {
+        return Ok(false);
+    }
+    let mut tx = Tx::lazy(db);
+    if let Err(error) = handler.handle(event, &mut tx).await {
+        let _ = tx.rollback().await;
+        return Err(error);
+    }
+    if !outbox::record_inbox(&mut tx, &inbox, event.id).await? {
         tx.rollback().await?;
         return Ok(false);
     }
-    match handler.handle(event, &mut tx).await {
-        Ok(()) => {
-            tx.commit().await?;
-            Ok(true)
-        }
-        Err(error) => {
-            let _ = tx.rollback().await;
-            Err(error)
-        }
-    }
+    tx.commit().await?;
+    Ok(true)
 }

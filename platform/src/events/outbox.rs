@@ -145,10 +145,32 @@ pub async fn enqueue_sqlite(conn: &mut SqliteConnection, event: &OutgoingEvent) 
     Ok(())
 }
 
+/// Whether `consumer` has processed `event_id` (a read on the pool: a redelivery costs no
+/// transaction).
+pub async fn is_processed(db: &Database, consumer: &str, event_id: Uuid) -> Result<bool, sqlx::Error> {
+    let sql = "SELECT 1 FROM event_inbox WHERE consumer = $1 AND event_id = $2";
+    // SQLite stores the id as text (see `record_inbox`).
+    let found = match db {
+        Database::Postgres(pool) => sqlx::query(sql)
+            .bind(consumer)
+            .bind(event_id)
+            .fetch_optional(pool)
+            .await?
+            .is_some(),
+        Database::Sqlite(pool) => sqlx::query(sql)
+            .bind(consumer)
+            .bind(event_id.to_string())
+            .fetch_optional(pool)
+            .await?
+            .is_some(),
+    };
+    Ok(found)
+}
+
 /// Records `event_id` as processed by `consumer` in the transaction. Returns `false` when it
 /// already was (a duplicate delivery: skip its effects).
 pub async fn record_inbox(tx: &mut Tx, consumer: &str, event_id: Uuid) -> Result<bool, sqlx::Error> {
-    let result = match tx.conn() {
+    let result = match tx.conn().await? {
         TxConn::Postgres(c) => {
             sqlx::query("INSERT INTO event_inbox (consumer, event_id) VALUES ($1, $2) ON CONFLICT DO NOTHING")
                 .bind(consumer)

@@ -1,7 +1,12 @@
 //! [`Tx`]: a database transaction of either backend, in which services write their effects,
 //! enqueue outgoing events and (in handlers) the inbox row is recorded.
+//!
+//! A transaction may be begun lazily ([`Tx::lazy`]): it begins on its first statement. Event
+//! handlers get such a one, so the remote calls they make before their first write hold no
+//! transaction — on SQLite a transaction is the database's one write lock, and a lock held
+//! across a network call stalls every other writer of the file.
 
-use sqlx::{PgConnection, Postgres, Sqlite, SqliteConnection, Transaction};
+use sqlx::{PgConnection, Postgres, Sqlite, Transaction};
 
 use super::envelope::OutgoingEvent;
 use super::outbox;
@@ -15,10 +20,10 @@ pub enum TxConn {
 }
 
 /// A transaction on the service's [`Database`]. Services run their own SQL through
-/// [`Tx::conn`] (match on the backend) or [`Tx::postgres`]/[`Tx::sqlite`]:
+/// [`crate::on_tx!`] or [`Tx::conn`] (match on the backend):
 ///
 /// ```ignore
-/// match tx.conn() {
+/// match tx.conn().await? {
 ///     TxConn::Postgres(c) => sqlx::query("UPDATE …").execute(&mut **c).await?,
 ///     TxConn::Sqlite(c) => sqlx::query("UPDATE …").execute(&mut **c).await?,
 /// };
@@ -26,7 +31,9 @@ pub enum TxConn {
 /// tx.commit().await?;
 /// ```
 pub struct Tx {
-    conn: TxConn,
+    db: Database,
+    /// `None` until the transaction has begun.
+    conn: Option<TxConn>,
     enqueued: usize,
     /// Run in order after a successful commit; dropped on rollback.
     after_commit: Vec<Box<dyn FnOnce() + Send>>,
@@ -35,7 +42,7 @@ pub struct Tx {
 impl std::fmt::Debug for Tx {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Tx")
-            .field("conn", &self.conn)
+            .field("begun", &self.conn.is_some())
             .field("enqueued", &self.enqueued)
             .field("after_commit", &self.after_commit.len())
             .finish()
@@ -43,49 +50,75 @@ impl std::fmt::Debug for Tx {
 }
 
 impl Tx {
-    /// Begins a transaction (on SQLite `BEGIN IMMEDIATE`: writers queue for the single write lock).
+    /// Begins a transaction now (on SQLite `BEGIN IMMEDIATE`: writers queue for the single
+    /// write lock).
     pub async fn begin(db: &Database) -> Result<Self, sqlx::Error> {
-        let conn = match db {
-            Database::Postgres(pool) => TxConn::Postgres(pool.begin().await?),
-            // IMMEDIATE: take the write lock up front, so a transaction that reads before it
-            // writes waits (busy_timeout) instead of failing to upgrade under concurrency.
-            Database::Sqlite(pool) => TxConn::Sqlite(pool.begin_with("BEGIN IMMEDIATE").await?),
-        };
-        Ok(Self {
-            conn,
+        let mut tx = Self::lazy(db);
+        tx.conn().await?;
+        Ok(tx)
+    }
+
+    /// A transaction that begins on its first statement (or enqueued event).
+    pub fn lazy(db: &Database) -> Self {
+        Self {
+            db: db.clone(),
+            conn: None,
             enqueued: 0,
             after_commit: Vec::new(),
+        }
+    }
+
+    /// The transaction's connection, beginning the transaction if it has not begun.
+    pub async fn conn(&mut self) -> Result<&mut TxConn, sqlx::Error> {
+        if self.conn.is_none() {
+            self.conn = Some(match &self.db {
+                Database::Postgres(pool) => TxConn::Postgres(pool.begin().await?),
+                // IMMEDIATE: take the write lock up front, so a transaction that reads before it
+                // writes waits (busy_timeout) instead of failing to upgrade under concurrency.
+                Database::Sqlite(pool) => TxConn::Sqlite(pool.begin_with("BEGIN IMMEDIATE").await?),
+            });
+        }
+        Ok(self.conn.as_mut().expect("begun above"))
+    }
+
+    /// The PostgreSQL connection, if this is a PostgreSQL transaction (begun if need be).
+    pub async fn postgres(&mut self) -> Result<Option<&mut PgConnection>, sqlx::Error> {
+        Ok(match self.conn().await? {
+            TxConn::Postgres(tx) => Some(&mut **tx),
+            TxConn::Sqlite(_) => None,
         })
     }
 
-    pub fn conn(&mut self) -> &mut TxConn {
-        &mut self.conn
-    }
-
-    /// The PostgreSQL connection, if this is a PostgreSQL transaction.
-    pub fn postgres(&mut self) -> Option<&mut PgConnection> {
-        match &mut self.conn {
-            TxConn::Postgres(tx) => Some(&mut **tx),
-            TxConn::Sqlite(_) => None,
-        }
-    }
-
-    /// The SQLite connection, if this is an SQLite transaction.
-    pub fn sqlite(&mut self) -> Option<&mut SqliteConnection> {
-        match &mut self.conn {
-            TxConn::Sqlite(tx) => Some(&mut **tx),
-            TxConn::Postgres(_) => None,
-        }
-    }
-
     pub fn is_postgres(&self) -> bool {
-        matches!(self.conn, TxConn::Postgres(_))
+        matches!(self.db, Database::Postgres(_))
+    }
+
+    /// Whether a statement has run (the transaction has begun).
+    pub fn is_begun(&self) -> bool {
+        self.conn.is_some()
+    }
+
+    /// Ends a transaction that has only read, so that the caller can make a network call
+    /// without holding it; the next statement begins a new one. Refused once the transaction
+    /// has enqueued events (nothing written may be dropped silently: a store write, too, must
+    /// come after the network call).
+    pub async fn release(&mut self) -> Result<(), sqlx::Error> {
+        if self.enqueued > 0 {
+            return Err(sqlx::Error::Protocol(
+                "a transaction that enqueued events cannot be released".into(),
+            ));
+        }
+        match self.conn.take() {
+            Some(TxConn::Postgres(tx)) => tx.rollback().await,
+            Some(TxConn::Sqlite(tx)) => tx.rollback().await,
+            None => Ok(()),
+        }
     }
 
     /// Inserts `event` into the outbox of this transaction: it is published after (and only if)
     /// the transaction commits.
     pub async fn enqueue(&mut self, event: &OutgoingEvent) -> Result<(), sqlx::Error> {
-        match &mut self.conn {
+        match self.conn().await? {
             TxConn::Postgres(tx) => outbox::enqueue_pg(tx, event).await?,
             TxConn::Sqlite(tx) => outbox::enqueue_sqlite(tx, event).await?,
         }
@@ -100,13 +133,15 @@ impl Tx {
         self.after_commit.push(Box::new(hook));
     }
 
-    /// Commits, then wakes the relays of this process if events were enqueued (PostgreSQL relays
-    /// are also woken by NOTIFY, which is delivered on commit), then runs the
-    /// [`Tx::after_commit`] hooks in the order they were added.
+    /// Commits (a transaction that never began has nothing to commit), then wakes the relays of
+    /// this process if events were enqueued (PostgreSQL relays are also woken by NOTIFY, which
+    /// is delivered on commit), then runs the [`Tx::after_commit`] hooks in the order they were
+    /// added.
     pub async fn commit(self) -> Result<(), sqlx::Error> {
         match self.conn {
-            TxConn::Postgres(tx) => tx.commit().await?,
-            TxConn::Sqlite(tx) => tx.commit().await?,
+            Some(TxConn::Postgres(tx)) => tx.commit().await?,
+            Some(TxConn::Sqlite(tx)) => tx.commit().await?,
+            None => {}
         }
         if self.enqueued > 0 {
             outbox::notify_committed();
@@ -119,8 +154,9 @@ impl Tx {
 
     pub async fn rollback(self) -> Result<(), sqlx::Error> {
         match self.conn {
-            TxConn::Postgres(tx) => tx.rollback().await,
-            TxConn::Sqlite(tx) => tx.rollback().await,
+            Some(TxConn::Postgres(tx)) => tx.rollback().await,
+            Some(TxConn::Sqlite(tx)) => tx.rollback().await,
+            None => Ok(()),
         }
     }
 }
