@@ -23,7 +23,7 @@ use serde::Serialize;
 #[derive(Debug, Parser)]
 #[command(name = "ordermesh-bench", about = "Scenarios against same-run baselines, as ratios")]
 struct Args {
-    /// Scenarios to run (all when none): health, get-product, bff-product.
+    /// Scenarios to run (all when none): health, get-product, get-product-uncached, bff-product.
     scenarios: Vec<String>,
     /// Measurements of each side, alternating; the median is quoted.
     #[arg(long, default_value_t = 3)]
@@ -50,7 +50,7 @@ struct Scenario {
     max_p99_ratio: Option<f64>,
 }
 
-const SCENARIOS: [Scenario; 3] = [
+const SCENARIOS: [Scenario; 4] = [
     Scenario {
         name: "health",
         what: "gRPC health Check through the platform's server stack",
@@ -63,6 +63,13 @@ const SCENARIOS: [Scenario; 3] = [
         what: "gRPC GetProduct on product-svc (embedded, admin token)",
         baseline: "bare tonic unary answering the same message",
         min_ratio: 0.75,
+        max_p99_ratio: None,
+    },
+    Scenario {
+        name: "get-product-uncached",
+        what: "gRPC GetProduct with the token cache off: every call verifies ES256 (before issue 12)",
+        baseline: "bare tonic unary answering the same message",
+        min_ratio: 0.0,
         max_p99_ratio: None,
     },
     Scenario {
@@ -146,12 +153,13 @@ async fn prepare(name: &str, shutdown: &Shutdown) -> anyhow::Result<(Target, Tar
             health(targets::platform_health(shutdown).await?),
             health(targets::bare_health(shutdown).await?),
         )),
-        "get-product" | "bff-product" => {
+        "get-product" | "get-product-uncached" | "bff-product" => {
             let issuer = targets::Issuer::start(shutdown).await?;
             // Kept for the process's life: the service's SQLite file lives in it.
             let dir = Box::leak(Box::new(tempfile::tempdir()?));
-            let (product_svc, product) = targets::product_svc(&issuer, dir.path(), shutdown).await?;
-            if name == "get-product" {
+            let token_cache = name != "get-product-uncached";
+            let (product_svc, product) = targets::product_svc(&issuer, dir.path(), token_cache, shutdown).await?;
+            if name != "bff-product" {
                 let admin = issuer.token(IssuerKind::Employee, "bench-admin", vec![Role::Admin])?;
                 let answer = targets::get_product_answer(product_svc, &product.id, &admin).await?;
                 let request = prost::Message::encode_to_vec(&ordermesh_proto::product::GetProductRequest {

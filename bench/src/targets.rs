@@ -103,6 +103,7 @@ fn tokio_stream_of(listener: TcpListener) -> tokio_stream::wrappers::TcpListener
 pub async fn product_svc(
     issuer: &Issuer,
     dir: &std::path::Path,
+    token_cache: bool,
     shutdown: &Shutdown,
 ) -> anyhow::Result<(SocketAddr, Product)> {
     let (listener, addr) = listener().await?;
@@ -110,6 +111,9 @@ pub async fn product_svc(
     let env = Env::from_pairs([("DATABASE_URL", url.as_str())]);
     let mut config = ServiceConfig::from_env(&env, product_svc::SERVICE, 0)?;
     config.auth = issuer.issuer.auth_config(AUDIENCE);
+    if !token_cache {
+        config.auth.token_cache_size = 0;
+    }
     config.bus = Some(Arc::new(ordermesh_platform::events::MemoryBus::new()));
     tokio::spawn(product_svc::run(config, listener.into(), shutdown.clone()));
     wait_serving(addr).await?;

@@ -254,7 +254,9 @@ impl ServiceConfig {
 impl AuthConfig {
     /// Issuers from `AUTH_{EMPLOYEE,CLIENT,SERVICE}_{ISSUER,AUDIENCE,JWKS_URL}`. An issuer
     /// without `_JWKS_URL` is resolved through OIDC discovery. `AUTH_LEEWAY_SECONDS` (default 60)
-    /// and `AUTH_JWKS_REFETCH_COOLDOWN_SECONDS` (default 30) tune validation.
+    /// and `AUTH_JWKS_REFETCH_COOLDOWN_SECONDS` (default 30) tune validation;
+    /// `AUTH_TOKEN_CACHE_SIZE` (default 10000, 0 turns it off) bounds the verified tokens a
+    /// process remembers.
     pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
         let mut issuers = Vec::new();
         for (kind, prefix) in [
@@ -280,6 +282,7 @@ impl AuthConfig {
             issuers,
             leeway: env.seconds_or("AUTH_LEEWAY_SECONDS", 60)?,
             jwks_refetch_cooldown: env.seconds_or("AUTH_JWKS_REFETCH_COOLDOWN_SECONDS", 30)?,
+            token_cache_size: env.parse_or("AUTH_TOKEN_CACHE_SIZE", AuthConfig::default().token_cache_size)?,
         })
     }
 }

@@ -91,6 +91,7 @@ async fn harness() -> Harness {
         ],
         leeway: Duration::from_secs(60),
         jwks_refetch_cooldown: Duration::from_secs(300),
+        ..AuthConfig::default()
     };
     Harness {
         validator: JwtValidator::new(config),
@@ -330,6 +331,7 @@ async fn rotating_issuer(initial: Value) -> (JwtValidator, Arc<std::sync::Mutex<
         }],
         leeway: Duration::ZERO,
         jwks_refetch_cooldown: Duration::ZERO,
+        ..AuthConfig::default()
     };
     (JwtValidator::new(config), jwks)
 }

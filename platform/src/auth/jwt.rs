@@ -10,7 +10,7 @@ use jsonwebtoken::{Algorithm, DecodingKey, Validation, errors::ErrorKind};
 use serde::Deserialize;
 use tokio::sync::{Mutex, RwLock};
 
-use super::verified::{DEFAULT_CAPACITY, TokenCacheStats, Verified, VerifiedTokens};
+use super::verified::{TokenCacheStats, Verified, VerifiedTokens};
 use super::{AuthConfig, IssuerConfig, IssuerKind, Principal, Role};
 
 /// Why a token was rejected. The message is safe to return to the caller: it names the failed
@@ -136,8 +136,8 @@ impl JwtValidator {
         Self {
             issuers,
             http,
+            verified: VerifiedTokens::new(config.token_cache_size),
             config,
-            verified: VerifiedTokens::new(DEFAULT_CAPACITY),
         }
     }
 

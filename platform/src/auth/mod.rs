@@ -43,6 +43,8 @@ pub struct AuthConfig {
     pub leeway: Duration,
     /// An unknown `kid` refetches the JWKS at most once per this interval.
     pub jwks_refetch_cooldown: Duration,
+    /// Verified tokens remembered per process (0: every token is verified in full each time).
+    pub token_cache_size: usize,
 }
 
 impl Default for AuthConfig {
@@ -51,6 +53,7 @@ impl Default for AuthConfig {
             issuers: Vec::new(),
             leeway: Duration::from_secs(60),
             jwks_refetch_cooldown: Duration::from_secs(30),
+            token_cache_size: 10_000,
         }
     }
 }
