@@ -70,6 +70,8 @@ pub struct BffConfig {
     pub cors_internal_origins: Vec<String>,
     /// Live notification streams (SSE).
     pub streams: StreamLimits,
+    /// How long a product read is answered from memory (`BFF_PRODUCT_CACHE_MILLIS`; zero: never).
+    pub product_cache: Duration,
 }
 
 /// Settings of `GET /api/v1/notifications/stream`.
@@ -135,6 +137,7 @@ impl BffConfig {
             cors_external_origins: Vec::new(),
             cors_internal_origins: Vec::new(),
             streams: StreamLimits::default(),
+            product_cache: Duration::from_millis(1000),
         }
     }
 
@@ -170,6 +173,7 @@ impl BffConfig {
         config.request_timeout = Duration::from_secs(positive("BFF_REQUEST_TIMEOUT_SECONDS", 15)?);
         config.grpc_timeout = Duration::from_secs(positive("BFF_GRPC_TIMEOUT_SECONDS", 5)?);
         config.idempotency_ttl = Duration::from_secs(positive("BFF_IDEMPOTENCY_TTL_SECONDS", 24 * 3600)?);
+        config.product_cache = Duration::from_millis(env.parse_or("BFF_PRODUCT_CACHE_MILLIS", 1000)?);
         config.cors_external_origins = origins(env, "BFF_CORS_EXTERNAL_ORIGINS")?;
         config.cors_internal_origins = origins(env, "BFF_CORS_INTERNAL_ORIGINS")?;
         config.streams = StreamLimits {

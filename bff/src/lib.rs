@@ -26,6 +26,7 @@ pub mod models;
 pub mod openapi;
 pub mod policy;
 pub mod problem;
+pub mod product_tier;
 pub mod routes;
 pub mod state;
 pub mod stream;

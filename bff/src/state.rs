@@ -6,7 +6,11 @@ use ordermesh_platform::auth::JwtValidator;
 use ordermesh_platform::{Cache, Shutdown};
 
 use crate::config::BffConfig;
+use crate::product_tier::ProductTier;
 use crate::{clients, limits, stream};
+
+/// Products the in-process tier keeps at most.
+const PRODUCT_TIER_CAPACITY: usize = 10_000;
 
 /// What every handler shares.
 pub struct AppState {
@@ -20,6 +24,8 @@ pub struct AppState {
     pub streams: Arc<stream::StreamSlots>,
     /// Triggered when the BFF shuts down: open notification streams end.
     pub shutdown: Shutdown,
+    /// Product answers kept for a moment (`GET /products/{id}`).
+    pub products: ProductTier,
 }
 
 impl AppState {
@@ -36,6 +42,7 @@ impl AppState {
             limiter,
             streams: stream::StreamSlots::new(config.streams.max_per_principal),
             shutdown: Shutdown::new(),
+            products: ProductTier::new(config.product_cache, PRODUCT_TIER_CAPACITY),
             config,
         })
     }

@@ -1,7 +1,9 @@
 //! `/api/v1/products`: the catalogue (read by everyone, written by admins).
 
 use axum::Json;
-use axum::response::Response;
+use axum::body::Bytes;
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
 use ordermesh_proto::product as pb;
 use serde::Deserialize;
 use utoipa::IntoParams;
@@ -11,6 +13,7 @@ use crate::auth::Caller;
 use crate::extract::{ApiJson, ApiPath, ApiQuery, page_size};
 use crate::models::{CreateProduct, Product, ProductPage, UpdateProduct};
 use crate::problem::{ApiResult, Problem};
+use crate::product_tier::CachedProduct;
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(rename_all = "camelCase")]
@@ -98,18 +101,35 @@ pub async fn search(
 #[utoipa::path(get, path = "/api/v1/products/{id}", tag = "products",
     params(("id" = uuid::Uuid, Path, description = "Product id")),
     responses((status = 200, description = "The product", body = Product)))]
-pub async fn get(state: Shared, caller: Caller, ApiPath(id): ApiPath<String>) -> ApiResult<Json<Product>> {
+pub async fn get(state: Shared, caller: Caller, ApiPath(id): ApiPath<String>) -> ApiResult<Response> {
+    if let Some(cached) = state.products.get(&id)
+        && (cached.active || !caller.is_client())
+    {
+        return Ok(json_answer(cached.body));
+    }
     let response = state
         .clients
         .product
         .read
         .clone()
-        .get_product(caller.ctx().request(pb::GetProductRequest { product_id: id }))
+        .get_product(caller.ctx().request(pb::GetProductRequest { product_id: id.clone() }))
         .await?
         .into_inner();
-    Ok(Json(Product::from_proto(
-        response.product.ok_or_else(Problem::internal)?,
-    )))
+    let product = Product::from_proto(response.product.ok_or_else(Problem::internal)?);
+    let body = Bytes::from(serde_json::to_vec(&product).map_err(|_| Problem::internal())?);
+    state.products.put(
+        &id,
+        CachedProduct {
+            body: body.clone(),
+            active: product.active,
+        },
+    );
+    Ok(json_answer(body))
+}
+
+/// `200` with a JSON body already encoded, as `Json` would answer it.
+fn json_answer(body: Bytes) -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
 /// Create a product (admin).
@@ -155,7 +175,7 @@ pub async fn update(
 ) -> ApiResult<Json<Product>> {
     let mut paths = Vec::new();
     let mut product = pb::Product {
-        id,
+        id: id.clone(),
         ..Default::default()
     };
     if let Some(name) = body.name {
@@ -192,15 +212,15 @@ pub async fn update(
         }),
         expected_version: body.expected_version,
     };
-    let product = state
+    let changed = state
         .clients
         .product
         .write
         .clone()
         .update_product(caller.ctx().request(request))
-        .await?
-        .into_inner()
-        .product
-        .ok_or_else(Problem::internal)?;
+        .await;
+    // Also after a failure: a timeout may hide a change that was made.
+    state.products.forget(&id);
+    let product = changed?.into_inner().product.ok_or_else(Problem::internal)?;
     Ok(Json(Product::from_proto(product)))
 }
