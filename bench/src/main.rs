@@ -23,7 +23,8 @@ use serde::Serialize;
 #[derive(Debug, Parser)]
 #[command(name = "ordermesh-bench", about = "Scenarios against same-run baselines, as ratios")]
 struct Args {
-    /// Scenarios to run (all when none): health, get-product, get-product-uncached, bff-product.
+    /// Scenarios to run (all when none): health, get-product, get-product-uncached, bff-product,
+    /// bff-product-no-tier.
     scenarios: Vec<String>,
     /// Measurements of each side, alternating; the median is quoted.
     #[arg(long, default_value_t = 3)]
@@ -50,7 +51,7 @@ struct Scenario {
     max_p99_ratio: Option<f64>,
 }
 
-const SCENARIOS: [Scenario; 4] = [
+const SCENARIOS: [Scenario; 5] = [
     Scenario {
         name: "health",
         what: "gRPC health Check through the platform's server stack",
@@ -78,6 +79,13 @@ const SCENARIOS: [Scenario; 4] = [
         baseline: "bare axum route answering the same JSON bytes",
         min_ratio: 0.40,
         max_p99_ratio: Some(3.0),
+    },
+    Scenario {
+        name: "bff-product-no-tier",
+        what: "GET /api/v1/products/{id} through the BFF with its product tier off (every read hops to product-svc)",
+        baseline: "bare axum route answering the same JSON bytes",
+        min_ratio: 0.0,
+        max_p99_ratio: None,
     },
 ];
 
@@ -153,13 +161,13 @@ async fn prepare(name: &str, shutdown: &Shutdown) -> anyhow::Result<(Target, Tar
             health(targets::platform_health(shutdown).await?),
             health(targets::bare_health(shutdown).await?),
         )),
-        "get-product" | "get-product-uncached" | "bff-product" => {
+        "get-product" | "get-product-uncached" | "bff-product" | "bff-product-no-tier" => {
             let issuer = targets::Issuer::start(shutdown).await?;
             // Kept for the process's life: the service's SQLite file lives in it.
             let dir = Box::leak(Box::new(tempfile::tempdir()?));
             let token_cache = name != "get-product-uncached";
             let (product_svc, product) = targets::product_svc(&issuer, dir.path(), token_cache, shutdown).await?;
-            if name != "bff-product" {
+            if name.starts_with("get-product") {
                 let admin = issuer.token(IssuerKind::Employee, "bench-admin", vec![Role::Admin])?;
                 let answer = targets::get_product_answer(product_svc, &product.id, &admin).await?;
                 let request = prost::Message::encode_to_vec(&ordermesh_proto::product::GetProductRequest {
@@ -178,7 +186,7 @@ async fn prepare(name: &str, shutdown: &Shutdown) -> anyhow::Result<(Target, Tar
                 ))
             } else {
                 let client = issuer.token(IssuerKind::Client, "bench-client", vec![])?;
-                let bff = targets::bff(&issuer, product_svc, shutdown).await?;
+                let bff = targets::bff(&issuer, product_svc, name == "bff-product", shutdown).await?;
                 let path = format!("/api/v1/products/{}", product.id);
                 let body = targets::get(bff, &path, Some(&client)).await?;
                 let bare = targets::bare_axum(body, shutdown).await?;

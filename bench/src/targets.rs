@@ -227,14 +227,17 @@ impl tower::Service<http::Request<tonic::body::Body>> for BareProducts {
 }
 
 /// The BFF in front of product-svc (the other services absent: the scenario reads products
-/// only), with rate limits out of the way.
-pub async fn bff(issuer: &Issuer, product: SocketAddr, shutdown: &Shutdown) -> anyhow::Result<SocketAddr> {
+/// only), with rate limits out of the way, its product tier on or off.
+pub async fn bff(issuer: &Issuer, product: SocketAddr, tier: bool, shutdown: &Shutdown) -> anyhow::Result<SocketAddr> {
     let (listener, addr) = listener().await?;
     let mut peers = ordermesh_platform::PeerUrls::from_env(&Env::default())?;
     peers.product = format!("http://{product}");
     let mut config = bff::BffConfig::new(issuer.issuer.auth_config(AUDIENCE), peers);
     config.rate_limits.external = u64::MAX / 4;
     config.rate_limits.internal = u64::MAX / 4;
+    if !tier {
+        config.product_cache = Duration::ZERO;
+    }
     tokio::spawn(bff::run(config, listener, shutdown.clone()));
     wait_healthz(addr).await?;
     Ok(addr)
