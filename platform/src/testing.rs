@@ -248,3 +248,142 @@ pub fn violated_fields(status: &tonic::Status) -> Vec<String> {
         .map(|b| b.field_violations.iter().map(|v| v.field.clone()).collect())
         .unwrap_or_default()
 }
+
+/// A stand-in customer-svc for the tests of services that ask it about customers (who a client
+/// is, whether a customer is active): customers by id and by client subject, the number of calls
+/// it answered, and a refusal of calls that did not forward the caller's token. Served on
+/// `127.0.0.1:0` by [`CustomerStandIn::serve`]; the other RPCs answer UNIMPLEMENTED.
+#[derive(Default, Clone)]
+pub struct CustomerStandIn {
+    customers: std::sync::Arc<std::sync::Mutex<CustomerDirectory>>,
+    calls: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+#[derive(Default)]
+struct CustomerDirectory {
+    by_id: std::collections::HashMap<uuid::Uuid, ordermesh_proto::customer::Customer>,
+    by_subject: std::collections::HashMap<String, uuid::Uuid>,
+}
+
+/// A running [`CustomerStandIn`]; stopped when dropped.
+pub struct ServedStandIn {
+    pub url: String,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for ServedStandIn {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
+impl CustomerStandIn {
+    /// A new customer in `status`, linked to client `subject` if given.
+    pub fn add(&self, subject: Option<&str>, status: ordermesh_proto::customer::CustomerStatus) -> uuid::Uuid {
+        let id = uuid::Uuid::now_v7();
+        self.link(subject, id, status);
+        id
+    }
+
+    /// Customer `id` in `status`, linked to client `subject` if given.
+    pub fn link(&self, subject: Option<&str>, id: uuid::Uuid, status: ordermesh_proto::customer::CustomerStatus) {
+        let mut directory = self.customers.lock().unwrap_or_else(|p| p.into_inner());
+        let customer = ordermesh_proto::customer::Customer {
+            id: id.to_string(),
+            status: status as i32,
+            ..Default::default()
+        };
+        directory.by_id.insert(id, customer);
+        if let Some(subject) = subject {
+            directory.by_subject.insert(subject.to_owned(), id);
+        }
+    }
+
+    /// Calls answered since the last time this was asked.
+    pub fn take_calls(&self) -> usize {
+        self.calls.swap(0, std::sync::atomic::Ordering::SeqCst)
+    }
+
+    pub async fn serve(&self) -> anyhow::Result<ServedStandIn> {
+        use ordermesh_proto::customer::customer_service_server::CustomerServiceServer;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let url = format!("http://{}", listener.local_addr()?);
+        let service = CustomerServiceServer::new(self.clone());
+        let server = tokio::spawn(async move {
+            let _ = tonic::transport::Server::builder()
+                .add_service(service)
+                .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener))
+                .await;
+        });
+        Ok(ServedStandIn { url, server })
+    }
+
+    fn answer<T>(
+        &self,
+        request: &tonic::Request<T>,
+        find: impl FnOnce(&CustomerDirectory) -> Option<uuid::Uuid>,
+    ) -> Result<ordermesh_proto::customer::Customer, tonic::Status> {
+        self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        if request.metadata().get("authorization").is_none() {
+            return Err(tonic::Status::unauthenticated("the caller's token was not forwarded"));
+        }
+        let directory = self.customers.lock().unwrap_or_else(|p| p.into_inner());
+        find(&directory)
+            .and_then(|id| directory.by_id.get(&id).cloned())
+            .ok_or_else(|| tonic::Status::not_found("no such customer"))
+    }
+}
+
+/// The stand-in's `CustomerService`: the two reads it answers, and `$method`s that answer
+/// UNIMPLEMENTED. (A macro around the whole impl, so that `async_trait` sees every method.)
+macro_rules! customer_stand_in_service {
+    ($($method:ident: $request:ident => $response:ident),+ $(,)?) => {
+        #[tonic::async_trait]
+        impl ordermesh_proto::customer::customer_service_server::CustomerService for CustomerStandIn {
+        async fn get_customer(
+            &self,
+            request: tonic::Request<ordermesh_proto::customer::GetCustomerRequest>,
+        ) -> Result<tonic::Response<ordermesh_proto::customer::GetCustomerResponse>, tonic::Status> {
+            let id = uuid::Uuid::parse_str(&request.get_ref().customer_id).ok();
+            let customer = self.answer(&request, |_| id)?;
+            Ok(tonic::Response::new(ordermesh_proto::customer::GetCustomerResponse {
+                customer: Some(customer),
+            }))
+        }
+
+        async fn get_customer_by_identity(
+            &self,
+            request: tonic::Request<ordermesh_proto::customer::GetCustomerByIdentityRequest>,
+        ) -> Result<tonic::Response<ordermesh_proto::customer::GetCustomerByIdentityResponse>, tonic::Status> {
+            let subject = request.get_ref().subject.clone();
+            let customer = self.answer(&request, |d| d.by_subject.get(&subject).copied())?;
+            Ok(tonic::Response::new(
+                ordermesh_proto::customer::GetCustomerByIdentityResponse {
+                    customer: Some(customer),
+                },
+            ))
+        }
+
+            $(
+                async fn $method(
+                    &self,
+                    _: tonic::Request<ordermesh_proto::customer::$request>,
+                ) -> Result<tonic::Response<ordermesh_proto::customer::$response>, tonic::Status> {
+                    Err(tonic::Status::unimplemented("not part of the stand-in"))
+                }
+            )+
+        }
+    };
+}
+
+customer_stand_in_service! {
+    create_customer: CreateCustomerRequest => CreateCustomerResponse,
+    update_customer: UpdateCustomerRequest => UpdateCustomerResponse,
+    list_customers: ListCustomersRequest => ListCustomersResponse,
+    get_preferences: GetPreferencesRequest => GetPreferencesResponse,
+    update_preferences: UpdatePreferencesRequest => UpdatePreferencesResponse,
+    record_consent: RecordConsentRequest => RecordConsentResponse,
+    list_consents: ListConsentsRequest => ListConsentsResponse,
+    export_customer_data: ExportCustomerDataRequest => ExportCustomerDataResponse,
+    erase_customer: EraseCustomerRequest => EraseCustomerResponse,
+}

@@ -4,115 +4,25 @@
 
 #![allow(dead_code)]
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt as _;
 use notification_svc::Options;
 use ordermesh_platform::auth::Role;
 use ordermesh_platform::events::{EventBus, EventsConfig, MemoryBus, NatsBus, OutgoingEvent};
-use ordermesh_platform::testing::{self, RunningService, TestAuth, TestDatabase, with_token};
+use ordermesh_platform::testing::{
+    self, CustomerStandIn, RunningService, ServedStandIn, TestAuth, TestDatabase, with_token,
+};
 use ordermesh_proto::customer as cpb;
-use ordermesh_proto::customer::customer_service_server::{CustomerService, CustomerServiceServer};
 use ordermesh_proto::notification as pb;
 use ordermesh_proto::notification::notification_service_client::NotificationServiceClient;
+use tonic::Streaming;
 use tonic::transport::Channel;
-use tonic::{Request, Response, Status, Streaming};
 use uuid::Uuid;
 
 pub fn nats_url() -> String {
     std::env::var("NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".to_owned())
-}
-
-/// customer-svc stand-in: resolves client subjects linked with [`Harness::client`].
-#[derive(Default, Clone)]
-pub struct Identities(Arc<Mutex<HashMap<String, Uuid>>>);
-
-fn no<T>() -> Result<Response<T>, Status> {
-    Err(Status::unimplemented("not part of the stand-in"))
-}
-
-#[tonic::async_trait]
-impl CustomerService for Identities {
-    async fn create_customer(
-        &self,
-        _: Request<cpb::CreateCustomerRequest>,
-    ) -> Result<Response<cpb::CreateCustomerResponse>, Status> {
-        no()
-    }
-    async fn get_customer(
-        &self,
-        _: Request<cpb::GetCustomerRequest>,
-    ) -> Result<Response<cpb::GetCustomerResponse>, Status> {
-        no()
-    }
-    async fn get_customer_by_identity(
-        &self,
-        request: Request<cpb::GetCustomerByIdentityRequest>,
-    ) -> Result<Response<cpb::GetCustomerByIdentityResponse>, Status> {
-        if request.metadata().get("authorization").is_none() {
-            return Err(Status::unauthenticated("the caller's token was not forwarded"));
-        }
-        let subject = request.into_inner().subject;
-        match self.0.lock().unwrap().get(&subject) {
-            Some(id) => Ok(Response::new(cpb::GetCustomerByIdentityResponse {
-                customer: Some(cpb::Customer {
-                    id: id.to_string(),
-                    ..Default::default()
-                }),
-            })),
-            None => Err(Status::not_found("no customer is linked to this identity")),
-        }
-    }
-    async fn update_customer(
-        &self,
-        _: Request<cpb::UpdateCustomerRequest>,
-    ) -> Result<Response<cpb::UpdateCustomerResponse>, Status> {
-        no()
-    }
-    async fn list_customers(
-        &self,
-        _: Request<cpb::ListCustomersRequest>,
-    ) -> Result<Response<cpb::ListCustomersResponse>, Status> {
-        no()
-    }
-    async fn get_preferences(
-        &self,
-        _: Request<cpb::GetPreferencesRequest>,
-    ) -> Result<Response<cpb::GetPreferencesResponse>, Status> {
-        no()
-    }
-    async fn update_preferences(
-        &self,
-        _: Request<cpb::UpdatePreferencesRequest>,
-    ) -> Result<Response<cpb::UpdatePreferencesResponse>, Status> {
-        no()
-    }
-    async fn record_consent(
-        &self,
-        _: Request<cpb::RecordConsentRequest>,
-    ) -> Result<Response<cpb::RecordConsentResponse>, Status> {
-        no()
-    }
-    async fn list_consents(
-        &self,
-        _: Request<cpb::ListConsentsRequest>,
-    ) -> Result<Response<cpb::ListConsentsResponse>, Status> {
-        no()
-    }
-    async fn export_customer_data(
-        &self,
-        _: Request<cpb::ExportCustomerDataRequest>,
-    ) -> Result<Response<cpb::ExportCustomerDataResponse>, Status> {
-        no()
-    }
-    async fn erase_customer(
-        &self,
-        _: Request<cpb::EraseCustomerRequest>,
-    ) -> Result<Response<cpb::EraseCustomerResponse>, Status> {
-        no()
-    }
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -127,12 +37,12 @@ pub struct Harness {
     pub auth: TestAuth,
     pub db: TestDatabase,
     pub events: EventsConfig,
-    pub identities: Identities,
+    pub identities: CustomerStandIn,
     pub bus: Arc<dyn EventBus>,
     pub nats: Option<Arc<NatsBus>>,
     pub memory: Option<MemoryBus>,
     pub instances: Vec<RunningService>,
-    customers: tokio::task::JoinHandle<()>,
+    _customers: ServedStandIn,
 }
 
 impl Harness {
@@ -156,16 +66,8 @@ impl Harness {
             Profile::Embedded => TestDatabase::sqlite().unwrap(),
         };
         let auth = TestAuth::start().await.unwrap();
-        let identities = Identities::default();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let customers_url = format!("http://{}", listener.local_addr().unwrap());
-        let fake = identities.clone();
-        let customers = tokio::spawn(async move {
-            let _ = tonic::transport::Server::builder()
-                .add_service(CustomerServiceServer::new(fake))
-                .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener))
-                .await;
-        });
+        let identities = CustomerStandIn::default();
+        let customers = identities.serve().await.unwrap();
         let events = EventsConfig::isolated();
         let (bus, nats, memory): (Arc<dyn EventBus>, Option<Arc<NatsBus>>, Option<MemoryBus>) = match profile {
             Profile::Production => {
@@ -181,7 +83,7 @@ impl Harness {
         for _ in 0..instances {
             let mut config = testing::service_config(notification_svc::SERVICE, db.url(), auth.auth_config()).unwrap();
             config.events = events.clone();
-            config.peers.customer = customers_url.clone();
+            config.peers.customer = customers.url.clone();
             config.credentials = auth.credentials("notification-svc");
             match profile {
                 Profile::Production => config.nats_url = Some(nats_url()),
@@ -203,7 +105,7 @@ impl Harness {
             nats,
             memory,
             instances: running,
-            customers,
+            _customers: customers,
         }
     }
 
@@ -216,7 +118,8 @@ impl Harness {
     pub fn client(&self) -> (String, Uuid) {
         let subject = format!("client-{}", Uuid::now_v7().simple());
         let customer = Uuid::now_v7();
-        self.identities.0.lock().unwrap().insert(subject.clone(), customer);
+        self.identities
+            .link(Some(&subject), customer, cpb::CustomerStatus::Active);
         (self.auth.client(&subject), customer)
     }
 
@@ -302,7 +205,6 @@ impl Harness {
         if let Some(nats) = &self.nats {
             let _ = nats.delete_streams().await;
         }
-        self.customers.abort();
     }
 }
 
