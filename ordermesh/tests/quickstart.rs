@@ -21,6 +21,7 @@ impl Up {
             .arg(data_dir)
             .args(["--port-offset", &port_offset.to_string()])
             .env("RUST_LOG", "warn")
+            .envs(grpc_addresses(port_offset))
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
         for (key, value) in env {
@@ -86,6 +87,29 @@ impl Drop for Up {
     }
 }
 
+/// The six services, in the order of [`grpc_port`].
+const SERVICES: [&str; 6] = ["PRODUCT", "CUSTOMER", "ORDER", "PAYMENT", "AUDIT", "NOTIFICATION"];
+
+/// The gRPC port of `SERVICES[index]` for `offset`. Below Linux's ephemeral range (32768–60999):
+/// at the default ports (50051 + offset) an outgoing connection of a test running beside this
+/// one can take a port first.
+fn grpc_port(offset: u16, index: u16) -> u16 {
+    20000 + offset + index
+}
+
+/// `<SERVICE>_ADDR` of the six services (explicit addresses win over `--port-offset`).
+fn grpc_addresses(offset: u16) -> Vec<(String, String)> {
+    (0u16..)
+        .zip(SERVICES)
+        .map(|(index, service)| {
+            (
+                format!("{service}_ADDR"),
+                format!("0.0.0.0:{}", grpc_port(offset, index)),
+            )
+        })
+        .collect()
+}
+
 /// A port offset unlikely to collide with a developer's own `ordermesh up` or another test run.
 fn port_offset() -> u16 {
     2000 + (std::process::id() % 500) as u16 * 10
@@ -130,12 +154,12 @@ fn quickstart_on_the_embedded_profile_and_a_restart_that_keeps_the_data() {
 
     // `grpcurl -plaintext localhost:50051 list` and `describe`, with a reflection client.
     reflection_check(
-        50051 + offset,
+        grpc_port(offset, 0),
         "ordermesh.product.v1.ProductService",
         "ordermesh.product.v1.ProductService.GetProduct=ordermesh.product.v1.GetProductRequest",
     );
     reflection_check(
-        50053 + offset,
+        grpc_port(offset, 2),
         "ordermesh.order.v1.OrderService",
         "ordermesh.order.v1.OrderService.PlaceOrder=ordermesh.order.v1.PlaceOrderRequest",
     );
@@ -309,7 +333,7 @@ fn quickstart_on_the_production_profile() {
     let offset = port_offset() + 5000;
     let up = Up::start(data.path(), offset, &env);
     reflection_check(
-        50052 + offset,
+        grpc_port(offset, 1),
         "ordermesh.customer.v1.CustomerService",
         "ordermesh.customer.v1.CustomerService.GetCustomer=ordermesh.customer.v1.GetCustomerRequest",
     );
