@@ -15,20 +15,18 @@
 //! }
 //! ```
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use tokio::net::TcpListener;
-use tonic::server::NamedService;
 
 use crate::auth::JwtValidator;
 use crate::config::ServiceConfig;
 use crate::db::{Database, Migrations};
 use crate::events::{ConsumerConfig, EventBus, EventHandler, EventRuntime, TopicEvents, TopicHandler, dispatch};
-use crate::grpc::{GrpcServer, MessageLimits};
+use crate::grpc::{GrpcServer, MessageLimits, RoutableService};
 use crate::shutdown::Shutdown;
 
 /// Where a service listens: on a listener its caller bound (tests and `ordermesh up` bind first
@@ -191,18 +189,7 @@ impl ServiceHost {
     /// Serves `api` (with health, reflection, gRPC-Web, tracing, authentication and the message
     /// limits of the configuration) until shutdown; then drains in-flight calls, joins the
     /// event tasks and closes the pool. Readiness turns SERVING once the database answers.
-    pub async fn serve<S>(self, api: S) -> anyhow::Result<()>
-    where
-        S: tower::Service<http::Request<tonic::body::Body>, Error = Infallible>
-            + NamedService
-            + MessageLimits
-            + Clone
-            + Send
-            + Sync
-            + 'static,
-        S::Response: axum::response::IntoResponse,
-        S::Future: Send + 'static,
-    {
+    pub async fn serve<S: RoutableService + MessageLimits>(self, api: S) -> anyhow::Result<()> {
         let Self {
             config,
             listener,

@@ -8,5 +8,5 @@ mod trace_layer;
 
 pub use auth_layer::{AuthLayer, AuthService, BearerToken, caller, principal, principal_opt};
 pub use limits::MessageLimits;
-pub use server::{GrpcServer, run_main};
+pub use server::{GrpcServer, RoutableService, run_main};
 pub use trace_layer::{CorrelationId, GrpcTraceLayer, GrpcTraceService};

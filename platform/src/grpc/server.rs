@@ -16,6 +16,35 @@ use crate::config::{Env, GrpcLimits, ServiceConfig};
 use crate::shutdown::Shutdown;
 use crate::telemetry;
 
+/// A gRPC service the platform's server routes to: what tonic generates for a contract.
+pub trait RoutableService:
+    tower::Service<
+        http::Request<tonic::body::Body>,
+        Error = Infallible,
+        Response: axum::response::IntoResponse,
+        Future: Send + 'static,
+    > + NamedService
+    + Clone
+    + Send
+    + Sync
+    + 'static
+{
+}
+
+impl<S> RoutableService for S where
+    S: tower::Service<
+            http::Request<tonic::body::Body>,
+            Error = Infallible,
+            Response: axum::response::IntoResponse,
+            Future: Send + 'static,
+        > + NamedService
+        + Clone
+        + Send
+        + Sync
+        + 'static
+{
+}
+
 type ReadinessCheck = Box<dyn FnOnce() -> BoxFuture<'static, anyhow::Result<()>> + Send>;
 
 /// Builds the gRPC server every service runs: its own services plus health, reflection (v1 and
@@ -44,17 +73,7 @@ impl GrpcServer {
 
     /// Adds one of the service's own gRPC services. Its health status starts NOT_SERVING and
     /// turns SERVING once the readiness check passes.
-    pub fn add_service<S>(mut self, service: S) -> Self
-    where
-        S: tower::Service<http::Request<tonic::body::Body>, Error = Infallible>
-            + NamedService
-            + Clone
-            + Send
-            + Sync
-            + 'static,
-        S::Response: axum::response::IntoResponse,
-        S::Future: Send + 'static,
-    {
+    pub fn add_service<S: RoutableService>(mut self, service: S) -> Self {
         self.service_names.push(S::NAME);
         self.routes.add_service(service);
         self
