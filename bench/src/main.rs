@@ -10,7 +10,12 @@
 //! ```
 
 mod load;
+mod orders;
+mod pgbench;
+mod scenarios;
+mod streams;
 mod targets;
+mod up;
 
 use std::time::Duration;
 
@@ -24,7 +29,8 @@ use serde::Serialize;
 #[command(name = "ordermesh-bench", about = "Scenarios against same-run baselines, as ratios")]
 struct Args {
     /// Scenarios to run (all when none): health, get-product, get-product-uncached, bff-product,
-    /// bff-product-no-tier.
+    /// bff-product-no-tier, intake-postgres, intake-publishing, sse-idle, to-confirmed-embedded,
+    /// to-confirmed-postgres, sustained-embedded.
     scenarios: Vec<String>,
     /// Measurements of each side, alternating; the median is quoted.
     #[arg(long, default_value_t = 3)]
@@ -35,6 +41,12 @@ struct Args {
     /// Concurrent connections.
     #[arg(long, default_value_t = 16)]
     connections: usize,
+    /// Idle notification streams held by `sse-idle` (and ten times as many for flatness).
+    #[arg(long, default_value_t = 1000)]
+    streams: usize,
+    /// Seconds of `sustained-embedded`'s load.
+    #[arg(long, default_value_t = 60)]
+    sustain_seconds: u64,
     /// Write the results as JSON to this file.
     #[arg(long)]
     json: Option<std::path::PathBuf>,
@@ -102,17 +114,44 @@ struct Outcome {
     pass: bool,
 }
 
+/// The scenarios that start the whole platform (see [`scenarios`]), each with its own goals.
+const WHOLE_PLATFORM: [&str; 6] = [
+    "intake-postgres",
+    "intake-publishing",
+    "sse-idle",
+    "to-confirmed-embedded",
+    "to-confirmed-postgres",
+    "sustained-embedded",
+];
+
 fn main() -> anyhow::Result<()> {
+    // The baseline server of `sse-idle` is this binary in a process of its own.
+    let raw: Vec<String> = std::env::args().collect();
+    if raw.get(1).map(String::as_str) == Some(streams::BARE_SERVER_FLAG) {
+        return streams::serve_bare(
+            raw.get(2).map(String::as_str).unwrap_or_default(),
+            raw.get(3).map(String::as_str).unwrap_or_default(),
+        );
+    }
     let args = Args::parse();
+    let known: Vec<&str> = SCENARIOS.iter().map(|s| s.name).chain(WHOLE_PLATFORM).collect();
     for name in &args.scenarios {
         anyhow::ensure!(
-            SCENARIOS.iter().any(|s| s.name == name),
+            known.contains(&name.as_str()),
             "unknown scenario {name:?}; known: {}",
-            SCENARIOS.map(|s| s.name).join(", ")
+            known.join(", ")
         );
     }
     anyhow::ensure!((1..=15).contains(&args.rounds), "--rounds must be 1 to 15");
     anyhow::ensure!((1..=300).contains(&args.seconds), "--seconds must be 1 to 300");
+    anyhow::ensure!(
+        (1..=600).contains(&args.sustain_seconds),
+        "--sustain-seconds must be 1 to 600"
+    );
+    anyhow::ensure!(
+        (1..=1000).contains(&args.streams),
+        "--streams must be 1 to 1000 (ten times as many are opened too)"
+    );
     anyhow::ensure!(
         (1..=1024).contains(&args.connections),
         "--connections must be 1 to 1024"
@@ -123,23 +162,43 @@ fn main() -> anyhow::Result<()> {
         streams: 10,
         duration: Duration::from_secs(args.seconds),
     };
+    let knobs = scenarios::Knobs {
+        rounds: args.rounds,
+        seconds: args.seconds,
+        connections: args.connections,
+        streams: args.streams,
+        sustain_seconds: args.sustain_seconds,
+    };
+    let chosen = |name: &str| args.scenarios.is_empty() || args.scenarios.iter().any(|n| n == name);
     let runtime = tokio::runtime::Runtime::new()?;
-    let mut outcomes = Vec::new();
-    for scenario in SCENARIOS
-        .iter()
-        .filter(|s| args.scenarios.is_empty() || args.scenarios.iter().any(|n| n == s.name))
-    {
+    let mut reports = Vec::new();
+    for scenario in SCENARIOS.iter().filter(|s| chosen(s.name)) {
         let shutdown = Shutdown::new();
         let (platform, baseline) = runtime.block_on(prepare(scenario.name, &shutdown))?;
         let outcome = compare(scenario, &platform, &baseline, load, args.rounds)?;
-        print(scenario, &outcome);
-        outcomes.push(outcome);
+        let report = report(scenario, outcome)?;
+        print(&report);
+        reports.push(report);
         shutdown.trigger();
     }
-    if let Some(path) = &args.json {
-        std::fs::write(path, serde_json::to_vec_pretty(&outcomes)?)?;
+    for name in WHOLE_PLATFORM.into_iter().filter(|n| chosen(n)) {
+        let report = runtime.block_on(async {
+            match name {
+                "intake-postgres" => scenarios::intake_postgres(knobs).await,
+                "intake-publishing" => scenarios::intake_publishing(knobs).await,
+                "sse-idle" => scenarios::idle_streams(knobs).await,
+                "to-confirmed-embedded" => scenarios::to_confirmed(up::Profile::Embedded, knobs).await,
+                "to-confirmed-postgres" => scenarios::to_confirmed(up::Profile::Postgres, knobs).await,
+                _ => scenarios::sustained(knobs).await,
+            }
+        })?;
+        print(&report);
+        reports.push(report);
     }
-    let failed: Vec<_> = outcomes.iter().filter(|o| !o.pass).map(|o| o.scenario).collect();
+    if let Some(path) = &args.json {
+        std::fs::write(path, serde_json::to_vec_pretty(&reports)?)?;
+    }
+    let failed: Vec<_> = reports.iter().filter(|r| !r.pass).map(|r| r.scenario).collect();
     if failed.is_empty() {
         println!("all goals met");
     } else {
@@ -244,27 +303,42 @@ fn median(figures: &[Figure]) -> Figure {
     sorted[sorted.len() / 2]
 }
 
-fn print(scenario: &Scenario, outcome: &Outcome) {
+fn print(report: &scenarios::Report) {
+    println!("{}", report.scenario);
+    for line in &report.lines {
+        println!("{line}");
+    }
+}
+
+/// A load scenario's outcome as a report like the others.
+fn report(scenario: &Scenario, outcome: Outcome) -> anyhow::Result<scenarios::Report> {
     let p = outcome.platform_median;
     let b = outcome.baseline_median;
-    println!("{} — {}", scenario.name, scenario.what);
-    println!(
-        "  platform  {:>10.0} req/s  p99 {:>7.2} ms  failures {}",
-        p.requests_per_second, p.p99_ms, p.failures
-    );
-    println!(
-        "  baseline  {:>10.0} req/s  p99 {:>7.2} ms  ({})",
-        b.requests_per_second, b.p99_ms, scenario.baseline
-    );
     let p99_goal = scenario
         .max_p99_ratio
         .map(|max| format!(", p99 ≤ {max}×"))
         .unwrap_or_default();
-    println!(
-        "  ratio {:.3} (p99 {:.2}×), goal ≥ {:.2}{p99_goal}: {}",
-        outcome.ratio,
-        outcome.p99_ratio,
-        scenario.min_ratio,
-        if outcome.pass { "pass" } else { "MISS" }
-    );
+    Ok(scenarios::Report {
+        scenario: scenario.name,
+        lines: vec![
+            format!("  {}", scenario.what),
+            format!(
+                "  platform  {:>10.0} req/s  p99 {:>7.2} ms  failures {}",
+                p.requests_per_second, p.p99_ms, p.failures
+            ),
+            format!(
+                "  baseline  {:>10.0} req/s  p99 {:>7.2} ms  ({})",
+                b.requests_per_second, b.p99_ms, scenario.baseline
+            ),
+            format!(
+                "  ratio {:.3} (p99 {:.2}×), goal ≥ {:.2}{p99_goal}: {}",
+                outcome.ratio,
+                outcome.p99_ratio,
+                scenario.min_ratio,
+                if outcome.pass { "pass" } else { "MISS" }
+            ),
+        ],
+        pass: outcome.pass,
+        figures: serde_json::to_value(&outcome)?,
+    })
 }

@@ -99,6 +99,16 @@ impl Env {
         }
     }
 
+    /// A switch: `on`/`true`/`1` or `off`/`false`/`0`; `default` when unset.
+    pub fn switch_or(&self, name: &str, default: bool) -> Result<bool, ConfigError> {
+        match self.optional(name).map(|v| v.trim().to_ascii_lowercase()).as_deref() {
+            None => Ok(default),
+            Some("on" | "true" | "1") => Ok(true),
+            Some("off" | "false" | "0") => Ok(false),
+            Some(other) => Err(ConfigError::new(name, format!("{other:?} is not on or off"))),
+        }
+    }
+
     pub fn seconds_or(&self, name: &str, default: u64) -> Result<Duration, ConfigError> {
         Ok(Duration::from_secs(self.parse_or(name, default)?))
     }
@@ -234,6 +244,7 @@ impl ServiceConfig {
                 if let Some(prefix) = env.optional("NATS_STREAM_PREFIX") {
                     events.stream_prefix = prefix;
                 }
+                events.publish = env.switch_or("EVENTS_PUBLISH", true)?;
                 events
             },
             bus: None,
@@ -354,6 +365,16 @@ mod tests {
             ServiceConfig::from_env(&env, "product", 50051).unwrap_err().var,
             "AUTH_CLIENT_AUDIENCE"
         );
+    }
+
+    #[test]
+    fn publishing_is_a_switch_defaulting_to_on() {
+        assert!(ServiceConfig::from_env(&Env::default(), "x", 1).unwrap().events.publish);
+        let env = Env::from_pairs([("EVENTS_PUBLISH", "off")]);
+        assert!(!ServiceConfig::from_env(&env, "x", 1).unwrap().events.publish);
+        let env = Env::from_pairs([("EVENTS_PUBLISH", "sometimes")]);
+        let error = ServiceConfig::from_env(&env, "x", 1).err().expect("refused");
+        assert_eq!(error.var, "EVENTS_PUBLISH");
     }
 
     #[test]

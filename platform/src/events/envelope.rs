@@ -51,6 +51,10 @@ pub struct EventsConfig {
     pub max_age: std::time::Duration,
     /// Timeout of JetStream API calls and publish acks (a timeout means "outcome unknown").
     pub request_timeout: std::time::Duration,
+    /// Whether the outbox relay runs (`EVENTS_PUBLISH`, default on). Off is for measuring the
+    /// write path without publishing (the benchmarks' baseline): events then stay in the
+    /// outbox, nothing downstream happens, and a later start with it on publishes them.
+    pub publish: bool,
 }
 
 impl Default for EventsConfig {
@@ -61,6 +65,7 @@ impl Default for EventsConfig {
             duplicate_window: std::time::Duration::from_secs(120),
             max_age: std::time::Duration::from_secs(7 * 24 * 3600),
             request_timeout: std::time::Duration::from_secs(5),
+            publish: true,
         }
     }
 }

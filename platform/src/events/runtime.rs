@@ -30,13 +30,21 @@ impl EventRuntime {
         } else {
             RelayConfig::embedded()
         };
-        let relay = Relay::new(db.clone(), bus.clone(), relay_config).spawn(shutdown.clone());
+        let mut tasks = Vec::new();
+        if config.events.publish {
+            tasks.push(Relay::new(db.clone(), bus.clone(), relay_config).spawn(shutdown.clone()));
+        } else {
+            tracing::warn!(
+                service = config.service,
+                "EVENTS_PUBLISH=off: events stay in the outbox"
+            );
+        }
         Ok(Self {
             bus,
             db: db.clone(),
             service: format!("{}-svc", config.service),
             shutdown: shutdown.clone(),
-            tasks: vec![relay],
+            tasks,
         })
     }
 
