@@ -216,7 +216,6 @@ impl Up {
                     delta: stock,
                     reason: "bench".into(),
                     idempotency_key: uuid::Uuid::now_v7().to_string(),
-                    ..Default::default()
                 },
                 &admin,
             ))
