@@ -93,7 +93,9 @@ impl Tally {
                 self.latencies_us.lock().await.push(took.as_micros() as u64);
             }
             400..=499 => {
-                self.refused.fetch_add(1, Ordering::Relaxed);
+                if self.refused.fetch_add(1, Ordering::Relaxed) == 0 {
+                    eprintln!("first refusal: HTTP {status}");
+                }
             }
             _ => {
                 self.failures.fetch_add(1, Ordering::Relaxed);

@@ -15,12 +15,13 @@ use crate::orders::Intake;
 const ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
 
 /// One intake transaction. `:n` makes the ids and the idempotency key unique per transaction.
+// (No colon inside literals: pgbench would read `:word` as a variable.)
 const SCRIPT: &str = r#"\set n random(1, 9000000000000000)
 BEGIN;
-INSERT INTO orders (id, customer_id, status, total_minor, currency, payment_method_token, idempotency_key, shipping_address, correlation_id, version, created_at, updated_at) VALUES (lpad(to_hex(:n), 32, '0')::uuid, '0190a0a0-0000-7000-8000-000000000001', 'PENDING', 3999, 'EUR', 'tok_approved', 'pgbench-' || :n, '\x0a0e312042656e636820537472656574'::bytea, 'pgbench-' || :n, 1, now(), now());
-INSERT INTO order_items (order_id, line_no, product_id, sku, name, unit_price_minor, currency, quantity) VALUES (lpad(to_hex(:n), 32, '0')::uuid, 0, '0190a0a0-0000-7000-8000-000000000002', 'BENCH-1', 'Bench kettle', 3999, 'EUR', 1);
-INSERT INTO order_status_history (order_id, seq, from_status, to_status, reason, actor, cause_event_id, changed_at) VALUES (lpad(to_hex(:n), 32, '0')::uuid, 1, NULL, 'PENDING', 'placed', 'client:demo-client-1', NULL, now());
-INSERT INTO event_outbox (event_id, topic, event_type, aggregate_id, source, correlation_id, traceparent, tracestate, payload, occur_time) VALUES (lpad(to_hex(:n), 32, 'f')::uuid, 'order-events', 'OrderPlaced', lpad(to_hex(:n), 32, '0'), 'order-svc', 'pgbench-' || :n, NULL, NULL, '\x0a2430313930'::bytea, now());
+INSERT INTO orders (id, customer_id, status, total_minor, currency, payment_method_token, idempotency_key, shipping_address, correlation_id, version, created_at, updated_at) VALUES (lpad(to_hex(:n::bigint), 32, '0')::uuid, '0190a0a0-0000-7000-8000-000000000001', 'PENDING', 3999, 'EUR', 'tok_approved', 'pgbench-' || :n::bigint, '\x0a0e312042656e636820537472656574'::bytea, 'pgbench-' || :n::bigint, 1, now(), now());
+INSERT INTO order_items (order_id, line_no, product_id, sku, name, unit_price_minor, currency, quantity) VALUES (lpad(to_hex(:n::bigint), 32, '0')::uuid, 0, '0190a0a0-0000-7000-8000-000000000002', 'BENCH-1', 'Bench kettle', 3999, 'EUR', 1);
+INSERT INTO order_status_history (order_id, seq, from_status, to_status, reason, actor, cause_event_id, changed_at) VALUES (lpad(to_hex(:n::bigint), 32, '0')::uuid, 1, NULL, 'PENDING', 'placed', 'client-demo-client-1', NULL, now());
+INSERT INTO event_outbox (event_id, topic, event_type, aggregate_id, source, correlation_id, traceparent, tracestate, payload, occur_time) VALUES (lpad(to_hex(:n::bigint), 32, 'f')::uuid, 'order-events', 'OrderPlaced', lpad(to_hex(:n::bigint), 32, '0'), 'order-svc', 'pgbench-' || :n::bigint, NULL, NULL, '\x0a2430313930'::bytea, now());
 SELECT pg_notify('ordermesh_outbox', '');
 END;
 "#;

@@ -87,7 +87,7 @@ impl Up {
                 options.streams_per_user.to_string(),
             )
             .env("EVENTS_PUBLISH", if options.publish { "on" } else { "off" })
-            .stdout(Stdio::null())
+            .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
         for (index, name) in (0u16..).zip(names) {
             command.env(format!("{name}_ADDR"), format!("127.0.0.1:{}", base + index));
@@ -124,24 +124,31 @@ impl Up {
         Ok(up)
     }
 
-    /// Until the BFF's `/readyz` answers 200 (the services are ready before the BFF is).
+    /// Until `ordermesh up` printed its banner: the services are ready and the demo data (the
+    /// customers the load orders for) is in place.
     async fn wait_ready(&mut self) -> anyhow::Result<()> {
+        let stdout = self.child.stdout.take().context("no stdout")?;
+        let (banner_done, mut done) = tokio::sync::oneshot::channel();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            let mut signal = Some(banner_done);
+            // Read to the end, so the child never blocks on a full pipe.
+            for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+                if line.starts_with("Demo customers:")
+                    && let Some(signal) = signal.take()
+                {
+                    let _ = signal.send(());
+                }
+            }
+        });
         let deadline = Instant::now() + Duration::from_secs(120);
-        let http = reqwest::Client::new();
         while Instant::now() < deadline {
             if let Some(status) = self.child.try_wait()? {
                 anyhow::bail!("ordermesh up exited with {status}");
             }
-            let ready = http
-                .get(format!("http://{}/readyz", self.bff))
-                .send()
-                .await
-                .is_ok_and(|r| r.status().is_success());
-            // The demo data is seeded after readiness; the dev issuer's URL is written before.
-            if ready && self.data_dir.path().join("dev-issuer.url").exists() {
+            if tokio::time::timeout(Duration::from_millis(50), &mut done).await.is_ok() {
                 return Ok(());
             }
-            tokio::time::sleep(Duration::from_millis(50)).await;
         }
         anyhow::bail!("ordermesh up was not ready within 120 s")
     }

@@ -141,11 +141,7 @@ async fn start(env: &Env, data_dir: &Path, offset: u16, shutdown: &Shutdown, sta
             .await
             .map_err(anyhow::Error::from)
     });
-    let dev_credentials = |service: &str| ServiceCredentials::Dev {
-        issuer: issuer.clone(),
-        service: service.to_owned(),
-        audience: DEV_AUDIENCE.to_owned(),
-    };
+    let dev_credentials = |service: &str| ServiceCredentials::dev(issuer.clone(), service, DEV_AUDIENCE);
     for (name, run, mut config, listener) in bound {
         config.peers = launcher.peer_urls(&config.peers);
         if env.optional("DATABASE_URL").is_none() {

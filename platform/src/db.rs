@@ -5,6 +5,7 @@
 
 pub mod columns;
 pub mod page;
+pub mod writer;
 
 use std::str::FromStr;
 use std::time::Duration;

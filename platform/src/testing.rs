@@ -119,13 +119,9 @@ impl TestAuth {
         self.issuer.issuer(kind)
     }
 
-    /// Credentials with which service `name` calls other services (tokens minted per call).
+    /// Credentials with which service `name` calls other services.
     pub fn credentials(&self, name: &str) -> crate::auth::ServiceCredentials {
-        crate::auth::ServiceCredentials::Dev {
-            issuer: self.issuer.clone(),
-            service: name.to_owned(),
-            audience: TEST_AUDIENCE.to_owned(),
-        }
+        crate::auth::ServiceCredentials::dev(self.issuer.clone(), name, TEST_AUDIENCE)
     }
 
     fn mint(&self, kind: crate::auth::IssuerKind, subject: &str, roles: &[crate::auth::Role]) -> String {

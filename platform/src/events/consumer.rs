@@ -339,7 +339,8 @@ fn log_unknown_type_once(consumer: &str, event_type: &str) {
 ///
 /// The transaction is lazy: it begins with the handler's first write, so whatever the handler
 /// does before (calls to other services) holds no lock; the inbox row is written last, in the
-/// same transaction as the effects. A processed event is recognised by a read first; two
+/// same transaction as the effects (an event the handler wrote nothing for gets none). A
+/// processed event is recognised by a read first; two
 /// deliveries of one event handled at once both run, and the second's inbox row (unique)
 /// rolls its effects back.
 async fn run_handler(
@@ -356,6 +357,12 @@ async fn run_handler(
     if let Err(error) = handler.handle(event, &mut tx).await {
         let _ = tx.rollback().await;
         return Err(error);
+    }
+    // Nothing written: the handler had no effect here to protect from a repeat (the calls it
+    // made elsewhere are idempotent by key, as they must be across a crash anyway), so the event
+    // needs no inbox row — and no write, which on SQLite is a turn at the file's one lock.
+    if !tx.is_begun() {
+        return Ok(true);
     }
     if !outbox::record_inbox(&mut tx, &inbox, event.id).await? {
         tx.rollback().await?;

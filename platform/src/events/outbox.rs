@@ -457,13 +457,16 @@ impl Relay {
                 let rows = rows.iter().map(sqlite_row).collect::<Result<Vec<_>, _>>()?;
                 let (sent, error) = self.publish_rows(&rows).await;
                 if !sent.is_empty() {
-                    let mut tx = pool.begin().await?;
-                    for seq in &sent {
-                        sqlx::query("UPDATE event_outbox SET sent_at = ? WHERE seq = ?")
-                            .bind(Utc::now())
-                            .bind(seq)
-                            .execute(&mut *tx)
-                            .await?;
+                    // One statement in a writer's turn (see `db::writer`), however many rows.
+                    let mut tx = Tx::begin(&self.db).await?;
+                    if let TxConn::Sqlite(conn) = tx.conn().await? {
+                        sqlx::query(
+                            "UPDATE event_outbox SET sent_at = ? WHERE seq IN (SELECT value FROM json_each(?))",
+                        )
+                        .bind(Utc::now())
+                        .bind(serde_json::to_string(&sent)?)
+                        .execute(&mut **conn)
+                        .await?;
                     }
                     tx.commit().await?;
                 }

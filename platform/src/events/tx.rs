@@ -11,6 +11,7 @@ use sqlx::{PgConnection, Postgres, Sqlite, Transaction};
 use super::envelope::OutgoingEvent;
 use super::outbox;
 use crate::db::Database;
+use crate::db::writer::{self, WriteTurn};
 
 /// The backend-specific transaction inside a [`Tx`].
 #[derive(Debug)]
@@ -34,6 +35,8 @@ pub struct Tx {
     db: Database,
     /// `None` until the transaction has begun.
     conn: Option<TxConn>,
+    /// On SQLite, this process's turn to write the file, held while the transaction is open.
+    turn: Option<WriteTurn>,
     enqueued: usize,
     /// Run in order after a successful commit; dropped on rollback.
     after_commit: Vec<Box<dyn FnOnce() + Send>>,
@@ -63,6 +66,7 @@ impl Tx {
         Self {
             db: db.clone(),
             conn: None,
+            turn: None,
             enqueued: 0,
             after_commit: Vec::new(),
         }
@@ -73,9 +77,14 @@ impl Tx {
         if self.conn.is_none() {
             self.conn = Some(match &self.db {
                 Database::Postgres(pool) => TxConn::Postgres(pool.begin().await?),
-                // IMMEDIATE: take the write lock up front, so a transaction that reads before it
-                // writes waits (busy_timeout) instead of failing to upgrade under concurrency.
-                Database::Sqlite(pool) => TxConn::Sqlite(pool.begin_with("BEGIN IMMEDIATE").await?),
+                // The process's turn first (see `db::writer`), then IMMEDIATE: the write lock up
+                // front, so a transaction that reads before it writes never fails to upgrade.
+                Database::Sqlite(pool) => {
+                    let turn = writer::turn(pool).await;
+                    let tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+                    self.turn = Some(turn);
+                    TxConn::Sqlite(tx)
+                }
             });
         }
         Ok(self.conn.as_mut().expect("begun above"))
@@ -108,11 +117,13 @@ impl Tx {
                 "a transaction that enqueued events cannot be released".into(),
             ));
         }
-        match self.conn.take() {
+        let rolled_back = match self.conn.take() {
             Some(TxConn::Postgres(tx)) => tx.rollback().await,
             Some(TxConn::Sqlite(tx)) => tx.rollback().await,
             None => Ok(()),
-        }
+        };
+        self.turn = None;
+        rolled_back
     }
 
     /// Inserts `event` into the outbox of this transaction: it is published after (and only if)
@@ -143,6 +154,7 @@ impl Tx {
             Some(TxConn::Sqlite(tx)) => tx.commit().await?,
             None => {}
         }
+        drop(self.turn);
         if self.enqueued > 0 {
             outbox::notify_committed();
         }
