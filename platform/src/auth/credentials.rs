@@ -102,10 +102,11 @@ mod tests {
         let ServiceCredentials::Dev(dev) = &credentials else {
             unreachable!()
         };
-        // As if the renewal time had passed: a new token is minted.
-        dev.minted.lock().unwrap().as_mut().unwrap().1 = Instant::now();
+        // As if the renewal time had passed: a new token is minted. (Within the same second it
+        // may equal the first — ES256 signatures here are deterministic — hence the marker.)
+        *dev.minted.lock().unwrap() = Some(("stale".into(), Instant::now()));
         let renewed = credentials.token().unwrap().unwrap();
-        assert_ne!(renewed, first);
+        assert_ne!(renewed, "stale");
         assert_eq!(credentials.token().unwrap().unwrap(), renewed);
     }
 }
