@@ -214,7 +214,30 @@ impl Harness {
         rows
     }
 
-    /// Events of `order-events` processed by payment-svc (its inbox rows).
+    /// Whether payment-svc's consumer of `order-events` has acknowledged every message on the
+    /// topic so far: the broker's view, whether or not the handler wrote anything (an event it
+    /// ignores leaves no inbox row).
+    pub async fn order_events_settled(&self) -> bool {
+        let config = self.bus.config();
+        let Ok(mut stream) = self
+            .bus
+            .jetstream()
+            .get_stream(config.stream_name("order-events"))
+            .await
+        else {
+            return false;
+        };
+        let Ok(last) = stream.info().await.map(|info| info.state.last_sequence) else {
+            return false;
+        };
+        let durable = EventsConfig::durable_name("payment-svc", "order-events");
+        match stream.consumer_info(durable).await {
+            Ok(info) => info.ack_floor.stream_sequence >= last && info.num_ack_pending == 0,
+            Err(_) => false,
+        }
+    }
+
+    /// Events of `order-events` processed by payment-svc with an effect (its inbox rows).
     pub async fn processed_order_events(&self) -> i64 {
         let pool = sqlx::PgPool::connect(self.db.url()).await.unwrap();
         let (n,): (i64,) =
