@@ -98,6 +98,11 @@ pub fn get_request(addr: SocketAddr, path: &str, token: Option<&str>) -> String 
     format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Accept: */*\r\n\r\n")
 }
 
+/// A port the OS has just handed out and taken back (for the bare server's own bind).
+pub fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
 /// The bare server as a child process, killed on drop.
 pub struct BareServer {
     child: Child,
