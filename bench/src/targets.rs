@@ -119,42 +119,43 @@ pub async fn product_svc(
     wait_serving(addr).await?;
 
     let admin = issuer.token(IssuerKind::Employee, "bench-admin", vec![Role::Admin])?;
+    let product = create_product(addr, &admin, "BENCH-1").await?;
+    Ok((addr, product))
+}
+
+/// A category and an active product `sku` in it, created on product-svc at `addr` by `admin`.
+pub async fn create_product(addr: SocketAddr, admin: &str, sku: &str) -> anyhow::Result<Product> {
     let mut client = ProductServiceClient::connect(format!("http://{addr}")).await?;
     let category = client
         .create_category(authorized(
             CreateCategoryRequest {
-                name: "Bench".into(),
+                name: format!("Bench {sku}"),
                 ..Default::default()
             },
-            &admin,
+            admin,
         ))
         .await?
         .into_inner()
         .category
         .ok_or_else(|| anyhow::anyhow!("no category"))?;
-    let product = client
-        .create_product(authorized(
-            CreateProductRequest {
-                product: Some(Product {
-                    sku: "BENCH-1".into(),
-                    name: "Espresso machine".into(),
-                    description: "A product of the benchmark".into(),
-                    category_id: category.id,
-                    price: Some(Money {
-                        amount_minor: 24900,
-                        currency_code: "EUR".into(),
-                    }),
-                    active: true,
-                    ..Default::default()
-                }),
-            },
-            &admin,
-        ))
+    let product = Product {
+        sku: sku.to_owned(),
+        name: "Espresso machine".into(),
+        description: "A product of the benchmark".into(),
+        category_id: category.id,
+        price: Some(Money {
+            amount_minor: 24900,
+            currency_code: "EUR".into(),
+        }),
+        active: true,
+        ..Default::default()
+    };
+    client
+        .create_product(authorized(CreateProductRequest { product: Some(product) }, admin))
         .await?
         .into_inner()
         .product
-        .ok_or_else(|| anyhow::anyhow!("no product"))?;
-    Ok((addr, product))
+        .ok_or_else(|| anyhow::anyhow!("no product"))
 }
 
 pub fn authorized<T>(message: T, token: &str) -> tonic::Request<T> {

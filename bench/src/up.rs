@@ -10,12 +10,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use ordermesh_platform::auth::{DevIssuer, DevTokenRequest, IssuerKind, Role};
-use ordermesh_proto::common::Money;
 use ordermesh_proto::product::product_service_client::ProductServiceClient;
-use ordermesh_proto::product::{AdjustStockRequest, CreateCategoryRequest, CreateProductRequest, Product};
+use ordermesh_proto::product::{AdjustStockRequest, Product};
 
 use crate::pgbench::admin_sql;
-use crate::targets::{AUDIENCE, authorized};
+use crate::targets::{AUDIENCE, authorized, create_product};
 
 const NATS_URL: &str = "nats://127.0.0.1:4222";
 const REDIS_URL: &str = "redis://127.0.0.1:6379";
@@ -185,37 +184,9 @@ impl Up {
     /// A product with `stock` units (so a long run never runs out), by product-svc's own API.
     pub async fn stocked_product(&self, stock: i64) -> anyhow::Result<Product> {
         let admin = self.token(IssuerKind::Employee, "bench-admin", vec![Role::Admin])?;
+        let sku = format!("BENCH-{}", uuid::Uuid::now_v7().simple()).to_uppercase();
+        let product = create_product(self.product, &admin, &sku).await?;
         let mut client = ProductServiceClient::connect(format!("http://{}", self.product)).await?;
-        let category = client
-            .create_category(authorized(
-                CreateCategoryRequest {
-                    name: "Bench".into(),
-                    ..Default::default()
-                },
-                &admin,
-            ))
-            .await?
-            .into_inner()
-            .category
-            .context("no category")?;
-        let product = Product {
-            sku: format!("BENCH-{}", uuid::Uuid::now_v7().simple()).to_uppercase(),
-            name: "Bench kettle".into(),
-            description: "A product of the benchmark".into(),
-            category_id: category.id,
-            price: Some(Money {
-                amount_minor: 3999,
-                currency_code: "EUR".into(),
-            }),
-            active: true,
-            ..Default::default()
-        };
-        let product = client
-            .create_product(authorized(CreateProductRequest { product: Some(product) }, &admin))
-            .await?
-            .into_inner()
-            .product
-            .context("no product")?;
         client
             .adjust_stock(authorized(
                 AdjustStockRequest {
