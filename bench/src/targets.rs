@@ -61,14 +61,19 @@ impl Issuer {
     }
 
     pub fn token(&self, kind: IssuerKind, subject: &str, roles: Vec<Role>) -> anyhow::Result<String> {
-        self.issuer.mint(&DevTokenRequest {
-            kind,
-            subject: subject.to_owned(),
-            roles,
-            audience: AUDIENCE.to_owned(),
-            ttl: Duration::from_secs(3600),
-        })
+        mint(&self.issuer, kind, subject, roles)
     }
+}
+
+/// A token of `issuer` for [`AUDIENCE`], valid for an hour (longer than any run).
+pub fn mint(issuer: &DevIssuer, kind: IssuerKind, subject: &str, roles: Vec<Role>) -> anyhow::Result<String> {
+    issuer.mint(&DevTokenRequest {
+        kind,
+        subject: subject.to_owned(),
+        roles,
+        audience: AUDIENCE.to_owned(),
+        ttl: Duration::from_secs(3600),
+    })
 }
 
 /// The platform's gRPC server stack serving only health (and reflection).

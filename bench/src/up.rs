@@ -9,12 +9,12 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use ordermesh_platform::auth::{DevIssuer, DevTokenRequest, IssuerKind, Role};
+use ordermesh_platform::auth::{DevIssuer, IssuerKind, Role};
 use ordermesh_proto::product::product_service_client::ProductServiceClient;
 use ordermesh_proto::product::{AdjustStockRequest, Product};
 
 use crate::pgbench::admin_sql;
-use crate::targets::{AUDIENCE, authorized, create_product};
+use crate::targets::{authorized, create_product};
 
 const NATS_URL: &str = "nats://127.0.0.1:4222";
 const REDIS_URL: &str = "redis://127.0.0.1:6379";
@@ -153,13 +153,7 @@ impl Up {
     }
 
     pub fn token(&self, kind: IssuerKind, subject: &str, roles: Vec<Role>) -> anyhow::Result<String> {
-        self.issuer.mint(&DevTokenRequest {
-            kind,
-            subject: subject.to_owned(),
-            roles,
-            audience: AUDIENCE.to_owned(),
-            ttl: Duration::from_secs(3600),
-        })
+        crate::targets::mint(&self.issuer, kind, subject, roles)
     }
 
     /// A token of the first demo client (a customer `ordermesh up` registers).
