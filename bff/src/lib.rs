@@ -139,6 +139,12 @@ pub async fn run(config: BffConfig, listener: TcpListener, shutdown: Shutdown) -
     let mut state = AppState::new(config).await?;
     state.shutdown = shutdown.clone();
     let state = Arc::new(state);
+    // No Nagle: an answer written in pieces must not wait for the client's delayed ACK.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp: &mut tokio::net::TcpStream| {
+        if let Err(error) = tcp.set_nodelay(true) {
+            tracing::debug!(%error, "could not set TCP_NODELAY");
+        }
+    });
     axum::serve(listener, router(state))
         .with_graceful_shutdown(async move { shutdown.wait().await })
         .await?;

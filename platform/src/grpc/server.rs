@@ -5,7 +5,6 @@ use std::time::Duration;
 
 use futures::future::BoxFuture;
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 use tonic::server::NamedService;
 use tonic::service::RoutesBuilder;
 use tonic_health::ServingStatus;
@@ -149,7 +148,11 @@ impl GrpcServer {
             tracing::info!(service, "ready");
         });
 
-        let incoming = TcpListenerStream::new(listener);
+        // No Nagle on accepted connections: a gRPC answer is several small writes (headers,
+        // data, trailers), and a caller that waits for it before sending again would otherwise
+        // meet the peer's delayed ACK — about 40 ms per call. (tonic's own bind sets this; a
+        // listener bound by the host, as here, must ask.)
+        let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
         let drain = shutdown.clone();
         let result = tonic::transport::Server::builder()
             .accept_http1(true)
