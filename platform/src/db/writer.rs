@@ -23,9 +23,11 @@ pub struct WriteTurn(#[allow(dead_code)] OwnedMutexGuard<()>);
 /// One gate per database file, shared by every pool of this process on that file.
 static GATES: LazyLock<Mutex<HashMap<PathBuf, Arc<tokio::sync::Mutex<()>>>>> = LazyLock::new(Default::default);
 
+/// Keyed by the file name as the pool was opened with (no `canonicalize`: that is file-system
+/// calls on every transaction). The services open each file under one name; two spellings of one
+/// file would only fall back to SQLite's busy handler between them, never to a wrong result.
 fn gate(pool: &SqlitePool) -> Arc<tokio::sync::Mutex<()>> {
     let file = pool.connect_options().get_filename().to_path_buf();
-    let file = std::fs::canonicalize(&file).unwrap_or(file);
     let mut gates = GATES.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     gates.entry(file).or_default().clone()
 }
