@@ -45,6 +45,11 @@ impl EventHandler for AuditRecorder {
         self.store.append(tx, &entry).await?;
         Ok(())
     }
+
+    /// Writes only to this service's store: batched deliveries share a transaction.
+    fn shares_transactions(&self) -> bool {
+        true
+    }
 }
 
 /// What the event is about, beyond the envelope.

@@ -48,9 +48,13 @@ pub struct Up {
     pub product: SocketAddr,
 }
 
-/// The release binary built beside this one (`bench/run` builds both).
+/// The release binary built beside this one (`bench/run` builds both), or `ORDERMESH_BIN`: a
+/// copy of an earlier build, for a before/after of a change with the same harness.
 fn ordermesh_binary() -> anyhow::Result<PathBuf> {
-    let path = std::env::current_exe()?.with_file_name("ordermesh");
+    let path = match std::env::var_os("ORDERMESH_BIN") {
+        Some(path) => PathBuf::from(path),
+        None => std::env::current_exe()?.with_file_name("ordermesh"),
+    };
     anyhow::ensure!(
         path.exists(),
         "{} is missing: build it with `cargo build --release -p ordermesh` (bench/run does)",

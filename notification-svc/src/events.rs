@@ -67,12 +67,22 @@ impl TopicHandler<OrderEvent> for NotificationHandler {
     async fn handle(&self, event: OrderEvent, envelope: &ReceivedEvent, tx: &mut Tx) -> Result<(), HandlerError> {
         self.deliver(order_notes(&event)?, envelope, tx).await
     }
+
+    /// Writes only to this service's store: batched deliveries share a transaction.
+    fn shares_transactions(&self) -> bool {
+        true
+    }
 }
 
 #[async_trait]
 impl TopicHandler<PaymentEvent> for NotificationHandler {
     async fn handle(&self, event: PaymentEvent, envelope: &ReceivedEvent, tx: &mut Tx) -> Result<(), HandlerError> {
         self.deliver(payment_notes(&event)?, envelope, tx).await
+    }
+
+    /// Writes only to this service's store: batched deliveries share a transaction.
+    fn shares_transactions(&self) -> bool {
+        true
     }
 }
 
@@ -91,6 +101,11 @@ impl TopicHandler<NotificationEvent> for NotificationHandler {
             // Our own announcement of SendNotification.
             NotificationEvent::NotificationCreated(_) => Ok(()),
         }
+    }
+
+    /// Writes only to this service's store: batched deliveries share a transaction.
+    fn shares_transactions(&self) -> bool {
+        true
     }
 }
 

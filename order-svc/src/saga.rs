@@ -80,6 +80,11 @@ impl TopicHandler<InventoryEvent> for InventoryHandler {
         apply(&self.store, tx, order_id(&order)?, input, "service:product", envelope).await?;
         Ok(())
     }
+
+    /// Writes only to this service's store: batched deliveries share a transaction.
+    fn shares_transactions(&self) -> bool {
+        true
+    }
 }
 
 /// Charges reserved orders.

@@ -58,6 +58,13 @@ impl TopicHandler<OrderEvent> for OrderEventsHandler {
             OrderEvent::OrderStatusChanged(_) | OrderEvent::OrderConfirmed(_) | OrderEvent::OrderDelivered(_) => Ok(()),
         }
     }
+
+    /// Writes only to this service's store: batched deliveries share a transaction. On
+    /// PostgreSQL two lanes' batches can lock the same products in opposite orders; the server
+    /// detects the deadlock, one batch is rolled back and its events are handled one by one.
+    fn shares_transactions(&self) -> bool {
+        true
+    }
 }
 
 async fn on_placed(

@@ -119,7 +119,19 @@ pub trait EventHandler: Send + Sync + 'static {
         let _ = event_type;
         true
     }
+
+    /// Whether `handle` only reads and writes through `tx`: no call to another service, no
+    /// [`Tx::release`]. Deliveries already waiting in a lane are then handled together in one
+    /// transaction (see `process_batch`). A handler that makes a network call must say `false`
+    /// (the default): in a shared transaction it would hold the writes of the events before it —
+    /// on SQLite the file's write lock — across the call.
+    fn shares_transactions(&self) -> bool {
+        false
+    }
 }
+
+/// Most deliveries of one lane handled in one transaction.
+const MAX_BATCH: usize = 32;
 
 #[derive(Debug, Clone)]
 pub struct ConsumerConfig {
@@ -187,19 +199,33 @@ impl Consumer {
             topic: config.topic.clone(),
             ack_wait: config.ack_wait,
             max_deliver: config.max_deliver,
-            max_ack_pending: (lanes * 16).min(512),
+            max_ack_pending: (lanes * MAX_BATCH).min(512),
         };
         let mut subscription = bus.subscribe(&spec).await?;
         let config = Arc::new(config);
         let mut senders = Vec::with_capacity(lanes);
         let mut workers = Vec::with_capacity(lanes);
         for _ in 0..lanes {
-            let (sender, mut receiver) = mpsc::channel::<Delivery>(16);
+            let (sender, mut receiver) = mpsc::channel::<Delivery>(MAX_BATCH);
             senders.push(sender);
             let (db, config, handler) = (db.clone(), config.clone(), handler.clone());
             workers.push(tokio::spawn(async move {
                 while let Some(delivery) = receiver.recv().await {
-                    process(&db, &config, handler.as_ref(), delivery).await;
+                    let mut batch = vec![delivery];
+                    // Only what already waits: a batch never waits to fill, so a lone event is
+                    // handled at once and batches grow only with the load.
+                    while handler.shares_transactions() && batch.len() < MAX_BATCH {
+                        match receiver.try_recv() {
+                            Ok(next) => batch.push(next),
+                            Err(_) => break,
+                        }
+                    }
+                    if batch.len() == 1 {
+                        let delivery = batch.pop().expect("one delivery");
+                        process(&db, &config, handler.as_ref(), delivery).await;
+                    } else {
+                        process_batch(&db, &config, handler.as_ref(), batch).await;
+                    }
                 }
             }));
         }
@@ -237,8 +263,22 @@ enum Outcome {
     DeadLetter(String),
 }
 
-async fn process(db: &Database, config: &ConsumerConfig, handler: &dyn EventHandler, delivery: Delivery) {
-    let Delivery { event, acker } = delivery;
+impl Outcome {
+    fn of(result: Result<bool, HandlerError>, event: &ReceivedEvent, config: &ConsumerConfig) -> Self {
+        match result {
+            Ok(true) => Self::Processed,
+            Ok(false) => Self::Duplicate,
+            Err(HandlerError::Permanent(error)) => Self::DeadLetter(format!("{error:#}")),
+            Err(HandlerError::Transient(error)) if event.delivery_count >= config.max_deliver => {
+                Self::DeadLetter(format!("{error:#}"))
+            }
+            Err(HandlerError::Transient(error)) => Self::Retry(format!("{error:#}")),
+        }
+    }
+}
+
+/// The consumer span of one event, a child of the span that produced it.
+fn span_of(config: &ConsumerConfig, event: &ReceivedEvent) -> tracing::Span {
     let span = tracing::info_span!(
         "consume event",
         otel.kind = "consumer",
@@ -256,67 +296,152 @@ async fn process(db: &Database, config: &ConsumerConfig, handler: &dyn EventHand
         "tracestate" => event.tracestate.clone(),
         _ => None,
     });
+    span
+}
+
+/// What becomes of `event` without running the handler: dead-lettered after too many
+/// deliveries, skipped when the handler does not know its type; `None`: handle it.
+fn settled_unhandled(config: &ConsumerConfig, handler: &dyn EventHandler, event: &ReceivedEvent) -> Option<Outcome> {
+    if event.delivery_count > config.max_deliver {
+        Some(Outcome::DeadLetter(format!(
+            "delivered {} times without being settled",
+            event.delivery_count
+        )))
+    } else if !handler.knows(&event.event_type) {
+        Some(Outcome::Skipped)
+    } else {
+        None
+    }
+}
+
+async fn process(db: &Database, config: &ConsumerConfig, handler: &dyn EventHandler, delivery: Delivery) {
+    let span = span_of(config, &delivery.event);
     async {
-        let outcome = if event.delivery_count > config.max_deliver {
-            Outcome::DeadLetter(format!(
-                "delivered {} times without being settled",
-                event.delivery_count
-            ))
-        } else if !handler.knows(&event.event_type) {
-            Outcome::Skipped
-        } else {
-            match run_handler(db, config, handler, &event).await {
-                Ok(true) => Outcome::Processed,
-                Ok(false) => Outcome::Duplicate,
-                Err(HandlerError::Permanent(error)) => Outcome::DeadLetter(format!("{error:#}")),
-                Err(HandlerError::Transient(error)) if event.delivery_count >= config.max_deliver => {
-                    Outcome::DeadLetter(format!("{error:#}"))
-                }
-                Err(HandlerError::Transient(error)) => Outcome::Retry(format!("{error:#}")),
-            }
+        let outcome = match settled_unhandled(config, handler, &delivery.event) {
+            Some(outcome) => outcome,
+            None => Outcome::of(
+                run_handler(db, config, handler, &delivery.event).await,
+                &delivery.event,
+                config,
+            ),
         };
-        let label = match &outcome {
-            Outcome::Processed => "processed",
-            Outcome::Duplicate => "duplicate",
-            Outcome::Skipped => "skipped",
-            Outcome::Retry(_) => "retry",
-            Outcome::DeadLetter(_) => "dead_letter",
-        };
-        let lag = (chrono::Utc::now() - event.occur_time).num_milliseconds() as f64 / 1000.0;
-        crate::metrics::record_consumed(&config.service, &config.topic, label, lag);
-        let settled = match outcome {
-            Outcome::Processed => acker.ack().await,
-            Outcome::Duplicate => {
-                tracing::debug!("duplicate delivery skipped");
-                acker.ack().await
-            }
-            Outcome::Skipped => {
-                log_unknown_type_once(&config.inbox_name(), &event.event_type);
-                acker.ack().await
-            }
-            Outcome::Retry(error) => {
-                let delay = config.backoff_for(event.delivery_count);
-                tracing::warn!(%error, retry_in_ms = delay.as_millis() as u64, "event handler failed, will retry");
-                acker.nak(delay).await
-            }
-            Outcome::DeadLetter(error) => {
-                tracing::error!(%error, "event dead-lettered");
-                match acker.dead_letter(&config.service, &error).await {
-                    Ok(()) => Ok(()),
-                    Err(dlq_error) => {
-                        tracing::error!(error = %dlq_error, "dead-lettering failed, will retry");
-                        acker.nak(config.backoff_for(event.delivery_count)).await
-                    }
-                }
-            }
-        };
-        if let Err(error) = settled {
-            // The broker redelivers after ack_wait; the inbox absorbs the repeat.
-            tracing::warn!(%error, "could not settle delivery");
-        }
+        settle(config, delivery, outcome).await;
     }
     .instrument(span)
     .await
+}
+
+/// Handles `batch` (deliveries that waited in one lane, in order) in ONE transaction: one
+/// commit and, on SQLite, one write turn for all of them — under load the commits, not the
+/// statements, are what a writer waits for (PostgreSQL's fsync, a serialising lock such as
+/// notification-svc's, SQLite's single writer). All or nothing: if any event fails, is a
+/// duplicate in the inbox or the commit fails, the transaction is rolled back and each event of
+/// the batch is handled again on its own, so a failure is settled exactly as without batching.
+async fn process_batch(db: &Database, config: &ConsumerConfig, handler: &dyn EventHandler, batch: Vec<Delivery>) {
+    let mut handled = Vec::with_capacity(batch.len());
+    for delivery in batch {
+        match settled_unhandled(config, handler, &delivery.event) {
+            Some(outcome) => {
+                let span = span_of(config, &delivery.event);
+                settle(config, delivery, outcome).instrument(span).await;
+            }
+            None => handled.push(delivery),
+        }
+    }
+    if let Err(error) = run_batch(db, config, handler, &handled).await {
+        tracing::debug!(%error, events = handled.len(), "batch rolled back, handling its events one by one");
+        for delivery in handled {
+            process(db, config, handler, delivery).await;
+        }
+        return;
+    }
+    for delivery in handled {
+        let span = span_of(config, &delivery.event);
+        settle(config, delivery, Outcome::Processed).instrument(span).await;
+    }
+}
+
+/// Runs the handler on every event of `deliveries` in one lazily begun transaction and commits
+/// it; an error undoes them all.
+async fn run_batch(
+    db: &Database,
+    config: &ConsumerConfig,
+    handler: &dyn EventHandler,
+    deliveries: &[Delivery],
+) -> Result<(), HandlerError> {
+    let inbox = config.inbox_name();
+    let mut tx = Tx::lazy(db);
+    let result: Result<(), HandlerError> = async {
+        for delivery in deliveries {
+            let event = &delivery.event;
+            let uses = tx.uses();
+            handler
+                .handle(event, &mut tx)
+                .instrument(span_of(config, event))
+                .await?;
+            // As on its own: an event the handler ran nothing for needs no inbox row. One
+            // processed before (a redelivery) undoes the batch; alone, it is then a duplicate.
+            if tx.uses() != uses && !outbox::record_inbox(&mut tx, &inbox, event.id).await? {
+                return Err(HandlerError::transient(anyhow::anyhow!(
+                    "event {} already processed",
+                    event.id
+                )));
+            }
+        }
+        Ok(())
+    }
+    .await;
+    match result {
+        Ok(()) => Ok(tx.commit().await?),
+        Err(error) => {
+            let _ = tx.rollback().await;
+            Err(error)
+        }
+    }
+}
+
+/// Acknowledges, retries or dead-letters a delivery as `outcome` says, and counts it.
+async fn settle(config: &ConsumerConfig, delivery: Delivery, outcome: Outcome) {
+    let Delivery { event, acker } = delivery;
+    let label = match &outcome {
+        Outcome::Processed => "processed",
+        Outcome::Duplicate => "duplicate",
+        Outcome::Skipped => "skipped",
+        Outcome::Retry(_) => "retry",
+        Outcome::DeadLetter(_) => "dead_letter",
+    };
+    let lag = (chrono::Utc::now() - event.occur_time).num_milliseconds() as f64 / 1000.0;
+    crate::metrics::record_consumed(&config.service, &config.topic, label, lag);
+    let settled = match outcome {
+        Outcome::Processed => acker.ack().await,
+        Outcome::Duplicate => {
+            tracing::debug!("duplicate delivery skipped");
+            acker.ack().await
+        }
+        Outcome::Skipped => {
+            log_unknown_type_once(&config.inbox_name(), &event.event_type);
+            acker.ack().await
+        }
+        Outcome::Retry(error) => {
+            let delay = config.backoff_for(event.delivery_count);
+            tracing::warn!(%error, retry_in_ms = delay.as_millis() as u64, "event handler failed, will retry");
+            acker.nak(delay).await
+        }
+        Outcome::DeadLetter(error) => {
+            tracing::error!(%error, "event dead-lettered");
+            match acker.dead_letter(&config.service, &error).await {
+                Ok(()) => Ok(()),
+                Err(dlq_error) => {
+                    tracing::error!(error = %dlq_error, "dead-lettering failed, will retry");
+                    acker.nak(config.backoff_for(event.delivery_count)).await
+                }
+            }
+        }
+    };
+    if let Err(error) = settled {
+        // The broker redelivers after ack_wait; the inbox absorbs the repeat.
+        tracing::warn!(%error, "could not settle delivery");
+    }
 }
 
 /// Logs the first event of an unknown type per consumer; later ones are only counted.
@@ -339,8 +464,7 @@ fn log_unknown_type_once(consumer: &str, event_type: &str) {
 ///
 /// The transaction is lazy: it begins with the handler's first write, so whatever the handler
 /// does before (calls to other services) holds no lock; the inbox row is written last, in the
-/// same transaction as the effects (an event the handler wrote nothing for gets none). A
-/// processed event is recognised by a read first; two
+/// same transaction as the effects (an event the handler wrote nothing for gets none). Two
 /// deliveries of one event handled at once both run, and the second's inbox row (unique)
 /// rolls its effects back.
 async fn run_handler(
@@ -350,7 +474,10 @@ async fn run_handler(
     event: &ReceivedEvent,
 ) -> Result<bool, HandlerError> {
     let inbox = config.inbox_name();
-    if outbox::is_processed(db, &inbox, event.id).await? {
+    // A handler that calls other services is spared a redelivered event by a read first. One
+    // that only writes here runs it and finds out at its inbox row (then rolls back): a read
+    // for every delivery — most of which a consumer ignores — costs more than rare repeats.
+    if !handler.shares_transactions() && outbox::is_processed(db, &inbox, event.id).await? {
         return Ok(false);
     }
     let mut tx = Tx::lazy(db);

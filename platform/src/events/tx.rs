@@ -37,6 +37,9 @@ pub struct Tx {
     conn: Option<TxConn>,
     /// On SQLite, this process's turn to write the file, held while the transaction is open.
     turn: Option<WriteTurn>,
+    /// Times the connection was handed out (statements run, roughly): tells a caller whether a
+    /// step of its own ran anything in a transaction that others share.
+    uses: u64,
     enqueued: usize,
     /// Run in order after a successful commit; dropped on rollback.
     after_commit: Vec<Box<dyn FnOnce() + Send>>,
@@ -67,6 +70,7 @@ impl Tx {
             db: db.clone(),
             conn: None,
             turn: None,
+            uses: 0,
             enqueued: 0,
             after_commit: Vec::new(),
         }
@@ -74,6 +78,7 @@ impl Tx {
 
     /// The transaction's connection, beginning the transaction if it has not begun.
     pub async fn conn(&mut self) -> Result<&mut TxConn, sqlx::Error> {
+        self.uses += 1;
         if self.conn.is_none() {
             self.conn = Some(match &self.db {
                 Database::Postgres(pool) => TxConn::Postgres(pool.begin().await?),
@@ -105,6 +110,12 @@ impl Tx {
     /// Whether a statement has run (the transaction has begun).
     pub fn is_begun(&self) -> bool {
         self.conn.is_some()
+    }
+
+    /// How many times the connection has been handed out so far ([`Tx::conn`]): unchanged
+    /// across a step means the step ran nothing in this transaction.
+    pub fn uses(&self) -> u64 {
+        self.uses
     }
 
     /// Ends a transaction that has only read, so that the caller can make a network call
@@ -145,18 +156,23 @@ impl Tx {
     }
 
     /// Commits (a transaction that never began has nothing to commit), then wakes the relays of
-    /// this process if events were enqueued (PostgreSQL relays are also woken by NOTIFY, which
-    /// is delivered on commit), then runs the [`Tx::after_commit`] hooks in the order they were
+    /// this database in this process if events were enqueued (on PostgreSQL, one NOTIFY sent
+    /// before the commit wakes those of other processes when it commits), then runs the [`Tx::after_commit`] hooks in the order they were
     /// added.
     pub async fn commit(self) -> Result<(), sqlx::Error> {
         match self.conn {
-            Some(TxConn::Postgres(tx)) => tx.commit().await?,
+            Some(TxConn::Postgres(mut tx)) => {
+                if self.enqueued > 0 {
+                    outbox::signal_pg(&mut tx).await?;
+                }
+                tx.commit().await?
+            }
             Some(TxConn::Sqlite(tx)) => tx.commit().await?,
             None => {}
         }
         drop(self.turn);
         if self.enqueued > 0 {
-            outbox::notify_committed();
+            outbox::notify_committed(&self.db);
         }
         for hook in self.after_commit {
             hook();

@@ -26,6 +26,12 @@ impl OutgoingEvent {
 #[async_trait]
 pub trait TopicHandler<E: TopicEvents>: Send + Sync + 'static {
     async fn handle(&self, event: E, envelope: &ReceivedEvent, tx: &mut Tx) -> Result<(), HandlerError>;
+
+    /// See [`EventHandler::shares_transactions`]: `true` only for a handler that makes no call
+    /// to another service.
+    fn shares_transactions(&self) -> bool {
+        false
+    }
 }
 
 /// The [`EventHandler`] of a [`TopicHandler`]: decodes the payload by its type, skips types the
@@ -53,5 +59,9 @@ impl<E: TopicEvents, H: TopicHandler<E>> EventHandler for Dispatch<E, H> {
 
     fn knows(&self, event_type: &str) -> bool {
         E::TYPES.contains(&event_type)
+    }
+
+    fn shares_transactions(&self) -> bool {
+        self.handler.shares_transactions()
     }
 }
