@@ -35,8 +35,11 @@ pub async fn run(config: ServiceConfig, listen: Listen, shutdown: Shutdown) -> a
     let peers = Arc::new(peers::Peers::connect(host.config())?);
     host.consume::<InventoryEvent, _>(saga::InventoryHandler::new(store.clone()))
         .await?;
-    // Charging waits out a payment-svc outage: many retries, short backoff steps.
+    // Charging waits out a payment-svc outage: many retries, short backoff steps. Each charge
+    // waits for payment-svc (and its gateway) holding no transaction, so more lanes put more
+    // charges in flight: with the default 8, charging fell behind intake under load.
     host.consume_with::<OrderEvent, _>(saga::PaymentStep::new(store.clone(), peers.clone()), |c| {
+        c.lanes = 32;
         c.max_deliver = 500;
         c.backoff = [200, 500, 1000, 2000, 5000].map(Duration::from_millis).to_vec();
     })

@@ -76,6 +76,21 @@ pub trait EventBus: Send + Sync + 'static {
     /// event id within the de-duplication window.
     async fn publish(&self, event: &OutgoingEvent) -> Result<PublishAck, BusError>;
 
+    /// Publishes `events` in order and returns how many, from the first, the bus stored, with
+    /// the error that stopped it. A bus may have the next ones in flight while it waits for the
+    /// earlier ones' acknowledgements; after a failure, some events past the prefix may have
+    /// been stored too — publishing them again is absorbed by the de-duplication on their ids,
+    /// but a consumer may then see one of them before the failed one (order holds only without
+    /// failures, as for any retried publish).
+    async fn publish_all(&self, events: &[&OutgoingEvent]) -> (usize, Option<BusError>) {
+        for (stored, event) in events.iter().enumerate() {
+            if let Err(error) = self.publish(event).await {
+                return (stored, Some(error));
+            }
+        }
+        (events.len(), None)
+    }
+
     /// Opens (creating if needed) the durable consumer of `spec.service` on `spec.topic`.
     async fn subscribe(&self, spec: &SubscriptionSpec) -> Result<Box<dyn Subscription>, BusError>;
 

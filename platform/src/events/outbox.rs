@@ -519,19 +519,10 @@ impl Relay {
     }
 
     async fn publish_rows(&self, rows: &[(i64, OutgoingEvent)]) -> (Vec<i64>, Option<anyhow::Error>) {
-        let mut sent = Vec::with_capacity(rows.len());
-        for (seq, event) in rows {
-            match self.bus.publish(event).await {
-                Ok(ack) => {
-                    if ack.duplicate {
-                        tracing::debug!(event_id = %event.id, "outbox: publish absorbed as duplicate");
-                    }
-                    sent.push(*seq);
-                }
-                Err(error) => return (sent, Some(error.into())),
-            }
-        }
-        (sent, None)
+        let events: Vec<&OutgoingEvent> = rows.iter().map(|(_, event)| event).collect();
+        let (stored, error) = self.bus.publish_all(&events).await;
+        let sent = rows[..stored].iter().map(|(seq, _)| *seq).collect();
+        (sent, error.map(Into::into))
     }
 }
 
