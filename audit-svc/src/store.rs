@@ -102,7 +102,11 @@ impl Store {
     /// `event_id`: when an entry with it exists, that entry is returned and nothing is written.
     pub async fn append(&self, tx: &mut Tx, new: &NewEntry) -> StoreResult<Entry> {
         // PostgreSQL only: SQLite's `BEGIN IMMEDIATE` already holds the database's write lock.
-        if let Some(conn) = tx.postgres().await? {
+        // Once per transaction: appends of a batch of events share one.
+        if tx.is_postgres()
+            && tx.first_in_transaction("audit chain lock")
+            && let Some(conn) = tx.postgres().await?
+        {
             // Held until commit or rollback: appends of every connection and instance queue here.
             sqlx::query("SELECT pg_advisory_xact_lock($1)")
                 .bind(CHAIN_LOCK)
@@ -110,23 +114,27 @@ impl Store {
                 .await?;
         }
         on_tx!(tx, |conn| {
-            if let Some(event_id) = &new.event_id {
-                let existing: Option<EntryRow> = sqlx::query_as(AssertSqlSafe(format!(
-                    "SELECT {COLUMNS} FROM audit_entries WHERE event_id = $1"
+            // The head, and whether `event_id` is already recorded, in one statement (an empty
+            // chain has no entry of any event either).
+            let head: Option<(i64, Vec<u8>, Option<i64>)> = sqlx::query_as(
+                "SELECT head.sequence, head.hash, \
+                 (SELECT e.sequence FROM audit_entries e WHERE e.event_id = $1) \
+                 FROM audit_entries head ORDER BY head.sequence DESC LIMIT 1",
+            )
+            .bind(new.event_id.as_deref())
+            .fetch_optional(&mut *conn)
+            .await?;
+            if let Some((_, _, Some(existing))) = head {
+                let row: EntryRow = sqlx::query_as(AssertSqlSafe(format!(
+                    "SELECT {COLUMNS} FROM audit_entries WHERE sequence = $1"
                 )))
-                .bind(event_id)
-                .fetch_optional(&mut *conn)
+                .bind(existing)
+                .fetch_one(&mut *conn)
                 .await?;
-                if let Some(row) = existing {
-                    return row.try_into();
-                }
+                return row.try_into();
             }
-            let head: Option<(i64, Vec<u8>)> =
-                sqlx::query_as("SELECT sequence, hash FROM audit_entries ORDER BY sequence DESC LIMIT 1")
-                    .fetch_optional(&mut *conn)
-                    .await?;
             let (sequence, previous_hash) = match head {
-                Some((sequence, hash)) => (sequence + 1, hash),
+                Some((sequence, hash, _)) => (sequence + 1, hash),
                 None => (1, GENESIS_HASH.to_vec()),
             };
             let entry = new.seal(sequence, Uuid::now_v7(), Utc::now(), &previous_hash);

@@ -174,6 +174,10 @@ impl Store {
     /// Takes the insert lock of `tx` now, so ids are assigned in commit order (see the module
     /// documentation) and check-then-insert sequences cannot race.
     pub async fn lock_inserts(&self, tx: &mut Tx) -> StoreResult<()> {
+        // Once per transaction: the notifications of a batch of events share one.
+        if !tx.first_in_transaction("notification insert lock") {
+            return Ok(());
+        }
         match tx.conn().await? {
             TxConn::Postgres(conn) => {
                 sqlx::query("SELECT pg_advisory_xact_lock($1)")

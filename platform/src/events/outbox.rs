@@ -454,17 +454,14 @@ impl Relay {
         match &self.db {
             Database::Postgres(pool) => {
                 let mut tx = pool.begin().await?;
-                let locked: bool = sqlx::query_scalar(
-                    "SELECT pg_try_advisory_xact_lock(hashtext(current_schema() || '.event_outbox'))",
-                )
-                .fetch_one(&mut *tx)
-                .await?;
-                if !locked {
-                    return Ok(RelayPass::default());
-                }
+                // The schema's relay lock and the rows in one statement: the lock is tried once
+                // (a sub-select, not per row); without it the answer is empty and another relay
+                // is publishing. Rows another relay marked sent meanwhile are re-checked by
+                // FOR UPDATE and drop out.
                 let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-                    "SELECT {SELECT_COLUMNS} FROM event_outbox WHERE sent_at IS NULL ORDER BY seq LIMIT $1 \
-                     FOR UPDATE SKIP LOCKED"
+                    "SELECT {SELECT_COLUMNS} FROM event_outbox \
+                     WHERE (SELECT pg_try_advisory_xact_lock(hashtext(current_schema() || '.event_outbox'))) \
+                     AND sent_at IS NULL ORDER BY seq LIMIT $1 FOR UPDATE SKIP LOCKED"
                 )))
                 .bind(self.config.batch_size)
                 .fetch_all(&mut *tx)

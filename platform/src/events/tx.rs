@@ -40,6 +40,8 @@ pub struct Tx {
     /// Times the connection was handed out (statements run, roughly): tells a caller whether a
     /// step of its own ran anything in a transaction that others share.
     uses: u64,
+    /// Names recorded by [`Tx::first_in_transaction`] since the transaction began.
+    done: Vec<&'static str>,
     enqueued: usize,
     /// Run in order after a successful commit; dropped on rollback.
     after_commit: Vec<Box<dyn FnOnce() + Send>>,
@@ -71,6 +73,7 @@ impl Tx {
             conn: None,
             turn: None,
             uses: 0,
+            done: Vec::new(),
             enqueued: 0,
             after_commit: Vec::new(),
         }
@@ -118,6 +121,17 @@ impl Tx {
         self.uses
     }
 
+    /// `true` the first time `what` is asked for in this transaction, `false` after: for work
+    /// done once per transaction, such as taking a transaction-scoped lock, when several
+    /// handlers' writes share it (see [`crate::events::EventHandler::shares_transactions`]).
+    pub fn first_in_transaction(&mut self, what: &'static str) -> bool {
+        if self.done.contains(&what) {
+            return false;
+        }
+        self.done.push(what);
+        true
+    }
+
     /// Ends a transaction that has only read, so that the caller can make a network call
     /// without holding it; the next statement begins a new one. Refused once the transaction
     /// has enqueued events (nothing written may be dropped silently: a store write, too, must
@@ -134,6 +148,7 @@ impl Tx {
             None => Ok(()),
         };
         self.turn = None;
+        self.done.clear();
         rolled_back
     }
 
