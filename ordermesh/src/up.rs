@@ -130,9 +130,8 @@ async fn start(env: &Env, data_dir: &Path, offset: u16, shutdown: &Shutdown, sta
         let listener = launcher.bind(name, config.listen_addr).await?;
         bound.push((name, run, config, listener));
     }
-    let bff_listener = launcher
-        .bind("bff", SocketAddr::from(([0, 0, 0, 0], bff::DEFAULT_PORT + offset)))
-        .await?;
+    let bff_default = SocketAddr::from(([0, 0, 0, 0], bff::DEFAULT_PORT + offset));
+    let bff_listener = launcher.bind("bff", env.parse_or("BFF_ADDR", bff_default)?).await?;
 
     let router = issuer.router();
     launcher.spawn("dev-issuer", issuer_listener, |listener, stop| async move {

@@ -331,7 +331,11 @@ fn quickstart_on_the_production_profile() {
     ];
     let data = tempfile::tempdir().unwrap();
     let offset = port_offset() + 5000;
+    // An explicit BFF_ADDR wins over the port offset, as the services' addresses do.
+    let bff_port = grpc_port(offset, 80);
+    let env = [env.as_slice(), &[("BFF_ADDR", format!("127.0.0.1:{bff_port}"))]].concat();
     let up = Up::start(data.path(), offset, &env);
+    assert!(up.line("BFF").ends_with(&format!(":{bff_port}")), "{:?}", up.banner);
     reflection_check(
         grpc_port(offset, 1),
         "ordermesh.customer.v1.CustomerService",
@@ -343,7 +347,7 @@ fn quickstart_on_the_production_profile() {
         .arg(data.path())
         .output()
         .unwrap();
-    place_and_confirm(8080 + offset, String::from_utf8(token.stdout).unwrap().trim());
+    place_and_confirm(bff_port, String::from_utf8(token.stdout).unwrap().trim());
     up.stop();
     let again = Up::start(data.path(), offset, &env);
     assert_eq!(again.line("Demo customers:"), demo, "PostgreSQL kept the demo data");
