@@ -103,8 +103,7 @@ impl Store {
     pub async fn append(&self, tx: &mut Tx, new: &NewEntry) -> StoreResult<Entry> {
         // PostgreSQL only: SQLite's `BEGIN IMMEDIATE` already holds the database's write lock.
         // Once per transaction: appends of a batch of events share one.
-        if tx.is_postgres()
-            && tx.first_in_transaction("audit chain lock")
+        if tx.first_in_transaction("audit chain lock")
             && let Some(conn) = tx.postgres().await?
         {
             // Held until commit or rollback: appends of every connection and instance queue here.

@@ -99,8 +99,11 @@ pub async fn bare_health(shutdown: &Shutdown) -> anyhow::Result<SocketAddr> {
     Ok(addr)
 }
 
-fn tokio_stream_of(listener: TcpListener) -> tokio_stream::wrappers::TcpListenerStream {
-    tokio_stream::wrappers::TcpListenerStream::new(listener)
+/// The baselines' connections as tonic's own `Server::serve` accepts them: TCP_NODELAY on, its
+/// default (and the platform's). A bare listener stream left Nagle on, a setting that favours
+/// h2load's pipelined streams and that no server here runs with.
+fn tokio_stream_of(listener: TcpListener) -> tonic::transport::server::TcpIncoming {
+    tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true))
 }
 
 /// product-svc on the embedded profile (a SQLite file in `dir`, in-memory cache), with one

@@ -76,6 +76,30 @@ impl Migrations {
     }
 }
 
+/// What tells pools on the same data apart from pools on other data: server, database and
+/// options (the service's `search_path`) on PostgreSQL, the file as opened on SQLite (no
+/// `canonicalize`: file-system calls on a hot path; the services open each file under one name).
+pub(crate) fn identity(db: &Database) -> String {
+    match db {
+        Database::Postgres(pool) => {
+            let options = pool.connect_options();
+            format!(
+                "{}:{}/{}?{}",
+                options.get_host(),
+                options.get_port(),
+                options.get_database().unwrap_or_default(),
+                options.get_options().unwrap_or_default()
+            )
+        }
+        Database::Sqlite(pool) => sqlite_identity(pool),
+    }
+}
+
+/// [`identity`] of a SQLite pool.
+pub(crate) fn sqlite_identity(pool: &SqlitePool) -> String {
+    pool.connect_options().get_filename().display().to_string()
+}
+
 impl Database {
     /// Connects to `url`. For PostgreSQL, `schema` is created if missing and put first on the
     /// `search_path` of every connection. For SQLite the file and its directory are created.

@@ -10,7 +10,6 @@
 //! same file still meets the busy handler; the embedded profile runs in one process.)
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::sync::{Arc, LazyLock, Mutex};
 
 use sqlx::SqlitePool;
@@ -21,15 +20,13 @@ use tokio::sync::OwnedMutexGuard;
 pub struct WriteTurn(#[allow(dead_code)] OwnedMutexGuard<()>);
 
 /// One gate per database file, shared by every pool of this process on that file.
-static GATES: LazyLock<Mutex<HashMap<PathBuf, Arc<tokio::sync::Mutex<()>>>>> = LazyLock::new(Default::default);
+static GATES: LazyLock<Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>> = LazyLock::new(Default::default);
 
-/// Keyed by the file name as the pool was opened with (no `canonicalize`: that is file-system
-/// calls on every transaction). The services open each file under one name; two spellings of one
-/// file would only fall back to SQLite's busy handler between them, never to a wrong result.
+/// Keyed by the file's [`super::identity`]; two spellings of one file would only fall back to
+/// SQLite's busy handler between them, never to a wrong result.
 fn gate(pool: &SqlitePool) -> Arc<tokio::sync::Mutex<()>> {
-    let file = pool.connect_options().get_filename().to_path_buf();
     let mut gates = GATES.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-    gates.entry(file).or_default().clone()
+    gates.entry(super::sqlite_identity(pool)).or_default().clone()
 }
 
 /// Waits for this process's turn to write `pool`'s file.

@@ -14,9 +14,11 @@
 //! NOTIFY per committing transaction, sent by [`Tx::commit`]) and an in-process signal keyed by
 //! the database — and polls as a fallback. (One channel and one signal for every relay of a
 //! process woke all six services' relays for each commit of any of them: in `ordermesh up` on
-//! PostgreSQL, empty relay passes were well over half the statements the database ran.) On PostgreSQL several relays may run: rows are claimed with
-//! `FOR UPDATE SKIP LOCKED` under a transaction-scoped advisory lock per schema, so one relay
-//! publishes at a time (keeping per-aggregate order) and the others stand by.
+//! PostgreSQL, empty relay passes were well over half the statements the database ran.)
+//!
+//! On PostgreSQL several relays may run: rows are claimed with `FOR UPDATE SKIP LOCKED` under a
+//! transaction-scoped advisory lock per schema, so one relay publishes at a time (keeping
+//! per-aggregate order) and the others stand by.
 //!
 //! [`Tx::commit`]: super::Tx::commit
 
@@ -95,30 +97,12 @@ pub const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[(9001, "event outbox and
 /// Platform migrations for SQLite: append to the service's list.
 pub const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[(9001, "event outbox and inbox", SQLITE_SQL)];
 
-/// The in-process wake-up of each database's relays, keyed by [`database_key`].
+/// The in-process wake-up of each database's relays, keyed by the database's identity.
 static COMMITTED: LazyLock<Mutex<HashMap<String, Arc<Notify>>>> = LazyLock::new(Default::default);
-
-/// What tells two pools on the same data apart from pools on different data: server, database
-/// and options (the service's `search_path`) on PostgreSQL, the file on SQLite.
-fn database_key(db: &Database) -> String {
-    match db {
-        Database::Postgres(pool) => {
-            let options = pool.connect_options();
-            format!(
-                "{}:{}/{}?{}",
-                options.get_host(),
-                options.get_port(),
-                options.get_database().unwrap_or_default(),
-                options.get_options().unwrap_or_default()
-            )
-        }
-        Database::Sqlite(pool) => pool.connect_options().get_filename().display().to_string(),
-    }
-}
 
 fn committed(db: &Database) -> Arc<Notify> {
     let mut signals = COMMITTED.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-    signals.entry(database_key(db)).or_default().clone()
+    signals.entry(crate::db::identity(db)).or_default().clone()
 }
 
 /// Wakes the relays of `db` in this process. [`Tx::commit`] calls it; call it yourself after
