@@ -6,14 +6,17 @@
 
 use std::time::Duration;
 
-use ordermesh_platform::PeerUrls;
 use ordermesh_platform::client::{ClientConfig, ResilientChannel, channel};
+use ordermesh_platform::mesh::Workload;
 use ordermesh_proto::audit::audit_service_client::AuditServiceClient;
 use ordermesh_proto::customer::customer_service_client::CustomerServiceClient;
 use ordermesh_proto::notification::notification_service_client::NotificationServiceClient;
 use ordermesh_proto::order::order_service_client::OrderServiceClient;
 use ordermesh_proto::payment::payment_service_client::PaymentServiceClient;
 use ordermesh_proto::product::product_service_client::ProductServiceClient;
+use tonic_health::pb::health_client::HealthClient;
+
+use crate::BffConfig;
 
 /// A read client (retries UNAVAILABLE) and a write client (never retries) of one service.
 #[derive(Clone)]
@@ -30,66 +33,66 @@ pub struct Clients {
     pub payment: Pair<PaymentServiceClient<ResilientChannel>>,
     pub notification: Pair<NotificationServiceClient<ResilientChannel>>,
     pub audit: Pair<AuditServiceClient<ResilientChannel>>,
-    /// Name and address of every service, for readiness checks.
-    pub services: Vec<(&'static str, String)>,
+    /// The health client of every service, for readiness checks.
+    health: Vec<(&'static str, HealthClient<ResilientChannel>)>,
 }
 
-fn pair<C>(name: &str, url: &str, timeout: Duration, make: fn(ResilientChannel) -> C) -> anyhow::Result<Pair<C>> {
-    let mut config = ClientConfig::new(format!("{name}-svc"), url);
-    config.timeout = timeout;
-    let (read, _) = channel(&config)?;
-    config.max_retries = 0;
-    let (write, _) = channel(&config)?;
+/// The BFF's client of `callee`: its address, the BFF's workload and TLS.
+fn client_config(config: &BffConfig, callee: Workload) -> ClientConfig {
+    let url = config.peers.url(callee).to_owned();
+    let mut client = ClientConfig::between(config.workload(), callee, url, config.tls.clone());
+    client.timeout = config.grpc_timeout;
+    client
+}
+
+fn pair<C>(config: &BffConfig, callee: Workload, make: fn(ResilientChannel) -> C) -> anyhow::Result<Pair<C>> {
+    let mut client = client_config(config, callee);
+    let (read, _) = channel(&client)?;
+    client.max_retries = 0;
+    let (write, _) = channel(&client)?;
     Ok(Pair {
         read: make(read),
         write: make(write),
     })
 }
 
+/// A readiness probe answers at once: one short attempt, no retry.
+fn health_client(config: &BffConfig, callee: Workload) -> anyhow::Result<HealthClient<ResilientChannel>> {
+    let mut client = client_config(config, callee);
+    client.timeout = Duration::from_secs(1);
+    client.connect_timeout = Duration::from_secs(1);
+    client.max_retries = 0;
+    Ok(HealthClient::new(channel(&client)?.0))
+}
+
 impl Clients {
-    pub fn new(peers: &PeerUrls, timeout: Duration) -> anyhow::Result<Self> {
+    pub fn new(config: &BffConfig) -> anyhow::Result<Self> {
+        let mut health = Vec::new();
+        for callee in Workload::SERVICES {
+            let name = callee.name().trim_end_matches("-svc");
+            health.push((name, health_client(config, callee)?));
+        }
         Ok(Self {
-            product: pair("product", &peers.product, timeout, ProductServiceClient::new)?,
-            customer: pair("customer", &peers.customer, timeout, CustomerServiceClient::new)?,
-            order: pair("order", &peers.order, timeout, OrderServiceClient::new)?,
-            payment: pair("payment", &peers.payment, timeout, PaymentServiceClient::new)?,
-            notification: pair(
-                "notification",
-                &peers.notification,
-                timeout,
-                NotificationServiceClient::new,
-            )?,
-            audit: pair("audit", &peers.audit, timeout, AuditServiceClient::new)?,
-            services: vec![
-                ("product", peers.product.clone()),
-                ("customer", peers.customer.clone()),
-                ("order", peers.order.clone()),
-                ("payment", peers.payment.clone()),
-                ("notification", peers.notification.clone()),
-                ("audit", peers.audit.clone()),
-            ],
+            product: pair(config, Workload::Product, ProductServiceClient::new)?,
+            customer: pair(config, Workload::Customer, CustomerServiceClient::new)?,
+            order: pair(config, Workload::Order, OrderServiceClient::new)?,
+            payment: pair(config, Workload::Payment, PaymentServiceClient::new)?,
+            notification: pair(config, Workload::Notification, NotificationServiceClient::new)?,
+            audit: pair(config, Workload::Audit, AuditServiceClient::new)?,
+            health,
         })
     }
 
     /// gRPC health of every service: `(name, serving)`.
     pub async fn health(&self) -> Vec<(&'static str, bool)> {
+        use tonic_health::pb::HealthCheckRequest;
         use tonic_health::pb::health_check_response::ServingStatus;
-        use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
-        let checks = self.services.iter().map(|(name, url)| async move {
-            let serving = async {
-                let channel = tonic::transport::Endpoint::from_shared(url.clone())
-                    .ok()?
-                    .connect_timeout(Duration::from_secs(1))
-                    .timeout(Duration::from_secs(1))
-                    .connect_lazy();
-                let response = HealthClient::new(channel)
-                    .check(HealthCheckRequest { service: String::new() })
-                    .await
-                    .ok()?;
-                Some(response.into_inner().status == ServingStatus::Serving as i32)
-            }
-            .await
-            .unwrap_or(false);
+        let checks = self.health.iter().map(|(name, client)| async move {
+            let serving = client
+                .clone()
+                .check(HealthCheckRequest { service: String::new() })
+                .await
+                .is_ok_and(|r| r.into_inner().status == ServingStatus::Serving as i32);
             (*name, serving)
         });
         futures::future::join_all(checks).await

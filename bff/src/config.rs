@@ -1,9 +1,12 @@
 //! The BFF's configuration, read from the environment and validated at start-up. Every error
 //! names the variable at fault.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use ordermesh_platform::auth::{AuthConfig, ServiceCredentials};
+use ordermesh_platform::mesh::Workload;
+use ordermesh_platform::mesh::tls::{HttpsConfig, WorkloadTls};
 use ordermesh_platform::{ConfigError, Env, PeerUrls};
 
 /// Which portal(s) this deployment serves (DESIGN §5).
@@ -72,6 +75,11 @@ pub struct BffConfig {
     pub streams: StreamLimits,
     /// How long a product read is answered from memory (`BFF_PRODUCT_CACHE_MILLIS`; zero: never).
     pub product_cache: Duration,
+    /// Mutual TLS to the services (`GRPC_TLS_*`), with the certificate of [`BffConfig::workload`].
+    pub tls: Option<Arc<WorkloadTls>>,
+    /// HTTPS for the portals (`BFF_TLS_CERT_FILE`, `BFF_TLS_KEY_FILE`); plain HTTP when absent
+    /// (behind a gateway or a sidecar that terminates TLS).
+    pub https: Option<HttpsConfig>,
 }
 
 /// Settings of `GET /api/v1/notifications/stream`.
@@ -111,6 +119,8 @@ impl std::fmt::Debug for BffConfig {
             .field("body_limit_bytes", &self.body_limit_bytes)
             .field("request_timeout", &self.request_timeout)
             .field("streams", &self.streams)
+            .field("tls", &self.tls)
+            .field("https", &self.https.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -138,6 +148,17 @@ impl BffConfig {
             cors_internal_origins: Vec::new(),
             streams: StreamLimits::default(),
             product_cache: Duration::from_millis(1000),
+            tls: None,
+            https: None,
+        }
+    }
+
+    /// The BFF's workload in the call graph: the client portal's calls are a subset of the
+    /// employee portal's, and a BFF serving both calls what the employee portal's does.
+    pub fn workload(&self) -> Workload {
+        match self.surface {
+            Surface::External => Workload::BffExternal,
+            Surface::Internal | Surface::Both => Workload::BffInternal,
         }
     }
 
@@ -150,6 +171,8 @@ impl BffConfig {
                 ConfigError::new("BFF_SURFACE", format!("{raw:?} is not one of external, internal, both"))
             })?;
         }
+        config.tls = WorkloadTls::from_env(env, config.workload())?;
+        config.https = HttpsConfig::from_env(env)?;
         config.redis_url = env.url("REDIS_URL", &["redis", "rediss"])?;
         if let Some(prefix) = env.optional("BFF_CACHE_PREFIX") {
             config.cache_prefix = prefix;

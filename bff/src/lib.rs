@@ -138,7 +138,16 @@ pub async fn run(config: BffConfig, listener: TcpListener, shutdown: Shutdown) -
     tracing::info!(addr = %listener.local_addr()?, surface = ?config.surface, "BFF listening");
     let mut state = AppState::new(config).await?;
     state.shutdown = shutdown.clone();
+    let https = state.config.https.clone();
     let state = Arc::new(state);
+    let stop = async move { shutdown.wait().await };
+    if let Some(https) = https {
+        let listener = ordermesh_platform::mesh::tls::TlsListener::new(listener, &https)?;
+        axum::serve(listener, router(state))
+            .with_graceful_shutdown(stop)
+            .await?;
+        return Ok(());
+    }
     // No Nagle: an answer written in pieces must not wait for the client's delayed ACK.
     let listener = axum::serve::ListenerExt::tap_io(listener, |tcp: &mut tokio::net::TcpStream| {
         if let Err(error) = tcp.set_nodelay(true) {
@@ -146,7 +155,7 @@ pub async fn run(config: BffConfig, listener: TcpListener, shutdown: Shutdown) -
         }
     });
     axum::serve(listener, router(state))
-        .with_graceful_shutdown(async move { shutdown.wait().await })
+        .with_graceful_shutdown(stop)
         .await?;
     Ok(())
 }

@@ -37,7 +37,7 @@ impl AppState {
         );
         Ok(Self {
             validator: JwtValidator::shared(config.auth.clone()),
-            clients: clients::Clients::new(&config.peers, config.grpc_timeout)?,
+            clients: clients::Clients::new(&config)?,
             cache,
             limiter,
             streams: stream::StreamSlots::new(config.streams.max_per_principal),

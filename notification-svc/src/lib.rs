@@ -15,7 +15,8 @@ pub mod grpc;
 pub mod live;
 pub mod store;
 
-use ordermesh_platform::client::{ClientConfig, channel};
+use ordermesh_platform::client::channel;
+use ordermesh_platform::mesh::Workload;
 use ordermesh_platform::{Env, Listen, ServiceConfig, ServiceHost, Shutdown};
 use ordermesh_proto::customer::customer_service_client::CustomerServiceClient;
 use ordermesh_proto::event_types::{NotificationEvent, OrderEvent, PaymentEvent};
@@ -49,7 +50,7 @@ pub async fn run_with(
     host.consume::<OrderEvent, _>(handler.clone()).await?;
     host.consume::<PaymentEvent, _>(handler.clone()).await?;
     host.consume::<NotificationEvent, _>(handler).await?;
-    let (customers, _) = channel(&ClientConfig::new("customer-svc", host.config().peers.customer.clone()))?;
+    let (customers, _) = channel(&host.config().client(Workload::Customer))?;
     let api = grpc::NotificationApi::new(
         store,
         hub,

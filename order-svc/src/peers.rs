@@ -3,7 +3,8 @@
 //! [`ordermesh_platform::client::peer_error`].
 
 use ordermesh_platform::auth::ServiceCredentials;
-use ordermesh_platform::client::{CallContext, ClientConfig, ResilientChannel, channel};
+use ordermesh_platform::client::{CallContext, ResilientChannel, channel};
+use ordermesh_platform::mesh::Workload;
 use ordermesh_platform::{ServiceConfig, ServiceError};
 use ordermesh_proto::customer::customer_service_client::CustomerServiceClient;
 use ordermesh_proto::payment::payment_service_client::PaymentServiceClient;
@@ -19,9 +20,9 @@ pub struct Peers {
 
 impl Peers {
     pub fn connect(config: &ServiceConfig) -> anyhow::Result<Self> {
-        let (product, _) = channel(&ClientConfig::new("product-svc", config.peers.product.clone()))?;
-        let (customer, _) = channel(&ClientConfig::new("customer-svc", config.peers.customer.clone()))?;
-        let (payment, _) = channel(&ClientConfig::new("payment-svc", config.peers.payment.clone()))?;
+        let (product, _) = channel(&config.client(Workload::Product))?;
+        let (customer, _) = channel(&config.client(Workload::Customer))?;
+        let (payment, _) = channel(&config.client(Workload::Payment))?;
         Ok(Self {
             product: ProductServiceClient::new(product),
             customer: CustomerServiceClient::new(customer),

@@ -6,7 +6,12 @@ use std::net::SocketAddr;
 use std::str::FromStr;
 use std::time::Duration;
 
+use std::sync::Arc;
+
 use crate::auth::{AuthConfig, IssuerConfig, IssuerKind, ServiceCredentials};
+use crate::client::ClientConfig;
+use crate::mesh::Workload;
+use crate::mesh::tls::WorkloadTls;
 use crate::telemetry::{LogFormat, TelemetryConfig};
 
 /// A configuration variable that is missing or cannot be parsed.
@@ -140,12 +145,33 @@ pub struct ServiceConfig {
     pub credentials: ServiceCredentials,
     pub telemetry: TelemetryConfig,
     pub grpc: GrpcLimits,
+    /// Mutual TLS without a mesh (`GRPC_TLS_*`): served with required client certificates and
+    /// the call graph enforced, and used for every call to a peer.
+    pub tls: Option<Arc<WorkloadTls>>,
 }
 
 impl ServiceConfig {
     /// The service's name as a peer and source, e.g. `order-svc`.
     pub fn service_name(&self) -> String {
         format!("{}-svc", self.service)
+    }
+
+    /// The service's workload in the call graph (`None` for a name that is not one of the six).
+    pub fn workload(&self) -> Option<Workload> {
+        Workload::of_service(self.service)
+    }
+
+    /// This service's client of `callee`: its address from [`PeerUrls`], this service's TLS,
+    /// and its calls recorded under its workload.
+    pub fn client(&self, callee: Workload) -> ClientConfig {
+        let url = self.peers.url(callee).to_owned();
+        match self.workload() {
+            Some(caller) => ClientConfig::between(caller, callee, url, self.tls.clone()),
+            None => ClientConfig {
+                tls: self.tls.clone(),
+                ..ClientConfig::new(callee.name(), url)
+            },
+        }
     }
 }
 
@@ -193,6 +219,19 @@ impl PeerUrls {
             notification: url("NOTIFICATION", 50056)?,
         })
     }
+
+    /// The address of `service` (one of the six).
+    pub fn url(&self, service: Workload) -> &str {
+        match service {
+            Workload::Product => &self.product,
+            Workload::Customer => &self.customer,
+            Workload::Order => &self.order,
+            Workload::Payment => &self.payment,
+            Workload::Audit => &self.audit,
+            Workload::Notification => &self.notification,
+            other => panic!("{other} serves no gRPC"),
+        }
+    }
 }
 
 impl std::fmt::Debug for ServiceConfig {
@@ -209,6 +248,7 @@ impl std::fmt::Debug for ServiceConfig {
             .field("events", &self.events)
             .field("shared_bus", &self.bus.is_some())
             .field("credentials", &self.credentials)
+            .field("tls", &self.tls)
             .finish_non_exhaustive()
     }
 }
@@ -257,6 +297,10 @@ impl ServiceConfig {
             grpc: GrpcLimits {
                 request_timeout: env.seconds_or("GRPC_REQUEST_TIMEOUT_SECONDS", 30)?,
                 max_message_bytes: env.parse_or("GRPC_MAX_MESSAGE_BYTES", 4 * 1024 * 1024)?,
+            },
+            tls: match Workload::of_service(service) {
+                Some(workload) => WorkloadTls::from_env(env, workload)?,
+                None => None,
             },
         })
     }

@@ -222,6 +222,17 @@ pub async fn wait_ready(
     name: &str,
     addr: SocketAddr,
     timeout: Duration,
+    exited: impl FnMut() -> Option<anyhow::Error>,
+) -> anyhow::Result<()> {
+    wait_ready_over(name, addr, None, timeout, exited).await
+}
+
+/// [`wait_ready`] of a server that requires mutual TLS, asking with `tls`'s certificate.
+pub async fn wait_ready_over(
+    name: &str,
+    addr: SocketAddr,
+    tls: Option<Arc<crate::mesh::tls::WorkloadTls>>,
+    timeout: Duration,
     mut exited: impl FnMut() -> Option<anyhow::Error>,
 ) -> anyhow::Result<()> {
     use tonic_health::pb::health_client::HealthClient;
@@ -236,8 +247,11 @@ pub async fn wait_ready(
     } else {
         format!("http://{host}:{}", addr.port())
     };
-    let channel = tonic::transport::Channel::from_shared(url)?.connect_lazy();
-    let mut health = HealthClient::new(channel);
+    let config = crate::client::ClientConfig {
+        tls,
+        ..crate::client::ClientConfig::new(name, url)
+    };
+    let mut health = HealthClient::new(crate::client::endpoint(&config)?.connect_lazy());
     let deadline = tokio::time::Instant::now() + timeout;
     loop {
         if let Some(error) = exited() {

@@ -7,13 +7,15 @@
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 use crate::config::PeerUrls;
-use crate::host::{BindError, bind, wait_ready};
+use crate::host::{BindError, bind, wait_ready_over};
+use crate::mesh::tls::WorkloadTls;
 use crate::shutdown::Shutdown;
 
 /// How long a service may take from spawn to SERVING.
@@ -30,6 +32,8 @@ struct Running {
 pub struct Launcher {
     shutdown: Shutdown,
     running: BTreeMap<String, Running>,
+    /// The certificate readiness is asked with when the services require mutual TLS.
+    probe_tls: Option<Arc<WorkloadTls>>,
 }
 
 impl Launcher {
@@ -38,7 +42,15 @@ impl Launcher {
         Self {
             shutdown: shutdown.clone(),
             running: BTreeMap::new(),
+            probe_tls: None,
         }
+    }
+
+    /// The services require mutual TLS: ask their readiness with `probe` (a certificate the
+    /// call graph lets call health, such as `ops`'s), and give out `https` addresses.
+    pub fn with_tls(mut self, probe: Arc<WorkloadTls>) -> Self {
+        self.probe_tls = Some(probe);
+        self
     }
 
     /// Binds `name`'s listener on `addr` and reserves the address for it.
@@ -65,10 +77,11 @@ impl Launcher {
         self.running.get(name).map(|r| r.addr)
     }
 
-    /// `http://127.0.0.1:<port>` of `name` (empty when it is not bound).
+    /// `http://127.0.0.1:<port>` of `name` (`https` under mutual TLS; empty when it is not bound).
     pub fn url(&self, name: &str) -> String {
+        let scheme = if self.probe_tls.is_some() { "https" } else { "http" };
         self.addr(name)
-            .map(|addr| format!("http://127.0.0.1:{}", addr.port()))
+            .map(|addr| format!("{scheme}://127.0.0.1:{}", addr.port()))
             .unwrap_or_default()
     }
 
@@ -116,7 +129,8 @@ impl Launcher {
             .ok_or_else(|| anyhow::anyhow!("{name} was never started"))?;
         let addr = running.addr;
         let handle = &mut running.handle;
-        wait_ready(&component(name), addr, READY_TIMEOUT, || exit_error(handle)).await
+        let tls = self.probe_tls.clone();
+        wait_ready_over(&component(name), addr, tls, READY_TIMEOUT, || exit_error(handle)).await
     }
 
     /// Stops `name` gracefully and returns its outcome; its address stays reserved for

@@ -13,6 +13,7 @@ pub mod events;
 pub mod grpc;
 pub mod host;
 pub mod launch;
+pub mod mesh;
 pub mod metrics;
 pub mod pagination;
 pub mod shutdown;

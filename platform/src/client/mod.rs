@@ -6,10 +6,15 @@
 mod breaker;
 mod layers;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use tonic::body::Body;
 use tower::util::BoxCloneSyncService;
+
+use crate::mesh::Workload;
+use crate::mesh::observe::RecordCallsLayer;
+use crate::mesh::tls::WorkloadTls;
 
 pub use breaker::{BreakerConfig, BreakerOpen, BreakerState, CircuitBreaker, Permit};
 pub use layers::{BoxError, CircuitBreakerLayer, RetryUnavailableLayer};
@@ -48,6 +53,12 @@ pub struct ClientConfig {
     pub max_retries: u32,
     pub retry_backoff: Duration,
     pub breaker: BreakerConfig,
+    /// Who calls whom, for the call recorder ([`crate::mesh::observe`]); `None` for tools that
+    /// are not workloads of the call graph.
+    pub route: Option<(Workload, Workload)>,
+    /// Mutual TLS to the peer (`GRPC_TLS_*`): the peer is called over `https` whatever the
+    /// URL's scheme says, with this workload's certificate.
+    pub tls: Option<Arc<WorkloadTls>>,
 }
 
 impl ClientConfig {
@@ -60,21 +71,49 @@ impl ClientConfig {
             max_retries: 2,
             retry_backoff: Duration::from_millis(100),
             breaker: BreakerConfig::default(),
+            route: None,
+            tls: None,
         }
     }
+
+    /// `caller`'s client of `callee` at `url`, over `tls` when given.
+    pub fn between(caller: Workload, callee: Workload, url: impl Into<String>, tls: Option<Arc<WorkloadTls>>) -> Self {
+        Self {
+            route: Some((caller, callee)),
+            tls,
+            ..Self::new(callee.name(), url)
+        }
+    }
+}
+
+/// The endpoint of `config`: its URL, deadlines and TLS. Connects lazily.
+pub fn endpoint(config: &ClientConfig) -> anyhow::Result<tonic::transport::Endpoint> {
+    let url = match (&config.tls, config.url.strip_prefix("http://")) {
+        (Some(_), Some(rest)) => format!("https://{rest}"),
+        _ => config.url.clone(),
+    };
+    let mut endpoint = tonic::transport::Endpoint::from_shared(url)?
+        .timeout(config.timeout)
+        .connect_timeout(config.connect_timeout)
+        .tcp_nodelay(true)
+        .http2_keep_alive_interval(Duration::from_secs(30));
+    if let Some(tls) = &config.tls {
+        endpoint = endpoint.tls_config(tls.client_config())?;
+    }
+    Ok(endpoint)
 }
 
 /// Builds the channel for `config`. It connects lazily, so a service starts even while its
 /// dependencies are down; calls then fail with UNAVAILABLE until they return.
 pub fn channel(config: &ClientConfig) -> anyhow::Result<(ResilientChannel, CircuitBreaker)> {
-    let endpoint = tonic::transport::Endpoint::from_shared(config.url.clone())?
-        .timeout(config.timeout)
-        .connect_timeout(config.connect_timeout)
-        .tcp_nodelay(true)
-        .http2_keep_alive_interval(Duration::from_secs(30));
+    let endpoint = endpoint(config)?;
     let breaker = CircuitBreaker::new(config.name.clone(), config.breaker.clone());
+    let record = config
+        .route
+        .map(|(caller, callee)| RecordCallsLayer::new(caller, callee));
     let service = tower::ServiceBuilder::new()
         .map_err(ChannelError)
+        .option_layer(record)
         .layer(CircuitBreakerLayer::new(breaker.clone()))
         .layer(RetryUnavailableLayer::new(config.max_retries, config.retry_backoff))
         .service(endpoint.connect_lazy());

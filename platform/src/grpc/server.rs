@@ -12,6 +12,8 @@ use tonic_health::ServingStatus;
 use super::{AuthLayer, GrpcTraceLayer};
 use crate::auth::JwtValidator;
 use crate::config::{Env, GrpcLimits, ServiceConfig};
+use crate::mesh::tls::WorkloadTls;
+use crate::mesh::{Workload, WorkloadAuthzLayer};
 use crate::shutdown::Shutdown;
 use crate::telemetry;
 
@@ -56,6 +58,8 @@ pub struct GrpcServer {
     limits: GrpcLimits,
     validator: Option<Arc<JwtValidator>>,
     readiness: Option<ReadinessCheck>,
+    /// Mutual TLS, with the call graph enforced for `workload`.
+    tls: Option<(Arc<WorkloadTls>, Workload)>,
 }
 
 impl GrpcServer {
@@ -67,6 +71,7 @@ impl GrpcServer {
             limits: config.grpc.clone(),
             validator: None,
             readiness: None,
+            tls: config.tls.clone().zip(config.workload()),
         }
     }
 
@@ -110,6 +115,7 @@ impl GrpcServer {
             limits,
             validator,
             readiness,
+            tls,
         } = self;
         let (reporter, health_service) = tonic_health::server::health_reporter();
         reporter.set_service_status("", ServingStatus::NotServing).await;
@@ -154,11 +160,19 @@ impl GrpcServer {
         // listener bound by the host, as here, must ask.)
         let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
         let drain = shutdown.clone();
-        let result = tonic::transport::Server::builder()
+        let mut builder = tonic::transport::Server::builder();
+        if let Some((tls, _)) = &tls {
+            builder = builder.tls_config(tls.server_config())?;
+        }
+        let authz = tls.map(|(tls, workload)| {
+            WorkloadAuthzLayer::new(workload, &tls.identity.trust_domain, &tls.identity.namespace)
+        });
+        let result = builder
             .accept_http1(true)
             .timeout(limits.request_timeout)
             .http2_keepalive_interval(Some(Duration::from_secs(30)))
             .layer(GrpcTraceLayer::new(service))
+            .layer(tower::util::option_layer(authz))
             .layer(tonic_web::GrpcWebLayer::new())
             .layer(AuthLayer::new(validator))
             .add_routes(routes.routes())

@@ -1,0 +1,192 @@
+//! The call graph: for each calling workload, the RPCs it calls and on which workload. This is
+//! the one list to change when code starts calling something new; `ordermesh mesh render`
+//! writes `istio/` from it, and the tests hold both `istio/` and this list to what the code
+//! really calls.
+//!
+//! `ops` is not listed: it may call health, reflection and every read RPC (see
+//! [`contracts::Method::read`]) of every service.
+
+use std::collections::HashSet;
+use std::sync::OnceLock;
+
+use super::Workload::{self, *};
+use super::contracts;
+
+/// One RPC a workload calls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Call {
+    pub callee: Workload,
+    /// `/ordermesh.order.v1.OrderService/PlaceOrder`.
+    pub path: &'static str,
+}
+
+const fn call(callee: Workload, path: &'static str) -> Call {
+    Call { callee, path }
+}
+
+const HEALTH_CHECK: &str = "/grpc.health.v1.Health/Check";
+
+/// The calls of order-svc: the checks of PlaceOrder and the payment step of the saga.
+const ORDER_CALLS: &[Call] = &[
+    call(Product, "/ordermesh.product.v1.ProductService/BatchGetProducts"),
+    call(Customer, "/ordermesh.customer.v1.CustomerService/GetCustomer"),
+    call(Customer, "/ordermesh.customer.v1.CustomerService/GetCustomerByIdentity"),
+    call(Payment, "/ordermesh.payment.v1.PaymentService/AuthorizePayment"),
+    call(Payment, "/ordermesh.payment.v1.PaymentService/RefundPayment"),
+];
+
+/// notification-svc resolves a client caller to its customer.
+const NOTIFICATION_CALLS: &[Call] = &[call(
+    Customer,
+    "/ordermesh.customer.v1.CustomerService/GetCustomerByIdentity",
+)];
+
+/// The client portal's BFF: the routes a client may reach, and its readiness checks.
+const BFF_EXTERNAL_CALLS: &[Call] = &[
+    call(Product, "/ordermesh.product.v1.ProductService/ListProducts"),
+    call(Product, "/ordermesh.product.v1.ProductService/SearchProducts"),
+    call(Product, "/ordermesh.product.v1.ProductService/GetProduct"),
+    call(Order, "/ordermesh.order.v1.OrderService/PlaceOrder"),
+    call(Order, "/ordermesh.order.v1.OrderService/ListOrders"),
+    call(Order, "/ordermesh.order.v1.OrderService/GetOrder"),
+    call(Order, "/ordermesh.order.v1.OrderService/CancelOrder"),
+    call(Customer, "/ordermesh.customer.v1.CustomerService/GetCustomerByIdentity"),
+    call(Customer, "/ordermesh.customer.v1.CustomerService/GetCustomer"),
+    call(Customer, "/ordermesh.customer.v1.CustomerService/CreateCustomer"),
+    call(Customer, "/ordermesh.customer.v1.CustomerService/UpdateCustomer"),
+    call(Payment, "/ordermesh.payment.v1.PaymentService/ListPayments"),
+    call(Payment, "/ordermesh.payment.v1.PaymentService/GetPayment"),
+    call(
+        Notification,
+        "/ordermesh.notification.v1.NotificationService/ListNotifications",
+    ),
+    call(Notification, "/ordermesh.notification.v1.NotificationService/MarkRead"),
+    call(Notification, "/ordermesh.notification.v1.NotificationService/Subscribe"),
+    call(Product, HEALTH_CHECK),
+    call(Customer, HEALTH_CHECK),
+    call(Order, HEALTH_CHECK),
+    call(Payment, HEALTH_CHECK),
+    call(Audit, HEALTH_CHECK),
+    call(Notification, HEALTH_CHECK),
+];
+
+/// What only the employee portal's BFF calls, on top of [`BFF_EXTERNAL_CALLS`]: catalogue and
+/// order administration, customer lists, payments and refunds by staff, staff notifications,
+/// the audit log, and the audit record of every employee's read of a customer.
+const BFF_EMPLOYEE_ONLY_CALLS: &[Call] = &[
+    call(Product, "/ordermesh.product.v1.ProductService/CreateProduct"),
+    call(Product, "/ordermesh.product.v1.ProductService/UpdateProduct"),
+    call(Order, "/ordermesh.order.v1.OrderService/UpdateOrderStatus"),
+    call(Customer, "/ordermesh.customer.v1.CustomerService/ListCustomers"),
+    call(Payment, "/ordermesh.payment.v1.PaymentService/AuthorizePayment"),
+    call(Payment, "/ordermesh.payment.v1.PaymentService/RefundPayment"),
+    call(
+        Notification,
+        "/ordermesh.notification.v1.NotificationService/SendNotification",
+    ),
+    call(Audit, "/ordermesh.audit.v1.AuditService/QueryAuditLogs"),
+    call(Audit, "/ordermesh.audit.v1.AuditService/RecordAuditEvent"),
+];
+
+/// `ordermesh up`'s demo catalogue and customers.
+const DEMO_SEED_CALLS: &[Call] = &[
+    call(Product, "/ordermesh.product.v1.ProductService/ListCategories"),
+    call(Product, "/ordermesh.product.v1.ProductService/CreateCategory"),
+    call(Product, "/ordermesh.product.v1.ProductService/SearchProducts"),
+    call(Product, "/ordermesh.product.v1.ProductService/CreateProduct"),
+    call(Product, "/ordermesh.product.v1.ProductService/AdjustStock"),
+    call(Customer, "/ordermesh.customer.v1.CustomerService/GetCustomerByIdentity"),
+    call(Customer, "/ordermesh.customer.v1.CustomerService/CreateCustomer"),
+];
+
+/// Every call `caller` makes, as declared (for `ops`: health, reflection and every read RPC of
+/// every service, derived from the contracts).
+pub fn declared(caller: Workload) -> Vec<Call> {
+    let lists: &[&[Call]] = match caller {
+        Order => &[ORDER_CALLS],
+        Notification => &[NOTIFICATION_CALLS],
+        Product | Customer | Payment | Audit => &[],
+        BffExternal => &[BFF_EXTERNAL_CALLS],
+        BffInternal => &[BFF_EXTERNAL_CALLS, BFF_EMPLOYEE_ONLY_CALLS],
+        DemoSeed => &[DEMO_SEED_CALLS],
+        Ops => return ops_calls(),
+    };
+    let mut calls: Vec<Call> = lists.iter().flat_map(|l| l.iter().copied()).collect();
+    calls.sort();
+    calls.dedup();
+    calls
+}
+
+fn ops_calls() -> Vec<Call> {
+    let mut calls = Vec::new();
+    for callee in Workload::SERVICES {
+        for path in contracts::infrastructure_paths() {
+            calls.push(call(callee, path));
+        }
+    }
+    for method in contracts::methods().iter().filter(|m| m.read) {
+        if let Some(callee) = Workload::serving(&method.service) {
+            calls.push(call(callee, method.path.as_str()));
+        }
+    }
+    calls.sort();
+    calls
+}
+
+/// Whether the graph lets `caller` call `path` on `callee`.
+pub fn allows(caller: Workload, callee: Workload, path: &str) -> bool {
+    static ALLOWED: OnceLock<HashSet<(Workload, Workload, &'static str)>> = OnceLock::new();
+    ALLOWED
+        .get_or_init(|| {
+            Workload::ALL
+                .into_iter()
+                .flat_map(|caller| declared(caller).into_iter().map(move |c| (caller, c.callee, c.path)))
+                .collect()
+        })
+        .contains(&(caller, callee, path))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_declared_path_is_served_by_its_callee() {
+        for caller in Workload::ALL {
+            for call in declared(caller) {
+                let served = match contracts::method(call.path) {
+                    Some(method) => Workload::serving(&method.service) == Some(call.callee),
+                    None => contracts::infrastructure_paths().contains(&call.path),
+                };
+                assert!(
+                    served,
+                    "{caller} declares {} on {}, which does not serve it",
+                    call.path, call.callee
+                );
+                assert_ne!(caller, call.callee, "{caller} declares a call to itself");
+            }
+        }
+    }
+
+    #[test]
+    fn the_graph_allows_what_is_declared_and_nothing_else() {
+        let place = "/ordermesh.order.v1.OrderService/PlaceOrder";
+        assert!(allows(BffExternal, Order, place));
+        assert!(!allows(Payment, Order, place));
+        assert!(
+            !allows(BffExternal, Product, place),
+            "the right path on the wrong callee"
+        );
+        let refund = "/ordermesh.payment.v1.PaymentService/RefundPayment";
+        assert!(allows(BffInternal, Payment, refund) && !allows(BffExternal, Payment, refund));
+        // Operators read, and never write.
+        assert!(allows(Ops, Order, "/ordermesh.order.v1.OrderService/GetOrder"));
+        assert!(allows(
+            Ops,
+            Audit,
+            "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo"
+        ));
+        assert!(!allows(Ops, Order, place));
+        assert!(!allows(Ops, Payment, refund));
+    }
+}
