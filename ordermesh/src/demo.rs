@@ -2,6 +2,7 @@
 //! through the services' own gRPC APIs with dev tokens, and idempotent: a restart on the same
 //! data directory finds everything in place and creates nothing twice.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use ordermesh_platform::auth::{DevIssuer, DevTokenRequest, IssuerKind, Role};
@@ -13,7 +14,9 @@ use ordermesh_proto::product::{
     AdjustStockRequest, CreateCategoryRequest, CreateProductRequest, ListCategoriesRequest, Product,
     SearchProductsRequest,
 };
-use tonic::transport::Channel;
+use ordermesh_platform::client::{ClientConfig, ResilientChannel, channel};
+use ordermesh_platform::mesh::Workload;
+use ordermesh_platform::mesh::tls::WorkloadTls;
 
 use crate::up::DEV_AUDIENCE;
 
@@ -64,10 +67,20 @@ fn with_token<T>(message: T, token: &str) -> tonic::Request<T> {
     request
 }
 
+/// The demo seed's client of `callee` (as the `demo-seed` workload under `--tls`).
+fn client(callee: Workload, url: &str, tls: Option<Arc<WorkloadTls>>) -> anyhow::Result<ResilientChannel> {
+    Ok(channel(&ClientConfig::between(Workload::DemoSeed, callee, url, tls))?.0)
+}
+
 /// Creates what is missing of the demo data. Returns the demo customers' ids.
-pub async fn seed(issuer: &DevIssuer, product_url: &str, customer_url: &str) -> anyhow::Result<Vec<String>> {
+pub async fn seed(
+    issuer: &DevIssuer,
+    product_url: &str,
+    customer_url: &str,
+    tls: Option<Arc<WorkloadTls>>,
+) -> anyhow::Result<Vec<String>> {
     let admin = token(issuer, IssuerKind::Employee, "demo-admin", vec![Role::Admin])?;
-    let mut products = ProductServiceClient::new(Channel::from_shared(product_url.to_owned())?.connect_lazy());
+    let mut products = ProductServiceClient::new(client(Workload::Product, product_url, tls.clone())?);
     let category_name = "Kitchen";
     let existing = products
         .list_categories(with_token(
@@ -146,7 +159,7 @@ pub async fn seed(issuer: &DevIssuer, product_url: &str, customer_url: &str) -> 
         }
     }
 
-    let mut customers = CustomerServiceClient::new(Channel::from_shared(customer_url.to_owned())?.connect_lazy());
+    let mut customers = CustomerServiceClient::new(client(Workload::Customer, customer_url, tls)?);
     let mut ids = Vec::new();
     for (subject, display_name) in DEMO_CLIENTS {
         let client = token(issuer, IssuerKind::Client, subject, vec![])?;

@@ -9,6 +9,9 @@ use std::sync::Arc;
 use ordermesh_platform::auth::{DevIssuer, DevTokenRequest, IssuerKind, Role, ServiceCredentials};
 use ordermesh_platform::host::BindError;
 use ordermesh_platform::launch::Launcher;
+use ordermesh_platform::mesh::Workload;
+use ordermesh_platform::mesh::dev_ca::{DevCa, DevCaFiles};
+use ordermesh_platform::mesh::tls::{WorkloadTls, trust_domain_and_namespace};
 use ordermesh_platform::{Env, Listen, ServiceConfig, Shutdown, telemetry};
 
 use crate::DataDirArg;
@@ -50,6 +53,11 @@ pub struct UpArgs {
     /// second platform beside another one. Explicit `<SERVICE>_ADDR`/`BFF_ADDR` win.
     #[arg(long, env = "ORDERMESH_PORT_OFFSET", default_value_t = 0)]
     port_offset: u16,
+    /// Run every service over mutual TLS and the BFF over HTTPS, with a development CA and
+    /// per-workload certificates made at start in `<data-dir>/tls` (the call graph is enforced:
+    /// a workload may call only what it declares).
+    #[arg(long)]
+    tls: bool,
 }
 
 impl Default for UpArgs {
@@ -60,6 +68,7 @@ impl Default for UpArgs {
             },
             ephemeral: false,
             port_offset: 0,
+            tls: false,
         }
     }
 }
@@ -102,20 +111,25 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
     tokio::runtime::Runtime::new()?.block_on(async move {
         let _telemetry = telemetry::init(&telemetry::TelemetryConfig::from_env(&env, "up")?)?;
         let shutdown = Shutdown::on_signals();
-        let result = start(&env, &data_dir, args.port_offset, &shutdown, started).await;
+        let result = start(&env, &data_dir, &args, &shutdown, started).await;
         result.map_err(|error| suggest_port_offset(error, args.port_offset))
     })
 }
 
 /// Starts the dev issuer, the six services and the BFF, seeds the demo data, prints the banner,
 /// and runs until shutdown or the first component that fails.
-async fn start(env: &Env, data_dir: &Path, offset: u16, shutdown: &Shutdown, started: Instant) -> anyhow::Result<()> {
+async fn start(env: &Env, data_dir: &Path, args: &UpArgs, shutdown: &Shutdown, started: Instant) -> anyhow::Result<()> {
+    let offset = args.port_offset;
     let issuer = Arc::new(DevIssuer::load_or_generate(
         dev_issuer_url(offset),
         &dev_issuer_path(data_dir),
     )?);
     std::fs::write(data_dir.join("dev-issuer.url"), dev_issuer_url(offset))?;
+    let tls = args.tls.then(|| DevTls::create(env, data_dir)).transpose()?;
     let mut launcher = Launcher::new(shutdown);
+    if let Some(tls) = &tls {
+        launcher = launcher.with_tls(tls.workload(Workload::Ops)?);
+    }
 
     // Bind every listener first, so each service is told where its peers really are.
     let issuer_listener = launcher
@@ -150,6 +164,9 @@ async fn start(env: &Env, data_dir: &Path, offset: u16, shutdown: &Shutdown, sta
             config.auth = issuer.auth_config(DEV_AUDIENCE);
             config.credentials = dev_credentials(name);
         }
+        if let (Some(tls), Some(workload)) = (&tls, config.workload()) {
+            config.tls = Some(tls.workload(workload)?);
+        }
         launcher.spawn(name, listener, move |listener, stop| run(config, listener.into(), stop));
     }
     let mut bff_config = bff::BffConfig::from_env(env)?;
@@ -159,6 +176,10 @@ async fn start(env: &Env, data_dir: &Path, offset: u16, shutdown: &Shutdown, sta
     }
     // The services just started, wherever their listeners are.
     bff_config.peers = launcher.peer_urls(&bff_config.peers);
+    if let Some(tls) = &tls {
+        bff_config.tls = Some(tls.workload(bff_config.workload())?);
+        bff_config.https = Some(tls.ca.https(&["localhost", "127.0.0.1"])?);
+    }
     let bff_addr = bff_listener.local_addr()?;
     launcher.spawn("bff", bff_listener, move |listener, stop| {
         bff::run(bff_config, listener, stop)
@@ -169,8 +190,15 @@ async fn start(env: &Env, data_dir: &Path, offset: u16, shutdown: &Shutdown, sta
         launcher.wait_ready(name).await?;
         addresses.push((name, launcher.addr(name).expect("bound")));
     }
-    let customers = crate::demo::seed(&issuer, &launcher.url("product"), &launcher.url("customer")).await?;
-    print_banner(data_dir, bff_addr, &addresses, &issuer, &customers, started.elapsed())?;
+    let seed_tls = tls.as_ref().map(|tls| tls.workload(Workload::DemoSeed)).transpose()?;
+    let customers = crate::demo::seed(&issuer, &launcher.url("product"), &launcher.url("customer"), seed_tls).await?;
+    let banner = Banner {
+        data_dir,
+        bff_addr,
+        services: &addresses,
+        tls: tls.as_ref().map(|tls| &tls.files),
+    };
+    banner.print(&issuer, &customers, started.elapsed())?;
     tracing::info!(elapsed_ms = started.elapsed().as_millis() as u64, "platform ready");
 
     // Any component failing brings the whole platform down rather than leaving it half-up.
@@ -191,14 +219,51 @@ fn suggest_port_offset(error: anyhow::Error, offset: u16) -> anyhow::Error {
     ))
 }
 
-fn print_banner(
-    data_dir: &Path,
-    bff_addr: std::net::SocketAddr,
-    services: &[(&str, std::net::SocketAddr)],
-    issuer: &DevIssuer,
-    demo_customers: &[String],
-    elapsed: Duration,
-) -> anyhow::Result<()> {
+/// Where the platform is and how to reach it.
+struct Banner<'a> {
+    data_dir: &'a Path,
+    bff_addr: SocketAddr,
+    services: &'a [(&'a str, SocketAddr)],
+    /// The development CA's files under `--tls`.
+    tls: Option<&'a DevCaFiles>,
+}
+
+impl Banner<'_> {
+    fn print(&self, issuer: &DevIssuer, demo_customers: &[String], elapsed: Duration) -> anyhow::Result<()> {
+        println!(
+            "ordermesh is up ({:.1}s), data in {}",
+            elapsed.as_secs_f64(),
+            self.data_dir.display()
+        );
+        self.print_addresses();
+        print_tokens(issuer, demo_customers)
+    }
+
+    fn print_addresses(&self) {
+        let port = self.bff_addr.port();
+        let Some(files) = self.tls else {
+            println!("  BFF            http://localhost:{port}");
+            for (name, addr) in self.services {
+                let port = addr.port();
+                println!("  {name:<14} localhost:{port}  (grpcurl -plaintext localhost:{port} list)");
+            }
+            return;
+        };
+        let ca = files.ca.display();
+        println!("  BFF            https://localhost:{port}  (curl --cacert {ca} …)");
+        let ops = format!(
+            "-cacert {ca} -cert {} -key {}",
+            files.cert(Workload::Ops).display(),
+            files.key(Workload::Ops).display()
+        );
+        for (name, addr) in self.services {
+            println!("  {name:<14} localhost:{}  (mutual TLS)", addr.port());
+        }
+        println!("  as an operator: grpcurl {ops} localhost:<port> list");
+    }
+}
+
+fn print_tokens(issuer: &DevIssuer, demo_customers: &[String]) -> anyhow::Result<()> {
     let token = |kind, subject: &str, roles: Vec<Role>| {
         issuer.mint(&DevTokenRequest {
             kind,
@@ -208,19 +273,6 @@ fn print_banner(
             ttl: Duration::from_secs(8 * 3600),
         })
     };
-    println!(
-        "ordermesh is up ({:.1}s), data in {}",
-        elapsed.as_secs_f64(),
-        data_dir.display()
-    );
-    println!("  BFF            http://localhost:{}", bff_addr.port());
-    for (name, addr) in services {
-        println!(
-            "  {name:<14} localhost:{}  (grpcurl -plaintext localhost:{} list)",
-            addr.port(),
-            addr.port()
-        );
-    }
     println!("  dev issuer     {}", issuer.jwks_url());
     println!("Tokens (valid 8 hours):");
     println!(
@@ -238,4 +290,33 @@ fn print_banner(
         demo_customers.join(", ")
     );
     Ok(())
+}
+
+/// `--tls`: a development CA made at start, and every workload's certificate written next to
+/// it (operators use `ops`'s with grpcurl).
+struct DevTls {
+    ca: DevCa,
+    files: DevCaFiles,
+}
+
+impl DevTls {
+    fn create(env: &Env, data_dir: &Path) -> anyhow::Result<Self> {
+        let (trust_domain, namespace) = trust_domain_and_namespace(env);
+        let ca = DevCa::generate(&trust_domain, &namespace)?;
+        let files = ca.write(&data_dir.join("tls"), &Workload::ALL)?;
+        Ok(Self { ca, files })
+    }
+
+    /// `workload`'s TLS settings, from the files written at start.
+    fn workload(&self, workload: Workload) -> anyhow::Result<Arc<WorkloadTls>> {
+        let read = |path: std::path::PathBuf| std::fs::read(&path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()));
+        let tls = WorkloadTls::from_pem(
+            read(self.files.cert(workload))?,
+            read(self.files.key(workload))?,
+            read(self.files.ca.clone())?,
+            read(self.files.ca.clone())?,
+        )
+        .map_err(|(var, reason)| anyhow::anyhow!("{var}: {reason}"))?;
+        Ok(Arc::new(tls))
+    }
 }

@@ -14,10 +14,16 @@ struct Up {
 
 impl Up {
     fn start(data_dir: &std::path::Path, port_offset: u16, env: &[(&str, String)]) -> Self {
+        Self::start_with(data_dir, port_offset, env, &[])
+    }
+
+    fn start_with(data_dir: &std::path::Path, port_offset: u16, env: &[(&str, String)], args: &[&str]) -> Self {
         let started = Instant::now();
         let mut command = Command::new(env!("CARGO_BIN_EXE_ordermesh"));
         command
-            .args(["up", "--data-dir"])
+            .args(["up"])
+            .args(args)
+            .args(["--data-dir"])
             .arg(data_dir)
             .args(["--port-offset", &port_offset.to_string()])
             .env("RUST_LOG", "warn")
@@ -221,6 +227,11 @@ fn http(
 /// (202 + Location), follow it to CONFIRMED, and see the CONFIRMED notification arrive on the
 /// stream. Returns the order id.
 fn place_and_confirm(port: u16, token: &str) -> String {
+    place_and_confirm_at(&format!("http://127.0.0.1:{port}"), reqwest::Client::new(), token)
+}
+
+/// [`place_and_confirm`] at `base` (`http://…` or `https://…`) with `client`.
+fn place_and_confirm_at(base: &str, client: reqwest::Client, token: &str) -> String {
     ordermesh_platform::install_crypto_provider();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -228,8 +239,6 @@ fn place_and_confirm(port: u16, token: &str) -> String {
         .build()
         .unwrap();
     runtime.block_on(async {
-        let base = format!("http://127.0.0.1:{port}");
-        let client = reqwest::Client::new();
         let mut stream = client
             .get(format!("{base}/api/v1/notifications/stream"))
             .bearer_auth(token)
@@ -358,4 +367,88 @@ fn quickstart_on_the_production_profile() {
             .unwrap();
         bus.delete_streams().await.unwrap();
     });
+}
+
+/// The real grpcurl (`ORDERMESH_GRPCURL`, installed by scripts/peers.sh) with `args`:
+/// (succeeded, stdout and stderr).
+fn grpcurl(args: &[&str]) -> (bool, String) {
+    let binary = std::env::var("ORDERMESH_GRPCURL").unwrap_or_else(|_| "grpcurl".to_owned());
+    let output = Command::new(&binary)
+        .args(["-max-time", "10"])
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("run {binary} (scripts/test sets ORDERMESH_GRPCURL): {e}"));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (output.status.success(), text)
+}
+
+#[test]
+fn quickstart_over_mutual_tls_with_grpcurl_as_the_operator() {
+    let data = tempfile::tempdir().unwrap();
+    let offset = port_offset() + 2500;
+    let up = Up::start_with(data.path(), offset, &[], &["--tls"]);
+    let bff_port = 8080 + offset;
+    assert!(
+        up.line("BFF").contains(&format!("https://localhost:{bff_port}")),
+        "{:?}",
+        up.banner
+    );
+    let tls = data.path().join("tls");
+    let file = |name: &str| tls.join(name).display().to_string();
+    let (ca, cert, key) = (file("ca.pem"), file("ops.pem"), file("ops-key.pem"));
+    let product = format!("localhost:{}", grpc_port(offset, 0));
+    let as_ops = |rest: &[&str]| {
+        let args = [&["-cacert", ca.as_str(), "-cert", cert.as_str(), "-key", key.as_str()], rest].concat();
+        grpcurl(&args)
+    };
+
+    // The operator lists and describes a service over mutual TLS with the dev CA and `ops`.
+    let (ok, listed) = as_ops(&[product.as_str(), "list"]);
+    assert!(ok && listed.contains("ordermesh.product.v1.ProductService"), "{listed}");
+    let (ok, described) = as_ops(&[product.as_str(), "describe", "ordermesh.product.v1.ProductService"]);
+    assert!(ok && described.contains("rpc GetProduct"), "{described}");
+
+    // Refused without a certificate: in plaintext, and over TLS without a client certificate.
+    let (ok, plaintext) = grpcurl(&["-plaintext", product.as_str(), "list"]);
+    assert!(!ok, "a plaintext call was served: {plaintext}");
+    let (ok, anonymous) = grpcurl(&["-cacert", ca.as_str(), product.as_str(), "list"]);
+    assert!(!ok, "a call without a client certificate was served: {anonymous}");
+
+    // `ops` may read with a user's token, and may not write whatever the token says.
+    let admin = up.line("ADMIN_TOKEN=").trim().trim_start_matches("ADMIN_TOKEN=").to_owned();
+    let bearer = format!("authorization: Bearer {admin}");
+    let (ok, found) = as_ops(&[
+        "-H",
+        bearer.as_str(),
+        "-d",
+        r#"{"query": "kettle"}"#,
+        product.as_str(),
+        "ordermesh.product.v1.ProductService/SearchProducts",
+    ]);
+    assert!(ok && found.contains("DEMO-KETTLE"), "{found}");
+    let (ok, refused) = as_ops(&[
+        "-H",
+        bearer.as_str(),
+        "-d",
+        r#"{"name": "Not for operators"}"#,
+        product.as_str(),
+        "ordermesh.product.v1.ProductService/CreateCategory",
+    ]);
+    assert!(!ok && refused.contains("PermissionDenied"), "{refused}");
+    assert!(refused.contains("ops may not call"), "{refused}");
+
+    // The README's order, over HTTPS to the BFF and mutual TLS behind it, to CONFIRMED.
+    ordermesh_platform::install_crypto_provider();
+    let pem = std::fs::read(tls.join("ca.pem")).unwrap();
+    let client = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(&pem).unwrap())
+        .build()
+        .unwrap();
+    let token = up.line("CLIENT_TOKEN=").trim().trim_start_matches("CLIENT_TOKEN=").to_owned();
+    place_and_confirm_at(&format!("https://localhost:{bff_port}"), client, &token);
+    up.stop();
 }
