@@ -46,13 +46,18 @@ impl DevCa {
 
     /// The certificate of `workload`: its SPIFFE id, for both ends of a connection.
     pub fn issue(&self, workload: Workload) -> anyhow::Result<Issued> {
-        let id = SpiffeId::new(&self.trust_domain, &self.namespace, workload);
+        self.issue_as(workload, &self.namespace)
+    }
+
+    /// The certificate of `workload` in `namespace` (tests: a workload of another namespace).
+    pub fn issue_as(&self, workload: Workload, namespace: &str) -> anyhow::Result<Issued> {
+        let id = SpiffeId::new(&self.trust_domain, namespace, workload);
         let service = workload.name();
         let mut params = CertificateParams::new(vec![
             "localhost".to_owned(),
             "127.0.0.1".to_owned(),
             service.to_owned(),
-            format!("{service}.{}.svc.cluster.local", self.namespace),
+            format!("{service}.{namespace}.svc.cluster.local"),
         ])?;
         params.subject_alt_names.push(SanType::URI(id.to_string().try_into()?));
         params.distinguished_name = name(service);
