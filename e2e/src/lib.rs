@@ -146,6 +146,9 @@ impl Platform {
     }
 
     async fn start_profile(gateway: Arc<dyn PaymentGateway>, embedded: bool) -> anyhow::Result<Self> {
+        // Every call the services and BFFs make in the end-to-end suite is held to the declared
+        // call graph when the platform is dropped.
+        ordermesh_platform::mesh::observe::start_recording();
         let auth = TestAuth::start().await?;
         let database = TestDatabase::postgres().await?;
         let embedded = if embedded {
@@ -513,7 +516,22 @@ impl Drop for Platform {
             });
         })
         .join();
+        if !std::thread::panicking() {
+            assert_calls_declared();
+        }
     }
+}
+
+/// Fails unless every call recorded so far in this process is declared in the call graph
+/// (`platform/src/mesh/graph.rs`, which `istio/` is rendered from).
+pub fn assert_calls_declared() {
+    let undeclared = ordermesh_platform::mesh::observe::undeclared();
+    assert!(
+        undeclared.is_empty(),
+        "calls made that the call graph does not declare (add them to platform/src/mesh/graph.rs \
+         and run `ordermesh mesh render`):\n  {}",
+        undeclared.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n  ")
+    );
 }
 
 /// The statuses an order ends the saga in (before fulfilment).
