@@ -530,7 +530,11 @@ pub fn assert_calls_declared() {
         undeclared.is_empty(),
         "calls made that the call graph does not declare (add them to platform/src/mesh/graph.rs \
          and run `ordermesh mesh render`):\n  {}",
-        undeclared.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n  ")
+        undeclared
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("\n  ")
     );
 }
 

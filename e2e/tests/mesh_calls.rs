@@ -42,7 +42,10 @@ async fn the_calls_made_through_both_portals_are_the_declared_ones() {
         .await
         .assert_status(201);
     external.get("/api/v1/products", &dora).await.assert_status(200);
-    external.get(&format!("/api/v1/products/{}", product.id), &dora).await.assert_status(200);
+    external
+        .get(&format!("/api/v1/products/{}", product.id), &dora)
+        .await
+        .assert_status(200);
     let placed = external
         .post("/api/v1/orders", &dora, &order_body(&product.id, 1, "tok_approved"))
         .await;
@@ -52,7 +55,10 @@ async fn the_calls_made_through_both_portals_are_the_declared_ones() {
         .wait_for(&order_id, &[OrderStatus::Confirmed], Duration::from_secs(30))
         .await
         .unwrap();
-    external.get(&format!("/api/v1/orders/{order_id}"), &dora).await.assert_status(200);
+    external
+        .get(&format!("/api/v1/orders/{order_id}"), &dora)
+        .await
+        .assert_status(200);
     external.get("/api/v1/notifications", &dora).await.assert_status(200);
     external.get("/readyz", &dora).await.assert_status(200);
 
@@ -61,22 +67,36 @@ async fn the_calls_made_through_both_portals_are_the_declared_ones() {
     let customers = internal.get("/api/v1/customers", &admin).await;
     customers.assert_status(200);
     let customer_id = customers.body["items"][0]["id"].as_str().unwrap().to_owned();
-    internal.get(&format!("/api/v1/customers/{customer_id}"), &admin).await.assert_status(200);
+    internal
+        .get(&format!("/api/v1/customers/{customer_id}"), &admin)
+        .await
+        .assert_status(200);
     internal.get("/api/v1/audit/logs", &admin).await.assert_status(200);
 
     use Workload::*;
     for (caller, callee, path) in [
-        (BffExternal, Customer, "/ordermesh.customer.v1.CustomerService/CreateCustomer"),
+        (
+            BffExternal,
+            Customer,
+            "/ordermesh.customer.v1.CustomerService/CreateCustomer",
+        ),
         (BffExternal, Order, "/ordermesh.order.v1.OrderService/PlaceOrder"),
         (BffExternal, Product, "/ordermesh.product.v1.ProductService/GetProduct"),
         (BffExternal, Payment, "/grpc.health.v1.Health/Check"),
         (Order, Product, "/ordermesh.product.v1.ProductService/BatchGetProducts"),
         (Order, Payment, "/ordermesh.payment.v1.PaymentService/AuthorizePayment"),
-        (BffInternal, Customer, "/ordermesh.customer.v1.CustomerService/ListCustomers"),
+        (
+            BffInternal,
+            Customer,
+            "/ordermesh.customer.v1.CustomerService/ListCustomers",
+        ),
         (BffInternal, Audit, "/ordermesh.audit.v1.AuditService/RecordAuditEvent"),
         (BffInternal, Audit, "/ordermesh.audit.v1.AuditService/QueryAuditLogs"),
     ] {
-        assert!(seen(caller, callee, path), "{caller} → {callee} {path} was not recorded");
+        assert!(
+            seen(caller, callee, path),
+            "{caller} → {callee} {path} was not recorded"
+        );
     }
     assert_calls_declared();
 }

@@ -6,6 +6,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ordermesh_platform::auth::{DevIssuer, DevTokenRequest, IssuerKind, Role};
+use ordermesh_platform::client::{ClientConfig, ResilientChannel, channel};
+use ordermesh_platform::mesh::Workload;
+use ordermesh_platform::mesh::tls::WorkloadTls;
 use ordermesh_proto::common::Money;
 use ordermesh_proto::customer::customer_service_client::CustomerServiceClient;
 use ordermesh_proto::customer::{CreateCustomerRequest, GetCustomerByIdentityRequest, IdentityLink};
@@ -14,9 +17,6 @@ use ordermesh_proto::product::{
     AdjustStockRequest, CreateCategoryRequest, CreateProductRequest, ListCategoriesRequest, Product,
     SearchProductsRequest,
 };
-use ordermesh_platform::client::{ClientConfig, ResilientChannel, channel};
-use ordermesh_platform::mesh::Workload;
-use ordermesh_platform::mesh::tls::WorkloadTls;
 
 use crate::up::DEV_AUDIENCE;
 

@@ -2,6 +2,7 @@
 
 mod demo;
 mod dlq;
+pub mod mesh;
 mod token;
 mod up;
 
@@ -26,6 +27,9 @@ pub enum Command {
     /// List or replay dead-lettered events (NATS JetStream; needs NATS_URL).
     #[command(subcommand)]
     Dlq(dlq::DlqCommand),
+    /// The service mesh's policy, derived from the call graph.
+    #[command(subcommand)]
+    Mesh(mesh::MeshCommand),
 }
 
 /// Where `ordermesh up` keeps its SQLite files and the dev issuer's key.
@@ -41,5 +45,6 @@ pub fn execute(cli: Cli) -> anyhow::Result<()> {
         Command::Up(args) => up::run(args),
         Command::Token(command) => token::run(command),
         Command::Dlq(command) => dlq::run(command),
+        Command::Mesh(command) => mesh::run(command),
     }
 }

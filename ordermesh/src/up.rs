@@ -309,7 +309,8 @@ impl DevTls {
 
     /// `workload`'s TLS settings, from the files written at start.
     fn workload(&self, workload: Workload) -> anyhow::Result<Arc<WorkloadTls>> {
-        let read = |path: std::path::PathBuf| std::fs::read(&path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()));
+        let read =
+            |path: std::path::PathBuf| std::fs::read(&path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()));
         let tls = WorkloadTls::from_pem(
             read(self.files.cert(workload))?,
             read(self.files.key(workload))?,

@@ -402,7 +402,11 @@ fn quickstart_over_mutual_tls_with_grpcurl_as_the_operator() {
     let (ca, cert, key) = (file("ca.pem"), file("ops.pem"), file("ops-key.pem"));
     let product = format!("localhost:{}", grpc_port(offset, 0));
     let as_ops = |rest: &[&str]| {
-        let args = [&["-cacert", ca.as_str(), "-cert", cert.as_str(), "-key", key.as_str()], rest].concat();
+        let args = [
+            &["-cacert", ca.as_str(), "-cert", cert.as_str(), "-key", key.as_str()],
+            rest,
+        ]
+        .concat();
         grpcurl(&args)
     };
 
@@ -419,7 +423,11 @@ fn quickstart_over_mutual_tls_with_grpcurl_as_the_operator() {
     assert!(!ok, "a call without a client certificate was served: {anonymous}");
 
     // `ops` may read with a user's token, and may not write whatever the token says.
-    let admin = up.line("ADMIN_TOKEN=").trim().trim_start_matches("ADMIN_TOKEN=").to_owned();
+    let admin = up
+        .line("ADMIN_TOKEN=")
+        .trim()
+        .trim_start_matches("ADMIN_TOKEN=")
+        .to_owned();
     let bearer = format!("authorization: Bearer {admin}");
     let (ok, found) = as_ops(&[
         "-H",
@@ -448,7 +456,11 @@ fn quickstart_over_mutual_tls_with_grpcurl_as_the_operator() {
         .add_root_certificate(reqwest::Certificate::from_pem(&pem).unwrap())
         .build()
         .unwrap();
-    let token = up.line("CLIENT_TOKEN=").trim().trim_start_matches("CLIENT_TOKEN=").to_owned();
+    let token = up
+        .line("CLIENT_TOKEN=")
+        .trim()
+        .trim_start_matches("CLIENT_TOKEN=")
+        .to_owned();
     place_and_confirm_at(&format!("https://localhost:{bff_port}"), client, &token);
     up.stop();
 }

@@ -75,7 +75,10 @@ fn assert_refused_by_graph(status: &tonic::Status, reason: &str) {
 async fn a_caller_the_graph_allows_is_served() {
     let server = start().await;
     let bff = server.ca.workload_tls(Workload::BffInternal).unwrap();
-    assert_eq!(health(channel(&server.url, Some(bff))).await.unwrap(), ServingStatus::Serving);
+    assert_eq!(
+        health(channel(&server.url, Some(bff))).await.unwrap(),
+        ServingStatus::Serving
+    );
 
     // order-svc may authorise payments: the call passes the graph and reaches the router, which
     // serves no payment API in this test.
@@ -101,9 +104,15 @@ async fn a_workload_not_allowed_to_make_the_call_is_refused_with_permission_deni
 
     // order-svc calls payment-svc, but never its health; operators may, and may not write.
     let order = server.ca.workload_tls(Workload::Order).unwrap();
-    assert_refused_by_graph(&health(channel(&server.url, Some(order))).await.unwrap_err(), "CALLER_NOT_ALLOWED");
+    assert_refused_by_graph(
+        &health(channel(&server.url, Some(order))).await.unwrap_err(),
+        "CALLER_NOT_ALLOWED",
+    );
     let ops = server.ca.workload_tls(Workload::Ops).unwrap();
-    assert_eq!(health(channel(&server.url, Some(ops.clone()))).await.unwrap(), ServingStatus::Serving);
+    assert_eq!(
+        health(channel(&server.url, Some(ops.clone()))).await.unwrap(),
+        ServingStatus::Serving
+    );
     let status = PaymentServiceClient::new(channel(&server.url, Some(ops)))
         .authorize_payment(AuthorizePaymentRequest::default())
         .await
@@ -134,30 +143,48 @@ async fn the_handshake_refuses_callers_without_a_trusted_client_certificate() {
     let server_ca = server.ca.ca_pem().into_bytes();
 
     // No client certificate at all, over TLS that trusts the server.
-    let config = tonic::transport::ClientTlsConfig::new()
-        .ca_certificate(tonic::transport::Certificate::from_pem(&server_ca));
+    let config =
+        tonic::transport::ClientTlsConfig::new().ca_certificate(tonic::transport::Certificate::from_pem(&server_ca));
     let anonymous = tonic::transport::Endpoint::from_shared(server.url.clone())
         .unwrap()
         .tls_config(config)
         .unwrap()
         .connect_lazy();
     let status = health(anonymous).await.unwrap_err();
-    assert_ne!(status.code(), Code::PermissionDenied, "refused before any call: {status:?}");
+    assert_ne!(
+        status.code(),
+        Code::PermissionDenied,
+        "refused before any call: {status:?}"
+    );
 
     // A certificate from a CA the server does not trust, even naming an allowed workload.
     let rogue = DevCa::generate("cluster.local", "ordermesh").unwrap();
     let tls = presenting(rogue.issue(Workload::BffInternal).unwrap(), &server.ca);
     let status = health(channel(&server.url, Some(tls))).await.unwrap_err();
-    assert_ne!(status.code(), Code::PermissionDenied, "refused before any call: {status:?}");
+    assert_ne!(
+        status.code(),
+        Code::PermissionDenied,
+        "refused before any call: {status:?}"
+    );
 
     // Plaintext.
     let plaintext = server.url.replace("https://", "http://");
     let status = health(channel(&plaintext, None)).await.unwrap_err();
-    assert_ne!(status.code(), Code::PermissionDenied, "refused before any call: {status:?}");
+    assert_ne!(
+        status.code(),
+        Code::PermissionDenied,
+        "refused before any call: {status:?}"
+    );
 }
 
 /// A client presenting `issued`, trusting `server_ca` for the server.
 fn presenting(issued: Issued, server_ca: &DevCa) -> WorkloadTls {
     let ca = server_ca.ca_pem().into_bytes();
-    WorkloadTls::from_pem(issued.cert_pem.into_bytes(), issued.key_pem.into_bytes(), ca.clone(), ca).unwrap()
+    WorkloadTls::from_pem(
+        issued.cert_pem.into_bytes(),
+        issued.key_pem.into_bytes(),
+        ca.clone(),
+        ca,
+    )
+    .unwrap()
 }
