@@ -273,3 +273,112 @@ impl axum::serve::Listener for TlsListener {
         Ok(self.local_addr)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mesh::dev_ca::DevCa;
+
+    fn env_for(dir: &std::path::Path, ca: &DevCa, workload: Workload) -> Vec<(String, String)> {
+        let files = ca.write(dir, &[workload]).unwrap();
+        let path = |p: std::path::PathBuf| p.display().to_string();
+        vec![
+            ("GRPC_TLS_CERT_FILE".into(), path(files.cert(workload))),
+            ("GRPC_TLS_KEY_FILE".into(), path(files.key(workload))),
+            ("GRPC_TLS_CLIENT_CA_FILE".into(), path(files.ca.clone())),
+            ("GRPC_TLS_CA_FILE".into(), path(files.ca.clone())),
+        ]
+    }
+
+    #[test]
+    fn tls_is_off_without_files_and_on_with_all_four() {
+        crate::install_crypto_provider();
+        assert!(
+            WorkloadTls::from_env(&Env::default(), Workload::Order)
+                .unwrap()
+                .is_none()
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let ca = DevCa::generate(DEFAULT_TRUST_DOMAIN, DEFAULT_NAMESPACE).unwrap();
+        let env = Env::from_pairs(env_for(dir.path(), &ca, Workload::Order));
+        let tls = WorkloadTls::from_env(&env, Workload::Order).unwrap().unwrap();
+        assert_eq!(tls.workload(), Some(Workload::Order));
+    }
+
+    #[test]
+    fn a_partial_or_wrong_tls_configuration_names_the_variable() {
+        crate::install_crypto_provider();
+        let dir = tempfile::tempdir().unwrap();
+        let ca = DevCa::generate(DEFAULT_TRUST_DOMAIN, DEFAULT_NAMESPACE).unwrap();
+        let all = env_for(dir.path(), &ca, Workload::Order);
+
+        // One of the four missing.
+        let partial: Vec<_> = all.iter().filter(|(k, _)| k != "GRPC_TLS_CA_FILE").cloned().collect();
+        let error = WorkloadTls::from_env(&Env::from_pairs(partial), Workload::Order).unwrap_err();
+        assert_eq!(error.var, "GRPC_TLS_CA_FILE");
+
+        // A file that is not there, or holds no certificate.
+        let mut missing = all.clone();
+        missing[0].1 = dir.path().join("nope.pem").display().to_string();
+        let error = WorkloadTls::from_env(&Env::from_pairs(missing), Workload::Order).unwrap_err();
+        assert_eq!(error.var, "GRPC_TLS_CERT_FILE");
+        let mut not_a_ca = all.clone();
+        not_a_ca[2].1 = all[1].1.clone();
+        let error = WorkloadTls::from_env(&Env::from_pairs(not_a_ca), Workload::Order).unwrap_err();
+        assert_eq!(error.var, "GRPC_TLS_CLIENT_CA_FILE");
+
+        // Another workload's certificate, or one of another namespace.
+        let error = WorkloadTls::from_env(&Env::from_pairs(all.clone()), Workload::Payment).unwrap_err();
+        assert_eq!(error.var, "GRPC_TLS_CERT_FILE");
+        assert!(
+            error.reason.contains("order-svc") && error.reason.contains("payment-svc"),
+            "{error}"
+        );
+        let mut elsewhere = all;
+        elsewhere.push(("MESH_NAMESPACE".into(), "elsewhere".into()));
+        let error = WorkloadTls::from_env(&Env::from_pairs(elsewhere), Workload::Order).unwrap_err();
+        assert_eq!(error.var, "GRPC_TLS_CERT_FILE");
+    }
+
+    #[test]
+    fn a_certificate_without_a_spiffe_id_is_refused() {
+        crate::install_crypto_provider();
+        let ca = DevCa::generate(DEFAULT_TRUST_DOMAIN, DEFAULT_NAMESPACE).unwrap();
+        let server = ca.issue_server(&["localhost"]).unwrap();
+        let pem = ca.ca_pem().into_bytes();
+        let Err((var, reason)) = WorkloadTls::from_pem(
+            server.cert_pem.into_bytes(),
+            server.key_pem.into_bytes(),
+            pem.clone(),
+            pem,
+        ) else {
+            panic!("a certificate without a SPIFFE id was accepted")
+        };
+        assert_eq!(var, "GRPC_TLS_CERT_FILE");
+        assert!(reason.contains("spiffe"), "{reason}");
+    }
+
+    #[test]
+    fn https_needs_both_files() {
+        crate::install_crypto_provider();
+        assert!(HttpsConfig::from_env(&Env::default()).unwrap().is_none());
+        let only_cert = Env::from_pairs([("BFF_TLS_CERT_FILE", "/tmp/cert.pem")]);
+        assert_eq!(HttpsConfig::from_env(&only_cert).unwrap_err().var, "BFF_TLS_KEY_FILE");
+        let dir = tempfile::tempdir().unwrap();
+        let ca = DevCa::generate(DEFAULT_TRUST_DOMAIN, DEFAULT_NAMESPACE).unwrap();
+        let issued = ca.issue_server(&["localhost"]).unwrap();
+        let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+        std::fs::write(&cert, issued.cert_pem).unwrap();
+        std::fs::write(&key, issued.key_pem).unwrap();
+        let env = Env::from_pairs([
+            ("BFF_TLS_CERT_FILE", cert.display().to_string()),
+            ("BFF_TLS_KEY_FILE", key.display().to_string()),
+        ]);
+        assert!(HttpsConfig::from_env(&env).unwrap().is_some());
+        let swapped = Env::from_pairs([
+            ("BFF_TLS_CERT_FILE", key.display().to_string()),
+            ("BFF_TLS_KEY_FILE", cert.display().to_string()),
+        ]);
+        assert_eq!(HttpsConfig::from_env(&swapped).unwrap_err().var, "BFF_TLS_CERT_FILE");
+    }
+}
