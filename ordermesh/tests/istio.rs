@@ -3,6 +3,8 @@
 //! the contracts; retries are configured on reads only; the proxies reach only what each
 //! workload calls; and every object validates against Istio's own CRD schemas.
 
+mod common;
+
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -11,6 +13,8 @@ use ordermesh::mesh::{DATA_NAMESPACE, NAMESPACE, TRUST_DOMAIN, files};
 use ordermesh_platform::mesh::contracts::{self, Method};
 use ordermesh_platform::mesh::{SpiffeId, Workload, declared};
 use serde_json::Value;
+
+use common::run_peer;
 
 fn istio_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../istio")
@@ -299,18 +303,10 @@ fn validate_with_istio_schemas(path: &Path) -> (bool, String) {
             std::env::var("HOME").unwrap_or_default()
         )
     });
-    let output = Command::new("node")
-        .arg(script)
-        .arg(path)
-        .env("NODE_PATH", node_path)
-        .output()
-        .expect("run node (scripts/test installs the validator's packages)");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    (output.status.success(), text)
+    run_peer(
+        Command::new("node").arg(script).arg(path).env("NODE_PATH", node_path),
+        "scripts/test installs the validator's packages",
+    )
 }
 
 #[test]

@@ -2,9 +2,13 @@
 //! process: the gRPC services answer a reflection client no one here wrote, and a restart on the
 //! same data directory keeps the data without duplicating the demo records.
 
+mod common;
+
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+use common::run_peer;
 
 /// `ordermesh up` in a child process; killed (SIGKILL) if the test fails before stopping it.
 struct Up {
@@ -373,17 +377,10 @@ fn quickstart_on_the_production_profile() {
 /// (succeeded, stdout and stderr).
 fn grpcurl(args: &[&str]) -> (bool, String) {
     let binary = std::env::var("ORDERMESH_GRPCURL").unwrap_or_else(|_| "grpcurl".to_owned());
-    let output = Command::new(&binary)
-        .args(["-max-time", "10"])
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("run {binary} (scripts/test sets ORDERMESH_GRPCURL): {e}"));
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    (output.status.success(), text)
+    run_peer(
+        Command::new(&binary).args(["-max-time", "10"]).args(args),
+        "scripts/test sets ORDERMESH_GRPCURL",
+    )
 }
 
 #[test]
