@@ -54,6 +54,8 @@ pub struct BffConfig {
     pub peers: PeerUrls,
     /// Idempotency replay, rate limits and customer lookups; in-memory when absent.
     pub redis_url: Option<String>,
+    /// The CA of a `rediss://` server (`REDIS_CA_FILE`).
+    pub redis_ca_file: Option<std::path::PathBuf>,
     /// Prefix of every cache key this BFF writes (tests isolate by prefix).
     pub cache_prefix: String,
     /// The BFF's own workload identity, for reads it checks itself (a client's payments).
@@ -133,6 +135,7 @@ impl BffConfig {
             auth,
             peers,
             redis_url: None,
+            redis_ca_file: None,
             cache_prefix: "ordermesh:bff:".to_owned(),
             credentials: ServiceCredentials::None,
             rate_limits: RateLimits {
@@ -174,6 +177,7 @@ impl BffConfig {
         config.tls = WorkloadTls::from_env(env, config.workload())?;
         config.https = HttpsConfig::from_env(env)?;
         config.redis_url = env.url("REDIS_URL", &["redis", "rediss"])?;
+        config.redis_ca_file = ordermesh_platform::backing::redis_ca_from_env(env)?;
         if let Some(prefix) = env.optional("BFF_CACHE_PREFIX") {
             config.cache_prefix = prefix;
         }

@@ -149,7 +149,9 @@ mod tests {
 
     #[tokio::test]
     async fn falls_back_to_local_counting_while_redis_is_down() {
-        let dead = Cache::connect(Some("redis://127.0.0.1:1"), "rl-test:").await.unwrap();
+        let dead = Cache::connect(Some("redis://127.0.0.1:1"), None, "rl-test:")
+            .await
+            .unwrap();
         limits_after(dead).await;
     }
 }

@@ -30,7 +30,12 @@ pub struct AppState {
 
 impl AppState {
     pub async fn new(config: BffConfig) -> anyhow::Result<Self> {
-        let cache = Cache::connect(config.redis_url.as_deref(), config.cache_prefix.clone()).await?;
+        let cache = Cache::connect(
+            config.redis_url.as_deref(),
+            config.redis_ca_file.as_deref(),
+            config.cache_prefix.clone(),
+        )
+        .await?;
         let limiter = limits::RateLimiter::new(
             cache.with_prefix(format!("{}rl:", config.cache_prefix)),
             config.rate_limits.clone(),

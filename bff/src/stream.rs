@@ -240,7 +240,7 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(80)).await;
         assert_eq!(redeem_ticket(&cache, &short).await, None, "expired");
         assert_ne!(issue_ticket(&cache, "t", Duration::from_secs(1)).await.unwrap(), ticket);
-        let dead = Cache::connect(Some("redis://127.0.0.1:1"), "ticket-test:")
+        let dead = Cache::connect(Some("redis://127.0.0.1:1"), None, "ticket-test:")
             .await
             .unwrap();
         assert_eq!(issue_ticket(&dead, "t", Duration::from_secs(1)).await, None);

@@ -143,7 +143,8 @@ impl LiveHub {
         let to_nats = match &config.nats_url {
             None => None,
             Some(url) => {
-                let client = async_nats::connect(url.as_str()).await?;
+                let options = config.events.security.apply(async_nats::ConnectOptions::new()).await?;
+                let client = options.connect(url.as_str()).await?;
                 let subject = live_subject(config);
                 let subscription = client.subscribe(subject.clone()).await?;
                 client.flush().await?;

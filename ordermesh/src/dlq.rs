@@ -47,6 +47,7 @@ impl BusArgs {
         let config = EventsConfig {
             subject_prefix: self.subject_prefix.clone(),
             stream_prefix: self.stream_prefix.clone(),
+            security: ordermesh_platform::backing::NatsSecurity::from_env(&ordermesh_platform::Env::from_process())?,
             ..EventsConfig::default()
         };
         Ok(NatsBus::connect_only(url, config).await?)

@@ -461,3 +461,73 @@ fn quickstart_over_mutual_tls_with_grpcurl_as_the_operator() {
     place_and_confirm_at(&format!("https://localhost:{bff_port}"), client, &token);
     up.stop();
 }
+
+#[test]
+fn the_production_profile_over_tls_only_postgres_nats_and_redis() {
+    use ordermesh_platform::testing::servers::{TlsFiles, nats_tls_only, postgres_ssl_only, redis_tls_only};
+    let tls = TlsFiles::generate().unwrap();
+    let postgres = postgres_ssl_only(&tls).unwrap();
+    let nats = nats_tls_only(&tls).unwrap();
+    let redis = redis_tls_only(&tls).unwrap();
+    let ca = tls.ca.display().to_string();
+    let database_url = format!(
+        "postgres://postgres@127.0.0.1:{}/postgres?sslmode=verify-full&sslrootcert={ca}",
+        postgres.port
+    );
+
+    // Each server speaks TLS only: the same servers refuse plaintext.
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        use sqlx::Connection;
+        let plain = format!(
+            "postgres://postgres@127.0.0.1:{}/postgres?sslmode=disable",
+            postgres.port
+        );
+        let refused = sqlx::PgConnection::connect(&plain).await.unwrap_err();
+        assert!(refused.to_string().contains("no encryption"), "{refused}");
+        sqlx::PgConnection::connect(&database_url)
+            .await
+            .unwrap()
+            .close()
+            .await
+            .unwrap();
+        let plain_nats = async_nats::connect(format!("nats://{}", nats.addr())).await;
+        assert!(
+            plain_nats.is_err(),
+            "NATS took a plaintext client without a certificate"
+        );
+    });
+
+    let env = [
+        ("DATABASE_URL", database_url.clone()),
+        ("NATS_URL", format!("tls://{}", nats.addr())),
+        ("NATS_CA_FILE", ca.clone()),
+        ("NATS_CLIENT_CERT_FILE", tls.client_cert.display().to_string()),
+        ("NATS_CLIENT_KEY_FILE", tls.client_key.display().to_string()),
+        ("REDIS_URL", format!("rediss://{}", redis.addr())),
+        ("REDIS_CA_FILE", ca.clone()),
+    ];
+    let data = tempfile::tempdir().unwrap();
+    let offset = port_offset() + 1250;
+    let up = Up::start(data.path(), offset, &env);
+    let token = Command::new(env!("CARGO_BIN_EXE_ordermesh"))
+        .args(["token", "client", "--subject", "demo-client-1", "--data-dir"])
+        .arg(data.path())
+        .output()
+        .unwrap();
+    place_and_confirm(8080 + offset, String::from_utf8(token.stdout).unwrap().trim());
+    up.stop();
+
+    // A URL that asks for TLS without its CA is refused at start-up, naming the variable.
+    let without_ca = Command::new(env!("CARGO_BIN_EXE_ordermesh"))
+        .args(["up", "--ephemeral", "--port-offset", &(offset + 1).to_string()])
+        .env("REDIS_URL", format!("rediss://{}", redis.addr()))
+        .env("DATABASE_URL", &database_url)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&without_ca.stderr);
+    assert!(
+        !without_ca.status.success() && stderr.contains("REDIS_CA_FILE"),
+        "{stderr}"
+    );
+}

@@ -73,9 +73,14 @@ impl Cache {
     /// Redis when `redis_url` is set, else in-memory. A Redis server that cannot be reached at
     /// start-up is not an error: the client keeps reconnecting in the background and the cache
     /// reports misses meanwhile. Only an unparsable URL is an error.
-    pub async fn connect(redis_url: Option<&str>, prefix: impl Into<String>) -> anyhow::Result<Self> {
+    /// A `rediss://` URL is verified against the CA certificates in `ca_file`.
+    pub async fn connect(
+        redis_url: Option<&str>,
+        ca_file: Option<&std::path::Path>,
+        prefix: impl Into<String>,
+    ) -> anyhow::Result<Self> {
         match redis_url {
-            Some(url) => Self::redis(url, prefix).await,
+            Some(url) => Self::redis(url, ca_file, prefix).await,
             None => Ok(Self::in_memory(prefix)),
         }
     }
@@ -87,8 +92,17 @@ impl Cache {
 
     /// A Redis cache. Waits briefly for the first connection, but never fails because Redis is
     /// down.
-    pub async fn redis(url: &str, prefix: impl Into<String>) -> anyhow::Result<Self> {
+    pub async fn redis(
+        url: &str,
+        ca_file: Option<&std::path::Path>,
+        prefix: impl Into<String>,
+    ) -> anyhow::Result<Self> {
         let mut config = Config::from_url(url).map_err(|e| anyhow::anyhow!("REDIS_URL: {e}"))?;
+        if url.starts_with("rediss://") {
+            let ca = ca_file.ok_or_else(|| anyhow::anyhow!("REDIS_CA_FILE is required with a rediss:// REDIS_URL"))?;
+            let tls = crate::backing::client_tls(ca)?;
+            config.tls = Some(fred::types::config::TlsConnector::from(tls).into());
+        }
         // Keep retrying the first connection in the background instead of failing start-up.
         config.fail_fast = false;
         let client = Builder::from_config(config)
@@ -379,7 +393,7 @@ mod tests {
     #[tokio::test]
     async fn redis_round_trip_and_ttl() {
         let url = std::env::var("TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
-        let cache = Cache::connect(Some(&url), unique_prefix()).await.unwrap();
+        let cache = Cache::connect(Some(&url), None, unique_prefix()).await.unwrap();
         assert_eq!(cache.backend_name(), "redis");
         round_trip(&cache).await;
     }
@@ -396,7 +410,7 @@ mod tests {
     async fn counters_in_memory_and_redis() {
         counts(&Cache::in_memory(unique_prefix())).await;
         let url = std::env::var("TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
-        counts(&Cache::connect(Some(&url), unique_prefix()).await.unwrap()).await;
+        counts(&Cache::connect(Some(&url), None, unique_prefix()).await.unwrap()).await;
     }
 
     async fn takes_once(cache: &Cache) {
@@ -415,7 +429,7 @@ mod tests {
     async fn take_is_single_use_in_memory_and_redis() {
         takes_once(&Cache::in_memory(unique_prefix())).await;
         let url = std::env::var("TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
-        let cache = Cache::connect(Some(&url), unique_prefix()).await.unwrap();
+        let cache = Cache::connect(Some(&url), None, unique_prefix()).await.unwrap();
         assert_eq!(cache.backend_name(), "redis");
         takes_once(&cache).await;
     }
@@ -432,7 +446,7 @@ mod tests {
     #[tokio::test]
     async fn unreachable_redis_is_a_fast_miss_not_an_error() {
         let started = Instant::now();
-        let cache = Cache::connect(Some("redis://127.0.0.1:1"), unique_prefix())
+        let cache = Cache::connect(Some("redis://127.0.0.1:1"), None, unique_prefix())
             .await
             .unwrap();
         cache.set_with_ttl("k", b"v", Duration::from_secs(5)).await;

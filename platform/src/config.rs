@@ -134,6 +134,8 @@ pub struct ServiceConfig {
     pub nats_url: Option<String>,
     /// Absent → in-memory cache.
     pub redis_url: Option<String>,
+    /// The CA of a `rediss://` server (`REDIS_CA_FILE`).
+    pub redis_ca_file: Option<std::path::PathBuf>,
     pub auth: AuthConfig,
     /// Stream and subject naming (`NATS_SUBJECT_PREFIX`, `NATS_STREAM_PREFIX`; tests isolate by prefix).
     pub events: crate::events::EventsConfig,
@@ -266,6 +268,7 @@ impl ServiceConfig {
         let database_url = env
             .url("DATABASE_URL", &["postgres", "postgresql", "sqlite"])?
             .unwrap_or_else(|| format!("sqlite://data/{service}.db"));
+        crate::backing::check_database_url(env, &database_url)?;
         Ok(Self {
             service,
             listen_addr,
@@ -275,6 +278,7 @@ impl ServiceConfig {
                 .max(1),
             nats_url: env.url("NATS_URL", &["nats", "tls", "ws", "wss"])?,
             redis_url: env.url("REDIS_URL", &["redis", "rediss"])?,
+            redis_ca_file: crate::backing::redis_ca_from_env(env)?,
             auth: AuthConfig::from_env(env)?,
             events: {
                 let mut events = crate::events::EventsConfig::default();
@@ -285,6 +289,7 @@ impl ServiceConfig {
                     events.stream_prefix = prefix;
                 }
                 events.publish = env.switch_or("EVENTS_PUBLISH", true)?;
+                events.security = crate::backing::NatsSecurity::from_env(env)?;
                 events
             },
             bus: None,

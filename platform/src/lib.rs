@@ -3,6 +3,7 @@
 
 pub mod actor;
 pub mod auth;
+pub mod backing;
 pub mod cache;
 pub mod client;
 pub mod config;

@@ -24,7 +24,12 @@ pub const DEFAULT_PORT: u16 = 50051;
 /// Serves the product service on `listen` until `shutdown` is triggered. The cache is Redis
 /// when `REDIS_URL` is set, else in-memory; its keys start with `ordermesh:product:`.
 pub async fn run(config: ServiceConfig, listen: Listen, shutdown: Shutdown) -> anyhow::Result<()> {
-    let cache = Cache::connect(config.redis_url.as_deref(), format!("ordermesh:{SERVICE}:")).await?;
+    let cache = Cache::connect(
+        config.redis_url.as_deref(),
+        config.redis_ca_file.as_deref(),
+        format!("ordermesh:{SERVICE}:"),
+    )
+    .await?;
     run_with_cache(config, listen, shutdown, cache).await
 }
 

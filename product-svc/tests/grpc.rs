@@ -716,7 +716,7 @@ async fn concurrent_reservations_never_oversell_on_sqlite() {
 
 #[tokio::test]
 async fn product_reads_are_cached_in_redis_and_updates_invalidate() {
-    let cache = Cache::connect(Some(&testing::redis_url()), testing::unique_prefix("product"))
+    let cache = Cache::connect(Some(&testing::redis_url()), None, testing::unique_prefix("product"))
         .await
         .unwrap();
     assert_eq!(cache.backend_name(), "redis");
@@ -771,7 +771,7 @@ async fn product_reads_are_cached_in_redis_and_updates_invalidate() {
 
 #[tokio::test]
 async fn reads_succeed_when_redis_is_unreachable() {
-    let cache = Cache::connect(Some("redis://127.0.0.1:1"), testing::unique_prefix("product"))
+    let cache = Cache::connect(Some("redis://127.0.0.1:1"), None, testing::unique_prefix("product"))
         .await
         .unwrap();
     let h = Harness::start(TestDatabase::postgres().await.unwrap(), cache).await;

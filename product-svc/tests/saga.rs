@@ -59,7 +59,7 @@ impl Saga {
                 (Arc::new(bus.clone()), Some(bus))
             }
         };
-        let cache = Cache::connect(None, testing::unique_prefix("product-saga"))
+        let cache = Cache::connect(None, None, testing::unique_prefix("product-saga"))
             .await
             .unwrap();
         let service = RunningService::start(config, move |c, l, s| product_svc::run_with_cache(c, l, s, cache))

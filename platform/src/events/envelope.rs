@@ -37,8 +37,9 @@ pub mod headers {
     pub const REPLAY_OF: &str = "replay-of";
 }
 
-/// Naming of streams and subjects. Production uses the defaults; tests set unique prefixes so
-/// they can run in parallel against one server and delete what they created.
+/// Naming of streams and subjects, and how to reach the broker securely. Production uses the
+/// default names; tests set unique prefixes so they can run in parallel against one server and
+/// delete what they created.
 #[derive(Debug, Clone)]
 pub struct EventsConfig {
     /// First subject token: subjects are `<subject_prefix>.<topic>.<EventType>`.
@@ -55,6 +56,8 @@ pub struct EventsConfig {
     /// write path without publishing (the benchmarks' baseline): events then stay in the
     /// outbox, nothing downstream happens, and a later start with it on publishes them.
     pub publish: bool,
+    /// TLS and credentials of the NATS connection (`NATS_CA_FILE`, …).
+    pub security: crate::backing::NatsSecurity,
 }
 
 impl Default for EventsConfig {
@@ -66,6 +69,7 @@ impl Default for EventsConfig {
             max_age: std::time::Duration::from_secs(7 * 24 * 3600),
             request_timeout: std::time::Duration::from_secs(5),
             publish: true,
+            security: crate::backing::NatsSecurity::default(),
         }
     }
 }

@@ -49,7 +49,12 @@ impl NatsBus {
 
     /// Connects without touching streams (for tools such as `ordermesh dlq`).
     pub async fn connect_only(url: &str, config: EventsConfig) -> Result<Self, BusError> {
-        let client = async_nats::ConnectOptions::new()
+        let options = config
+            .security
+            .apply(async_nats::ConnectOptions::new())
+            .await
+            .map_err(|e| BusError::Unavailable(format!("NATS credentials: {e}")))?;
+        let client = options
             .connection_timeout(Duration::from_secs(5))
             // Come back quickly after a broker restart.
             .reconnect_delay_callback(|attempts| Duration::from_millis((attempts as u64 * 100).min(2_000)))

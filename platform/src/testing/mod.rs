@@ -2,6 +2,8 @@
 //! file per test, removed when the handle is dropped. Tests run in parallel, so nothing here is
 //! shared between them.
 
+pub mod servers;
+
 use std::str::FromStr;
 
 use sqlx::postgres::PgConnectOptions;
