@@ -43,7 +43,7 @@ use utoipa::{Modify, OpenApi};
 use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouter};
 use utoipa_axum::routes;
 
-pub use config::{BffConfig, Surface};
+pub use config::{BffConfig, Surface, listen_addr};
 pub use state::AppState;
 
 /// Default HTTP port (DESIGN §8).

@@ -16,12 +16,9 @@ struct Args {
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let addr: std::net::SocketAddr = std::env::var("BFF_ADDR")
-        .unwrap_or_else(|_| format!("0.0.0.0:{}", bff::DEFAULT_PORT))
-        .parse()
-        .map_err(|e| anyhow::anyhow!("invalid configuration: BFF_ADDR: {e}"))?;
+    let env = ordermesh_platform::Env::from_process();
+    let addr = bff::listen_addr(&env)?;
     tokio::runtime::Runtime::new()?.block_on(async move {
-        let env = ordermesh_platform::Env::from_process();
         let telemetry = ordermesh_platform::telemetry::TelemetryConfig::from_env(&env, "bff")?;
         let _guard = ordermesh_platform::telemetry::init(&telemetry)?;
         let mut config = bff::BffConfig::from_env(&env)?;

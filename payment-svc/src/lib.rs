@@ -32,7 +32,7 @@ pub const DEFAULT_PORT: u16 = 50054;
 /// Serves the payment service on `listen` until `shutdown` is triggered, with the gateway of
 /// the environment ([`gateway::from_env`]).
 pub async fn run(config: ServiceConfig, listen: Listen, shutdown: Shutdown) -> anyhow::Result<()> {
-    let gateway = gateway::from_env()?;
+    let gateway = gateway::from_env(&ordermesh_platform::Env::from_process())?;
     run_with_gateway(config, listen, shutdown, gateway).await
 }
 

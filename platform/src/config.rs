@@ -34,28 +34,38 @@ impl ConfigError {
 }
 
 /// A snapshot of environment variables. Tests build one from pairs instead of mutating the
-/// process environment, which is shared by every test thread.
+/// process environment, which is shared by every test thread. It remembers every name asked
+/// for, so a test can tell which variables the code reads (deployment manifests set no other).
 #[derive(Debug, Clone, Default)]
 pub struct Env {
     vars: HashMap<String, String>,
+    asked: std::sync::Arc<std::sync::Mutex<std::collections::BTreeSet<String>>>,
 }
 
 impl Env {
     pub fn from_process() -> Self {
         Self {
             vars: std::env::vars().collect(),
+            asked: Default::default(),
         }
     }
 
     pub fn from_pairs<K: Into<String>, V: Into<String>>(pairs: impl IntoIterator<Item = (K, V)>) -> Self {
         Self {
             vars: pairs.into_iter().map(|(k, v)| (k.into(), v.into())).collect(),
+            asked: Default::default(),
         }
     }
 
     /// The value of `name`, treating an empty value as absent.
     pub fn optional(&self, name: &str) -> Option<String> {
+        self.asked.lock().unwrap_or_else(|e| e.into_inner()).insert(name.to_owned());
         self.vars.get(name).filter(|v| !v.trim().is_empty()).cloned()
+    }
+
+    /// Every variable asked for so far (through this snapshot or a clone of it).
+    pub fn asked(&self) -> std::collections::BTreeSet<String> {
+        self.asked.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     pub fn required(&self, name: &str) -> Result<String, ConfigError> {

@@ -80,18 +80,15 @@ pub trait PaymentGateway: Send + Sync {
 
 /// The gateway of the environment: [`HttpGateway`] on `PAYMENT_GATEWAY_URL` (with
 /// `PAYMENT_GATEWAY_API_KEY` as its bearer key, if set), else the [`SandboxGateway`].
-pub fn from_env() -> anyhow::Result<Arc<dyn PaymentGateway>> {
-    match std::env::var("PAYMENT_GATEWAY_URL")
-        .ok()
-        .filter(|u| !u.trim().is_empty())
-    {
+pub fn from_env(env: &ordermesh_platform::Env) -> anyhow::Result<Arc<dyn PaymentGateway>> {
+    match env.optional("PAYMENT_GATEWAY_URL") {
         Some(url) => {
             anyhow::ensure!(
                 url.starts_with("http://") || url.starts_with("https://"),
                 "PAYMENT_GATEWAY_URL must be an http:// or https:// URL"
             );
             let mut config = HttpGatewayConfig::new(url);
-            config.api_key = std::env::var("PAYMENT_GATEWAY_API_KEY").ok().filter(|k| !k.is_empty());
+            config.api_key = env.optional("PAYMENT_GATEWAY_API_KEY");
             Ok(Arc::new(HttpGateway::new(config)?))
         }
         None => {
