@@ -28,7 +28,13 @@ const EMPLOYEE_ISSUER: (&str, &str) = (
     "https://login.microsoftonline.com/00000000-0000-0000-0000-000000000000/v2.0",
     "https://login.microsoftonline.com/00000000-0000-0000-0000-000000000000/discovery/v2.0/keys",
 );
-const ISSUER_HOSTS: [&str; 2] = ["ordermesh.ciamlogin.com", "login.microsoftonline.com"];
+/// The hosts of the token issuers' key sets: clients', employees', and the cluster's OIDC issuer
+/// of the services' own (projected ServiceAccount) tokens.
+const ISSUER_HOSTS: [&str; 3] = [
+    "ordermesh.ciamlogin.com",
+    "login.microsoftonline.com",
+    "westeurope.oic.prod-aks.azure.com",
+];
 const AUDIENCE: &str = "api://ordermesh";
 const PAYMENT_GATEWAY_HOST: &str = "payments.gateway.example";
 
@@ -107,16 +113,16 @@ fn host(workload: Workload) -> String {
     format!("{}.{NAMESPACE}.svc.cluster.local", workload.name())
 }
 
-/// The gRPC port of each service (DESIGN §9), the BFF's HTTP port.
+/// The port each workload listens on by default: the services' gRPC ports, the BFF's HTTP port.
 pub fn port(workload: Workload) -> u16 {
     match workload {
-        Workload::Product => 50051,
-        Workload::Customer => 50052,
-        Workload::Order => 50053,
-        Workload::Payment => 50054,
-        Workload::Audit => 50055,
-        Workload::Notification => 50056,
-        _ => 8080,
+        Workload::Product => product_svc::DEFAULT_PORT,
+        Workload::Customer => customer_svc::DEFAULT_PORT,
+        Workload::Order => order_svc::DEFAULT_PORT,
+        Workload::Payment => payment_svc::DEFAULT_PORT,
+        Workload::Audit => audit_svc::DEFAULT_PORT,
+        Workload::Notification => notification_svc::DEFAULT_PORT,
+        Workload::BffExternal | Workload::BffInternal | Workload::Ops | Workload::DemoSeed => bff::DEFAULT_PORT,
     }
 }
 

@@ -300,6 +300,10 @@ impl ServiceConfig {
                 }
                 events.publish = env.switch_or("EVENTS_PUBLISH", true)?;
                 events.security = crate::backing::NatsSecurity::from_env(env)?;
+                events.replicas = env.parse_or("NATS_STREAM_REPLICAS", 1)?;
+                if !(1..=5).contains(&events.replicas) {
+                    return Err(ConfigError::new("NATS_STREAM_REPLICAS", "must be 1 to 5"));
+                }
                 events
             },
             bus: None,

@@ -56,6 +56,9 @@ pub struct EventsConfig {
     /// write path without publishing (the benchmarks' baseline): events then stay in the
     /// outbox, nothing downstream happens, and a later start with it on publishes them.
     pub publish: bool,
+    /// Copies of each stream in a JetStream cluster (`NATS_STREAM_REPLICAS`, 1 to 5): with 3,
+    /// the events survive the loss of a NATS server.
+    pub replicas: usize,
     /// TLS and credentials of the NATS connection (`NATS_CA_FILE`, …).
     pub security: crate::backing::NatsSecurity,
 }
@@ -69,6 +72,7 @@ impl Default for EventsConfig {
             max_age: std::time::Duration::from_secs(7 * 24 * 3600),
             request_timeout: std::time::Duration::from_secs(5),
             publish: true,
+            replicas: 1,
             security: crate::backing::NatsSecurity::default(),
         }
     }

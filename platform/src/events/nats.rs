@@ -87,6 +87,7 @@ impl NatsBus {
             retention: stream::RetentionPolicy::Limits,
             duplicate_window: self.config.duplicate_window,
             max_age,
+            num_replicas: self.config.replicas,
             ..Default::default()
         }
     }
