@@ -38,7 +38,10 @@ impl Surface {
 
 /// Where the BFF listens: `BFF_ADDR`, default `0.0.0.0:8080`.
 pub fn listen_addr(env: &Env) -> Result<std::net::SocketAddr, ConfigError> {
-    env.parse_or("BFF_ADDR", std::net::SocketAddr::from(([0, 0, 0, 0], crate::DEFAULT_PORT)))
+    env.parse_or(
+        "BFF_ADDR",
+        std::net::SocketAddr::from(([0, 0, 0, 0], crate::DEFAULT_PORT)),
+    )
 }
 
 /// Per-principal request budgets (sliding window).

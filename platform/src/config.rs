@@ -59,7 +59,10 @@ impl Env {
 
     /// The value of `name`, treating an empty value as absent.
     pub fn optional(&self, name: &str) -> Option<String> {
-        self.asked.lock().unwrap_or_else(|e| e.into_inner()).insert(name.to_owned());
+        self.asked
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(name.to_owned());
         self.vars.get(name).filter(|v| !v.trim().is_empty()).cloned()
     }
 
@@ -393,6 +396,14 @@ impl TelemetryConfig {
                 .unwrap_or_else(|| format!("ordermesh-{service}")),
             log_format,
             otlp_endpoint: env.url("OTEL_EXPORTER_OTLP_ENDPOINT", &["http", "https"])?,
+            log_filter: match env.optional("RUST_LOG") {
+                Some(directives) => {
+                    tracing_subscriber::EnvFilter::try_new(&directives)
+                        .map_err(|e| ConfigError::new("RUST_LOG", format!("{directives:?}: {e}")))?;
+                    Some(directives)
+                }
+                None => None,
+            },
         })
     }
 }

@@ -25,6 +25,8 @@ pub struct TelemetryConfig {
     pub log_format: LogFormat,
     /// When set, spans are exported over OTLP/gRPC to this endpoint.
     pub otlp_endpoint: Option<String>,
+    /// The log filter (`RUST_LOG`, tracing's directive syntax); `info` when absent.
+    pub log_filter: Option<String>,
 }
 
 /// Flushes and shuts down the trace exporter when dropped, so spans of the last requests before a
@@ -54,7 +56,8 @@ impl Drop for TelemetryGuard {
 /// exporter. Safe to call more than once in a process: later calls keep the first subscriber.
 pub fn init(config: &TelemetryConfig) -> anyhow::Result<TelemetryGuard> {
     opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
-    let filter = || EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let directives = config.log_filter.clone().unwrap_or_else(|| "info".to_owned());
+    let filter = || EnvFilter::try_new(&directives).unwrap_or_else(|_| EnvFilter::new("info"));
     let fmt_layer = match config.log_format {
         LogFormat::Pretty => tracing_subscriber::fmt::layer().with_target(false).boxed(),
         LogFormat::Json => tracing_subscriber::fmt::layer()
