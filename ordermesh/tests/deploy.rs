@@ -311,8 +311,12 @@ fn read_configuration(workload: Workload, env: &Env) -> anyhow::Result<()> {
             let short: &'static str = Box::leak(short.to_owned().into_boxed_str());
             ServiceConfig::from_env(env, short, port(service))?;
             match service {
-                Workload::Payment => drop(payment_svc::gateway::from_env(env)?),
-                Workload::Notification => drop(notification_svc::Options::from_env(env)?),
+                Workload::Payment => {
+                    payment_svc::gateway::from_env(env)?;
+                }
+                Workload::Notification => {
+                    notification_svc::Options::from_env(env)?;
+                }
                 _ => {}
             }
         }
