@@ -3,7 +3,7 @@
 //! and `Debug` output of these types must never reach a log either.
 
 use chrono::{DateTime, Utc};
-use ordermesh_platform::convert::now;
+pub use ordermesh_platform::convert::now;
 use ordermesh_platform::{Actor, ServiceError, Violations, validate};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -319,6 +319,24 @@ pub fn new_customer(
         erase_time: None,
         version: 1,
     })
+}
+
+/// The names of the profile fields that differ between `before` and `after` (as the API names
+/// them), for `CustomerUpdated`: which fields changed, never their values.
+pub fn changed_fields(before: &Customer, after: &Customer) -> Vec<String> {
+    let fields = [
+        ("display_name", before.display_name != after.display_name),
+        ("email", before.email != after.email),
+        ("phone", before.phone != after.phone),
+        ("addresses", before.addresses != after.addresses),
+        ("preferences", before.preferences != after.preferences),
+        ("status", before.status != after.status),
+    ];
+    fields
+        .into_iter()
+        .filter(|(_, changed)| *changed)
+        .map(|(name, _)| name.to_owned())
+        .collect()
 }
 
 /// What `UpdateCustomer` changes (only masked fields are `Some`).

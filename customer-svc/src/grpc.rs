@@ -15,7 +15,7 @@
 use chrono::DateTime;
 use ordermesh_platform::auth::{Principal, Role};
 use ordermesh_platform::grpc::principal;
-use ordermesh_platform::{Actor, ServiceError, Violations, pagination, validate};
+use ordermesh_platform::{Actor, Origin, ServiceError, Violations, pagination, validate};
 use ordermesh_proto::customer as pb;
 use ordermesh_proto::customer::customer_service_server::CustomerService;
 use tonic::{Request, Response, Status};
@@ -89,6 +89,16 @@ fn actor(p: &Principal, customer_id: Uuid) -> Actor {
     }
 }
 
+/// Who writes customer `customer_id`'s data, and the request's correlation id, for the event the
+/// write publishes.
+fn origin<T>(request: &Request<T>, customer_id: Uuid) -> Result<Origin, Status> {
+    let origin = Origin::of_request(request)?;
+    Ok(Origin {
+        actor: actor(principal(request)?, customer_id),
+        ..origin
+    })
+}
+
 fn parse_id(field: &str, value: &str) -> Result<Uuid, ServiceError> {
     let mut v = Violations::new();
     let id = validate::uuid(&mut v, field, value);
@@ -155,7 +165,8 @@ impl CustomerService for CustomerApi {
         };
         let customer = domain::new_customer(&req.into(), identity, &req.idempotency_key)?;
         let key = (!req.idempotency_key.is_empty()).then_some(req.idempotency_key.as_str());
-        let created = self.store.create_customer(&customer, key).await?;
+        let origin = origin(&request, customer.id)?;
+        let created = self.store.create_customer(&customer, key, &origin).await?;
         if !scope.permits(&created) {
             // An idempotency key reused by another client: do not reveal that customer.
             return Err(ServiceError::AlreadyExists {
@@ -213,9 +224,10 @@ impl CustomerService for CustomerApi {
             ));
         }
         let allowed = move |c: &Customer| scope.permits(c);
+        let origin = origin(&request, id)?;
         let customer = self
             .store
-            .update_customer(id, &patch, req.expected_version, &allowed)
+            .update_customer(id, &patch, req.expected_version, &allowed, &origin)
             .await?;
         tracing::info!(customer_id = %id, version = customer.version, "customer updated");
         Ok(Response::new(pb::UpdateCustomerResponse {
@@ -264,7 +276,8 @@ impl CustomerService for CustomerApi {
             ..Default::default()
         };
         let allowed = move |c: &Customer| scope.permits(c);
-        let customer = self.store.update_customer(id, &patch, None, &allowed).await?;
+        let origin = origin(&request, id)?;
+        let customer = self.store.update_customer(id, &patch, None, &allowed, &origin).await?;
         tracing::info!(customer_id = %id, "customer preferences updated");
         Ok(Response::new(pb::UpdatePreferencesResponse {
             preferences: Some((&customer.preferences).into()),
@@ -278,7 +291,8 @@ impl CustomerService for CustomerApi {
         let id = parse_id("customer_id", &req.customer_id)?;
         let consent = domain::new_consent(&req.into(), id, actor(caller, id))?;
         self.visible(&scope, id).await?;
-        self.store.record_consent(&consent).await?;
+        let origin = origin(&request, id)?;
+        self.store.record_consent(&consent, &origin.correlation_id).await?;
         tracing::info!(customer_id = %id, purpose = %consent.purpose, granted = consent.granted, "consent recorded");
         Ok(Response::new(pb::RecordConsentResponse {
             consent: Some((&consent).into()),

@@ -2,10 +2,12 @@
 //! on a listener it is given, so tests and `ordermesh up` run it in-process on any port.
 //!
 //! Modules point inward: [`grpc`] (handlers; [`convert`] for the generated types) → [`domain`]
-//! (types and rules, no I/O) ← [`store`] (PostgreSQL or SQLite).
+//! (types and rules, no I/O) ← [`store`] (PostgreSQL or SQLite), which publishes [`events`] on
+//! `customer-events` through the outbox, in the transaction of each write.
 
 pub mod convert;
 pub mod domain;
+pub mod events;
 pub mod grpc;
 pub mod store;
 

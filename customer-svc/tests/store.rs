@@ -7,7 +7,7 @@ use customer_svc::domain::{
 use customer_svc::store::{self, Store};
 use ordermesh_platform::db::Database;
 use ordermesh_platform::testing::TestDatabase;
-use ordermesh_platform::{Actor, ActorKind, ServiceError};
+use ordermesh_platform::{Actor, ActorKind, Origin, ServiceError};
 use uuid::Uuid;
 
 async fn open(db: &TestDatabase) -> Store {
@@ -46,10 +46,14 @@ fn everyone(_: &Customer) -> bool {
     true
 }
 
+fn origin() -> Origin {
+    Origin::system("store-test")
+}
+
 async fn behaviour(store: Store) {
     // Create and read back, by id and by identity.
     let ada = customer("Ada Lovelace", "ada@example.com", Some("sub-ada"));
-    assert_eq!(store.create_customer(&ada, None).await.unwrap(), ada);
+    assert_eq!(store.create_customer(&ada, None, &origin()).await.unwrap(), ada);
     assert_eq!(store.get_customer(ada.id).await.unwrap(), Some(ada.clone()));
     assert_eq!(
         store
@@ -69,7 +73,11 @@ async fn behaviour(store: Store) {
 
     // Identity and e-mail (case-insensitive) are unique; customers without identity coexist.
     let err = store
-        .create_customer(&customer("Other", "other@example.com", Some("sub-ada")), None)
+        .create_customer(
+            &customer("Other", "other@example.com", Some("sub-ada")),
+            None,
+            &origin(),
+        )
         .await
         .unwrap_err();
     assert!(
@@ -77,7 +85,7 @@ async fn behaviour(store: Store) {
         "{err}"
     );
     let err = store
-        .create_customer(&customer("Other", "ADA@example.com", None), None)
+        .create_customer(&customer("Other", "ADA@example.com", None), None, &origin())
         .await
         .unwrap_err();
     assert!(
@@ -85,13 +93,20 @@ async fn behaviour(store: Store) {
         "{err}"
     );
     let grace = customer("Grace Hopper", "grace@example.com", None);
-    store.create_customer(&grace, None).await.unwrap();
+    store.create_customer(&grace, None, &origin()).await.unwrap();
 
     // Idempotency key: a repeat returns the first customer.
     let alan = customer("Alan Turing", "alan@example.com", None);
-    store.create_customer(&alan, Some("key-1")).await.unwrap();
+    store.create_customer(&alan, Some("key-1"), &origin()).await.unwrap();
     let again = customer("Alan Turing", "alan2@example.com", None);
-    assert_eq!(store.create_customer(&again, Some("key-1")).await.unwrap().id, alan.id);
+    assert_eq!(
+        store
+            .create_customer(&again, Some("key-1"), &origin())
+            .await
+            .unwrap()
+            .id,
+        alan.id
+    );
 
     // Update: masked fields, preferences merged, version check, e-mail collision, authorization hook.
     let patch = CustomerPatch {
@@ -102,7 +117,10 @@ async fn behaviour(store: Store) {
         },
         ..Default::default()
     };
-    let updated = store.update_customer(ada.id, &patch, Some(1), &everyone).await.unwrap();
+    let updated = store
+        .update_customer(ada.id, &patch, Some(1), &everyone, &origin())
+        .await
+        .unwrap();
     assert_eq!((updated.display_name.as_str(), updated.version), ("Ada King", 2));
     assert_eq!(
         (
@@ -113,7 +131,7 @@ async fn behaviour(store: Store) {
     );
     assert_eq!(store.get_customer(ada.id).await.unwrap(), Some(updated.clone()));
     let err = store
-        .update_customer(ada.id, &patch, Some(1), &everyone)
+        .update_customer(ada.id, &patch, Some(1), &everyone, &origin())
         .await
         .unwrap_err();
     assert!(matches!(err, ServiceError::Aborted(_)), "{err}");
@@ -122,7 +140,7 @@ async fn behaviour(store: Store) {
         ..Default::default()
     };
     let err = store
-        .update_customer(ada.id, &steal, None, &everyone)
+        .update_customer(ada.id, &steal, None, &everyone, &origin())
         .await
         .unwrap_err();
     assert!(
@@ -130,12 +148,12 @@ async fn behaviour(store: Store) {
         "{err}"
     );
     let err = store
-        .update_customer(ada.id, &patch, None, &|_| false)
+        .update_customer(ada.id, &patch, None, &|_| false, &origin())
         .await
         .unwrap_err();
     assert!(matches!(err, ServiceError::NotFound { .. }), "{err}");
     let err = store
-        .update_customer(Uuid::now_v7(), &patch, None, &everyone)
+        .update_customer(Uuid::now_v7(), &patch, None, &everyone, &origin())
         .await
         .unwrap_err();
     assert!(matches!(err, ServiceError::NotFound { .. }), "{err}");
@@ -144,7 +162,7 @@ async fn behaviour(store: Store) {
         ..Default::default()
     };
     store
-        .update_customer(grace.id, &suspend, None, &everyone)
+        .update_customer(grace.id, &suspend, None, &everyone, &origin())
         .await
         .unwrap();
 
@@ -198,7 +216,7 @@ async fn behaviour(store: Store) {
             ..Default::default()
         };
         let consent: Consent = domain::new_consent(&req, ada.id, by.clone()).unwrap();
-        store.record_consent(&consent).await.unwrap();
+        store.record_consent(&consent, "corr-1").await.unwrap();
         recorded.insert(0, consent);
     }
     let first = store.list_consents(ada.id, None, None, 2).await.unwrap();
@@ -219,7 +237,7 @@ async fn behaviour(store: Store) {
     };
     let orphan = domain::new_consent(&req, Uuid::now_v7(), by).unwrap();
     assert!(matches!(
-        store.record_consent(&orphan).await.unwrap_err(),
+        store.record_consent(&orphan, "corr-1").await.unwrap_err(),
         ServiceError::NotFound { .. }
     ));
 }
@@ -234,4 +252,106 @@ async fn store_behaviour_on_postgres() {
 async fn store_behaviour_on_sqlite() {
     let db = TestDatabase::sqlite().unwrap();
     behaviour(open(&db).await).await;
+}
+
+/// `(event_type, aggregate_id, payload)` of the outbox, oldest first.
+async fn outbox(db: &Database) -> Vec<(String, String, Vec<u8>)> {
+    ordermesh_platform::on_pool!(db, |pool| {
+        sqlx::query_as::<_, (String, String, Vec<u8>)>(
+            "SELECT event_type, aggregate_id, payload FROM event_outbox ORDER BY seq",
+        )
+        .fetch_all(pool)
+        .await
+    })
+    .unwrap()
+}
+
+async fn events_behaviour(db: &TestDatabase) {
+    use ordermesh_platform::events::TopicEvents;
+    use ordermesh_proto::event_types::CustomerEvent;
+    let database = Database::connect(db.url(), customer_svc::SERVICE).await.unwrap();
+    database.migrate(&store::migrations()).await.unwrap();
+    let store = Store::new(&database);
+    let decoded = |(kind, _, payload): &(String, String, Vec<u8>)| {
+        CustomerEvent::decode(kind, payload).unwrap().expect("a customer event")
+    };
+
+    // One CustomerCreated per customer, however often its idempotency key is replayed.
+    let ada = customer("Ada Lovelace", "ada@example.com", Some("sub-ada"));
+    store.create_customer(&ada, Some("k-ada"), &origin()).await.unwrap();
+    let again = customer("Ada Lovelace", "ada@example.com", Some("sub-ada"));
+    store.create_customer(&again, Some("k-ada"), &origin()).await.unwrap();
+    let events = outbox(&database).await;
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0].1, ada.id.to_string());
+    let CustomerEvent::CustomerCreated(created) = decoded(&events[0]) else {
+        panic!("not CustomerCreated")
+    };
+    assert!(created.identity_linked);
+
+    // An update that changes nothing publishes nothing; a change names its fields, not values.
+    let same = CustomerPatch {
+        display_name: Some("Ada Lovelace".into()),
+        ..Default::default()
+    };
+    store
+        .update_customer(ada.id, &same, None, &everyone, &origin())
+        .await
+        .unwrap();
+    assert_eq!(outbox(&database).await.len(), 1);
+    let email = CustomerPatch {
+        email: Some("ada.king@example.com".into()),
+        ..Default::default()
+    };
+    store
+        .update_customer(ada.id, &email, None, &everyone, &origin())
+        .await
+        .unwrap();
+    let events = outbox(&database).await;
+    assert_eq!(events.len(), 2);
+    let CustomerEvent::CustomerUpdated(updated) = decoded(&events[1]) else {
+        panic!("not CustomerUpdated")
+    };
+    assert_eq!(updated.changed_fields, ["email"]);
+    for (_, _, payload) in &events {
+        let text = String::from_utf8_lossy(payload);
+        for personal in ["Ada", "ada@example.com", "ada.king", "Hauptstr", "+4915112345678"] {
+            assert!(!text.contains(personal), "an event carries personal data: {personal}");
+        }
+    }
+
+    // A refused write publishes nothing.
+    let taken = customer("Other", "other@example.com", Some("sub-ada"));
+    store.create_customer(&taken, None, &origin()).await.unwrap_err();
+    assert_eq!(outbox(&database).await.len(), 2);
+
+    // A consent, with its purpose and decision.
+    let consent = domain::new_consent(
+        &ConsentInput {
+            purpose: "marketing_email".into(),
+            granted: true,
+            policy_version: "2026-01".into(),
+            source: "web".into(),
+        },
+        ada.id,
+        Actor::new(ActorKind::Customer, ada.id.to_string(), []),
+    )
+    .unwrap();
+    store.record_consent(&consent, "corr-1").await.unwrap();
+    let events = outbox(&database).await;
+    let CustomerEvent::ConsentRecorded(recorded) = decoded(&events[2]) else {
+        panic!("not ConsentRecorded")
+    };
+    assert_eq!((recorded.purpose.as_str(), recorded.granted), ("marketing_email", true));
+    assert_eq!(recorded.consent_id, consent.id.to_string());
+}
+
+#[tokio::test]
+async fn writes_publish_their_events_through_the_outbox_on_postgres() {
+    events_behaviour(&TestDatabase::postgres().await.unwrap()).await;
+}
+
+#[tokio::test]
+async fn writes_publish_their_events_through_the_outbox_on_sqlite() {
+    events_behaviour(&TestDatabase::sqlite().unwrap()).await;
 }

@@ -231,6 +231,7 @@ fn http(
 /// (202 + Location), follow it to CONFIRMED, and see the CONFIRMED notification arrive on the
 /// stream. Returns the order id.
 fn place_and_confirm(port: u16, token: &str) -> String {
+    ordermesh_platform::install_crypto_provider();
     place_and_confirm_at(&format!("http://127.0.0.1:{port}"), reqwest::Client::new(), token)
 }
 

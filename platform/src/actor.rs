@@ -119,3 +119,40 @@ mod tests {
         assert_eq!(actor.roles_text(), "a,b");
     }
 }
+
+/// Who caused a write, and in which business flow: carried into the events the write publishes
+/// (in its own transaction, through the outbox).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Origin {
+    pub actor: Actor,
+    pub correlation_id: String,
+}
+
+impl Origin {
+    /// The principal of a request and its correlation id (a fresh one if the request had none).
+    pub fn of(principal: &Principal, correlation_id: Option<&str>) -> Self {
+        Self {
+            actor: Actor::of(principal),
+            correlation_id: correlation_id.map_or_else(|| uuid::Uuid::now_v7().to_string(), str::to_owned),
+        }
+    }
+
+    /// The caller of a gRPC request and the request's correlation id; UNAUTHENTICATED without
+    /// a caller.
+    pub fn of_request<T>(request: &tonic::Request<T>) -> Result<Self, tonic::Status> {
+        let caller = crate::grpc::principal(request)?;
+        let correlation_id = request
+            .extensions()
+            .get::<crate::grpc::CorrelationId>()
+            .map(|c| c.0.as_str());
+        Ok(Self::of(caller, correlation_id))
+    }
+
+    /// A scheduled or housekeeping job (and tests).
+    pub fn system(job: &str) -> Self {
+        Self {
+            actor: Actor::new(ActorKind::System, job, []),
+            correlation_id: uuid::Uuid::now_v7().to_string(),
+        }
+    }
+}

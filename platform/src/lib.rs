@@ -23,7 +23,7 @@ pub mod telemetry;
 pub mod testing;
 pub mod validate;
 
-pub use actor::{Actor, ActorKind};
+pub use actor::{Actor, ActorKind, Origin};
 pub use cache::{Cache, CacheStatsSnapshot};
 pub use config::{ConfigError, Env, PeerUrls, ServiceConfig};
 pub use db::{StoreError, StoreResult};

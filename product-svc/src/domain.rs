@@ -4,9 +4,8 @@
 use std::collections::{BTreeMap, HashMap};
 
 use chrono::{DateTime, Utc};
-use ordermesh_platform::auth::Principal;
 use ordermesh_platform::validate::{self, Money};
-use ordermesh_platform::{Actor, ActorKind, ServiceError, Violations};
+use ordermesh_platform::{ServiceError, Violations};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -14,31 +13,8 @@ use uuid::Uuid;
 /// unchanged (and page tokens built from it compare equal).
 pub use ordermesh_platform::convert::now;
 
-/// Who caused a catalogue or stock write, and in which business flow: carried into the events
-/// the write publishes (in its own transaction, through the outbox).
-#[derive(Debug, Clone, PartialEq)]
-pub struct Origin {
-    pub actor: Actor,
-    pub correlation_id: String,
-}
-
-impl Origin {
-    /// The principal of a request and its correlation id (a fresh one if the request had none).
-    pub fn of(principal: &Principal, correlation_id: Option<&str>) -> Self {
-        Self {
-            actor: Actor::of(principal),
-            correlation_id: correlation_id.map_or_else(|| Uuid::now_v7().to_string(), str::to_owned),
-        }
-    }
-
-    /// A scheduled or housekeeping job (and tests).
-    pub fn system(job: &str) -> Self {
-        Self {
-            actor: Actor::new(ActorKind::System, job, []),
-            correlation_id: Uuid::now_v7().to_string(),
-        }
-    }
-}
+/// Who caused a catalogue or stock write, and in which business flow.
+pub use ordermesh_platform::Origin;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Category {

@@ -347,10 +347,5 @@ impl ProductService for ProductApi {
 
 /// The caller and the correlation id of `request`, for the events a write publishes.
 fn origin<T>(request: &Request<T>) -> Result<domain::Origin, Status> {
-    let caller = principal(request)?;
-    let correlation_id = request
-        .extensions()
-        .get::<ordermesh_platform::grpc::CorrelationId>()
-        .map(|c| c.0.as_str());
-    Ok(domain::Origin::of(caller, correlation_id))
+    domain::Origin::of_request(request)
 }

@@ -9,7 +9,7 @@
 use chrono::{DateTime, Utc};
 use ordermesh_platform::db::{Database, Migrations};
 use ordermesh_platform::events::Tx;
-use ordermesh_platform::{Actor, ServiceError, StoreError, StoreResult, convert, on_pool, on_tx};
+use ordermesh_platform::{Actor, Origin, ServiceError, StoreError, StoreResult, convert, on_pool, on_tx};
 use ordermesh_proto::common;
 use sqlx::error::ErrorKind;
 use sqlx::types::Json;
@@ -17,9 +17,10 @@ use sqlx::{AssertSqlSafe, QueryBuilder};
 use uuid::Uuid;
 
 use crate::domain::{
-    Address, Consent, Customer, CustomerFilter, CustomerPatch, CustomerStatus, Identity, Preferences, normalize_email,
-    sort_name,
+    self, Address, Consent, Customer, CustomerFilter, CustomerPatch, CustomerStatus, Identity, Preferences,
+    normalize_email, sort_name,
 };
+use crate::events;
 use ordermesh_platform::db::columns::{Id, Time};
 use ordermesh_platform::db::page::{Keyset, fetch_optional_in};
 
@@ -145,12 +146,14 @@ impl Store {
         Self(db.clone())
     }
 
-    /// Inserts the customer. With an idempotency key already used, returns the customer created
-    /// with it instead. ALREADY_EXISTS when the identity or the e-mail is taken.
+    /// Inserts the customer, and `CustomerCreated` in the outbox, in one transaction. With an
+    /// idempotency key already used, returns the customer created with it instead (and publishes
+    /// nothing). ALREADY_EXISTS when the identity or the e-mail is taken.
     pub async fn create_customer(
         &self,
         customer: &Customer,
         idempotency_key: Option<&str>,
+        origin: &Origin,
     ) -> Result<Customer, ServiceError> {
         if let Some(key) = idempotency_key
             && let Some(existing) = self.customer_by_idempotency_key(key).await?
@@ -158,7 +161,8 @@ impl Store {
             return Ok(existing);
         }
         let c = customer;
-        let inserted = on_pool!(&self.0, |pool| {
+        let mut tx = Tx::begin(&self.0).await?;
+        let inserted = on_tx!(tx, |conn| {
             sqlx::query(
                 "INSERT INTO customers (id, display_name, sort_name, email, email_normalized, phone, addresses, \
                  status, identity_issuer, identity_subject, preferences, idempotency_key, create_time, update_time, \
@@ -181,13 +185,18 @@ impl Store {
             .bind(Time(c.update_time))
             .bind(c.erase_time.map(Time))
             .bind(c.version)
-            .execute(pool)
+            .execute(&mut *conn)
             .await
             .map(drop)
         });
         match inserted {
-            Ok(()) => Ok(customer.clone()),
-            // A concurrent create with the same key won the race: answer with its customer.
+            Ok(()) => {
+                tx.enqueue(&events::customer_created(customer, origin)).await?;
+                tx.commit().await?;
+                Ok(customer.clone())
+            }
+            // A concurrent create with the same key won the race: answer with its customer (the
+            // failed transaction rolls back as it is dropped).
             Err(e) if unique_field(&e) == Some("idempotency_key") => self
                 .customer_by_idempotency_key(idempotency_key.unwrap_or_default())
                 .await?
@@ -231,13 +240,15 @@ impl Store {
     }
 
     /// Applies `patch` if `allowed(current)` passes (authorization on the stored row) and the
-    /// version matches. NOT_FOUND, ABORTED, FAILED_PRECONDITION (erased), ALREADY_EXISTS (e-mail).
+    /// version matches, with `CustomerUpdated` in the outbox when anything changed. NOT_FOUND,
+    /// ABORTED, FAILED_PRECONDITION (erased), ALREADY_EXISTS (e-mail).
     pub async fn update_customer(
         &self,
         id: Uuid,
         patch: &CustomerPatch,
         expected_version: Option<i64>,
         allowed: &(dyn for<'c> Fn(&'c Customer) -> bool + Send + Sync),
+        origin: &Origin,
     ) -> Result<Customer, ServiceError> {
         let mut tx = Tx::begin(&self.0).await?;
         let mut customer = match locked_customer(&mut tx, id).await? {
@@ -250,6 +261,7 @@ impl Store {
                 customer.version
             )));
         }
+        let before = customer.clone();
         patch.apply(&mut customer)?;
         let c = &customer;
         on_tx!(tx, |conn| {
@@ -274,6 +286,10 @@ impl Store {
             .map(drop)
         })
         .map_err(write_error)?;
+        if !domain::changed_fields(&before, &customer).is_empty() {
+            tx.enqueue(&events::customer_updated(&before, &customer, origin))
+                .await?;
+        }
         tx.commit().await?;
         Ok(customer)
     }
@@ -305,10 +321,12 @@ impl Store {
         rows.into_iter().map(CustomerRow::into_customer).collect()
     }
 
-    /// Appends a consent. NOT_FOUND when the customer does not exist.
-    pub async fn record_consent(&self, consent: &Consent) -> Result<(), ServiceError> {
+    /// Appends a consent, and `ConsentRecorded` in the outbox, in one transaction. NOT_FOUND when
+    /// the customer does not exist.
+    pub async fn record_consent(&self, consent: &Consent, correlation_id: &str) -> Result<(), ServiceError> {
         let c = consent;
-        on_pool!(&self.0, |pool| {
+        let mut tx = Tx::begin(&self.0).await?;
+        on_tx!(tx, |conn| {
             sqlx::query(
                 "INSERT INTO consents (id, customer_id, purpose, granted, policy_version, source, actor_kind, \
                  actor_id, actor_roles, record_time) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
@@ -323,7 +341,7 @@ impl Store {
             .bind(&c.recorded_by.id)
             .bind(Json(&c.recorded_by.roles))
             .bind(Time(c.record_time))
-            .execute(pool)
+            .execute(&mut *conn)
             .await
             .map(drop)
         })
@@ -332,7 +350,10 @@ impl Store {
                 ServiceError::not_found("customer", c.customer_id)
             }
             _ => e.into(),
-        })
+        })?;
+        tx.enqueue(&events::consent_recorded(consent, correlation_id)).await?;
+        tx.commit().await?;
+        Ok(())
     }
 
     /// Newest first, strictly after `after`.
