@@ -121,13 +121,21 @@ impl Database {
             );
             let options = PgConnectOptions::from_str(url)?;
             // Create the schema over a plain connection first; the pool's connections then use it.
+            // Only when it is missing: PostgreSQL checks the CREATE privilege even for `IF NOT
+            // EXISTS`, and a deployment whose schemas exist need not grant it.
             let bootstrap = PgPoolOptions::new()
                 .max_connections(1)
                 .connect_with(options.clone())
                 .await?;
-            sqlx::query(AssertSqlSafe(format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\"")))
-                .execute(&bootstrap)
+            let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)")
+                .bind(schema)
+                .fetch_one(&bootstrap)
                 .await?;
+            if !exists {
+                sqlx::query(AssertSqlSafe(format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\"")))
+                    .execute(&bootstrap)
+                    .await?;
+            }
             bootstrap.close().await;
             let pool = PgPoolOptions::new()
                 .max_connections(max_connections)
