@@ -237,7 +237,6 @@ fn place_and_confirm(port: u16, token: &str) -> String {
 
 /// [`place_and_confirm`] at `base` (`http://…` or `https://…`) with `client`.
 fn place_and_confirm_at(base: &str, client: reqwest::Client, token: &str) -> String {
-    ordermesh_platform::install_crypto_provider();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

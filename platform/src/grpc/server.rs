@@ -59,7 +59,8 @@ pub struct GrpcServer {
     validator: Option<Arc<JwtValidator>>,
     readiness: Option<ReadinessCheck>,
     /// Mutual TLS, with the call graph enforced for `workload`.
-    tls: Option<(Arc<WorkloadTls>, Workload)>,
+    tls: Option<Arc<WorkloadTls>>,
+    workload: Option<Workload>,
 }
 
 impl GrpcServer {
@@ -71,7 +72,8 @@ impl GrpcServer {
             limits: config.grpc.clone(),
             validator: None,
             readiness: None,
-            tls: config.tls.clone().zip(config.workload()),
+            tls: config.tls.clone(),
+            workload: config.workload(),
         }
     }
 
@@ -116,6 +118,7 @@ impl GrpcServer {
             validator,
             readiness,
             tls,
+            workload,
         } = self;
         let (reporter, health_service) = tonic_health::server::health_reporter();
         reporter.set_service_status("", ServingStatus::NotServing).await;
@@ -161,12 +164,20 @@ impl GrpcServer {
         let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
         let drain = shutdown.clone();
         let mut builder = tonic::transport::Server::builder();
-        if let Some((tls, _)) = &tls {
-            builder = builder.tls_config(tls.server_config())?;
-        }
-        let authz = tls.map(|(tls, workload)| {
-            WorkloadAuthzLayer::new(workload, &tls.identity.trust_domain, &tls.identity.namespace)
-        });
+        // Fail closed: TLS for a server the call graph knows nothing about would let every
+        // certificate of the CA call everything.
+        let authz = match (&tls, workload) {
+            (None, _) => None,
+            (Some(tls), Some(workload)) => {
+                builder = builder.tls_config(tls.server_config())?;
+                Some(WorkloadAuthzLayer::new(
+                    workload,
+                    &tls.identity.trust_domain,
+                    &tls.identity.namespace,
+                ))
+            }
+            (Some(_), None) => anyhow::bail!("{service} serves mutual TLS but is no workload of the call graph"),
+        };
         let result = builder
             .accept_http1(true)
             .timeout(limits.request_timeout)
