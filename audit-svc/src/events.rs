@@ -308,6 +308,9 @@ fn gdpr_facts(event: GdprEvent) -> Facts {
         GdprEvent::ErasureRequested(e) => {
             about_customer(&e.customer_id, e.actor).put("erasure_request_id", e.erasure_request_id)
         }
+        GdprEvent::ErasureCompleted(e) => about_customer(&e.customer_id, None)
+            .put("erasure_request_id", e.erasure_request_id)
+            .put("service", e.service),
         GdprEvent::CustomerErased(e) => {
             about_customer(&e.customer_id, e.actor).put("erasure_request_id", e.erasure_request_id)
         }

@@ -8,6 +8,7 @@
 pub mod convert;
 pub mod domain;
 pub mod events;
+pub mod gdpr;
 pub mod grpc;
 pub mod store;
 
@@ -38,5 +39,6 @@ pub async fn run(config: ServiceConfig, listen: Listen, shutdown: Shutdown) -> a
         host.consume_raw(topic, recorder.clone(), |c| c.lanes = CONSUMER_LANES)
             .await?;
     }
+    host.export_personal_data(gdpr::AuditTrail::new(store.clone()));
     host.serve(AuditServiceServer::new(grpc::AuditApi::new(store))).await
 }

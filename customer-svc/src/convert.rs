@@ -9,7 +9,7 @@ use uuid::Uuid;
 
 use crate::domain::{
     self, Address, Consent, ConsentInput, Customer, CustomerFilter, CustomerInput, CustomerPatch, CustomerStatus,
-    Preferences, PreferencesPatch,
+    DataExport, ExportState, Preferences, PreferencesPatch,
 };
 
 impl From<CustomerStatus> for pb::CustomerStatus {
@@ -17,6 +17,7 @@ impl From<CustomerStatus> for pb::CustomerStatus {
         match status {
             CustomerStatus::Active => Self::Active,
             CustomerStatus::Suspended => Self::Suspended,
+            CustomerStatus::Erasing => Self::Erasing,
             CustomerStatus::Erased => Self::Erased,
         }
     }
@@ -28,6 +29,7 @@ pub fn customer_status(value: i32) -> Option<CustomerStatus> {
         pb::CustomerStatus::Active => Some(CustomerStatus::Active),
         pb::CustomerStatus::Suspended => Some(CustomerStatus::Suspended),
         pb::CustomerStatus::Erased => Some(CustomerStatus::Erased),
+        pb::CustomerStatus::Erasing => Some(CustomerStatus::Erasing),
         pb::CustomerStatus::Unspecified => None,
     }
 }
@@ -132,6 +134,23 @@ impl From<&pb::Customer> for CustomerInput {
             addresses: c.addresses.iter().map(Address::from).collect(),
             preferences: preferences(c.preferences.as_ref()),
             status: customer_status(c.status),
+        }
+    }
+}
+
+impl From<&DataExport> for pb::CustomerDataExport {
+    fn from(e: &DataExport) -> Self {
+        Self {
+            export_id: e.id.to_string(),
+            customer_id: e.customer_id.to_string(),
+            state: match e.state {
+                ExportState::Pending => pb::ExportState::Pending,
+                ExportState::Ready => pb::ExportState::Ready,
+            } as i32,
+            create_time: Some(timestamp(e.create_time)),
+            complete_time: e.complete_time.map(timestamp),
+            expire_time: e.expire_time.map(timestamp),
+            json_document: e.document.clone().map(String::into_bytes).unwrap_or_default(),
         }
     }
 }

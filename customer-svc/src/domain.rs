@@ -12,6 +12,8 @@ use uuid::Uuid;
 pub enum CustomerStatus {
     Active,
     Suspended,
+    /// Erasure requested: the profile is cleared, other services are erasing their copies.
+    Erasing,
     Erased,
 }
 
@@ -20,6 +22,7 @@ impl CustomerStatus {
         match self {
             Self::Active => "ACTIVE",
             Self::Suspended => "SUSPENDED",
+            Self::Erasing => "ERASING",
             Self::Erased => "ERASED",
         }
     }
@@ -28,9 +31,15 @@ impl CustomerStatus {
         Some(match s {
             "ACTIVE" => Self::Active,
             "SUSPENDED" => Self::Suspended,
+            "ERASING" => Self::Erasing,
             "ERASED" => Self::Erased,
             _ => return None,
         })
+    }
+
+    /// Whether erasure was requested (ERASING) or is complete (ERASED).
+    pub fn is_erased(self) -> bool {
+        matches!(self, Self::Erasing | Self::Erased)
     }
 }
 
@@ -93,6 +102,134 @@ impl Customer {
         self.identity
             .as_ref()
             .is_some_and(|i| i.issuer == issuer && i.subject == subject)
+    }
+
+    /// Clears every personal field and the identity link (a new sign-up of the same person is a
+    /// new customer); status ERASING until every service has confirmed. The id stays: orders
+    /// and payments kept for accounting still name it, no longer linked to a person.
+    pub fn erase(&mut self, at: DateTime<Utc>) {
+        self.display_name.clear();
+        self.email.clear();
+        self.phone.clear();
+        self.addresses.clear();
+        self.identity = None;
+        self.preferences = Preferences::default();
+        self.status = CustomerStatus::Erasing;
+        self.erase_time = Some(at);
+        self.update_time = at.max(self.update_time);
+        self.version += 1;
+    }
+}
+
+/// A request to erase a customer, and which services have confirmed it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Erasure {
+    pub id: Uuid,
+    pub customer_id: Uuid,
+    /// Why; no personal data (validated by [`erasure_reason`], recorded in the audit trail).
+    pub reason: String,
+    pub requested_by: Actor,
+    pub request_time: DateTime<Utc>,
+    /// Participants (`order`, `payment`, …) that have confirmed, sorted.
+    pub confirmed: Vec<String>,
+    pub complete_time: Option<DateTime<Utc>>,
+}
+
+impl Erasure {
+    pub fn new(customer_id: Uuid, reason: String, requested_by: Actor, at: DateTime<Utc>) -> Self {
+        Self {
+            id: Uuid::now_v7(),
+            customer_id,
+            reason,
+            requested_by,
+            request_time: at,
+            confirmed: Vec::new(),
+            complete_time: None,
+        }
+    }
+
+    /// The participants of `participants` that have not confirmed yet.
+    pub fn pending<'a>(&self, participants: &[&'a str]) -> Vec<&'a str> {
+        participants
+            .iter()
+            .copied()
+            .filter(|p| !self.confirmed.iter().any(|c| c == p))
+            .collect()
+    }
+}
+
+/// The reason given for an erasure: 1-500 characters once trimmed.
+pub fn erasure_reason(reason: &str) -> Result<String, ServiceError> {
+    let mut v = Violations::new();
+    validate::length(&mut v, "reason", reason.trim(), 1, 500);
+    v.into_result()?;
+    Ok(reason.trim().to_owned())
+}
+
+/// Where an export job is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExportState {
+    Pending,
+    Ready,
+}
+
+impl ExportState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "PENDING",
+            Self::Ready => "READY",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "PENDING" => Some(Self::Pending),
+            "READY" => Some(Self::Ready),
+            _ => None,
+        }
+    }
+}
+
+/// A GDPR export job.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DataExport {
+    pub id: Uuid,
+    pub customer_id: Uuid,
+    pub state: ExportState,
+    pub requested_by: Actor,
+    pub correlation_id: String,
+    pub create_time: DateTime<Utc>,
+    pub complete_time: Option<DateTime<Utc>>,
+    pub expire_time: Option<DateTime<Utc>>,
+    /// Failed attempts so far (a part's service was down).
+    pub attempts: i32,
+    /// The bundle (JSON), once READY.
+    pub document: Option<String>,
+}
+
+/// How long a ready bundle is kept for download.
+pub const EXPORT_RETENTION: chrono::TimeDelta = chrono::TimeDelta::days(7);
+
+impl DataExport {
+    pub fn new(customer_id: Uuid, requested_by: Actor, correlation_id: String, at: DateTime<Utc>) -> Self {
+        Self {
+            id: Uuid::now_v7(),
+            customer_id,
+            state: ExportState::Pending,
+            requested_by,
+            correlation_id,
+            create_time: at,
+            complete_time: None,
+            expire_time: None,
+            attempts: 0,
+            document: None,
+        }
+    }
+
+    /// When to try again after `attempts` failed attempts: 1 s doubling up to 5 minutes.
+    pub fn retry_delay(attempts: i32) -> chrono::TimeDelta {
+        let seconds = 1i64 << attempts.clamp(0, 9);
+        chrono::TimeDelta::seconds(seconds.min(300))
     }
 }
 
@@ -353,7 +490,7 @@ pub struct CustomerPatch {
 impl CustomerPatch {
     /// Applies the patch; FAILED_PRECONDITION for an erased customer.
     pub fn apply(&self, c: &mut Customer) -> Result<(), ServiceError> {
-        if c.status == CustomerStatus::Erased {
+        if c.status.is_erased() {
             return Err(ServiceError::precondition(
                 "CUSTOMER_ERASED",
                 "the customer has been erased",

@@ -14,6 +14,7 @@
 
 use chrono::DateTime;
 use ordermesh_platform::auth::{Principal, Role};
+use ordermesh_platform::gdpr::ERASURE_PARTICIPANTS;
 use ordermesh_platform::grpc::principal;
 use ordermesh_platform::{Actor, Origin, ServiceError, Violations, pagination, validate};
 use ordermesh_proto::customer as pb;
@@ -22,7 +23,8 @@ use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
 use crate::convert;
-use crate::domain::{self, Consent, Customer, CustomerPatch, Identity};
+use crate::domain::{self, Consent, Customer, CustomerPatch, DataExport, Identity};
+use crate::export::ExportWake;
 use crate::store::{ConsentCursor, Store};
 
 type Reply<T> = Result<Response<T>, Status>;
@@ -77,6 +79,17 @@ fn write_scope(p: &Principal) -> Result<Scope, Status> {
     }
 }
 
+/// Who may export or erase: a client its own customer; `customer-service` and `admin` anyone.
+/// Services may not: these are the data subject's rights, exercised by the subject or by staff.
+fn gdpr_scope(p: &Principal) -> Result<Scope, Status> {
+    match p {
+        Principal::Service { .. } => Err(denied(
+            "GDPR exports and erasures are requested by the customer or by customer-service or admin staff",
+        )),
+        other => write_scope(other),
+    }
+}
+
 /// Who records a consent for `customer_id`: a client is recorded as that customer.
 fn actor(p: &Principal, customer_id: Uuid) -> Actor {
     let actor = Actor::of(p);
@@ -122,11 +135,12 @@ fn consent_cursor((micros, id): ConsentPageKey) -> Result<ConsentCursor, Service
 
 pub struct CustomerApi {
     store: Store,
+    exports: ExportWake,
 }
 
 impl CustomerApi {
-    pub fn new(store: Store) -> Self {
-        Self { store }
+    pub fn new(store: Store, exports: ExportWake) -> Self {
+        Self { store, exports }
     }
 
     /// The customer `id` if the scope may see it; NOT_FOUND otherwise (also for clients asking
@@ -333,18 +347,57 @@ impl CustomerService for CustomerApi {
 
     async fn export_customer_data(
         &self,
-        _request: Request<pb::ExportCustomerDataRequest>,
+        request: Request<pb::ExportCustomerDataRequest>,
     ) -> Reply<pb::ExportCustomerDataResponse> {
-        Err(Status::unimplemented(
-            "ExportCustomerData (GDPR access) is not implemented yet: it ships with the GDPR issue together with its \
-             CustomerDataExported event and audit trail",
-        ))
+        let caller = principal(&request)?;
+        let scope = gdpr_scope(caller)?;
+        let id = parse_id("customer_id", &request.get_ref().customer_id)?;
+        self.visible(&scope, id).await?;
+        let origin = origin(&request, id)?;
+        let requested = DataExport::new(id, origin.actor, origin.correlation_id, domain::now());
+        let export = self.store.request_export(&requested).await?;
+        self.exports.wake();
+        tracing::info!(customer_id = %id, export_id = %export.id, "export requested");
+        Ok(Response::new(pb::ExportCustomerDataResponse {
+            export: Some((&export).into()),
+        }))
     }
 
-    async fn erase_customer(&self, _request: Request<pb::EraseCustomerRequest>) -> Reply<pb::EraseCustomerResponse> {
-        Err(Status::unimplemented(
-            "EraseCustomer (GDPR erasure) is not implemented yet: it ships with the GDPR issue together with the \
-             ErasureRequested/CustomerErased events",
-        ))
+    async fn get_customer_data_export(
+        &self,
+        request: Request<pb::GetCustomerDataExportRequest>,
+    ) -> Reply<pb::GetCustomerDataExportResponse> {
+        let scope = gdpr_scope(principal(&request)?)?;
+        let req = request.get_ref();
+        let id = parse_id("customer_id", &req.customer_id)?;
+        let export_id = parse_id("export_id", &req.export_id)?;
+        // The customer is checked first: after an erasure a client's export is gone with it.
+        self.visible(&scope, id).await?;
+        let export = match self.store.get_export(export_id).await? {
+            Some(export) if export.customer_id == id => export,
+            _ => return Err(ServiceError::not_found("export", export_id).into()),
+        };
+        Ok(Response::new(pb::GetCustomerDataExportResponse {
+            export: Some((&export).into()),
+        }))
+    }
+
+    async fn erase_customer(&self, request: Request<pb::EraseCustomerRequest>) -> Reply<pb::EraseCustomerResponse> {
+        let scope = gdpr_scope(principal(&request)?)?;
+        let req = request.get_ref();
+        let id = parse_id("customer_id", &req.customer_id)?;
+        let reason = domain::erasure_reason(&req.reason)?;
+        let allowed = move |c: &Customer| scope.permits(c);
+        let origin = origin(&request, id)?;
+        let (customer, erasure) = self.store.erase_customer(id, reason, &allowed, &origin).await?;
+        let participants = ERASURE_PARTICIPANTS.map(|w| w.service());
+        let pending = erasure.pending(&participants);
+        tracing::info!(customer_id = %id, erasure_request_id = %erasure.id, pending = ?pending, "erasure requested");
+        Ok(Response::new(pb::EraseCustomerResponse {
+            customer: Some((&customer).into()),
+            erasure_request_id: erasure.id.to_string(),
+            confirmed_services: erasure.confirmed.clone(),
+            pending_services: pending.into_iter().map(str::to_owned).collect(),
+        }))
     }
 }

@@ -3,16 +3,20 @@
 //!
 //! Modules point inward: [`grpc`] (handlers; [`convert`] for the generated types) → [`domain`]
 //! (types and rules, no I/O) ← [`store`] (PostgreSQL or SQLite), which publishes [`events`] on
-//! `customer-events` through the outbox, in the transaction of each write.
+//! `customer-events` and `gdpr-events` through the outbox, in the transaction of each write.
+//! GDPR: [`export`] builds export bundles in the background from every service's part; an
+//! erasure completes when [`events::ErasureConfirmations`] has heard from every participant.
 
 pub mod convert;
 pub mod domain;
 pub mod events;
+pub mod export;
 pub mod grpc;
 pub mod store;
 
 use ordermesh_platform::{Listen, ServiceConfig, ServiceHost, Shutdown};
 use ordermesh_proto::customer::customer_service_server::CustomerServiceServer;
+use ordermesh_proto::event_types::GdprEvent;
 
 /// Short name used in logs, configuration variables and the database schema.
 pub const SERVICE: &str = "customer";
@@ -21,8 +25,15 @@ pub const DEFAULT_PORT: u16 = 50052;
 
 /// Serves the customer service on `listen` until `shutdown` is triggered.
 pub async fn run(config: ServiceConfig, listen: Listen, shutdown: Shutdown) -> anyhow::Result<()> {
-    let host = ServiceHost::start(config, listen, store::migrations(), &shutdown).await?;
+    let mut host = ServiceHost::start(config, listen, store::migrations(), &shutdown).await?;
     let store = store::Store::new(host.db());
-    host.serve(CustomerServiceServer::new(grpc::CustomerApi::new(store)))
-        .await
+    host.consume::<GdprEvent, _>(events::ErasureConfirmations::new(store.clone()))
+        .await?;
+    let wake = export::ExportWake::default();
+    let exporter = export::Exporter::new(store.clone(), host.config())?.spawn(wake.clone(), host.shutdown().clone());
+    let served = host
+        .serve(CustomerServiceServer::new(grpc::CustomerApi::new(store, wake)))
+        .await;
+    exporter.abort();
+    served
 }

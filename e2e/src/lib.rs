@@ -262,6 +262,9 @@ impl Platform {
         config.peers.product = self.url("product");
         config.peers.customer = self.url("customer");
         config.peers.payment = self.url("payment");
+        config.peers.order = self.url("order");
+        config.peers.audit = self.url("audit");
+        config.peers.notification = self.url("notification");
         Ok(config)
     }
 

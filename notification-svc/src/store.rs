@@ -22,7 +22,7 @@ use sqlx::AssertSqlSafe;
 use sqlx::types::Json;
 use uuid::Uuid;
 
-use crate::domain::{Channel, Kind, NewNotification, Notification, Preferences, Recipient, Scope};
+use crate::domain::{self, Channel, Kind, NewNotification, Notification, Preferences, Recipient, Scope};
 
 /// Key of the PostgreSQL advisory lock that serialises notification inserts.
 const INSERT_LOCK: i64 = 0x6e6f_7469_6679; // "notify"
@@ -374,6 +374,48 @@ impl Store {
         }
         tx.commit().await?;
         Ok(updated)
+    }
+
+    /// Every notification addressed to customer `customer_id`, oldest first, with its read state
+    /// (for the customer's data export).
+    pub async fn of_customer(&self, customer_id: Uuid) -> StoreResult<Vec<Notification>> {
+        let sql = format!(
+            "SELECT {COLUMNS}, r.read_at FROM notifications n \
+             LEFT JOIN notification_reads r ON r.notification_id = n.id AND r.reader = $2 \
+             WHERE n.recipient_customer_id = $1 ORDER BY n.id"
+        );
+        let rows: Vec<NotificationRow> = on_pool!(&self.0, |pool| {
+            sqlx::query_as(AssertSqlSafe(sql))
+                .bind(customer_id)
+                .bind(domain::customer_key(customer_id))
+                .fetch_all(pool)
+                .await?
+        });
+        rows.into_iter().map(Notification::try_from).collect()
+    }
+
+    /// Deletes inside `tx` everything kept about customer `customer_id`: its notifications
+    /// (their texts may name the person), its read marks and its preferences. How many
+    /// notifications it deleted.
+    pub async fn forget_customer(&self, tx: &mut Tx, customer_id: Uuid) -> StoreResult<u64> {
+        let key = domain::customer_key(customer_id);
+        on_tx!(tx, |conn| {
+            sqlx::query("DELETE FROM notification_reads WHERE reader = $1")
+                .bind(&key)
+                .execute(&mut *conn)
+                .await?;
+            sqlx::query("DELETE FROM notification_preferences WHERE principal = $1")
+                .bind(&key)
+                .execute(&mut *conn)
+                .await?;
+            Ok(
+                sqlx::query("DELETE FROM notifications WHERE recipient_customer_id = $1")
+                    .bind(customer_id)
+                    .execute(&mut *conn)
+                    .await?
+                    .rows_affected(),
+            )
+        })
     }
 
     /// The stored preferences of `principal` (None: never set).

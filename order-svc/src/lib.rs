@@ -10,6 +10,7 @@ pub mod app;
 pub mod convert;
 pub mod domain;
 pub mod events;
+pub mod gdpr;
 pub mod grpc;
 pub mod peers;
 pub mod saga;
@@ -18,8 +19,10 @@ pub mod store;
 use std::sync::Arc;
 use std::time::Duration;
 
+use ordermesh_platform::gdpr::ErasureStep;
+use ordermesh_platform::mesh::Workload;
 use ordermesh_platform::{Listen, ServiceConfig, ServiceHost, Shutdown};
-use ordermesh_proto::event_types::{InventoryEvent, OrderEvent};
+use ordermesh_proto::event_types::{GdprEvent, InventoryEvent, OrderEvent};
 use ordermesh_proto::order::order_service_server::OrderServiceServer;
 
 /// Short name used in logs, configuration variables and the database schema.
@@ -44,6 +47,10 @@ pub async fn run(config: ServiceConfig, listen: Listen, shutdown: Shutdown) -> a
         c.backoff = [200, 500, 1000, 2000, 5000].map(Duration::from_millis).to_vec();
     })
     .await?;
+    let personal_data = gdpr::OrderPersonalData::new(store.clone());
+    host.consume::<GdprEvent, _>(ErasureStep::new(Workload::Order, personal_data.clone()))
+        .await?;
+    host.export_personal_data(personal_data);
     host.serve(OrderServiceServer::new(grpc::OrderApi::new(store, peers)))
         .await
 }

@@ -197,11 +197,61 @@ impl Store {
         })
     }
 
+    /// Ids of customer `customer_id`'s orders in `statuses`, inside `tx`.
+    pub async fn orders_of_in(
+        &self,
+        tx: &mut Tx,
+        customer_id: Uuid,
+        statuses: &[OrderStatus],
+    ) -> StoreResult<Vec<Uuid>> {
+        let statuses = format!(
+            ",{},",
+            statuses.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(",")
+        );
+        on_tx!(tx, |conn| {
+            Ok(sqlx::query_scalar(
+                "SELECT id FROM orders WHERE customer_id = $1 AND $2 LIKE '%,' || status || ',%' ORDER BY created_at, id",
+            )
+            .bind(customer_id)
+            .bind(&statuses)
+            .fetch_all(&mut *conn)
+            .await?)
+        })
+    }
+
+    /// Removes the personal data of customer `customer_id`'s orders inside `tx`: the shipping
+    /// address (recipient name and street), the payment-method token, the free-text reason of
+    /// a cancellation, and the identity subject of a client in the history. Ids, items, amounts,
+    /// statuses and times stay (accounting). How many orders it touched.
+    pub async fn anonymise_customer(&self, tx: &mut Tx, customer_id: Uuid) -> StoreResult<u64> {
+        on_tx!(tx, |conn| {
+            let touched = sqlx::query(
+                "UPDATE orders SET shipping_address = NULL, payment_method_token = '', idempotency_key = NULL,                  cancellation_reason = CASE WHEN cancellation_reason IS NULL THEN NULL ELSE $2 END                  WHERE customer_id = $1",
+            )
+            .bind(customer_id)
+            .bind(ERASED_TEXT)
+            .execute(&mut *conn)
+            .await?
+            .rows_affected();
+            sqlx::query(
+                "UPDATE order_status_history SET                  actor = CASE WHEN actor LIKE 'client:%' THEN 'client:erased' ELSE actor END,                  reason = CASE WHEN to_status = 'CANCELLED' AND reason IS NOT NULL THEN $2 ELSE reason END                  WHERE order_id IN (SELECT id FROM orders WHERE customer_id = $1)",
+            )
+            .bind(customer_id)
+            .bind(ERASED_TEXT)
+            .execute(&mut *conn)
+            .await?;
+            Ok(touched)
+        })
+    }
+
     /// A transaction on this store's database, for changes that commit with their events.
     pub async fn begin(&self) -> StoreResult<Tx> {
         Ok(Tx::begin(&self.0).await?)
     }
 }
+
+/// What replaces an erased free text.
+pub const ERASED_TEXT: &str = "[erased]";
 
 /// An `orders` row.
 #[derive(FromRow)]

@@ -277,7 +277,7 @@ fn destination_rules() -> Vec<Value> {
 fn methods_of(service: Workload) -> Vec<&'static Method> {
     contracts::methods()
         .iter()
-        .filter(|m| Workload::serving(&m.service) == Some(service))
+        .filter(|m| service.serves(&m.service))
         .collect()
 }
 

@@ -241,7 +241,7 @@ fn no_retry_is_configured_on_an_rpc_that_is_not_a_read() {
             .unwrap_or_else(|| panic!("a VirtualService for {host}"));
         let methods: Vec<&Method> = contracts::methods()
             .iter()
-            .filter(|m| Workload::serving(&m.service) == Some(workload))
+            .filter(|m| workload.serves(&m.service))
             .collect();
         let violations = retry_violations(service, &methods);
         assert!(violations.is_empty(), "{violations:#?}");

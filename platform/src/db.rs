@@ -157,7 +157,10 @@ impl Database {
                 .journal_mode(SqliteJournalMode::Wal)
                 .synchronous(SqliteSynchronous::Normal)
                 .busy_timeout(Duration::from_secs(10))
-                .foreign_keys(true);
+                .foreign_keys(true)
+                // Deleted and overwritten values are zeroed in the file, not left in free space:
+                // an erased customer's data must not be recoverable from the raw file (GDPR).
+                .pragma("secure_delete", "ON");
             let pool = SqlitePoolOptions::new()
                 .max_connections(max_connections.min(8))
                 .acquire_timeout(Duration::from_secs(10))
@@ -176,6 +179,23 @@ impl Database {
             Self::Sqlite(pool) => migrations.sqlite.run(pool).await?,
         }
         Ok(())
+    }
+
+    pub fn is_postgres(&self) -> bool {
+        matches!(self, Self::Postgres(_))
+    }
+
+    /// After erasing personal data: on SQLite, checkpoints the write-ahead log into the file and
+    /// truncates it, so no earlier page image holding the erased values stays in the log
+    /// (`secure_delete` already zeroes them in the file). Best effort: a checkpoint kept from
+    /// finishing by a reader is retried by the next one. PostgreSQL: nothing to do here (dead
+    /// row versions are reclaimed by VACUUM, run by the maintenance job).
+    pub async fn purge_freed(&self) {
+        let Self::Sqlite(pool) = self else { return };
+        let _turn = writer::turn(pool).await;
+        if let Err(error) = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)").execute(pool).await {
+            tracing::warn!(%error, "checkpointing the SQLite log after an erasure failed");
+        }
     }
 
     /// A cheap round trip, for readiness checks.

@@ -20,12 +20,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use ordermesh_proto::gdpr::personal_data_service_server::PersonalDataServiceServer;
 use tokio::net::TcpListener;
 
 use crate::auth::JwtValidator;
 use crate::config::ServiceConfig;
 use crate::db::{Database, Migrations};
 use crate::events::{ConsumerConfig, EventBus, EventHandler, EventRuntime, TopicEvents, TopicHandler, dispatch};
+use crate::gdpr::{PersonalData, PersonalDataApi};
 use crate::grpc::{GrpcServer, MessageLimits, RoutableService};
 use crate::shutdown::Shutdown;
 
@@ -95,6 +97,8 @@ pub struct ServiceHost {
     /// without stopping the rest of a process that runs several services.
     shutdown: Shutdown,
     stop_on_drop: StopOnDrop,
+    /// This service's part of GDPR exports, if it holds personal data.
+    personal_data: Option<PersonalDataServiceServer<PersonalDataApi>>,
 }
 
 /// Stops the host's tasks if it is dropped before serving (a consumer failed to start).
@@ -139,6 +143,7 @@ impl ServiceHost {
             events,
             stop_on_drop: StopOnDrop(shutdown.clone()),
             shutdown,
+            personal_data: None,
         })
     }
 
@@ -186,6 +191,12 @@ impl ServiceHost {
         self.events.consume_with(topic, handler, tune).await
     }
 
+    /// Also serves `source` as this service's part of GDPR exports
+    /// (`ordermesh.gdpr.v1.PersonalDataService`, see [`crate::gdpr`]).
+    pub fn export_personal_data(&mut self, source: impl PersonalData) {
+        self.personal_data = Some(PersonalDataApi::server(self.config.service, source));
+    }
+
     /// Serves `api` (with health, reflection, gRPC-Web, tracing, authentication and the message
     /// limits of the configuration) until shutdown; then drains in-flight calls, joins the
     /// event tasks and closes the pool. Readiness turns SERVING once the database answers.
@@ -197,9 +208,14 @@ impl ServiceHost {
             events,
             shutdown,
             stop_on_drop,
+            personal_data,
         } = self;
-        let server = GrpcServer::new(&config).with_auth(JwtValidator::shared(config.auth.clone()));
+        let mut server = GrpcServer::new(&config).with_auth(JwtValidator::shared(config.auth.clone()));
         let api = api.limit_messages(server.max_message_bytes());
+        if let Some(part) = personal_data {
+            let part = part.limit_messages(server.max_message_bytes());
+            server = server.add_service(part);
+        }
         let ping = db.clone();
         let result = server
             .add_service(api)

@@ -11,6 +11,7 @@ pub mod convert;
 pub mod db;
 pub mod error;
 pub mod events;
+pub mod gdpr;
 pub mod grpc;
 pub mod host;
 pub mod launch;

@@ -131,7 +131,7 @@ topic_events! {
 topic_events! {
     /// `gdpr-events`: export and erasure of a customer's data.
     GdprEvent = topics::GDPR_EVENTS {
-        CustomerDataExported, ErasureRequested, CustomerErased,
+        CustomerDataExported, ErasureRequested, ErasureCompleted, CustomerErased,
     }
 }
 

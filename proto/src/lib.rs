@@ -46,10 +46,15 @@ pub mod ordermesh {
             tonic::include_proto!("ordermesh.events.v1");
         }
     }
+    pub mod gdpr {
+        pub mod v1 {
+            tonic::include_proto!("ordermesh.gdpr.v1");
+        }
+    }
 }
 
 pub use ordermesh::{
-    audit::v1 as audit, common::v1 as common, customer::v1 as customer, events::v1 as events,
+    audit::v1 as audit, common::v1 as common, customer::v1 as customer, events::v1 as events, gdpr::v1 as gdpr,
     notification::v1 as notification, order::v1 as order, payment::v1 as payment, product::v1 as product,
 };
 

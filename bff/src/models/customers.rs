@@ -13,6 +13,8 @@ pub enum CustomerStatus {
     Unspecified,
     Active,
     Suspended,
+    /// Erasure requested; the other services are erasing their copies.
+    Erasing,
     Erased,
 }
 
@@ -119,6 +121,7 @@ impl Customer {
                 P::Unspecified => CustomerStatus::Unspecified,
                 P::Active => CustomerStatus::Active,
                 P::Suspended => CustomerStatus::Suspended,
+                P::Erasing => CustomerStatus::Erasing,
                 P::Erased => CustomerStatus::Erased,
             },
             preferences: c.preferences.map(Preferences::from_proto),

@@ -121,6 +121,7 @@ pub async fn list(
             None | Some(CustomerStatus::Unspecified) => P::Unspecified,
             Some(CustomerStatus::Active) => P::Active,
             Some(CustomerStatus::Suspended) => P::Suspended,
+            Some(CustomerStatus::Erasing) => P::Erasing,
             Some(CustomerStatus::Erased) => P::Erased,
         } as i32,
         page_size: page_size(q.page_size)?,

@@ -24,18 +24,26 @@ use crate::events;
 use ordermesh_platform::db::columns::{Id, Time};
 use ordermesh_platform::db::page::{Keyset, fetch_optional_in};
 
+mod gdpr;
+
 pub fn migrations() -> Migrations {
     Migrations::with_platform(
-        &[(
-            1,
-            "customers",
-            include_str!("../../migrations/postgres/0001_customers.sql"),
-        )],
-        &[(
-            1,
-            "customers",
-            include_str!("../../migrations/sqlite/0001_customers.sql"),
-        )],
+        &[
+            (
+                1,
+                "customers",
+                include_str!("../../migrations/postgres/0001_customers.sql"),
+            ),
+            (2, "gdpr", include_str!("../../migrations/postgres/0002_gdpr.sql")),
+        ],
+        &[
+            (
+                1,
+                "customers",
+                include_str!("../../migrations/sqlite/0001_customers.sql"),
+            ),
+            (2, "gdpr", include_str!("../../migrations/sqlite/0002_gdpr.sql")),
+        ],
     )
 }
 

@@ -23,6 +23,9 @@ use crate::domain::{Payment, PaymentFilter, PaymentView, Refund, Transaction};
 use rows::{PAYMENT_COLUMNS, PaymentRow, REFUND_COLUMNS, RefundRow, TRANSACTION_COLUMNS, TransactionRow};
 
 /// The service's migrations of both backends, then the platform's outbox and inbox.
+/// What replaces an erased free text.
+pub const ERASED_TEXT: &str = "[erased]";
+
 pub fn migrations() -> Migrations {
     Migrations::with_platform(
         &[(
@@ -162,6 +165,23 @@ impl Store {
                 payment,
             })
             .collect())
+    }
+
+    /// Replaces the free-text reasons of refunds of customer `customer_id`'s payments (typed by
+    /// the customer or by staff, so they may name a person) inside `tx`. Amounts, statuses,
+    /// gateway references and times stay (accounting). How many refunds it touched.
+    pub async fn anonymise_customer(&self, tx: &mut Tx, customer_id: Uuid) -> StoreResult<u64> {
+        on_tx!(tx, |conn| {
+            Ok(sqlx::query(
+                "UPDATE refunds SET reason = $2 WHERE payment_id IN (SELECT id FROM payments WHERE customer_id = $1) \
+                 AND reason <> $2",
+            )
+            .bind(customer_id)
+            .bind(ERASED_TEXT)
+            .execute(&mut *conn)
+            .await?
+            .rows_affected())
+        })
     }
 
     /// The transaction that used idempotency key `key`.

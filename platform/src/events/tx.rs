@@ -163,6 +163,11 @@ impl Tx {
         Ok(())
     }
 
+    /// The database this transaction writes.
+    pub fn database(&self) -> &Database {
+        &self.db
+    }
+
     /// Runs `hook` once this transaction has committed (never if it rolls back or the commit
     /// fails): work that must only follow a durable change, such as waking a live feed, without
     /// anyone polling the store to find out.

@@ -41,6 +41,16 @@ const NOTIFICATION_CALLS: &[Call] = &[call(
     "/ordermesh.customer.v1.CustomerService/GetCustomerByIdentity",
 )];
 
+/// customer-svc collects each service's part of a GDPR export.
+const CUSTOMER_CALLS: &[Call] = &[
+    call(Order, EXPORT_PERSONAL_DATA),
+    call(Payment, EXPORT_PERSONAL_DATA),
+    call(Notification, EXPORT_PERSONAL_DATA),
+    call(Audit, EXPORT_PERSONAL_DATA),
+];
+
+const EXPORT_PERSONAL_DATA: &str = "/ordermesh.gdpr.v1.PersonalDataService/ExportPersonalData";
+
 /// The client portal's BFF: the routes a client may reach, and its readiness checks.
 const BFF_EXTERNAL_CALLS: &[Call] = &[
     call(Product, "/ordermesh.product.v1.ProductService/ListProducts"),
@@ -105,7 +115,8 @@ pub fn declared(caller: Workload) -> Vec<Call> {
     let lists: &[&[Call]] = match caller {
         Order => &[ORDER_CALLS],
         Notification => &[NOTIFICATION_CALLS],
-        Product | Customer | Payment | Audit => &[],
+        Customer => &[CUSTOMER_CALLS],
+        Product | Payment | Audit => &[],
         BffExternal => &[BFF_EXTERNAL_CALLS],
         BffInternal => &[BFF_EXTERNAL_CALLS, BFF_EMPLOYEE_ONLY_CALLS],
         DemoSeed => &[DEMO_SEED_CALLS],
@@ -125,7 +136,7 @@ fn ops_calls() -> Vec<Call> {
         }
     }
     for method in contracts::methods().iter().filter(|m| m.read) {
-        if let Some(callee) = Workload::serving(&method.service) {
+        for callee in Workload::SERVICES.into_iter().filter(|w| w.serves(&method.service)) {
             calls.push(call(callee, method.path.as_str()));
         }
     }
@@ -155,7 +166,7 @@ mod tests {
         for caller in Workload::ALL {
             for call in declared(caller) {
                 let served = match contracts::method(call.path) {
-                    Some(method) => Workload::serving(&method.service) == Some(call.callee),
+                    Some(method) => call.callee.serves(&method.service),
                     None => contracts::infrastructure_paths().contains(&call.path),
                 };
                 assert!(

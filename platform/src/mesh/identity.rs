@@ -63,6 +63,13 @@ impl Workload {
         }
     }
 
+    /// The short name of a domain service (`order` for `order-svc`), as in configuration and
+    /// events; the workload's name for the others.
+    pub fn service(self) -> &'static str {
+        let name = self.name();
+        name.strip_suffix("-svc").unwrap_or(name)
+    }
+
     /// The domain service called `service` in configuration (`order`, `product`, …).
     pub fn of_service(service: &str) -> Option<Workload> {
         Workload::SERVICES
@@ -71,9 +78,19 @@ impl Workload {
     }
 
     /// The domain service serving the gRPC service `full_name` (`ordermesh.order.v1.OrderService`).
+    /// `None` for a service that several serve (see [`Workload::serves`]).
     pub fn serving(full_name: &str) -> Option<Workload> {
         let domain = full_name.strip_prefix("ordermesh.")?.split('.').next()?;
         Workload::of_service(domain)
+    }
+
+    /// Whether this workload serves the gRPC service `full_name`: its own domain's, or a platform
+    /// service it serves beside it (the GDPR `PersonalDataService` of every export source).
+    pub fn serves(self, full_name: &str) -> bool {
+        if full_name == crate::gdpr::PERSONAL_DATA_SERVICE {
+            return crate::gdpr::EXPORT_SOURCES.contains(&self);
+        }
+        Workload::serving(full_name) == Some(self)
     }
 
     /// Whether the workload exists in a cluster (and so in `istio/`).

@@ -383,5 +383,6 @@ customer_stand_in_service! {
     record_consent: RecordConsentRequest => RecordConsentResponse,
     list_consents: ListConsentsRequest => ListConsentsResponse,
     export_customer_data: ExportCustomerDataRequest => ExportCustomerDataResponse,
+    get_customer_data_export: GetCustomerDataExportRequest => GetCustomerDataExportResponse,
     erase_customer: EraseCustomerRequest => EraseCustomerResponse,
 }
