@@ -3,9 +3,11 @@
 //!
 //! Authorization (every RPC needs an authenticated principal; anonymous calls are
 //! UNAUTHENTICATED):
-//! - QueryAuditLogs, GetGdprTrail, VerifyChain: employees with the `admin` role, and service
-//!   principals (ordermesh services, e.g. the BFF for the admin portal). Other employees and
-//!   clients get PERMISSION_DENIED.
+//! - QueryAuditLogs, VerifyChain: employees with the `admin` role, and service principals
+//!   (ordermesh services, e.g. the BFF for the admin portal). Other employees and clients get
+//!   PERMISSION_DENIED.
+//! - GetGdprTrail: the same, and `customer-service` employees, who answer data subjects'
+//!   questions about what was done with their data.
 //! - RecordAuditEvent: service principals (the BFF records employees' reads of customer data;
 //!   the actor is taken from the request) and employees (the actor is the caller, whatever the
 //!   request says). Clients get PERMISSION_DENIED.
@@ -41,6 +43,14 @@ impl AuditApi {
     pub fn new(store: Store) -> Self {
         Self { store }
     }
+}
+
+/// The GDPR trail of a data subject: also customer-service staff.
+fn can_read_gdpr_trail(p: &Principal) -> Result<(), Status> {
+    if matches!(p, Principal::Employee { .. }) && p.has_any_role(&[Role::CustomerService]) {
+        return Ok(());
+    }
+    can_read(p)
 }
 
 fn can_read(p: &Principal) -> Result<(), Status> {
@@ -235,7 +245,7 @@ impl AuditService for AuditApi {
     }
 
     async fn get_gdpr_trail(&self, request: Request<pb::GetGdprTrailRequest>) -> Reply<pb::GetGdprTrailResponse> {
-        can_read(principal(&request)?)?;
+        can_read_gdpr_trail(principal(&request)?)?;
         let req = request.into_inner();
         let mut v = Violations::new();
         validate::uuid(&mut v, "customer_id", &req.customer_id);

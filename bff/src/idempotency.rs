@@ -1,6 +1,9 @@
 //! `Idempotency-Key` on `POST /api/v1/orders`: the first response (status, headers, body) is
 //! kept in the [`Cache`] for `BFF_IDEMPOTENCY_TTL_SECONDS` and replayed for a repeat with the
-//! same key and the same body; the same key with a different body is 422. The key is also
+//! same key and the same body; the same key with a different body is 422. What the cache keeps
+//! carries no personal data: the caller stores the body without it and puts it back from the
+//! resource on replay ([`Replay::resource`]), so an erased customer's address does not outlive
+//! the erasure in Redis. The key is also
 //! passed to order-svc, whose own per-customer idempotency keeps a repeat from placing a second
 //! order even when the cache has lost the entry (Redis down or restarted).
 
@@ -49,12 +52,42 @@ struct Stored {
     fingerprint: String,
     status: u16,
     headers: Vec<(String, String)>,
+    /// The first body, without personal data.
     body: String,
+    /// The id of the resource the first request created.
+    resource: String,
 }
 
-/// The stored response for `key` in `scope` (e.g. one customer), or `None` for a first use;
+/// The first answer to a repeated request.
+pub struct Replay {
+    status: StatusCode,
+    headers: Vec<(String, String)>,
+    /// The first body, as stored (without personal data).
+    pub body: String,
+    /// The id of the resource the first request created.
+    pub resource: String,
+}
+
+impl Replay {
+    /// The first answer with `body` (the stored body with the personal data put back), marked as
+    /// a replay.
+    pub fn with_body(self, body: String) -> Response {
+        let mut response = (self.status, body).into_response();
+        for (name, value) in self.headers {
+            if let (Ok(name), Ok(value)) = (HeaderName::try_from(name), HeaderValue::try_from(value)) {
+                response.headers_mut().insert(name, value);
+            }
+        }
+        response
+            .headers_mut()
+            .insert("idempotent-replayed", HeaderValue::from_static("true"));
+        response
+    }
+}
+
+/// The stored answer for `key` in `scope` (e.g. one customer), or `None` for a first use;
 /// 422 when the key was used with another body.
-pub async fn replay(cache: &Cache, scope: &str, key: &str, fingerprint: &str) -> Result<Option<Response>, Problem> {
+pub async fn replay(cache: &Cache, scope: &str, key: &str, fingerprint: &str) -> Result<Option<Replay>, Problem> {
     let Some(bytes) = cache.get(&cache_key(scope, key)).await else {
         return Ok(None);
     };
@@ -69,17 +102,12 @@ pub async fn replay(cache: &Cache, scope: &str, key: &str, fingerprint: &str) ->
         )
         .detail("this Idempotency-Key was first used with another body; use a new key for a new request"));
     }
-    let status = StatusCode::from_u16(stored.status).unwrap_or(StatusCode::OK);
-    let mut response = (status, stored.body).into_response();
-    for (name, value) in stored.headers {
-        if let (Ok(name), Ok(value)) = (HeaderName::try_from(name), HeaderValue::try_from(value)) {
-            response.headers_mut().insert(name, value);
-        }
-    }
-    response
-        .headers_mut()
-        .insert("idempotent-replayed", HeaderValue::from_static("true"));
-    Ok(Some(response))
+    Ok(Some(Replay {
+        status: StatusCode::from_u16(stored.status).unwrap_or(StatusCode::OK),
+        headers: stored.headers,
+        body: stored.body,
+        resource: stored.resource,
+    }))
 }
 
 /// Where a response is kept: the cache, for how long, and under which scope, key and body.
@@ -91,8 +119,9 @@ pub struct Record<'a> {
     pub fingerprint: &'a str,
 }
 
-/// Keeps a response for replay.
-pub async fn store(record: Record<'_>, status: StatusCode, headers: &[(&str, String)], body: &str) {
+/// Keeps an answer for replay: status, headers, the body without personal data, and the id of
+/// the created resource (to put the personal data back from).
+pub async fn store(record: Record<'_>, status: StatusCode, headers: &[(&str, String)], body: &str, resource: &str) {
     let Record {
         cache,
         ttl,
@@ -105,6 +134,7 @@ pub async fn store(record: Record<'_>, status: StatusCode, headers: &[(&str, Str
         status: status.as_u16(),
         headers: headers.iter().map(|(n, v)| ((*n).to_owned(), v.clone())).collect(),
         body: body.to_owned(),
+        resource: resource.to_owned(),
     };
     if let Ok(bytes) = serde_json::to_vec(&stored) {
         cache.set_with_ttl(&cache_key(scope, key), &bytes, ttl).await;

@@ -77,7 +77,7 @@ fn add(router: Api, surface: Surface, route: UtoipaMethodRouter<Arc<AppState>>) 
 
 /// The `/api/v1` routes of `surface` and their OpenAPI document.
 pub fn api(surface: Surface) -> (Router<Arc<AppState>>, utoipa::openapi::OpenApi) {
-    use routes::{audit, customers, notifications, orders, payments, products};
+    use routes::{audit, customers, gdpr, notifications, orders, payments, products};
     let mut router = OpenApiRouter::with_openapi(openapi::ApiDoc::openapi());
     for route in [
         routes!(products::list),
@@ -96,6 +96,11 @@ pub fn api(surface: Surface) -> (Router<Arc<AppState>>, utoipa::openapi::OpenApi
         routes!(customers::get),
         routes!(customers::update),
         routes!(customers::orders),
+        routes!(gdpr::erase),
+        routes!(gdpr::start_export),
+        routes!(gdpr::get_export),
+        routes!(gdpr::consents),
+        routes!(gdpr::record_consent),
         routes!(payments::list),
         routes!(payments::create),
         routes!(payments::get),
@@ -105,7 +110,10 @@ pub fn api(surface: Surface) -> (Router<Arc<AppState>>, utoipa::openapi::OpenApi
         routes!(notifications::mark_read),
         routes!(notifications::stream),
         routes!(notifications::stream_ticket),
+        routes!(notifications::preferences),
+        routes!(notifications::update_preferences),
         routes!(audit::logs),
+        routes!(gdpr::trail),
     ] {
         router = add(router, surface, route);
     }

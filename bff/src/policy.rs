@@ -69,6 +69,21 @@ pub const MATRIX: &[Rule] = &[
     rule("GET", "/api/v1/customers/{id}", true, Roles(CUSTOMER_READERS)),
     rule("PUT", "/api/v1/customers/{id}", true, Roles(CUSTOMER_WRITERS)),
     rule("GET", "/api/v1/customers/{id}/orders", true, Roles(ORDER_STAFF)),
+    rule("DELETE", "/api/v1/customers/{id}", true, Roles(CUSTOMER_WRITERS)),
+    rule(
+        "POST",
+        "/api/v1/customers/{id}/gdpr/export",
+        true,
+        Roles(CUSTOMER_WRITERS),
+    ),
+    rule(
+        "GET",
+        "/api/v1/customers/{id}/gdpr/export/{exportId}",
+        true,
+        Roles(CUSTOMER_WRITERS),
+    ),
+    rule("GET", "/api/v1/customers/{id}/consents", true, Roles(CUSTOMER_READERS)),
+    rule("POST", "/api/v1/customers/{id}/consents", true, Roles(CUSTOMER_WRITERS)),
     rule("GET", "/api/v1/payments", true, Roles(ORDER_STAFF)),
     rule("POST", "/api/v1/payments", false, Roles(&[Admin, OrderManager])),
     rule("GET", "/api/v1/payments/{id}", true, Roles(ORDER_STAFF)),
@@ -78,7 +93,10 @@ pub const MATRIX: &[Rule] = &[
     rule("POST", "/api/v1/notifications/read", true, Any),
     rule("GET", "/api/v1/notifications/stream", true, Any),
     rule("POST", "/api/v1/notifications/stream-ticket", true, Any),
+    rule("GET", "/api/v1/notifications/preferences", true, Any),
+    rule("PUT", "/api/v1/notifications/preferences", true, Any),
     rule("GET", "/api/v1/audit/logs", false, Roles(&[Admin])),
+    rule("GET", "/api/v1/audit/gdpr/{customerId}", false, Roles(CUSTOMER_WRITERS)),
 ];
 
 /// The rule of `method` + `path`, if the route is known.

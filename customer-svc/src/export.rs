@@ -173,6 +173,17 @@ impl Exporter {
     }
 }
 
+/// The name of a contact channel, as the API's enum names it without its prefix.
+fn contact_channel(code: i32) -> &'static str {
+    match code {
+        1 => "EMAIL",
+        2 => "SMS",
+        3 => "PHONE",
+        4 => "IN_APP",
+        _ => "UNSPECIFIED",
+    }
+}
+
 /// customer-svc's section of the bundle.
 pub fn customer_section(customer: Option<&Customer>, consents: &[Consent], erasure: Option<&Erasure>) -> Value {
     let profile = customer.map(|c| {
@@ -191,7 +202,7 @@ pub fn customer_section(customer: Option<&Customer>, consents: &[Consent], erasu
                 "languageCode": c.preferences.language_code,
                 "currencyCode": c.preferences.currency_code,
                 "timeZone": c.preferences.time_zone,
-                "preferredContactChannel": c.preferences.preferred_contact_channel,
+                "preferredContactChannel": contact_channel(c.preferences.preferred_contact_channel),
             },
             "createTime": c.create_time,
             "updateTime": c.update_time,

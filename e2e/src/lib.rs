@@ -3,6 +3,8 @@
 //! gRPC and real NATS JetStream (streams isolated per test by prefix). Helpers create catalogue
 //! data and customers and wait for the asynchronous saga.
 
+pub mod scan;
+
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -133,6 +135,17 @@ pub struct Platform {
 }
 
 impl Platform {
+    /// The PostgreSQL database of the services (also on the embedded profile, where only the
+    /// test's own bookkeeping uses it).
+    pub fn database_url(&self) -> &str {
+        &self.database_url
+    }
+
+    /// The directory of the SQLite files, on the embedded profile.
+    pub fn sqlite_dir(&self) -> Option<&std::path::Path> {
+        self.embedded.as_ref().map(|(dir, _)| dir.path())
+    }
+
     /// Starts the four services with `gateway` behind payment-svc, on the production profile
     /// (PostgreSQL, NATS JetStream).
     pub async fn start(gateway: Arc<dyn PaymentGateway>) -> anyhow::Result<Self> {

@@ -105,7 +105,6 @@ fn order_json(order: &Order) -> Value {
         "totalMinor": order.total_minor,
         "currency": order.currency,
         "shippingAddress": address,
-        "paymentMethodToken": order.payment_method_token,
         "paymentId": order.payment_id,
         "rejectionReason": order.rejection_reason,
         "cancellationReason": order.cancellation_reason,

@@ -6,6 +6,7 @@
 pub mod audit;
 pub mod common;
 pub mod customers;
+pub mod gdpr;
 pub mod notifications;
 pub mod orders;
 pub mod payments;
@@ -15,6 +16,10 @@ pub use audit::{AuditEntry, AuditPage};
 pub use common::{Actor, Address, Money, required, time};
 pub use customers::{
     ContactChannel, CreateProfile, Customer, CustomerPage, CustomerStatus, Preferences, UpdateCustomer,
+};
+pub use gdpr::{
+    Channel, Consent, ConsentPage, DataExport, Erasure, ExportStatus, NotificationPreferences, RecordConsent,
+    UpdateNotificationPreferences,
 };
 pub use notifications::{
     MarkRead, MarkReadResult, Notification, NotificationPage, NotificationType, Recipient, SendNotification,

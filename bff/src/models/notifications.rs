@@ -22,7 +22,7 @@ pub enum NotificationType {
 }
 
 impl NotificationType {
-    fn from_proto(value: i32) -> Self {
+    pub fn from_proto(value: i32) -> Self {
         use notification::NotificationType as P;
         match P::try_from(value).unwrap_or(P::Unspecified) {
             P::Unspecified => Self::Unspecified,

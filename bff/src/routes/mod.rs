@@ -5,6 +5,7 @@
 
 pub mod audit;
 pub mod customers;
+pub mod gdpr;
 pub mod health;
 pub mod notifications;
 pub mod orders;

@@ -16,7 +16,8 @@ use super::{Shared, created, next_token};
 use crate::auth::{Caller, own_customer};
 use crate::extract::{ApiJson, ApiQuery, page_size};
 use crate::models::{
-    MarkRead, MarkReadResult, Notification, NotificationPage, NotificationType, SendNotification, StreamTicket,
+    MarkRead, MarkReadResult, Notification, NotificationPage, NotificationPreferences, NotificationType,
+    SendNotification, StreamTicket, UpdateNotificationPreferences,
 };
 use crate::problem::{ApiResult, Problem};
 use crate::{idempotency, stream};
@@ -285,4 +286,67 @@ mod tests {
             assert!(resume_point(&headers(None), Some(bad.into())).is_err(), "{bad}");
         }
     }
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(rename_all = "camelCase")]
+#[into_params(parameter_in = Query)]
+pub struct PreferencesOf {
+    /// The preferences of this customer instead of the caller's (customer-service and admin).
+    pub customer_id: Option<uuid::Uuid>,
+}
+
+/// The caller's notification preferences (or a customer's, for customer-service and admin).
+#[utoipa::path(get, path = "/api/v1/notifications/preferences", tag = "notifications", params(PreferencesOf),
+    responses((status = 200, description = "The preferences", body = NotificationPreferences)))]
+pub async fn preferences(
+    state: Shared,
+    caller: Caller,
+    ApiQuery(q): ApiQuery<PreferencesOf>,
+) -> ApiResult<Json<NotificationPreferences>> {
+    let request = pb::GetPreferencesRequest {
+        customer_id: q.customer_id.map(|id| id.to_string()).unwrap_or_default(),
+    };
+    let prefs = state
+        .clients
+        .notification
+        .read
+        .clone()
+        .get_preferences(caller.ctx().request(request))
+        .await?
+        .into_inner()
+        .preferences
+        .unwrap_or_default();
+    Ok(Json(NotificationPreferences::from_proto(prefs)))
+}
+
+/// Change notification preferences: the fields present are replaced.
+#[utoipa::path(put, path = "/api/v1/notifications/preferences", tag = "notifications", params(PreferencesOf),
+    request_body = UpdateNotificationPreferences,
+    responses((status = 200, description = "The preferences after the change", body = NotificationPreferences)))]
+pub async fn update_preferences(
+    state: Shared,
+    caller: Caller,
+    ApiQuery(q): ApiQuery<PreferencesOf>,
+    ApiJson(body): ApiJson<UpdateNotificationPreferences>,
+) -> ApiResult<Json<NotificationPreferences>> {
+    let (preferences, paths) = body
+        .to_proto()
+        .ok_or_else(|| Problem::bad_request("the body changes nothing"))?;
+    let request = pb::UpdatePreferencesRequest {
+        preferences: Some(preferences),
+        update_mask: Some(prost_types::FieldMask { paths }),
+        customer_id: q.customer_id.map(|id| id.to_string()).unwrap_or_default(),
+    };
+    let prefs = state
+        .clients
+        .notification
+        .write
+        .clone()
+        .update_preferences(caller.ctx().request(request))
+        .await?
+        .into_inner()
+        .preferences
+        .unwrap_or_default();
+    Ok(Json(NotificationPreferences::from_proto(prefs)))
 }

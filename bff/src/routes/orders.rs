@@ -15,6 +15,9 @@ use crate::idempotency;
 use crate::models::{CreateOrder, Order, OrderPage, OrderStatus, ShipmentStatus, UpdateOrderStatus};
 use crate::problem::{ApiResult, Problem};
 
+/// The personal data of an order's JSON, kept out of the idempotency cache.
+const SHIPPING_ADDRESS: &str = "shippingAddress";
+
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(rename_all = "camelCase")]
 #[into_params(parameter_in = Query)]
@@ -61,7 +64,12 @@ pub async fn create(
     if let Some(key) = &key
         && let Some(replay) = idempotency::replay(&state.cache, &scope, key, &fingerprint).await?
     {
-        return Ok(replay);
+        // The address was left out of the cache; it is read back from the order (gone if the
+        // customer was erased meanwhile).
+        let current = fetch(&state, &caller, replay.resource.clone()).await?;
+        let mut body: serde_json::Value = serde_json::from_str(&replay.body).map_err(|_| Problem::internal())?;
+        body[SHIPPING_ADDRESS] = serde_json::to_value(&current.shipping_address).map_err(|_| Problem::internal())?;
+        return Ok(replay.with_body(body.to_string()));
     }
     text("paymentMethodToken", &body.payment_method_token, 256)?;
     let request = pb::PlaceOrderRequest {
@@ -107,7 +115,9 @@ pub async fn create(
             key,
             fingerprint: &fingerprint,
         };
-        idempotency::store(record, StatusCode::ACCEPTED, &headers, &json).await;
+        let mut cached = serde_json::to_value(&order).map_err(|_| Problem::internal())?;
+        cached[SHIPPING_ADDRESS] = serde_json::Value::Null;
+        idempotency::store(record, StatusCode::ACCEPTED, &headers, &cached.to_string(), &order.id).await;
     }
     let mut response = (StatusCode::ACCEPTED, json).into_response();
     for (name, value) in headers {
@@ -166,6 +176,10 @@ pub(crate) async fn list_for(
     params(("id" = uuid::Uuid, Path, description = "Order id")),
     responses((status = 200, description = "The order", body = Order)))]
 pub async fn get(state: Shared, caller: Caller, ApiPath(id): ApiPath<String>) -> ApiResult<Json<Order>> {
+    Ok(Json(fetch(&state, &caller, id).await?))
+}
+
+async fn fetch(state: &crate::AppState, caller: &Caller, id: String) -> ApiResult<Order> {
     let order = state
         .clients
         .order
@@ -176,7 +190,7 @@ pub async fn get(state: Shared, caller: Caller, ApiPath(id): ApiPath<String>) ->
         .into_inner()
         .order
         .ok_or_else(Problem::internal)?;
-    Ok(Json(Order::from_proto(order)))
+    Ok(Order::from_proto(order))
 }
 
 /// Cancel an order (pending, reserved or confirmed); a paid order is refunded.

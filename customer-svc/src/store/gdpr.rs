@@ -99,8 +99,9 @@ fn actor_kind(actor: &Actor) -> i32 {
 const EXPORT_LEASE: TimeDelta = TimeDelta::minutes(2);
 
 impl Store {
-    /// Clears customer `id`'s personal data and records the erasure request with
-    /// `ErasureRequested` in the outbox, in one transaction, if `allowed(current)` passes.
+    /// Clears customer `id`'s personal data (the profile, and every export bundle) and records
+    /// the erasure request with `ErasureRequested` in the outbox, in one transaction, if
+    /// `allowed(current)` passes.
     /// A customer already erased (or being erased) is answered with its existing request and
     /// nothing changes. NOT_FOUND for an unknown or not allowed customer.
     pub async fn erase_customer(
@@ -143,6 +144,12 @@ impl Store {
             .bind(c.version)
             .execute(&mut *conn)
             .await?;
+            // Export bundles are copies of the personal data; one being built is dropped too (its
+            // completion finds no pending job).
+            sqlx::query("DELETE FROM data_exports WHERE customer_id = $1")
+                .bind(Id(id))
+                .execute(&mut *conn)
+                .await?;
             sqlx::query(
                 "INSERT INTO erasure_requests (id, customer_id, reason, actor_kind, actor_id, request_time) \
                  VALUES ($1, $2, $3, $4, $5, $6)",

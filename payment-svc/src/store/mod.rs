@@ -174,7 +174,7 @@ impl Store {
         on_tx!(tx, |conn| {
             Ok(sqlx::query(
                 "UPDATE refunds SET reason = $2 WHERE payment_id IN (SELECT id FROM payments WHERE customer_id = $1) \
-                 AND reason <> $2",
+                 AND reason NOT IN ('', $2)",
             )
             .bind(customer_id)
             .bind(ERASED_TEXT)

@@ -64,6 +64,11 @@ const BFF_EXTERNAL_CALLS: &[Call] = &[
     call(Customer, "/ordermesh.customer.v1.CustomerService/GetCustomer"),
     call(Customer, "/ordermesh.customer.v1.CustomerService/CreateCustomer"),
     call(Customer, "/ordermesh.customer.v1.CustomerService/UpdateCustomer"),
+    call(Customer, "/ordermesh.customer.v1.CustomerService/ExportCustomerData"),
+    call(Customer, "/ordermesh.customer.v1.CustomerService/GetCustomerDataExport"),
+    call(Customer, "/ordermesh.customer.v1.CustomerService/EraseCustomer"),
+    call(Customer, "/ordermesh.customer.v1.CustomerService/ListConsents"),
+    call(Customer, "/ordermesh.customer.v1.CustomerService/RecordConsent"),
     call(Payment, "/ordermesh.payment.v1.PaymentService/ListPayments"),
     call(Payment, "/ordermesh.payment.v1.PaymentService/GetPayment"),
     call(
@@ -72,6 +77,14 @@ const BFF_EXTERNAL_CALLS: &[Call] = &[
     ),
     call(Notification, "/ordermesh.notification.v1.NotificationService/MarkRead"),
     call(Notification, "/ordermesh.notification.v1.NotificationService/Subscribe"),
+    call(
+        Notification,
+        "/ordermesh.notification.v1.NotificationService/GetPreferences",
+    ),
+    call(
+        Notification,
+        "/ordermesh.notification.v1.NotificationService/UpdatePreferences",
+    ),
     call(Product, HEALTH_CHECK),
     call(Customer, HEALTH_CHECK),
     call(Order, HEALTH_CHECK),
@@ -96,6 +109,7 @@ const BFF_EMPLOYEE_ONLY_CALLS: &[Call] = &[
     ),
     call(Audit, "/ordermesh.audit.v1.AuditService/QueryAuditLogs"),
     call(Audit, "/ordermesh.audit.v1.AuditService/RecordAuditEvent"),
+    call(Audit, "/ordermesh.audit.v1.AuditService/GetGdprTrail"),
 ];
 
 /// `ordermesh up`'s demo catalogue and customers.
