@@ -10,6 +10,7 @@ pub mod domain;
 pub mod events;
 pub mod gdpr;
 pub mod grpc;
+pub mod housekeeping;
 pub mod store;
 
 use std::sync::Arc;

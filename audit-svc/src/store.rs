@@ -1,6 +1,9 @@
 //! The audit chain on PostgreSQL or SQLite. One SQL text serves both backends (`on_pool!` /
-//! `on_tx!` compile it once per backend). There is deliberately no UPDATE or DELETE of
-//! `audit_entries` anywhere in this crate; the migrations add triggers that refuse both.
+//! `on_tx!` compile it once per backend). There is no UPDATE of `audit_entries` anywhere in this
+//! crate, and one DELETE: [`Store::archive_next`], of entries it has verified, written to an
+//! archive and covered by a checkpoint. The migrations add triggers that refuse every UPDATE and
+//! every DELETE above the latest checkpoint, and any checkpoint that does not name a stored
+//! entry with its hash.
 //!
 //! Appends are serialized, so the chain stays ONE chain however many consumers, lanes and
 //! instances append at once: on PostgreSQL the transaction first takes a transaction-scoped
@@ -8,7 +11,7 @@
 //! taken by `BEGIN IMMEDIATE` ([`Tx::begin`]) already excludes every other writer. The primary
 //! key on `sequence` is the backstop: a second writer at the same position would fail.
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use ordermesh_platform::db::{Database, Migrations};
 use ordermesh_platform::events::Tx;
 use ordermesh_platform::{Actor, ActorKind, StoreError, StoreResult, on_pool, on_tx};
@@ -22,14 +25,35 @@ pub const CHAIN_LOCK: i64 = 0x006f_6d61_7564_6974;
 
 pub fn migrations() -> Migrations {
     Migrations::with_platform(
-        &[(1, "audit", include_str!("../migrations/postgres/0001_audit.sql"))],
-        &[(1, "audit", include_str!("../migrations/sqlite/0001_audit.sql"))],
+        &[
+            (1, "audit", include_str!("../migrations/postgres/0001_audit.sql")),
+            (2, "archive", include_str!("../migrations/postgres/0002_archive.sql")),
+        ],
+        &[
+            (1, "audit", include_str!("../migrations/sqlite/0001_audit.sql")),
+            (2, "archive", include_str!("../migrations/sqlite/0002_archive.sql")),
+        ],
     )
 }
 
 const COLUMNS: &str = "sequence, id, actor_kind, actor_id, actor_roles, action, entity_type, entity_id, \
      data_subject_id, correlation_id, occur_micros, record_micros, details, source_service, event_id, \
      previous_hash, hash";
+
+const SELECT_CHECKPOINT: &str =
+    "SELECT last_sequence, last_hash, entries, archive_name, archive_sha256, archive_micros FROM audit_checkpoints";
+
+/// Where archived entries end: the last archived entry and its hash (the anchor of what is left),
+/// and the archive file that holds them.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct Checkpoint {
+    pub last_sequence: i64,
+    pub last_hash: Vec<u8>,
+    pub entries: i64,
+    pub archive_name: String,
+    pub archive_sha256: String,
+    pub archive_micros: i64,
+}
 
 /// An `audit_entries` row as stored ([`COLUMNS`]).
 #[derive(sqlx::FromRow)]
@@ -252,6 +276,104 @@ impl Store {
     }
 
     /// The sequence of the newest entry (0 when the log is empty).
+    /// The latest archive checkpoint, if entries were archived.
+    pub async fn latest_checkpoint(&self) -> StoreResult<Option<Checkpoint>> {
+        let sql = format!("{SELECT_CHECKPOINT} ORDER BY last_sequence DESC LIMIT 1");
+        let row: Option<Checkpoint> = on_pool!(&self.0, |pool| {
+            sqlx::query_as(AssertSqlSafe(sql)).fetch_optional(pool).await?
+        });
+        Ok(row)
+    }
+
+    /// Archives the next entries past retention, at most `limit`: in one transaction (holding the
+    /// chain, so appends and other archivers wait), reads the oldest unarchived entries that
+    /// occurred before `before` (a contiguous run from the last checkpoint, never the head),
+    /// verifies their chain from the checkpoint, hands them to `write` (which stores the archive
+    /// and returns its name and SHA-256), records the checkpoint and deletes them. `None` when
+    /// nothing is due. A broken chain is an error and archives nothing.
+    pub async fn archive_next(
+        &self,
+        before: DateTime<Utc>,
+        limit: i64,
+        write: impl FnOnce(&[Entry]) -> anyhow::Result<(String, String)>,
+    ) -> anyhow::Result<Option<Checkpoint>> {
+        let mut tx = Tx::begin(&self.0).await?;
+        if let Some(conn) = tx.postgres().await? {
+            sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                .bind(CHAIN_LOCK)
+                .execute(&mut *conn)
+                .await?;
+        }
+        let sql = format!("{SELECT_CHECKPOINT} ORDER BY last_sequence DESC LIMIT 1");
+        let checkpoint: Option<Checkpoint> = on_tx!(tx, |conn| {
+            sqlx::query_as(AssertSqlSafe(sql)).fetch_optional(&mut *conn).await?
+        });
+        let (after, previous) = match &checkpoint {
+            Some(c) => (c.last_sequence, c.last_hash.clone()),
+            None => (0, GENESIS_HASH.to_vec()),
+        };
+        let sql = format!(
+            "SELECT {COLUMNS} FROM audit_entries WHERE sequence > $1 \
+             AND sequence < (SELECT MAX(sequence) FROM audit_entries) ORDER BY sequence LIMIT $2"
+        );
+        let rows: Vec<EntryRow> = on_tx!(tx, |conn| {
+            sqlx::query_as(AssertSqlSafe(sql))
+                .bind(after)
+                .bind(limit)
+                .fetch_all(&mut *conn)
+                .await?
+        });
+        let entries: Vec<Entry> = rows
+            .into_iter()
+            .map(Entry::try_from)
+            .take_while(|e| e.as_ref().map_or(true, |e| e.occur_time < before))
+            .collect::<StoreResult<_>>()?;
+        let Some(last) = entries.last() else {
+            return Ok(None);
+        };
+        let mut verifier = ChainVerifier::new(after + 1, previous);
+        for entry in &entries {
+            if let Err(broken) = verifier.check(entry) {
+                anyhow::bail!(
+                    "the audit chain is broken at {}: {}; nothing archived",
+                    broken.sequence,
+                    broken.reason
+                );
+            }
+        }
+        let (archive_name, archive_sha256) = write(&entries)?;
+        let checkpoint = Checkpoint {
+            last_sequence: last.sequence,
+            last_hash: last.hash.clone(),
+            entries: entries.len() as i64,
+            archive_name,
+            archive_sha256,
+            archive_micros: micros(Utc::now()),
+        };
+        let c = &checkpoint;
+        on_tx!(tx, |conn| {
+            sqlx::query(
+                "INSERT INTO audit_checkpoints (last_sequence, last_hash, entries, archive_name, archive_sha256, \
+                 archive_micros) VALUES ($1, $2, $3, $4, $5, $6)",
+            )
+            .bind(c.last_sequence)
+            .bind(&c.last_hash)
+            .bind(c.entries)
+            .bind(&c.archive_name)
+            .bind(&c.archive_sha256)
+            .bind(c.archive_micros)
+            .execute(&mut *conn)
+            .await?;
+            sqlx::query("DELETE FROM audit_entries WHERE sequence > $1 AND sequence <= $2")
+                .bind(after)
+                .bind(c.last_sequence)
+                .execute(&mut *conn)
+                .await?;
+        });
+        tx.commit().await?;
+        Ok(Some(checkpoint))
+    }
+
     pub async fn head_sequence(&self) -> StoreResult<i64> {
         let sql = "SELECT COALESCE(MAX(sequence), 0) FROM audit_entries";
         Ok(on_pool!(&self.0, |pool| sqlx::query_scalar(sql)
@@ -263,12 +385,17 @@ impl Store {
     /// starts) and reports the first break: a missing sequence, a `previous_hash` that is not its
     /// predecessor's hash, or a hash that does not match the entry's fields.
     pub async fn verify(&self, from: Option<i64>, to: Option<i64>) -> StoreResult<Verification> {
-        let from = from.unwrap_or(1).max(1);
+        // Archived entries are gone; the latest checkpoint anchors what is left.
+        let checkpoint = self.latest_checkpoint().await?;
+        let floor = checkpoint.as_ref().map_or(1, |c| c.last_sequence + 1);
+        let from = from.unwrap_or(1).max(floor);
         let head = self.head_sequence().await?;
         let end = to.unwrap_or(head);
         // The predecessor of a range that starts in the middle must exist: its hash anchors the
         // range.
-        let previous = if from == 1 {
+        let previous = if let Some(checkpoint) = checkpoint.filter(|c| c.last_sequence + 1 == from) {
+            checkpoint.last_hash
+        } else if from == 1 {
             GENESIS_HASH.to_vec()
         } else {
             match self.range(from - 1, from - 1, 1).await?.pop() {

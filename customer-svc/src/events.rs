@@ -2,7 +2,7 @@
 //! store): on `customer-events` `CustomerCreated`, `CustomerUpdated` (the names of the fields that
 //! changed, never their values) and `ConsentRecorded`; on `gdpr-events` `ErasureRequested`,
 //! `CustomerErased` and `CustomerDataExported`. What it consumes: `ErasureCompleted`
-//! ([`ErasureConfirmations`]). No event carries personal data: the
+//! ([`ErasureConfirmations`]) and `OrderPlaced` (a customer's activity, [`ActivityTracker`]). No event carries personal data: the
 //! audit log and any other consumer learn that something changed, and read the profile through
 //! the API if they may.
 
@@ -12,7 +12,7 @@ use ordermesh_platform::convert::timestamp;
 use ordermesh_platform::events::{EventMessage, HandlerError, OutgoingEvent, ReceivedEvent, TopicHandler, Tx};
 use ordermesh_platform::gdpr::ERASURE_PARTICIPANTS;
 use ordermesh_proto::customer as pb;
-use ordermesh_proto::event_types::GdprEvent;
+use ordermesh_proto::event_types::{GdprEvent, OrderEvent};
 use ordermesh_proto::events as ev;
 use uuid::Uuid;
 
@@ -144,6 +144,38 @@ impl TopicHandler<GdprEvent> for ErasureConfirmations {
             }
             None => tracing::warn!(%erasure_id, "confirmation of an unknown erasure request ignored"),
         }
+        Ok(())
+    }
+
+    /// Writes only to this service's store: batched deliveries share a transaction.
+    fn shares_transactions(&self) -> bool {
+        true
+    }
+}
+
+/// Records a customer's orders as activity (see `ordermesh housekeeping inactive-customers`).
+pub struct ActivityTracker {
+    store: Store,
+}
+
+impl ActivityTracker {
+    pub fn new(store: Store) -> Self {
+        Self { store }
+    }
+}
+
+#[async_trait]
+impl TopicHandler<OrderEvent> for ActivityTracker {
+    async fn handle(&self, event: OrderEvent, _: &ReceivedEvent, tx: &mut Tx) -> Result<(), HandlerError> {
+        let OrderEvent::OrderPlaced(placed) = event else {
+            return Ok(());
+        };
+        let Ok(customer_id) = Uuid::parse_str(&placed.customer_id) else {
+            return Err(HandlerError::permanent(anyhow::anyhow!(
+                "OrderPlaced without a valid customer id"
+            )));
+        };
+        self.store.touch_activity_in(tx, customer_id, domain::now()).await?;
         Ok(())
     }
 

@@ -25,7 +25,7 @@ use uuid::Uuid;
 use crate::convert;
 use crate::domain::{self, Consent, Customer, CustomerPatch, DataExport, Identity};
 use crate::export::ExportWake;
-use crate::store::{ConsentCursor, Store};
+use crate::store::{ConsentCursor, Erased, Store};
 
 type Reply<T> = Result<Response<T>, Status>;
 
@@ -223,6 +223,13 @@ impl CustomerService for CustomerApi {
             Some(c) if scope.permits(&c) => c,
             _ => return Err(not_found().into()),
         };
+        // A client resolving its own identity is signing in: the activity that keeps the
+        // customer from being erased for inactivity (written at most once a day).
+        if matches!(scope, Scope::Own { .. })
+            && let Err(error) = self.store.touch_activity(customer.id, domain::now()).await
+        {
+            tracing::warn!(customer_id = %customer.id, %error, "recording a sign-in failed");
+        }
         Ok(Response::new(pb::GetCustomerByIdentityResponse {
             customer: Some((&customer).into()),
         }))
@@ -389,7 +396,7 @@ impl CustomerService for CustomerApi {
         let reason = domain::erasure_reason(&req.reason)?;
         let allowed = move |c: &Customer| scope.permits(c);
         let origin = origin(&request, id)?;
-        let (customer, erasure) = self.store.erase_customer(id, reason, &allowed, &origin).await?;
+        let Erased { customer, erasure, .. } = self.store.erase_customer(id, reason, &allowed, &origin).await?;
         let participants = ERASURE_PARTICIPANTS.map(|w| w.service());
         let pending = erasure.pending(&participants);
         tracing::info!(customer_id = %id, erasure_request_id = %erasure.id, pending = ?pending, "erasure requested");

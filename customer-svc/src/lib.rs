@@ -12,11 +12,12 @@ pub mod domain;
 pub mod events;
 pub mod export;
 pub mod grpc;
+pub mod housekeeping;
 pub mod store;
 
 use ordermesh_platform::{Listen, ServiceConfig, ServiceHost, Shutdown};
 use ordermesh_proto::customer::customer_service_server::CustomerServiceServer;
-use ordermesh_proto::event_types::GdprEvent;
+use ordermesh_proto::event_types::{GdprEvent, OrderEvent};
 
 /// Short name used in logs, configuration variables and the database schema.
 pub const SERVICE: &str = "customer";
@@ -28,6 +29,8 @@ pub async fn run(config: ServiceConfig, listen: Listen, shutdown: Shutdown) -> a
     let mut host = ServiceHost::start(config, listen, store::migrations(), &shutdown).await?;
     let store = store::Store::new(host.db());
     host.consume::<GdprEvent, _>(events::ErasureConfirmations::new(store.clone()))
+        .await?;
+    host.consume::<OrderEvent, _>(events::ActivityTracker::new(store.clone()))
         .await?;
     let wake = export::ExportWake::default();
     let exporter = export::Exporter::new(store.clone(), host.config())?.spawn(wake.clone(), host.shutdown().clone());

@@ -13,6 +13,7 @@ pub mod domain;
 pub mod events;
 pub mod gdpr;
 pub mod grpc;
+pub mod housekeeping;
 pub mod live;
 pub mod store;
 

@@ -12,6 +12,7 @@ pub mod domain;
 pub mod events;
 pub mod gdpr;
 pub mod grpc;
+pub mod housekeeping;
 pub mod peers;
 pub mod saga;
 pub mod store;

@@ -2,6 +2,7 @@
 
 mod demo;
 mod dlq;
+pub mod housekeeping;
 pub mod mesh;
 mod token;
 mod up;
@@ -30,6 +31,8 @@ pub enum Command {
     /// The service mesh's policy, derived from the call graph.
     #[command(subcommand)]
     Mesh(mesh::MeshCommand),
+    /// Retention and maintenance jobs (`list` lists them); scheduled by CronJobs in Kubernetes.
+    Housekeeping(housekeeping::HousekeepingArgs),
 }
 
 /// Where `ordermesh up` keeps its SQLite files and the dev issuer's key.
@@ -46,5 +49,6 @@ pub fn execute(cli: Cli) -> anyhow::Result<()> {
         Command::Token(command) => token::run(command),
         Command::Dlq(command) => dlq::run(command),
         Command::Mesh(command) => mesh::run(command),
+        Command::Housekeeping(args) => housekeeping::run(args),
     }
 }

@@ -155,6 +155,7 @@ async fn start(env: &Env, data_dir: &Path, args: &UpArgs, shutdown: &Shutdown, s
             .map_err(anyhow::Error::from)
     });
     let dev_credentials = |service: &str| ServiceCredentials::dev(issuer.clone(), service, DEV_AUDIENCE);
+    let mut housekept = Vec::new();
     for (name, run, mut config, listener) in bound {
         config.peers = launcher.peer_urls(&config.peers);
         if env.optional("DATABASE_URL").is_none() {
@@ -167,8 +168,11 @@ async fn start(env: &Env, data_dir: &Path, args: &UpArgs, shutdown: &Shutdown, s
         if let (Some(tls), Some(workload)) = (&tls, config.workload()) {
             config.tls = Some(tls.workload(workload)?);
         }
+        housekept.push((name, config.clone()));
         launcher.spawn(name, listener, move |listener, stop| run(config, listener.into(), stop));
     }
+    // Retention and maintenance, as CronJobs do in a cluster.
+    tokio::spawn(crate::housekeeping::timer(housekept, env.clone(), shutdown.clone()));
     let mut bff_config = bff::BffConfig::from_env(env)?;
     if bff_config.auth.issuers.is_empty() {
         bff_config.auth = issuer.auth_config(DEV_AUDIENCE);

@@ -14,6 +14,7 @@ pub mod events;
 pub mod gdpr;
 pub mod grpc;
 pub mod host;
+pub mod housekeeping;
 pub mod launch;
 pub mod mesh;
 pub mod metrics;

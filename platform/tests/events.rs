@@ -19,6 +19,7 @@ use ordermesh_platform::events::{
     Consumer, ConsumerConfig, EventBus, EventHandler, EventsConfig, HandlerError, MemoryBus, NatsBus, OutgoingEvent,
     ReceivedEvent, Relay, RelayConfig, Tx,
 };
+use ordermesh_platform::housekeeping::{Job, OutboxRetention};
 use ordermesh_platform::testing::TestDatabase;
 use ordermesh_proto::events::OrderPlaced;
 use sqlx::Row;
@@ -404,7 +405,15 @@ async fn committed_consumed_once_rolled_back_never(kind: BusKind, backend: Backe
     assert_eq!(outbox::pending_count(&env.db).await.unwrap(), 0);
     // Housekeeping: sent outbox rows and inbox rows are pruned by age.
     tokio::time::sleep(Duration::from_millis(20)).await;
-    assert_eq!(outbox::prune(&env.db, Duration::ZERO).await.unwrap(), (1, 1));
+    let retention = OutboxRetention {
+        sent_outbox_age: Duration::ZERO,
+        inbox_age: Duration::ZERO,
+    };
+    let pruned = retention.run(&env.db, chrono::Utc::now()).await.unwrap();
+    assert_eq!(
+        (pruned.count("outbox rows deleted"), pruned.count("inbox ids deleted")),
+        (1, 1)
+    );
     env.finish().await;
 }
 

@@ -1,5 +1,5 @@
--- GDPR: erasure requests and their confirmations, export jobs, and the ERASING status
--- (PostgreSQL).
+-- GDPR: erasure requests and their confirmations, export jobs, the ERASING status and the last
+-- activity of a customer (PostgreSQL).
 
 ALTER TABLE customers DROP CONSTRAINT customers_status_check;
 ALTER TABLE customers ADD CONSTRAINT customers_status_check
@@ -8,6 +8,13 @@ ALTER TABLE customers ADD CONSTRAINT customers_status_check
 DROP INDEX customers_email_unique;
 CREATE UNIQUE INDEX customers_email_unique ON customers (email_normalized)
     WHERE status NOT IN ('ERASING', 'ERASED');
+
+-- The last sign-in, order or profile change: customers inactive for 7 years are erased
+-- (`ordermesh housekeeping inactive-customers`).
+ALTER TABLE customers ADD COLUMN last_activity_time timestamptz;
+UPDATE customers SET last_activity_time = update_time;
+ALTER TABLE customers ALTER COLUMN last_activity_time SET NOT NULL;
+CREATE INDEX customers_by_activity ON customers (last_activity_time) WHERE status IN ('ACTIVE', 'SUSPENDED');
 
 -- One erasure per customer; `reason` carries no personal data (it is in the audit trail too).
 CREATE TABLE erasure_requests (

@@ -1,5 +1,5 @@
--- GDPR: erasure requests and their confirmations, export jobs, and the ERASING status
--- (SQLite). A CHECK constraint cannot be altered in SQLite: `customers` is rebuilt.
+-- GDPR: erasure requests and their confirmations, export jobs, the ERASING status and the last
+-- activity of a customer (SQLite). A CHECK constraint cannot be altered in SQLite: `customers` is rebuilt.
 
 CREATE TABLE customers_new (
     id               TEXT PRIMARY KEY NOT NULL,
@@ -18,11 +18,13 @@ CREATE TABLE customers_new (
     update_time      INTEGER NOT NULL,
     erase_time       INTEGER,
     version          INTEGER NOT NULL,
+    -- The last sign-in, order or profile change (`ordermesh housekeeping inactive-customers`).
+    last_activity_time INTEGER NOT NULL,
     CHECK ((identity_issuer IS NULL) = (identity_subject IS NULL))
 );
 INSERT INTO customers_new SELECT id, display_name, sort_name, email, email_normalized, phone, addresses, status,
-    identity_issuer, identity_subject, preferences, idempotency_key, create_time, update_time, erase_time, version
-    FROM customers;
+    identity_issuer, identity_subject, preferences, idempotency_key, create_time, update_time, erase_time, version,
+    update_time FROM customers;
 -- `consents` references `customers`: it is rebuilt against the new table first, so dropping the
 -- old one breaks no reference (the reference follows the rename).
 CREATE TABLE consents_new (
@@ -50,6 +52,7 @@ CREATE UNIQUE INDEX customers_email_unique ON customers (email_normalized)
     WHERE status NOT IN ('ERASING', 'ERASED');
 CREATE UNIQUE INDEX customers_idempotency_unique ON customers (idempotency_key) WHERE idempotency_key IS NOT NULL;
 CREATE INDEX customers_by_name ON customers (sort_name, id);
+CREATE INDEX customers_by_activity ON customers (last_activity_time) WHERE status IN ('ACTIVE', 'SUSPENDED');
 
 CREATE TABLE erasure_requests (
     id            TEXT PRIMARY KEY NOT NULL,

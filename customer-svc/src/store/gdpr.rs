@@ -95,6 +95,18 @@ fn actor_kind(actor: &Actor) -> i32 {
     common::ActorKind::from(actor.kind) as i32
 }
 
+const TOUCH_ACTIVITY: &str = "UPDATE customers SET last_activity_time = $2 WHERE id = $1 AND last_activity_time < $3 AND status IN ('ACTIVE', 'SUSPENDED')";
+
+/// What [`Store::erase_customer`] did.
+#[derive(Debug)]
+pub struct Erased {
+    /// The customer after the request.
+    pub customer: Customer,
+    pub erasure: Erasure,
+    /// False when the customer had been erased (or was being erased) before: nothing changed.
+    pub now: bool,
+}
+
 /// How long a claimed export is left to the replica that claimed it before another may retry it.
 const EXPORT_LEASE: TimeDelta = TimeDelta::minutes(2);
 
@@ -110,7 +122,7 @@ impl Store {
         reason: String,
         allowed: &(dyn for<'c> Fn(&'c Customer) -> bool + Send + Sync),
         origin: &Origin,
-    ) -> Result<(Customer, Erasure), ServiceError> {
+    ) -> Result<Erased, ServiceError> {
         let mut tx = Tx::begin(&self.0).await?;
         let mut customer = match locked_customer(&mut tx, id).await? {
             Some(c) if allowed(&c) => c,
@@ -122,7 +134,11 @@ impl Store {
                 .erasure_of(id)
                 .await?
                 .ok_or_else(|| ServiceError::Internal(anyhow::anyhow!("erased customer without erasure request")))?;
-            return Ok((customer, erasure));
+            return Ok(Erased {
+                customer,
+                erasure,
+                now: false,
+            });
         }
         let now = domain::now();
         customer.erase(now);
@@ -171,7 +187,55 @@ impl Store {
             tokio::spawn(async move { db.purge_freed().await });
         });
         tx.commit().await?;
-        Ok((customer, erasure))
+        Ok(Erased {
+            customer,
+            erasure,
+            now: true,
+        })
+    }
+
+    /// Records activity of customer `id` at `at` (a sign-in), at most once a day: the write is
+    /// skipped while the last activity is less than a day old.
+    pub async fn touch_activity(&self, id: Uuid, at: DateTime<Utc>) -> StoreResult<()> {
+        on_pool!(&self.0, |pool| {
+            sqlx::query(TOUCH_ACTIVITY)
+                .bind(Id(id))
+                .bind(Time(at))
+                .bind(Time(at - TimeDelta::days(1)))
+                .execute(pool)
+                .await
+                .map(drop)
+        })?;
+        Ok(())
+    }
+
+    /// [`Store::touch_activity`] inside `tx` (an event's transaction).
+    pub async fn touch_activity_in(&self, tx: &mut Tx, id: Uuid, at: DateTime<Utc>) -> StoreResult<()> {
+        on_tx!(tx, |conn| {
+            sqlx::query(TOUCH_ACTIVITY)
+                .bind(Id(id))
+                .bind(Time(at))
+                .bind(Time(at - TimeDelta::days(1)))
+                .execute(&mut *conn)
+                .await
+                .map(drop)
+        })?;
+        Ok(())
+    }
+
+    /// Up to `limit` active or suspended customers whose last activity was before `before`.
+    pub async fn inactive_since(&self, before: DateTime<Utc>, limit: i64) -> StoreResult<Vec<Uuid>> {
+        let ids: Vec<Id> = on_pool!(&self.0, |pool| {
+            sqlx::query_scalar(
+                "SELECT id FROM customers WHERE status IN ('ACTIVE', 'SUSPENDED') AND last_activity_time < $1 \
+                 ORDER BY last_activity_time LIMIT $2",
+            )
+            .bind(Time(before))
+            .bind(limit)
+            .fetch_all(pool)
+            .await
+        })?;
+        Ok(ids.into_iter().map(|id| id.0).collect())
     }
 
     /// The erasure request of customer `customer_id`, with its confirmations.

@@ -26,6 +26,8 @@ use ordermesh_platform::db::page::{Keyset, fetch_optional_in};
 
 mod gdpr;
 
+pub use gdpr::Erased;
+
 pub fn migrations() -> Migrations {
     Migrations::with_platform(
         &[
@@ -174,8 +176,8 @@ impl Store {
             sqlx::query(
                 "INSERT INTO customers (id, display_name, sort_name, email, email_normalized, phone, addresses, \
                  status, identity_issuer, identity_subject, preferences, idempotency_key, create_time, update_time, \
-                 erase_time, version) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
+                 erase_time, version, last_activity_time) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $13)",
             )
             .bind(Id(c.id))
             .bind(&c.display_name)
@@ -275,8 +277,8 @@ impl Store {
         on_tx!(tx, |conn| {
             sqlx::query(
                 "UPDATE customers SET display_name = $2, sort_name = $3, email = $4, email_normalized = $5, \
-                 phone = $6, addresses = $7, status = $8, preferences = $9, update_time = $10, version = $11 \
-                 WHERE id = $1",
+                 phone = $6, addresses = $7, status = $8, preferences = $9, update_time = $10, version = $11, \
+                 last_activity_time = $10 WHERE id = $1",
             )
             .bind(Id(id))
             .bind(&c.display_name)

@@ -97,6 +97,11 @@ impl EventsConfig {
     pub fn subject(&self, topic: &str, event_type: &str) -> String {
         format!("{}.{topic}.{}", self.subject_prefix, short_type(event_type))
     }
+    /// How long the dead-letter stream keeps events (longer than the topics: dead letters wait
+    /// for an operator).
+    pub fn dlq_max_age(&self) -> std::time::Duration {
+        self.max_age * 4
+    }
     pub fn dlq_stream(&self) -> String {
         format!("{}ordermesh-dlq", self.stream_prefix)
     }

@@ -105,7 +105,7 @@ impl NatsBus {
         let dlq = self.stream_config(
             self.config.dlq_stream(),
             self.config.dlq_subjects(),
-            self.config.max_age * 4,
+            self.config.dlq_max_age(),
         );
         self.js.create_or_update_stream(dlq).await.map_err(other)?;
         Ok(())

@@ -239,43 +239,6 @@ pub async fn mark_unsent(db: &Database, within: Option<Duration>) -> Result<u64,
     }))
 }
 
-/// Deletes outbox rows sent, and inbox rows recorded, more than `older_than` ago. Keep inbox
-/// rows longer than any redelivery can come (the streams' and dead-letter queue's retention).
-/// Returns `(outbox rows, inbox rows)` deleted.
-pub async fn prune(db: &Database, older_than: Duration) -> Result<(u64, u64), sqlx::Error> {
-    let before = Utc::now() - chrono::Duration::from_std(older_than).unwrap_or(chrono::Duration::MAX);
-    Ok(match db {
-        Database::Postgres(pool) => (
-            sqlx::query("DELETE FROM event_outbox WHERE sent_at < $1")
-                .bind(before)
-                .execute(pool)
-                .await?
-                .rows_affected(),
-            sqlx::query("DELETE FROM event_inbox WHERE processed_at < $1")
-                .bind(before)
-                .execute(pool)
-                .await?
-                .rows_affected(),
-        ),
-        Database::Sqlite(pool) => {
-            // sent_at is written by sqlx (RFC 3339), processed_at by SQLite's strftime.
-            let inbox_before = before.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string();
-            (
-                sqlx::query("DELETE FROM event_outbox WHERE sent_at IS NOT NULL AND sent_at < ?")
-                    .bind(before)
-                    .execute(pool)
-                    .await?
-                    .rows_affected(),
-                sqlx::query("DELETE FROM event_inbox WHERE processed_at < ?")
-                    .bind(&inbox_before)
-                    .execute(pool)
-                    .await?
-                    .rows_affected(),
-            )
-        }
-    })
-}
-
 #[derive(Debug, Clone)]
 pub struct RelayConfig {
     /// Rows per batch.
