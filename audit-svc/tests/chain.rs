@@ -300,3 +300,89 @@ fn no_update_or_delete_statement_in_the_code() {
     }
     assert!(checked >= 4);
 }
+
+/// An entry that occurred at `at`.
+async fn append_at(db: &Database, n: usize, at: chrono::DateTime<Utc>) -> Entry {
+    let new = NewEntry {
+        occur_time: at,
+        ..new_entry(n, Some(Uuid::now_v7().to_string()))
+    };
+    chain(db).append_one(&new).await.unwrap()
+}
+
+/// `audit-archive`: entries past retention are archived (chain verified first) to a file that
+/// verifies on its own, then deleted; younger entries and the head stay; VerifyChain starts from
+/// the checkpoint and appends continue the chain; the database still refuses any other DELETE,
+/// any UPDATE and a checkpoint that does not name a stored entry; two archivers at once archive
+/// each entry once.
+#[tokio::test]
+async fn entries_past_retention_are_archived_behind_a_verified_checkpoint() {
+    use audit_svc::housekeeping::{AuditArchive, RETENTION};
+    use ordermesh_platform::housekeeping::Job;
+
+    for test_db in TestDatabase::both().await.unwrap() {
+        let db = open(&test_db).await;
+        let now = Utc::now();
+        let old = now - RETENTION - chrono::TimeDelta::days(1);
+        let mut entries = Vec::new();
+        for n in 0..4 {
+            entries.push(append_at(&db, n, old).await);
+        }
+        // A younger entry stops the archive: what follows it stays, even if old.
+        entries.push(append_at(&db, 4, now).await);
+        entries.push(append_at(&db, 5, old).await);
+        let dir = tempfile::tempdir().unwrap();
+        let archive = AuditArchive {
+            dir: dir.path().to_owned(),
+        };
+        let (first, second) = (archive.run(&db, now), archive.run(&db, now));
+        let (a, b) = tokio::join!(first, second);
+        let archived = a.unwrap().count("audit entries archived") + b.unwrap().count("audit entries archived");
+        assert_eq!(archived, 4, "each old entry archived once");
+
+        let store = chain(&db);
+        let checkpoint = store.latest_checkpoint().await.unwrap().unwrap();
+        assert_eq!((checkpoint.last_sequence, &checkpoint.last_hash), (4, &entries[3].hash));
+        let file = std::fs::read(dir.path().join(&checkpoint.archive_name)).unwrap();
+        assert_eq!(
+            checkpoint.archive_sha256,
+            hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&file))
+        );
+        let lines: Vec<Value> = file
+            .split(|b| *b == b'\n')
+            .filter(|l| !l.is_empty())
+            .map(|l| serde_json::from_slice(l).unwrap())
+            .collect();
+        let hashes: Vec<&str> = lines.iter().map(|l| l["hash"].as_str().unwrap()).collect();
+        let expected: Vec<String> = entries[..4].iter().map(|e| hex::encode(&e.hash)).collect();
+        assert_eq!(hashes, expected, "the archive holds the entries, chained");
+        assert_eq!(lines[0]["previousHash"], hex::encode([0u8; 32]));
+
+        // What is left verifies from the checkpoint, and the chain goes on from its head.
+        let head = append_at(&db, 6, now).await;
+        assert_eq!(head.sequence, 7);
+        let verification = store.verify(None, None).await.unwrap();
+        assert!(verification.broken.is_none(), "{verification:?}");
+        assert_eq!(verification.checked, 3);
+
+        // Nothing else may delete or change an entry, or forge a checkpoint.
+        assert!(raw(&db, "DELETE FROM audit_entries WHERE sequence = 5").await.is_err());
+        assert!(
+            raw(&db, "UPDATE audit_entries SET action = 'x' WHERE sequence = 5")
+                .await
+                .is_err()
+        );
+        let zeros = match db {
+            Database::Postgres(_) => format!("decode('{}', 'hex')", "00".repeat(32)),
+            Database::Sqlite(_) => format!("X'{}'", "00".repeat(32)),
+        };
+        let forged = format!(
+            "INSERT INTO audit_checkpoints (last_sequence, last_hash, entries, archive_name, archive_sha256, \
+             archive_micros) VALUES (5, {zeros}, 1, 'f', 's', 0)"
+        );
+        let error = raw(&db, &forged).await.unwrap_err().to_string();
+        assert!(error.contains("must name a stored entry"), "{error}");
+        assert!(raw(&db, "DELETE FROM audit_checkpoints").await.is_err());
+        db.close().await;
+    }
+}

@@ -4,11 +4,11 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use ordermesh_platform::Origin;
 use ordermesh_platform::db::Database;
 use ordermesh_platform::db::columns::Time;
 use ordermesh_platform::events::EventsConfig;
 use ordermesh_platform::housekeeping::{BATCH, Job, Report, common_jobs, delete_in_batches, in_batches};
-use ordermesh_platform::{Actor, ActorKind, Origin};
 
 use crate::store::{Erased, Store};
 
@@ -76,10 +76,7 @@ impl Job for InactiveCustomers {
 
     async fn run(&self, db: &Database, now: DateTime<Utc>) -> anyhow::Result<Report> {
         let store = Store::new(db);
-        let origin = Origin {
-            actor: Actor::new(ActorKind::System, "housekeeping", []),
-            correlation_id: uuid::Uuid::now_v7().to_string(),
-        };
+        let origin = Origin::system("housekeeping");
         let anyone = |_: &crate::domain::Customer| true;
         let mut erased = 0;
         loop {

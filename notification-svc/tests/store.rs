@@ -254,3 +254,82 @@ async fn concurrent_inserts_become_visible_in_id_order() {
         db.close().await;
     }
 }
+
+async fn insert_at(store: &Store, new: &NewNotification, at: chrono::DateTime<Utc>) -> i64 {
+    let mut tx = store.begin().await.unwrap();
+    let stored = store.insert(&mut tx, new, at).await.unwrap();
+    tx.commit().await.unwrap();
+    stored.id
+}
+
+/// `notifications`: a customer's notification goes 30 days after it was read, any notification
+/// after 90 days; nothing younger is touched. GDPR: a customer's notifications, read marks and
+/// preferences are exported, then forgotten.
+#[tokio::test]
+async fn retention_and_erasure_of_notifications_on_both_backends() {
+    use notification_svc::housekeeping::NotificationRetention;
+    use ordermesh_platform::gdpr::PersonalData;
+    use ordermesh_platform::housekeeping::Job;
+
+    for test_db in TestDatabase::both().await.unwrap() {
+        let (db, store) = open(&test_db).await;
+        let now = Utc::now().trunc_subsecs(6);
+        let days = chrono::Duration::days;
+        let (alice, bob) = (Uuid::now_v7(), Uuid::now_v7());
+        let to_alice = note(Recipient::Customer(alice), Kind::OrderStatus, "for alice");
+        let read_long_ago = insert_at(&store, &to_alice, now - days(60)).await;
+        let read_recently = insert_at(&store, &to_alice, now - days(60)).await;
+        let unread = insert_at(&store, &to_alice, now - days(60)).await;
+        let ancient = insert_at(&store, &to_alice, now - days(91)).await;
+        let staff = insert_at(
+            &store,
+            &note(Recipient::Role(Role::Admin), Kind::System, "ops"),
+            now - days(60),
+        )
+        .await;
+        let reader = notification_svc::domain::customer_key(alice);
+        let scope = Scope::customer(alice);
+        store
+            .mark_read(&scope, &reader, Some(&[read_long_ago]), now - days(31))
+            .await
+            .unwrap();
+        store
+            .mark_read(&scope, &reader, Some(&[read_recently]), now - days(29))
+            .await
+            .unwrap();
+
+        let report = NotificationRetention.run(&db, now).await.unwrap();
+        assert_eq!(report.count("read notifications deleted"), 1, "{report}");
+        assert_eq!(report.count("old notifications deleted"), 1, "{report}");
+        for (id, kept) in [
+            (read_long_ago, false),
+            (read_recently, true),
+            (unread, true),
+            (ancient, false),
+            (staff, true),
+        ] {
+            assert_eq!(store.get(id).await.unwrap().is_some(), kept, "notification {id}");
+        }
+
+        // Export, then erasure of alice: bob keeps everything.
+        let to_bob = insert_at(&store, &note(Recipient::Customer(bob), Kind::Message, "for bob"), now).await;
+        let prefs = Preferences {
+            channels: vec![Channel::Email],
+            muted: vec![Kind::System],
+            updated_at: Some(now),
+        };
+        store.put_preferences(&reader, &prefs).await.unwrap();
+        let part = notification_svc::gdpr::NotificationPersonalData::new(store.clone());
+        let exported = part.export(alice).await.unwrap();
+        assert_eq!(exported["notifications"].as_array().unwrap().len(), 2);
+        assert_eq!(exported["preferences"]["channels"], serde_json::json!(["EMAIL"]));
+        let mut tx = store.begin().await.unwrap();
+        assert_eq!(store.forget_customer(&mut tx, alice).await.unwrap(), 2);
+        tx.commit().await.unwrap();
+        let after = part.export(alice).await.unwrap();
+        assert_eq!(after["notifications"], serde_json::json!([]));
+        assert!(after["preferences"].is_null());
+        assert!(store.get(to_bob).await.unwrap().is_some());
+        db.close().await;
+    }
+}

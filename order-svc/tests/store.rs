@@ -205,3 +205,49 @@ async fn store_behaviour_on_sqlite() {
     let db = TestDatabase::sqlite().unwrap();
     suite(db.url()).await;
 }
+
+/// GDPR and retention: anonymising a customer's orders keeps ids, items, amounts and statuses but
+/// no address, payment-method token or client id; another customer's orders are untouched. The
+/// `idempotency` job forgets keys older than 7 days, and only those.
+#[tokio::test]
+async fn erasure_and_idempotency_retention_on_both_backends() {
+    use ordermesh_platform::housekeeping::Job;
+    for test_db in TestDatabase::both().await.unwrap() {
+        let db = Database::connect(test_db.url(), "orders").await.unwrap();
+        db.migrate(&store::migrations()).await.unwrap();
+        let store = Store::new(&db);
+        let (erased, other) = (Uuid::now_v7(), Uuid::now_v7());
+        let now = Utc::now();
+        let old = new_order(erased, Some("k-old"), now - Duration::days(8));
+        let young = new_order(erased, Some("k-young"), now - Duration::days(6));
+        let theirs = new_order(other, Some("k-theirs"), now - Duration::days(8));
+        for order in [&old, &young, &theirs] {
+            insert(&store, order).await.unwrap();
+        }
+
+        let report = order_svc::housekeeping::IdempotencyKeys.run(&db, now).await.unwrap();
+        assert_eq!(report.count("idempotency keys forgotten"), 2, "{report}");
+        assert_eq!(
+            store.find_by_idempotency_key(erased, "k-young").await.unwrap(),
+            Some(young.id)
+        );
+        assert_eq!(store.find_by_idempotency_key(erased, "k-old").await.unwrap(), None);
+
+        let mut tx = store.begin().await.unwrap();
+        assert_eq!(store.anonymise_customer(&mut tx, erased).await.unwrap(), 2);
+        tx.commit().await.unwrap();
+        for id in [old.id, young.id] {
+            let order = store.get(id).await.unwrap().unwrap();
+            assert_eq!(
+                (order.shipping_address, order.payment_method_token.as_str()),
+                (None, "")
+            );
+            assert_eq!((order.total_minor, order.items.len()), (5000, 1));
+            assert_eq!(order.history[0].actor, "client:erased");
+        }
+        let kept = store.get(theirs.id).await.unwrap().unwrap();
+        assert_eq!(kept.shipping_address, theirs.shipping_address);
+        assert_eq!(kept.history[0].actor, "client:c1");
+        db.close().await;
+    }
+}
