@@ -8,7 +8,7 @@ use ordermesh_platform::Origin;
 use ordermesh_platform::db::Database;
 use ordermesh_platform::db::columns::Time;
 use ordermesh_platform::events::EventsConfig;
-use ordermesh_platform::housekeeping::{BATCH, Job, Report, common_jobs, delete_in_batches, in_batches};
+use ordermesh_platform::housekeeping::{BATCH, ForgetIdempotencyKeys, Job, Report, common_jobs, delete_in_batches};
 
 use crate::store::{Erased, Store};
 
@@ -37,28 +37,14 @@ impl Job for ExpiredExports {
     }
 }
 
-pub struct IdempotencyKeys;
-
-#[async_trait]
-impl Job for IdempotencyKeys {
-    fn name(&self) -> &'static str {
-        "idempotency"
-    }
-
-    fn rule(&self) -> String {
-        "forgets CreateCustomer idempotency keys older than 7 days".into()
-    }
-
-    async fn run(&self, db: &Database, now: DateTime<Utc>) -> anyhow::Result<Report> {
-        let cleared = in_batches(
-            db,
-            "UPDATE customers SET idempotency_key = NULL",
-            "customers",
-            "idempotency_key IS NOT NULL AND create_time < $1",
-            Time(now - IDEMPOTENCY_WINDOW),
-        )
-        .await?;
-        Ok(Report(vec![("idempotency keys forgotten", cleared)]))
+/// `idempotency`: CreateCustomer keys older than [`IDEMPOTENCY_WINDOW`].
+pub fn idempotency_keys() -> ForgetIdempotencyKeys<Time> {
+    ForgetIdempotencyKeys {
+        operation: "CreateCustomer",
+        table: "customers",
+        created: "create_time",
+        window: IDEMPOTENCY_WINDOW,
+        at: Time,
     }
 }
 
@@ -102,7 +88,7 @@ impl Job for InactiveCustomers {
 pub fn jobs(events: &EventsConfig) -> Vec<Box<dyn Job>> {
     let mut jobs = common_jobs(events);
     jobs.push(Box::new(ExpiredExports));
-    jobs.push(Box::new(IdempotencyKeys));
+    jobs.push(Box::new(idempotency_keys()));
     jobs.push(Box::new(InactiveCustomers));
     jobs
 }

@@ -3,7 +3,7 @@
 
 use chrono::{TimeDelta, Utc};
 use customer_svc::domain::{self, Address, Customer, CustomerInput, CustomerStatus, DataExport, Identity};
-use customer_svc::housekeeping::{ExpiredExports, IdempotencyKeys, InactiveCustomers};
+use customer_svc::housekeeping::{ExpiredExports, InactiveCustomers, idempotency_keys};
 use customer_svc::store::{self, Erased, Store};
 use ordermesh_platform::db::Database;
 use ordermesh_platform::db::columns::{Id, Time};
@@ -235,7 +235,7 @@ async fn retention_jobs_remove_exactly_what_is_past_their_rule() {
             now - TimeDelta::days(8),
         )
         .await;
-        let report = IdempotencyKeys.run(&db, now).await.unwrap();
+        let report = idempotency_keys().run(&db, now).await.unwrap();
         assert_eq!(report.count("idempotency keys forgotten"), 1, "{report}");
 
         // Inactivity: 7 years without activity is erased, 6 years is not; activity resets it.

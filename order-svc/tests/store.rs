@@ -225,7 +225,7 @@ async fn erasure_and_idempotency_retention_on_both_backends() {
             insert(&store, order).await.unwrap();
         }
 
-        let report = order_svc::housekeeping::IdempotencyKeys.run(&db, now).await.unwrap();
+        let report = order_svc::housekeeping::idempotency_keys().run(&db, now).await.unwrap();
         assert_eq!(report.count("idempotency keys forgotten"), 2, "{report}");
         assert_eq!(
             store.find_by_idempotency_key(erased, "k-young").await.unwrap(),

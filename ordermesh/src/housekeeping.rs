@@ -122,7 +122,7 @@ pub async fn timer(services: Vec<(&'static str, ServiceConfig)>, env: Env, shutd
                 }
             };
             for job in jobs_of(name, config, &env) {
-                if job.name() == "maintenance" && ticks % per_maintenance != 0 {
+                if job.name() == "maintenance" && !ticks.is_multiple_of(per_maintenance) {
                     continue;
                 }
                 match job.run(&db, Utc::now()).await {

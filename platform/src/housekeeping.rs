@@ -222,6 +222,46 @@ impl Job for Maintenance {
     }
 }
 
+/// `idempotency`: forgets the idempotency keys of `table` written more than `window` ago (the
+/// key column is set to NULL; the row stays), so a key answers with its first result for a
+/// bounded time only. `at` encodes a time as the table's `created` column stores it.
+pub struct ForgetIdempotencyKeys<T> {
+    /// What the keys are for, e.g. "PlaceOrder".
+    pub operation: &'static str,
+    pub table: &'static str,
+    /// The column with the time the key was written.
+    pub created: &'static str,
+    pub window: chrono::TimeDelta,
+    pub at: fn(DateTime<Utc>) -> T,
+}
+
+#[async_trait]
+impl<T: Bind + 'static> Job for ForgetIdempotencyKeys<T> {
+    fn name(&self) -> &'static str {
+        "idempotency"
+    }
+
+    fn rule(&self) -> String {
+        format!(
+            "forgets {} idempotency keys older than {} days",
+            self.operation,
+            self.window.num_days()
+        )
+    }
+
+    async fn run(&self, db: &Database, now: DateTime<Utc>) -> anyhow::Result<Report> {
+        let cleared = in_batches(
+            db,
+            &format!("UPDATE {} SET idempotency_key = NULL", self.table),
+            self.table,
+            &format!("idempotency_key IS NOT NULL AND {} < $1", self.created),
+            (self.at)(now - self.window),
+        )
+        .await?;
+        Ok(Report(vec![("idempotency keys forgotten", cleared)]))
+    }
+}
+
 /// The jobs every service has.
 pub fn common_jobs(events: &EventsConfig) -> Vec<Box<dyn Job>> {
     vec![Box::new(OutboxRetention::new(events)), Box::new(Maintenance)]
