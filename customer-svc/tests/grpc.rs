@@ -221,18 +221,61 @@ async fn crud(h: Harness) {
         [consent]
     );
 
-    // GDPR RPCs belong to a later issue.
+    // An export starts at once (its parts come from the other services, absent here) and a
+    // second request while it is pending returns the same job; another id is NOT_FOUND.
     let req = pb::ExportCustomerDataRequest {
         customer_id: created.id.clone(),
     };
-    assert_eq!(
-        h.c()
-            .export_customer_data(with_token(req, &agent))
-            .await
-            .unwrap_err()
-            .code(),
-        Code::Unimplemented
-    );
+    let first = h
+        .c()
+        .export_customer_data(with_token(req.clone(), &agent))
+        .await
+        .unwrap()
+        .into_inner();
+    let export = first.export.unwrap();
+    assert_eq!(export.state, pb::ExportState::Pending as i32);
+    assert!(export.json_document.is_empty());
+    let again = h
+        .c()
+        .export_customer_data(with_token(req, &agent))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(again.export.unwrap().export_id, export.export_id);
+    let unknown = pb::GetCustomerDataExportRequest {
+        customer_id: created.id.clone(),
+        export_id: uuid::Uuid::now_v7().to_string(),
+    };
+    let status = h
+        .c()
+        .get_customer_data_export(with_token(unknown, &agent))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::NotFound);
+    // Erasure: bad input changes nothing; an unknown customer is NOT_FOUND.
+    let get = pb::GetCustomerRequest {
+        customer_id: created.id.clone(),
+    };
+    let before = h
+        .c()
+        .get_customer(with_token(get.clone(), &agent))
+        .await
+        .unwrap()
+        .into_inner();
+    let no_reason = pb::EraseCustomerRequest {
+        customer_id: created.id.clone(),
+        reason: " ".into(),
+    };
+    let status = h.c().erase_customer(with_token(no_reason, &agent)).await.unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument);
+    let unknown = pb::EraseCustomerRequest {
+        customer_id: uuid::Uuid::now_v7().to_string(),
+        reason: "data subject request".into(),
+    };
+    let status = h.c().erase_customer(with_token(unknown, &agent)).await.unwrap_err();
+    assert_eq!(status.code(), Code::NotFound);
+    let after = h.c().get_customer(with_token(get, &agent)).await.unwrap().into_inner();
+    assert_eq!(after, before);
 }
 
 #[tokio::test]

@@ -1,13 +1,17 @@
 //! `deploy/` and the `Containerfile` against Kubernetes' schemas and against the code: every
 //! overlay renders and validates; every workload's probes name a service it serves and its
-//! ports are the ones the code listens on; every variable the manifests set is one the code
-//! reads, with a value the code accepts; the ServiceAccounts are exactly the workloads istio/
-//! names; and the Containerfile builds every binary and runs as the Deployments' user.
+//! ports are the ones the code listens on; every variable the manifests set (Deployments and
+//! housekeeping CronJobs) is one the code reads, with a value the code accepts, and every file
+//! it names is mounted; every housekeeping job of every service has exactly one CronJob, which
+//! runs as its service without a sidecar and is reachable by no one; the ServiceAccounts are
+//! exactly the workloads istio/ names; and the Containerfile builds every binary and runs as the
+//! Deployments' user.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
+use ordermesh::housekeeping::jobs_of;
 use ordermesh::mesh::{NAMESPACE, port};
 use ordermesh_platform::mesh::Workload;
 use ordermesh_platform::mesh::contracts;
@@ -324,6 +328,64 @@ fn read_configuration(workload: Workload, env: &Env) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Reads `env` as `ordermesh housekeeping <job> --service <service>` does: the service's
+/// configuration, then its jobs'.
+fn read_housekeeping(service: Workload, env: &Env) -> anyhow::Result<()> {
+    let config = ServiceConfig::from_env(env, service.service(), port(service))?;
+    jobs_of(service.service(), &config, env);
+    Ok(())
+}
+
+/// `container`'s environment against the code: `read` (the container's binary reading its
+/// configuration) accepts it, with Secrets stood in by values of the documented form and files
+/// by a CA; it asks for every variable a ConfigMap or literal sets; every file it names is in a
+/// volume the container mounts.
+fn check_environment(
+    what: &str,
+    objects: &[Value],
+    container: &Value,
+    ca: &str,
+    read: impl FnOnce(&Env) -> anyhow::Result<()>,
+) {
+    let set = environment(objects, container);
+    let pairs: Vec<(String, String)> = set
+        .iter()
+        .map(|(key, value)| {
+            let value = match value {
+                // A file mounted into the pod: here, a CA the code can read.
+                Some(path) if path.starts_with('/') && key != "SERVICE_TOKEN_FILE" => ca.to_owned(),
+                Some(value) => value.clone(),
+                None => secret_stand_in(key, ca),
+            };
+            (key.clone(), value)
+        })
+        .collect();
+    let env = Env::from_pairs(pairs);
+    if let Err(error) = read(&env) {
+        panic!("{what}: the code refuses the manifests' configuration: {error:#}");
+    }
+    let asked = env.asked();
+    // Secrets may be optional (a gateway key without a gateway); configuration may not.
+    let unread: Vec<&String> = set
+        .iter()
+        .filter(|(key, value)| value.is_some() && !asked.contains(*key))
+        .map(|(key, _)| key)
+        .collect();
+    assert!(
+        unread.is_empty(),
+        "{what} sets variables the code never reads: {unread:?}"
+    );
+    let mounts: Vec<&str> = items(&container["volumeMounts"])
+        .filter_map(|m| m["mountPath"].as_str())
+        .collect();
+    for (key, path) in set.iter().filter_map(|(k, v)| Some((k, v.as_deref()?))) {
+        assert!(
+            !path.starts_with('/') || mounts.iter().any(|m| path.starts_with(m)),
+            "{what}: {key}={path} is in no volume the container mounts"
+        );
+    }
+}
+
 #[test]
 fn every_variable_the_manifests_set_is_one_the_code_reads_with_a_value_it_accepts() {
     let dir = tempfile::tempdir().unwrap();
@@ -331,36 +393,119 @@ fn every_variable_the_manifests_set_is_one_the_code_reads_with_a_value_it_accept
     for name in OVERLAYS {
         let objects = overlay(name);
         for (workload, _, container) in workloads(&objects) {
-            if workload == Workload::Ops {
-                continue;
+            if workload != Workload::Ops {
+                let read = |env: &Env| read_configuration(workload, env);
+                check_environment(&format!("{name}/{workload}"), &objects, container, &ca, read);
             }
-            let set = environment(&objects, container);
-            let pairs: Vec<(String, String)> = set
-                .iter()
-                .map(|(key, value)| {
-                    let value = match value {
-                        // A file mounted into the pod: here, a CA the code can read.
-                        Some(path) if path.starts_with('/') && key != "SERVICE_TOKEN_FILE" => ca.clone(),
-                        Some(value) => value.clone(),
-                        None => secret_stand_in(key, &ca),
-                    };
-                    (key.clone(), value)
-                })
+        }
+        for (service, job, cron) in cronjobs(&objects) {
+            let container = &pod_of(cron)["containers"][0];
+            let read = |env: &Env| read_housekeeping(service, env);
+            check_environment(&format!("{name}/{service} {job}"), &objects, container, &ca, read);
+        }
+    }
+}
+
+/// The housekeeping CronJobs of `objects`, by the service and job their command
+/// (`ordermesh housekeeping <job> --service <service>`) names.
+fn cronjobs(objects: &[Value]) -> Vec<(Workload, String, &Value)> {
+    of_kind(objects, "CronJob")
+        .into_iter()
+        .map(|cron| {
+            let name = &cron["metadata"]["name"];
+            let command: Vec<&str> = items(&pod_of(cron)["containers"][0]["command"])
+                .filter_map(Value::as_str)
                 .collect();
-            let env = Env::from_pairs(pairs);
-            if let Err(error) = read_configuration(workload, &env) {
-                panic!("{name}/{workload}: the code refuses the manifests' configuration: {error:#}");
+            let &["ordermesh", "housekeeping", job, "--service", service] = command.as_slice() else {
+                panic!("CronJob {name} runs {command:?}, not `ordermesh housekeeping <job> --service <service>`");
+            };
+            let service = Workload::of_service(service)
+                .unwrap_or_else(|| panic!("CronJob {name}: --service {service} is no service"));
+            (service, job.to_owned(), cron)
+        })
+        .collect()
+}
+
+/// The pod spec of a CronJob's jobs.
+fn pod_of(cron: &Value) -> &Value {
+    &cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+}
+
+/// The elements of a YAML list; none for an absent one.
+fn items(list: &Value) -> impl Iterator<Item = &Value> {
+    list.as_array().into_iter().flatten()
+}
+
+/// Whether a label selector (present; `matchLabels`, its only form in deploy/) selects a pod
+/// labelled `labels`.
+fn selects(selector: &Value, labels: &Value) -> bool {
+    selector.is_object()
+        && (selector["matchLabels"].as_object().into_iter().flatten()).all(|(key, value)| &labels[key] == value)
+}
+
+#[test]
+fn every_housekeeping_job_has_one_cronjob_which_runs_as_its_service_out_of_reach() {
+    // Every job of every service, as `ordermesh housekeeping` lists them.
+    let jobs: BTreeSet<(Workload, String)> = Workload::SERVICES
+        .into_iter()
+        .flat_map(|service| {
+            let env = Env::default();
+            let config = ServiceConfig::from_env(&env, service.service(), port(service)).unwrap();
+            jobs_of(service.service(), &config, &env)
+                .iter()
+                .map(|job| (service, job.name().to_owned()))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    for name in OVERLAYS {
+        let objects = overlay(name);
+        let cronjobs = cronjobs(&objects);
+        let mut scheduled: BTreeMap<(Workload, String), usize> = BTreeMap::new();
+        for (service, job, _) in &cronjobs {
+            *scheduled.entry((*service, job.clone())).or_default() += 1;
+        }
+        for job in &jobs {
+            assert_eq!(scheduled.get(job), Some(&1), "{name}: CronJobs of {job:?}");
+        }
+        for job in scheduled.keys() {
+            assert!(jobs.contains(job), "{name}: a CronJob runs {job:?}, which is no job");
+        }
+        let policies = of_kind(&objects, "NetworkPolicy");
+        for (service, job, cron) in cronjobs {
+            let what = format!("{name}/{service} {job}");
+            assert_eq!(cron["spec"]["concurrencyPolicy"], "Forbid", "{what}");
+            let pod = pod_of(cron);
+            assert_eq!(pod["serviceAccountName"], service.name(), "{what}");
+            let labels = &cron["spec"]["jobTemplate"]["spec"]["template"]["metadata"]["labels"];
+            assert_eq!(
+                labels["sidecar.istio.io/inject"], "false",
+                "{what}: a Job's pod has no sidecar"
+            );
+            // The hardening of the service's own pods.
+            let deployment = named(&objects, "Deployment", service.name()).expect("a Deployment");
+            let service_pod = &deployment["spec"]["template"]["spec"];
+            assert_eq!(pod["securityContext"], service_pod["securityContext"], "{what}");
+            assert_eq!(
+                pod["containers"][0]["securityContext"], service_pod["containers"][0]["securityContext"],
+                "{what}"
+            );
+            // No ingress rule names the pod among its sources (the rules without sources, the
+            // sidecars' health ports, are open to any); a policy selecting it lets it reach
+            // PostgreSQL.
+            for policy in &policies {
+                let admits = items(&policy["spec"]["ingress"])
+                    .flat_map(|rule| items(&rule["from"]))
+                    .any(|from| from["namespaceSelector"].is_null() && selects(&from["podSelector"], labels));
+                let policy = &policy["metadata"]["name"];
+                assert!(!admits, "{what}: NetworkPolicy {policy} admits it");
             }
-            let asked = env.asked();
-            // Secrets may be optional (a gateway key without a gateway); configuration may not.
-            let unread: Vec<&String> = set
+            let egress = policies
                 .iter()
-                .filter(|(key, value)| value.is_some() && !asked.contains(*key))
-                .map(|(key, _)| key)
-                .collect();
+                .filter(|p| selects(&p["spec"]["podSelector"], labels))
+                .flat_map(|p| items(&p["spec"]["egress"]));
             assert!(
-                unread.is_empty(),
-                "{name}/{workload} sets variables the code never reads: {unread:?}"
+                egress.flat_map(|rule| items(&rule["ports"])).any(|p| p["port"] == 5432),
+                "{what}: no NetworkPolicy lets it reach PostgreSQL"
             );
         }
     }
