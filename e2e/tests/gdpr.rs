@@ -292,6 +292,17 @@ async fn gdpr_round_trip(mut platform: Platform) {
     api.get("/api/v1/customers/me", &zelda)
         .await
         .assert_problem(404, Some("customer-profile-missing"));
+    // Nothing is sent to an erased customer; bad ids are refused.
+    api.post("/api/v1/notifications", &staff, &message)
+        .await
+        .assert_problem(409, None);
+    let unknown = uuid::Uuid::now_v7();
+    api.delete(&format!("/api/v1/customers/{unknown}"), &staff)
+        .await
+        .assert_problem(404, None);
+    api.delete("/api/v1/customers/not-a-uuid", &staff)
+        .await
+        .assert_problem(400, None);
 
     // The GDPR trail records every step, without the erased data.
     let steps = api

@@ -109,15 +109,17 @@ impl TopicHandler<NotificationEvent> for NotificationHandler {
     }
 }
 
-/// Stores `notes` in `tx`, skipping the types each customer muted; returns what was stored.
+/// Stores `notes` in `tx`, skipping the types each customer muted and every note to an erased
+/// customer; returns what was stored.
 pub async fn store_all(store: &Store, tx: &mut Tx, notes: &[NewNotification]) -> StoreResult<Vec<Notification>> {
     let now = now();
     let mut stored = Vec::with_capacity(notes.len());
     for note in notes {
-        if let Recipient::Customer(customer) = &note.recipient
-            && domain::is_muted(&store.muted(tx, &domain::customer_key(*customer)).await?, note.kind)
-        {
-            continue;
+        if let Recipient::Customer(customer) = &note.recipient {
+            let (muted, erased) = store.recipient_state(tx, *customer).await?;
+            if erased || domain::is_muted(&muted, note.kind) {
+                continue;
+            }
         }
         stored.push(store.insert(tx, note, now).await?);
     }

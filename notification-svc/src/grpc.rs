@@ -52,7 +52,7 @@ use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
 use crate::convert;
-use crate::domain::{self, Kind, NewNotification, Scope};
+use crate::domain::{self, Kind, NewNotification, Recipient, Scope};
 use crate::events;
 use crate::live::{LiveHub, LiveItem, Options};
 use crate::store::{Store, View};
@@ -282,6 +282,14 @@ impl NotificationApi {
             return Ok(pb::SendNotificationResponse {
                 notification: Some((&existing).into()),
             });
+        }
+        if let Recipient::Customer(customer) = &new.recipient
+            && self.store.recipient_state(&mut tx, *customer).await?.1
+        {
+            return Err(ServiceError::precondition(
+                "CUSTOMER_ERASED",
+                "the customer has been erased (GDPR): nothing is sent to it any more",
+            ));
         }
         let stored = self.store.insert(&mut tx, &new, now()).await?;
         tx.enqueue(&events::created(&stored, key.as_deref())).await?;

@@ -29,16 +29,30 @@ const INSERT_LOCK: i64 = 0x6e6f_7469_6679; // "notify"
 
 pub fn migrations() -> Migrations {
     Migrations::with_platform(
-        &[(
-            1,
-            "notifications",
-            include_str!("../migrations/postgres/0001_notifications.sql"),
-        )],
-        &[(
-            1,
-            "notifications",
-            include_str!("../migrations/sqlite/0001_notifications.sql"),
-        )],
+        &[
+            (
+                1,
+                "notifications",
+                include_str!("../migrations/postgres/0001_notifications.sql"),
+            ),
+            (
+                2,
+                "erased customers",
+                include_str!("../migrations/postgres/0002_erased_customers.sql"),
+            ),
+        ],
+        &[
+            (
+                1,
+                "notifications",
+                include_str!("../migrations/sqlite/0001_notifications.sql"),
+            ),
+            (
+                2,
+                "erased customers",
+                include_str!("../migrations/sqlite/0002_erased_customers.sql"),
+            ),
+        ],
     )
 }
 
@@ -395,11 +409,17 @@ impl Store {
     }
 
     /// Deletes inside `tx` everything kept about customer `customer_id`: its notifications
-    /// (their texts may name the person), its read marks and its preferences. How many
-    /// notifications it deleted.
+    /// (their texts may name the person), its read marks and its preferences; and records that
+    /// it was erased, so no notification is stored for it afterwards. How many notifications it
+    /// deleted.
     pub async fn forget_customer(&self, tx: &mut Tx, customer_id: Uuid) -> StoreResult<u64> {
         let key = domain::customer_key(customer_id);
         on_tx!(tx, |conn| {
+            sqlx::query("INSERT INTO erased_customers (customer_id, erased_at) VALUES ($1, $2) ON CONFLICT DO NOTHING")
+                .bind(customer_id)
+                .bind(Utc::now())
+                .execute(&mut *conn)
+                .await?;
             sqlx::query("DELETE FROM notification_reads WHERE reader = $1")
                 .bind(&key)
                 .execute(&mut *conn)
@@ -427,16 +447,20 @@ impl Store {
         row.map(Preferences::try_from).transpose()
     }
 
-    /// Muted types of `principal`, read inside `tx` (the consumer's transaction).
-    pub async fn muted(&self, tx: &mut Tx, principal: &str) -> StoreResult<Vec<Kind>> {
-        let sql = "SELECT muted_types FROM notification_preferences WHERE principal = $1";
-        let muted: Option<String> = on_tx!(tx, |conn| {
-            sqlx::query_scalar(sql)
-                .bind(principal)
-                .fetch_optional(&mut *conn)
+    /// What decides whether customer `customer_id` gets a notification, read inside `tx` (the
+    /// consumer's transaction) in one round trip: the types it muted, and whether it was erased.
+    pub async fn recipient_state(&self, tx: &mut Tx, customer_id: Uuid) -> StoreResult<(Vec<Kind>, bool)> {
+        let sql = "SELECT (SELECT muted_types FROM notification_preferences WHERE principal = $1), \
+                   EXISTS (SELECT 1 FROM erased_customers WHERE customer_id = $2)";
+        let (muted, erased): (Option<String>, bool) = on_tx!(tx, |conn| {
+            sqlx::query_as(sql)
+                .bind(domain::customer_key(customer_id))
+                .bind(customer_id)
+                .fetch_one(&mut *conn)
                 .await?
         });
-        parse_list("muted_types", muted.as_deref().unwrap_or_default(), Kind::parse)
+        let muted = parse_list("muted_types", muted.as_deref().unwrap_or_default(), Kind::parse)?;
+        Ok((muted, erased))
     }
 
     /// Stores the preferences of `principal` (insert or replace).

@@ -329,6 +329,13 @@ async fn retention_and_erasure_of_notifications_on_both_backends() {
         let after = part.export(alice).await.unwrap();
         assert_eq!(after["notifications"], serde_json::json!([]));
         assert!(after["preferences"].is_null());
+        // Whatever arrives after the erasure (its cancelled order's news) is not stored.
+        let mut tx = store.begin().await.unwrap();
+        let late = store_all(&store, &mut tx, std::slice::from_ref(&to_alice))
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        assert!(late.is_empty(), "a notification stored for an erased customer");
         assert!(store.get(to_bob).await.unwrap().is_some());
         db.close().await;
     }

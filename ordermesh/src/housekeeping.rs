@@ -3,6 +3,7 @@
 //! by the environment (`DATABASE_URL`, default `sqlite://data/<service>.db`). In Kubernetes each
 //! job is a CronJob of the service it belongs to; `ordermesh up` runs them on a timer.
 
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use chrono::Utc;
@@ -12,6 +13,10 @@ use ordermesh_platform::{Env, ServiceConfig, Shutdown};
 
 #[derive(Debug, clap::Args)]
 pub struct HousekeepingArgs {
+    /// Where `ordermesh up` keeps its SQLite files: the databases used when `DATABASE_URL` is
+    /// not set, and the default `AUDIT_ARCHIVE_DIR` (`<data-dir>/audit-archive`).
+    #[command(flatten)]
+    data: crate::DataDirArg,
     /// The job to run on every service that has it (e.g. `outbox`, `notifications`, `exports`,
     /// `idempotency`, `inactive-customers`, `audit-archive`, `maintenance`), or `list` to list
     /// every job of every service with its rule.
@@ -31,33 +36,44 @@ const SERVICES: [(&str, u16); 6] = [
     (notification_svc::SERVICE, notification_svc::DEFAULT_PORT),
 ];
 
-/// Every job of `service`, configured from `config` and the environment.
-pub fn jobs_of(service: &str, config: &ServiceConfig, env: &Env) -> Vec<Box<dyn Job>> {
+/// Every job of `service`, configured from `config`; the audit archive goes to `archive_dir`.
+pub fn jobs_of(service: &str, config: &ServiceConfig, archive_dir: &Path) -> Vec<Box<dyn Job>> {
     let events = &config.events;
     match service {
         customer_svc::SERVICE => customer_svc::housekeeping::jobs(events),
         order_svc::SERVICE => order_svc::housekeeping::jobs(events),
         notification_svc::SERVICE => notification_svc::housekeeping::jobs(events),
-        audit_svc::SERVICE => audit_svc::housekeeping::jobs(events, archive_dir(env)),
+        audit_svc::SERVICE => audit_svc::housekeeping::jobs(events, archive_dir.to_owned()),
         _ => common_jobs(events),
     }
 }
 
-/// Where audit archives go: `AUDIT_ARCHIVE_DIR`, default `data/audit-archive`.
-fn archive_dir(env: &Env) -> std::path::PathBuf {
+/// Where audit archives go: `AUDIT_ARCHIVE_DIR`, default `<data_dir>/audit-archive`.
+pub fn archive_dir(env: &Env, data_dir: &Path) -> PathBuf {
     env.optional("AUDIT_ARCHIVE_DIR")
-        .unwrap_or_else(|| "data/audit-archive".to_owned())
-        .into()
+        .map(PathBuf::from)
+        .unwrap_or_else(|| data_dir.join("audit-archive"))
+}
+
+/// The configuration of `service` from the environment, on the embedded profile's SQLite file in
+/// `data_dir` unless `DATABASE_URL` is set (as `ordermesh up` runs it).
+pub fn service_config(env: &Env, service: &'static str, port: u16, data_dir: &Path) -> anyhow::Result<ServiceConfig> {
+    let mut config = ServiceConfig::from_env(env, service, port)?;
+    if env.optional("DATABASE_URL").is_none() {
+        config.database_url = crate::up::embedded_database_url(data_dir, service);
+    }
+    Ok(config)
 }
 
 pub fn run(args: HousekeepingArgs) -> anyhow::Result<()> {
     let env = Env::from_process();
-    let HousekeepingArgs { job, service } = args;
+    let HousekeepingArgs { data, job, service } = args;
+    let archive = archive_dir(&env, &data.data_dir);
     match job.as_str() {
         "list" => {
             for (service, port) in SERVICES {
-                let config = ServiceConfig::from_env(&env, service, port)?;
-                for job in jobs_of(service, &config, &env) {
+                let config = service_config(&env, service, port, &data.data_dir)?;
+                for job in jobs_of(service, &config, &archive) {
                     println!("{service:<13} {:<19} {}", job.name(), job.rule());
                 }
             }
@@ -76,8 +92,8 @@ pub fn run(args: HousekeepingArgs) -> anyhow::Result<()> {
                     if service.as_deref().is_some_and(|s| s != name) {
                         continue;
                     }
-                    let config = ServiceConfig::from_env(&env, name, port)?;
-                    let Some(found) = jobs_of(name, &config, &env).into_iter().find(|j| j.name() == job) else {
+                    let config = service_config(&env, name, port, &data.data_dir)?;
+                    let Some(found) = jobs_of(name, &config, &archive).into_iter().find(|j| j.name() == job) else {
                         continue;
                     };
                     let db = Database::for_service(&config).await?;
@@ -104,7 +120,7 @@ const MAINTENANCE_EVERY: Duration = Duration::from_secs(7 * 24 * 3600);
 /// `ordermesh up`'s timer: every retention job of every service each hour, `maintenance` weekly,
 /// on the databases of `services` (name and configuration). Failures are logged and retried at
 /// the next tick.
-pub async fn timer(services: Vec<(&'static str, ServiceConfig)>, env: Env, shutdown: Shutdown) {
+pub async fn timer(services: Vec<(&'static str, ServiceConfig)>, archive_dir: PathBuf, shutdown: Shutdown) {
     let mut ticks = 0u64;
     let per_maintenance = (MAINTENANCE_EVERY.as_secs() / RETENTION_EVERY.as_secs()).max(1);
     loop {
@@ -121,7 +137,7 @@ pub async fn timer(services: Vec<(&'static str, ServiceConfig)>, env: Env, shutd
                     continue;
                 }
             };
-            for job in jobs_of(name, config, &env) {
+            for job in jobs_of(name, config, &archive_dir) {
                 if job.name() == "maintenance" && !ticks.is_multiple_of(per_maintenance) {
                     continue;
                 }

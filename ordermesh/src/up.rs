@@ -25,6 +25,11 @@ fn dev_issuer_url(port_offset: u16) -> String {
     format!("http://127.0.0.1:{}", DEV_ISSUER_PORT + port_offset)
 }
 
+/// The SQLite database of `service` on the embedded profile.
+pub fn embedded_database_url(data_dir: &Path, service: &str) -> String {
+    format!("sqlite://{}/{service}.db", data_dir.display())
+}
+
 pub fn dev_issuer_path(data_dir: &Path) -> PathBuf {
     data_dir.join("dev-issuer.pem")
 }
@@ -159,7 +164,7 @@ async fn start(env: &Env, data_dir: &Path, args: &UpArgs, shutdown: &Shutdown, s
     for (name, run, mut config, listener) in bound {
         config.peers = launcher.peer_urls(&config.peers);
         if env.optional("DATABASE_URL").is_none() {
-            config.database_url = format!("sqlite://{}/{name}.db", data_dir.display());
+            config.database_url = embedded_database_url(data_dir, name);
         }
         if config.auth.issuers.is_empty() {
             config.auth = issuer.auth_config(DEV_AUDIENCE);
@@ -172,7 +177,8 @@ async fn start(env: &Env, data_dir: &Path, args: &UpArgs, shutdown: &Shutdown, s
         launcher.spawn(name, listener, move |listener, stop| run(config, listener.into(), stop));
     }
     // Retention and maintenance, as CronJobs do in a cluster.
-    tokio::spawn(crate::housekeeping::timer(housekept, env.clone(), shutdown.clone()));
+    let archive = crate::housekeeping::archive_dir(env, data_dir);
+    tokio::spawn(crate::housekeeping::timer(housekept, archive, shutdown.clone()));
     let mut bff_config = bff::BffConfig::from_env(env)?;
     if bff_config.auth.issuers.is_empty() {
         bff_config.auth = issuer.auth_config(DEV_AUDIENCE);

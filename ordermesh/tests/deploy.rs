@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use ordermesh::housekeeping::jobs_of;
+use ordermesh::housekeeping::{archive_dir, jobs_of, service_config};
 use ordermesh::mesh::{NAMESPACE, port};
 use ordermesh_platform::mesh::Workload;
 use ordermesh_platform::mesh::contracts;
@@ -331,8 +331,9 @@ fn read_configuration(workload: Workload, env: &Env) -> anyhow::Result<()> {
 /// Reads `env` as `ordermesh housekeeping <job> --service <service>` does: the service's
 /// configuration, then its jobs'.
 fn read_housekeeping(service: Workload, env: &Env) -> anyhow::Result<()> {
-    let config = ServiceConfig::from_env(env, service.service(), port(service))?;
-    jobs_of(service.service(), &config, env);
+    let data_dir = std::path::Path::new("data");
+    let config = service_config(env, service.service(), port(service), data_dir)?;
+    jobs_of(service.service(), &config, &archive_dir(env, data_dir));
     Ok(())
 }
 
@@ -451,7 +452,7 @@ fn every_housekeeping_job_has_one_cronjob_which_runs_as_its_service_out_of_reach
         .flat_map(|service| {
             let env = Env::default();
             let config = ServiceConfig::from_env(&env, service.service(), port(service)).unwrap();
-            jobs_of(service.service(), &config, &env)
+            jobs_of(service.service(), &config, std::path::Path::new("archive"))
                 .iter()
                 .map(|job| (service, job.name().to_owned()))
                 .collect::<Vec<_>>()

@@ -185,6 +185,26 @@ fn quickstart_on_the_embedded_profile_and_a_restart_that_keeps_the_data() {
     let order_id = place_and_confirm(8080 + offset, &token);
     up.stop();
 
+    // Housekeeping on the same data, as the timer and the CronJobs run it.
+    let housekeeping = |job: &str| {
+        let output = Command::new(env!("CARGO_BIN_EXE_ordermesh"))
+            .args(["housekeeping", job, "--data-dir"])
+            .arg(data.path())
+            .env_remove("DATABASE_URL")
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        String::from_utf8(output.stdout).unwrap()
+    };
+    assert!(housekeeping("list").contains("inactive-customers"));
+    let outbox = housekeeping("outbox");
+    assert_eq!(
+        outbox.lines().filter(|l| l.contains(" outbox: ")).count(),
+        6,
+        "{outbox}"
+    );
+    assert!(housekeeping("maintenance").contains("audit-svc maintenance: 1 databases vacuumed"));
+
     // Restart on the same data: the demo data is found, not created again, the order is kept.
     let again = Up::start(data.path(), offset, &[]);
     assert_eq!(again.line("Demo customers:"), demo);
