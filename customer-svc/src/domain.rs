@@ -90,9 +90,21 @@ pub struct Customer {
     pub update_time: DateTime<Utc>,
     pub erase_time: Option<DateTime<Utc>>,
     pub version: i64,
+    /// The last sign-in, order or profile change: 7 years without any and the customer is
+    /// erased (`ordermesh housekeeping inactive-customers`).
+    pub last_activity_time: DateTime<Utc>,
 }
 
+/// How often a sign-in is recorded as activity: at most once in this time.
+pub const ACTIVITY_GRANULARITY: chrono::TimeDelta = chrono::TimeDelta::days(1);
+
 impl Customer {
+    /// Whether activity at `at` is worth recording (the last one is older than
+    /// [`ACTIVITY_GRANULARITY`]): most sign-ins then write nothing.
+    pub fn activity_is_stale(&self, at: DateTime<Utc>) -> bool {
+        self.last_activity_time < at - ACTIVITY_GRANULARITY
+    }
+
     /// The key `ListCustomers` sorts by: the display name, case-folded, then the id.
     pub fn sort_key(&self) -> (String, Uuid) {
         (sort_name(&self.display_name), self.id)
@@ -455,6 +467,7 @@ pub fn new_customer(
         update_time: now,
         erase_time: None,
         version: 1,
+        last_activity_time: now,
     })
 }
 
@@ -514,6 +527,7 @@ impl CustomerPatch {
         }
         c.version += 1;
         c.update_time = now().max(c.update_time);
+        c.last_activity_time = c.update_time;
         Ok(())
     }
 }

@@ -224,9 +224,12 @@ impl CustomerService for CustomerApi {
             _ => return Err(not_found().into()),
         };
         // A client resolving its own identity is signing in: the activity that keeps the
-        // customer from being erased for inactivity (written at most once a day).
+        // customer from being erased for inactivity (written at most once a day, so most
+        // sign-ins and orders write nothing).
+        let now = domain::now();
         if matches!(scope, Scope::Own { .. })
-            && let Err(error) = self.store.touch_activity(customer.id, domain::now()).await
+            && customer.activity_is_stale(now)
+            && let Err(error) = self.store.touch_activity(customer.id, now).await
         {
             tracing::warn!(customer_id = %customer.id, %error, "recording a sign-in failed");
         }

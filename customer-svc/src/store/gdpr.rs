@@ -194,14 +194,14 @@ impl Store {
         })
     }
 
-    /// Records activity of customer `id` at `at` (a sign-in), at most once a day: the write is
-    /// skipped while the last activity is less than a day old.
+    /// Records activity of customer `id` at `at` (a sign-in), at most once a day: nothing changes
+    /// while the last activity is less than [`domain::ACTIVITY_GRANULARITY`] old.
     pub async fn touch_activity(&self, id: Uuid, at: DateTime<Utc>) -> StoreResult<()> {
         on_pool!(&self.0, |pool| {
             sqlx::query(TOUCH_ACTIVITY)
                 .bind(Id(id))
                 .bind(Time(at))
-                .bind(Time(at - TimeDelta::days(1)))
+                .bind(Time(at - domain::ACTIVITY_GRANULARITY))
                 .execute(pool)
                 .await
                 .map(drop)
@@ -215,7 +215,7 @@ impl Store {
             sqlx::query(TOUCH_ACTIVITY)
                 .bind(Id(id))
                 .bind(Time(at))
-                .bind(Time(at - TimeDelta::days(1)))
+                .bind(Time(at - domain::ACTIVITY_GRANULARITY))
                 .execute(&mut *conn)
                 .await
                 .map(drop)

@@ -58,7 +58,7 @@ pub type ConsentCursor = (DateTime<Utc>, Uuid);
 pub struct Store(Database);
 
 const SELECT_CUSTOMER: &str = "SELECT id, display_name, email, phone, addresses, status, identity_issuer, \
-     identity_subject, preferences, create_time, update_time, erase_time, version FROM customers";
+     identity_subject, preferences, create_time, update_time, erase_time, version, last_activity_time FROM customers";
 
 /// Customers by name (in byte order; the index `customers_by_name` is built with the "C"
 /// collation on PostgreSQL), then id.
@@ -84,6 +84,7 @@ struct CustomerRow {
     update_time: Time,
     erase_time: Option<Time>,
     version: i64,
+    last_activity_time: Time,
 }
 
 impl TryFrom<CustomerRow> for Customer {
@@ -112,6 +113,7 @@ impl CustomerRow {
             update_time: self.update_time.0,
             erase_time: self.erase_time.map(|at| at.0),
             version: self.version,
+            last_activity_time: self.last_activity_time.0,
         })
     }
 }
