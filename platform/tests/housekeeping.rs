@@ -128,7 +128,7 @@ async fn two_instances_at_once_remove_each_row_once() {
     let db = open(&test_db).await;
     let old = Utc::now() - chrono::Duration::days(3);
     // Several batches' worth of old sent rows, written in one statement.
-    let rows = 3 * BATCH as i64 + 17;
+    let rows = 3 * BATCH + 17;
     ordermesh_platform::on_pool!(&db, |pool| {
         sqlx::query(
             "INSERT INTO event_outbox (event_id, topic, event_type, aggregate_id, source, correlation_id, payload, \
