@@ -451,3 +451,59 @@ async fn the_erasure_waits_for_a_service_that_is_down_and_completes_when_it_retu
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+#[tokio::test]
+async fn an_export_waits_for_a_service_that_is_down_and_is_never_handed_out_incomplete() {
+    use ordermesh_proto::customer::{ExportCustomerDataRequest, ExportState, GetCustomerDataExportRequest};
+    let mut platform = Platform::start(CountingGateway::sandbox()).await.unwrap();
+    let (token, customer_id) = platform.client("gdpr-export-down").await.unwrap();
+    platform.stop("payment").await.unwrap();
+    let started = platform
+        .customers()
+        .export_customer_data(with_token(
+            ExportCustomerDataRequest {
+                customer_id: customer_id.clone(),
+            },
+            &token,
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .export
+        .unwrap();
+    let state = async |platform: &Platform| {
+        let get = GetCustomerDataExportRequest {
+            customer_id: customer_id.clone(),
+            export_id: started.export_id.clone(),
+        };
+        platform
+            .customers()
+            .get_customer_data_export(with_token(get, &token))
+            .await
+            .unwrap()
+            .into_inner()
+            .export
+            .unwrap()
+    };
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let pending = state(&platform).await;
+    assert_eq!(pending.state, ExportState::Pending as i32, "ready without payment-svc");
+    assert!(pending.json_document.is_empty());
+
+    platform.restart("payment").await.unwrap();
+    let deadline = tokio::time::Instant::now() + SAGA;
+    let ready = loop {
+        let export = state(&platform).await;
+        if export.state == ExportState::Ready as i32 {
+            break export;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not READY after payment-svc returned"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let bundle: Value = serde_json::from_slice(&ready.json_document).unwrap();
+    assert_eq!(bundle["sections"]["payment"]["payments"], json!([]));
+    validate_bundle(&bundle);
+}
