@@ -28,7 +28,8 @@ pub const DEFAULT_PORT: u16 = 50052;
 pub async fn run(config: ServiceConfig, listen: Listen, shutdown: Shutdown) -> anyhow::Result<()> {
     let mut host = ServiceHost::start(config, listen, store::migrations(), &shutdown).await?;
     let store = store::Store::new(host.db());
-    host.consume::<GdprEvent, _>(events::ErasureConfirmations::new(store.clone()))
+    // Erasures are rare: one lane.
+    host.consume_with::<GdprEvent, _>(events::ErasureConfirmations::new(store.clone()), |c| c.lanes = 1)
         .await?;
     host.consume::<OrderEvent, _>(events::ActivityTracker::new(store.clone()))
         .await?;

@@ -18,11 +18,10 @@ pub mod live;
 pub mod store;
 
 use ordermesh_platform::client::channel;
-use ordermesh_platform::gdpr::ErasureStep;
 use ordermesh_platform::mesh::Workload;
 use ordermesh_platform::{Env, Listen, ServiceConfig, ServiceHost, Shutdown};
 use ordermesh_proto::customer::customer_service_client::CustomerServiceClient;
-use ordermesh_proto::event_types::{GdprEvent, NotificationEvent, OrderEvent, PaymentEvent};
+use ordermesh_proto::event_types::{NotificationEvent, OrderEvent, PaymentEvent};
 use ordermesh_proto::notification::notification_service_server::NotificationServiceServer;
 
 pub use live::Options;
@@ -54,8 +53,7 @@ pub async fn run_with(
     host.consume::<PaymentEvent, _>(handler.clone()).await?;
     host.consume::<NotificationEvent, _>(handler).await?;
     let personal_data = gdpr::NotificationPersonalData::new(store.clone());
-    host.consume::<GdprEvent, _>(ErasureStep::new(Workload::Notification, personal_data.clone()))
-        .await?;
+    host.take_part_in_erasures(personal_data.clone()).await?;
     host.export_personal_data(personal_data);
     let (customers, _) = channel(&host.config().client(Workload::Customer))?;
     let api = grpc::NotificationApi::new(

@@ -20,10 +20,8 @@ pub mod store;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ordermesh_platform::gdpr::ErasureStep;
-use ordermesh_platform::mesh::Workload;
 use ordermesh_platform::{Listen, ServiceConfig, ServiceHost, Shutdown};
-use ordermesh_proto::event_types::{GdprEvent, InventoryEvent, OrderEvent};
+use ordermesh_proto::event_types::{InventoryEvent, OrderEvent};
 use ordermesh_proto::order::order_service_server::OrderServiceServer;
 
 /// Short name used in logs, configuration variables and the database schema.
@@ -49,8 +47,7 @@ pub async fn run(config: ServiceConfig, listen: Listen, shutdown: Shutdown) -> a
     })
     .await?;
     let personal_data = gdpr::OrderPersonalData::new(store.clone());
-    host.consume::<GdprEvent, _>(ErasureStep::new(Workload::Order, personal_data.clone()))
-        .await?;
+    host.take_part_in_erasures(personal_data.clone()).await?;
     host.export_personal_data(personal_data);
     host.serve(OrderServiceServer::new(grpc::OrderApi::new(store, peers)))
         .await

@@ -18,10 +18,8 @@ pub mod store;
 
 use std::sync::Arc;
 
-use ordermesh_platform::gdpr::ErasureStep;
-use ordermesh_platform::mesh::Workload;
 use ordermesh_platform::{Listen, ServiceConfig, ServiceHost, Shutdown};
-use ordermesh_proto::event_types::{GdprEvent, OrderEvent};
+use ordermesh_proto::event_types::OrderEvent;
 use ordermesh_proto::payment::payment_service_server::PaymentServiceServer;
 
 use crate::gateway::PaymentGateway;
@@ -49,8 +47,7 @@ pub async fn run_with_gateway(
     let mut host = ServiceHost::start(config, listen, store::migrations(), &shutdown).await?;
     let store = Store::new(host.db());
     let personal_data = gdpr::PaymentPersonalData::new(store.clone());
-    host.consume::<GdprEvent, _>(ErasureStep::new(Workload::Payment, personal_data.clone()))
-        .await?;
+    host.take_part_in_erasures(personal_data.clone()).await?;
     host.export_personal_data(personal_data);
     let payments = Arc::new(service::Payments::new(store, gateway));
     host.consume::<OrderEvent, _>(events::OrderEventsHandler::new(payments.clone()))

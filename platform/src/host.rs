@@ -191,6 +191,19 @@ impl ServiceHost {
         self.events.consume_with(topic, handler, tune).await
     }
 
+    /// Takes part in erasures: consumes `gdpr-events` with `erase` as its step (see
+    /// [`crate::gdpr::ErasureStep`]), on one lane — erasures are rare, and a lane costs memory
+    /// in every replica.
+    pub async fn take_part_in_erasures(&mut self, erase: impl crate::gdpr::Erase) -> anyhow::Result<()> {
+        let workload = self
+            .config
+            .workload()
+            .context("only a service of the mesh takes part in erasures")?;
+        let step = crate::gdpr::ErasureStep::new(workload, erase);
+        self.consume_with::<ordermesh_proto::event_types::GdprEvent, _>(step, |c| c.lanes = 1)
+            .await
+    }
+
     /// Also serves `source` as this service's part of GDPR exports
     /// (`ordermesh.gdpr.v1.PersonalDataService`, see [`crate::gdpr`]).
     pub fn export_personal_data(&mut self, source: impl PersonalData) {
