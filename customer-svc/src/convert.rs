@@ -34,36 +34,6 @@ pub fn customer_status(value: i32) -> Option<CustomerStatus> {
     }
 }
 
-impl From<&common::Address> for Address {
-    fn from(a: &common::Address) -> Self {
-        Self {
-            label: a.label.clone(),
-            recipient_name: a.recipient_name.clone(),
-            line1: a.line1.clone(),
-            line2: a.line2.clone(),
-            city: a.city.clone(),
-            region: a.region.clone(),
-            postal_code: a.postal_code.clone(),
-            country_code: a.country_code.clone(),
-        }
-    }
-}
-
-impl From<&Address> for common::Address {
-    fn from(a: &Address) -> Self {
-        Self {
-            label: a.label.clone(),
-            recipient_name: a.recipient_name.clone(),
-            line1: a.line1.clone(),
-            line2: a.line2.clone(),
-            city: a.city.clone(),
-            region: a.region.clone(),
-            postal_code: a.postal_code.clone(),
-            country_code: a.country_code.clone(),
-        }
-    }
-}
-
 impl From<&pb::CustomerPreferences> for Preferences {
     fn from(p: &pb::CustomerPreferences) -> Self {
         Self {

@@ -4,6 +4,7 @@
 
 use chrono::{DateTime, Utc};
 pub use ordermesh_platform::convert::now;
+pub use ordermesh_platform::validate::Address;
 use ordermesh_platform::{Actor, ServiceError, Violations, validate};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -41,18 +42,6 @@ impl CustomerStatus {
     pub fn is_erased(self) -> bool {
         matches!(self, Self::Erasing | Self::Erased)
     }
-}
-
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Address {
-    pub label: String,
-    pub recipient_name: String,
-    pub line1: String,
-    pub line2: String,
-    pub city: String,
-    pub region: String,
-    pub postal_code: String,
-    pub country_code: String,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -323,20 +312,7 @@ fn check_addresses(v: &mut Violations, field: &str, addresses: &[Address]) {
         v.add(field, "must have at most 10 addresses");
     }
     for (i, a) in addresses.iter().enumerate() {
-        let f = |name: &str| format!("{field}[{i}].{name}");
-        validate::length(v, &f("label"), &a.label, 0, 64);
-        validate::length(v, &f("recipient_name"), &a.recipient_name, 0, 200);
-        validate::length(v, &f("line1"), a.line1.trim(), 1, 200);
-        validate::length(v, &f("line2"), &a.line2, 0, 200);
-        validate::length(v, &f("city"), a.city.trim(), 1, 100);
-        validate::length(v, &f("region"), &a.region, 0, 100);
-        validate::length(v, &f("postal_code"), &a.postal_code, 0, 20);
-        let country_ok = a.country_code.len() == 2 && a.country_code.bytes().all(|b| b.is_ascii_uppercase());
-        v.check(
-            country_ok,
-            f("country_code"),
-            "must be an ISO 3166-1 alpha-2 code such as DE",
-        );
+        validate::address(v, &format!("{field}[{i}]"), a);
     }
 }
 

@@ -461,6 +461,26 @@ async fn health_readiness_openapi_and_http_errors() {
     invalid.assert_problem(400, Some("validation-error"));
     assert!(!invalid.body["errors"].as_array().unwrap().is_empty(), "{invalid:?}");
     assert!(invalid.body["errors"][0]["field"].is_string());
+    // An address the customer profile would refuse is refused on an order too, and nothing is
+    // placed.
+    let orders_before = api.get("/api/v1/orders", &alice).await.body["items"].clone();
+    let mut no_city = order_body(&product.id, 1, "tok_approved");
+    no_city["shippingAddress"]["city"] = json!("");
+    no_city["shippingAddress"]["countryCode"] = json!("de");
+    let bad_address = api.post("/api/v1/orders", &alice, &no_city).await;
+    bad_address.assert_problem(400, Some("validation-error"));
+    let fields: Vec<&str> = bad_address.body["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["field"].as_str())
+        .collect();
+    assert_eq!(
+        fields,
+        ["shippingAddress.city", "shippingAddress.countryCode"],
+        "{bad_address:?}"
+    );
+    assert_eq!(api.get("/api/v1/orders", &alice).await.body["items"], orders_before);
 
     // CORS for the configured origin only.
     let preflight = api

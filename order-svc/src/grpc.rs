@@ -17,6 +17,7 @@ use ordermesh_platform::auth::{Principal, Role};
 use ordermesh_platform::client::{CallContext, client_customer, peer_error};
 use ordermesh_platform::convert::from_timestamp;
 use ordermesh_platform::grpc::{CorrelationId, caller, principal};
+use ordermesh_platform::validate::Address;
 use ordermesh_platform::{ServiceError, Violations, pagination};
 use ordermesh_proto::customer::{Customer, CustomerStatus, GetCustomerByIdentityRequest, GetCustomerRequest};
 use ordermesh_proto::order::order_service_server::OrderService;
@@ -215,9 +216,11 @@ impl OrderApi {
                 quantity: i.quantity,
             })
             .collect();
+        let shipping_address = message.shipping_address.as_ref().map(Address::from);
         let new_order = validate_new_order(
             &message.customer_id,
             &raw_lines,
+            shipping_address.as_ref(),
             &message.payment_method_token,
             &message.idempotency_key,
         )?;

@@ -1,4 +1,5 @@
-//! Input rules shared by several services (money, currency codes, ids, field masks), reported
+//! Input rules shared by several services (money, currency codes, postal addresses, ids, field
+//! masks), reported
 //! as field violations so a request lists all its problems at once.
 
 use ordermesh_proto::common;
@@ -20,6 +21,69 @@ impl Money {
             currency_code: self.currency_code.clone(),
         }
     }
+}
+
+/// A postal address, as customers keep them and orders ship to them. One type and one rule set,
+/// so an address an order accepts is one a customer profile would accept too.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Address {
+    pub label: String,
+    pub recipient_name: String,
+    pub line1: String,
+    pub line2: String,
+    pub city: String,
+    pub region: String,
+    pub postal_code: String,
+    pub country_code: String,
+}
+
+impl From<&common::Address> for Address {
+    fn from(a: &common::Address) -> Self {
+        Self {
+            label: a.label.clone(),
+            recipient_name: a.recipient_name.clone(),
+            line1: a.line1.clone(),
+            line2: a.line2.clone(),
+            city: a.city.clone(),
+            region: a.region.clone(),
+            postal_code: a.postal_code.clone(),
+            country_code: a.country_code.clone(),
+        }
+    }
+}
+
+impl From<&Address> for common::Address {
+    fn from(a: &Address) -> Self {
+        Self {
+            label: a.label.clone(),
+            recipient_name: a.recipient_name.clone(),
+            line1: a.line1.clone(),
+            line2: a.line2.clone(),
+            city: a.city.clone(),
+            region: a.region.clone(),
+            postal_code: a.postal_code.clone(),
+            country_code: a.country_code.clone(),
+        }
+    }
+}
+
+/// Checks a postal address field by field (`{field}.line1`, …): line 1 and city are required,
+/// every part has a bounded length and the country is an ISO 3166-1 alpha-2 code.
+pub fn address(violations: &mut Violations, field: &str, a: &Address) {
+    let f = |name: &str| format!("{field}.{name}");
+    length(violations, &f("label"), &a.label, 0, 64);
+    length(violations, &f("recipient_name"), &a.recipient_name, 0, 200);
+    length(violations, &f("line1"), a.line1.trim(), 1, 200);
+    length(violations, &f("line2"), &a.line2, 0, 200);
+    length(violations, &f("city"), a.city.trim(), 1, 100);
+    length(violations, &f("region"), &a.region, 0, 100);
+    length(violations, &f("postal_code"), &a.postal_code, 0, 20);
+    let country_ok = a.country_code.len() == 2 && a.country_code.bytes().all(|b| b.is_ascii_uppercase());
+    violations.check(
+        country_ok,
+        f("country_code"),
+        "must be an ISO 3166-1 alpha-2 code such as DE",
+    );
 }
 
 /// Whether `code` has the shape of an ISO-4217 alphabetic code (three upper-case ASCII letters).

@@ -1,6 +1,7 @@
 //! Validation of a new order's request, reporting every problem at once as field violations.
 
 use ordermesh_platform::Violations;
+use ordermesh_platform::validate::{self, Address};
 
 pub const MAX_LINES: usize = 100;
 pub const MAX_QUANTITY: i32 = 1000;
@@ -29,6 +30,7 @@ pub struct RawLine<'a> {
 pub fn validate_new_order(
     customer_id: &str,
     lines: &[RawLine<'_>],
+    shipping_address: Option<&Address>,
     payment_method_token: &str,
     idempotency_key: &str,
 ) -> Result<NewOrder, ordermesh_platform::ServiceError> {
@@ -63,6 +65,9 @@ pub fn validate_new_order(
             });
         }
     }
+    if let Some(address) = shipping_address {
+        validate::address(&mut v, "shipping_address", address);
+    }
     v.check(
         !payment_method_token.trim().is_empty(),
         "payment_method_token",
@@ -95,6 +100,17 @@ mod tests {
     const P1: &str = "0190a0b0-0000-7000-8000-000000000001";
     const C1: &str = "0190a0b0-0000-7000-8000-0000000000c1";
 
+    fn shipping_address() -> Address {
+        Address {
+            recipient_name: "Ada Lovelace".into(),
+            line1: "1 Main Street".into(),
+            city: "Berlin".into(),
+            postal_code: "10115".into(),
+            country_code: "DE".into(),
+            ..Address::default()
+        }
+    }
+
     #[test]
     fn a_good_request_is_parsed() {
         let order = validate_new_order(
@@ -103,6 +119,7 @@ mod tests {
                 product_id: P1,
                 quantity: 2,
             }],
+            Some(&shipping_address()),
             "tok_approved",
             "key-1",
         )
@@ -125,6 +142,11 @@ mod tests {
                     quantity: 1,
                 },
             ],
+            Some(&Address {
+                city: " ".into(),
+                country_code: "de".into(),
+                ..shipping_address()
+            }),
             " ",
             &"k".repeat(200),
         )
@@ -139,6 +161,8 @@ mod tests {
                 "customer_id",
                 "items[0].quantity",
                 "items[1].product_id",
+                "shipping_address.city",
+                "shipping_address.country_code",
                 "payment_method_token",
                 "idempotency_key"
             ]
