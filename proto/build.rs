@@ -1,5 +1,6 @@
 //! Compiles every `.proto` under `ordermesh/` with protox (pure Rust, no system protoc) and
-//! writes the encoded descriptor set next to the generated code for gRPC reflection.
+//! writes the encoded descriptor set next to the generated code for gRPC reflection, with that of
+//! the google.rpc error details our statuses carry.
 
 use std::path::{Path, PathBuf};
 
@@ -35,6 +36,18 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let out_dir = PathBuf::from(std::env::var("OUT_DIR")?);
     // `compile_fds` ignores `file_descriptor_set_path`, so the set for reflection is written here.
     std::fs::write(out_dir.join("ordermesh_descriptor.bin"), descriptor_bytes)?;
+
+    // The error details our statuses carry (google.rpc.BadRequest, ErrorInfo, ...), for reflection
+    // only (tonic-types has their Rust types): without their descriptors grpcurl prints each
+    // detail as an unrecognised blob. Vendored from googleapis (see vendor/google/rpc).
+    let mut google_rpc = protox::Compiler::new([root.join("vendor")])?;
+    google_rpc.include_imports(true).include_source_info(false);
+    google_rpc.open_file("google/rpc/error_details.proto")?;
+    std::fs::write(
+        out_dir.join("google_rpc_descriptor.bin"),
+        google_rpc.encode_file_descriptor_set(),
+    )?;
+    println!("cargo:rerun-if-changed=vendor");
 
     tonic_prost_build::configure()
         .build_client(true)

@@ -13,7 +13,7 @@ use ordermesh_platform::events::{EventHandler, HandlerError, ReceivedEvent, Tx, 
 use ordermesh_platform::{Actor, ActorKind};
 use ordermesh_proto::common::{self, Money};
 use ordermesh_proto::event_types::{
-    CustomerEvent, GdprEvent, InventoryEvent, NotificationEvent, OrderEvent, PaymentEvent, TopicEvents,
+    CustomerEvent, GdprEvent, InventoryEvent, NotificationEvent, OpsEvent, OrderEvent, PaymentEvent, TopicEvents,
 };
 use ordermesh_proto::notification::{NotificationType, Recipient, recipient::Target};
 use ordermesh_proto::order::{OrderStatus, RejectionCode};
@@ -59,6 +59,8 @@ struct Facts {
     data_subject_id: String,
     actor: Option<Actor>,
     details: Map<String, Value>,
+    /// The action, when the one derived from the type name would read badly.
+    action: Option<&'static str>,
 }
 
 impl Facts {
@@ -69,7 +71,12 @@ impl Facts {
             data_subject_id: String::new(),
             actor: None,
             details: Map::new(),
+            action: None,
         }
+    }
+    fn action(mut self, action: &'static str) -> Self {
+        self.action = Some(action);
+        self
     }
     fn subject(mut self, customer_id: &str) -> Self {
         self.data_subject_id = customer_id.to_owned();
@@ -111,7 +118,7 @@ pub fn entry_of(event: &ReceivedEvent) -> Result<NewEntry, HandlerError> {
     details.insert("event_type".into(), Value::String(short.to_owned()));
     Ok(NewEntry {
         actor,
-        action: action_of_event(short),
+        action: facts.action.map_or_else(|| action_of_event(short), str::to_owned),
         entity_type: facts.entity_type.to_owned(),
         entity_id: if facts.entity_id.is_empty() {
             event.aggregate_id.clone()
@@ -141,6 +148,8 @@ fn known_facts(event: &ReceivedEvent) -> Result<Option<Facts>, prost::DecodeErro
         Some(customer_facts(e))
     } else if let Some(e) = GdprEvent::decode(kind, payload)? {
         Some(gdpr_facts(e))
+    } else if let Some(e) = OpsEvent::decode(kind, payload)? {
+        Some(ops_facts(e))
     } else {
         NotificationEvent::decode(kind, payload)?.map(notification_facts)
     })
@@ -317,6 +326,27 @@ fn gdpr_facts(event: GdprEvent) -> Facts {
     }
 }
 
+/// An operator's action on a dead letter: which event, of which service, and why it was discarded
+/// (operators give reasons about events, never about people).
+fn ops_facts(event: OpsEvent) -> Facts {
+    let letter = |id: u64, service: String, event_id: String, topic: String, event_type: String| {
+        Facts::new("dead_letter", &id.to_string())
+            .put("service", service)
+            .put("event_id", event_id)
+            .put("topic", topic)
+            .put("dead_letter_event_type", event_type)
+    };
+    match event {
+        OpsEvent::DeadLetterReplayed(e) => letter(e.dead_letter_id, e.service, e.event_id, e.topic, e.event_type)
+            .actor(e.actor)
+            .action("dead_letter.replayed"),
+        OpsEvent::DeadLetterDiscarded(e) => letter(e.dead_letter_id, e.service, e.event_id, e.topic, e.event_type)
+            .actor(e.actor)
+            .put("reason", e.reason)
+            .action("dead_letter.discarded"),
+    }
+}
+
 /// Never the title or body; the context map's keys only.
 fn notification_facts(event: NotificationEvent) -> Facts {
     match event {
@@ -383,6 +413,7 @@ fn entity_of_topic(topic: &str) -> &'static str {
         topics::PAYMENT_EVENTS => "payment",
         topics::CUSTOMER_EVENTS | topics::GDPR_EVENTS => "customer",
         topics::NOTIFICATION_EVENTS => "notification",
+        topics::OPS_EVENTS => "dead_letter",
         _ => "event",
     }
 }

@@ -159,6 +159,18 @@ impl Platform {
     }
 
     async fn start_profile(gateway: Arc<dyn PaymentGateway>, embedded: bool) -> anyhow::Result<Self> {
+        Self::start_tuned(gateway, embedded, |_| {}).await
+    }
+
+    /// [`Platform::start`] (or, with `embedded`, [`Platform::start_embedded`]) with `tune`
+    /// adjusting the services' event settings, e.g. a short retry policy.
+    pub async fn start_tuned(
+        gateway: Arc<dyn PaymentGateway>,
+        embedded: bool,
+        tune: impl FnOnce(&mut EventsConfig),
+    ) -> anyhow::Result<Self> {
+        let mut events = EventsConfig::isolated();
+        tune(&mut events);
         // Every call the services and BFFs make in the end-to-end suite is held to the declared
         // call graph when the platform is dropped.
         ordermesh_platform::mesh::observe::start_recording();
@@ -176,7 +188,7 @@ impl Platform {
             database_url: database.url().to_owned(),
             _database: database,
             embedded,
-            events: EventsConfig::isolated(),
+            events,
             gateway,
             launcher: Launcher::new(&Shutdown::new()),
             bffs: Vec::new(),
@@ -245,7 +257,8 @@ impl Platform {
         anyhow::bail!("BFF not ready after 10 s")
     }
 
-    fn url(&self, name: &str) -> String {
+    /// The URL of service `name` (`http://127.0.0.1:<port>`).
+    pub fn url(&self, name: &str) -> String {
         self.launcher.url(name)
     }
 

@@ -25,7 +25,7 @@ pub enum Command {
     /// Print a token that the running dev issuer accepts.
     #[command(subcommand)]
     Token(token::TokenCommand),
-    /// List or replay dead-lettered events (NATS JetStream; needs NATS_URL).
+    /// List, replay or discard dead-lettered events, through each service's ops API.
     #[command(subcommand)]
     Dlq(dlq::DlqCommand),
     /// The service mesh's policy, derived from the call graph.

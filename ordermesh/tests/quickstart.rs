@@ -183,6 +183,8 @@ fn quickstart_on_the_embedded_profile_and_a_restart_that_keeps_the_data() {
     assert!(token.status.success());
     let token = String::from_utf8(token.stdout).unwrap().trim().to_owned();
     let order_id = place_and_confirm(8080 + offset, &token);
+    readme_grpcurl_commands_work(data.path(), offset);
+    dead_letters_with_the_cli(data.path(), offset);
     up.stop();
 
     // Housekeeping on the same data, as the timer and the CronJobs run it.
@@ -217,6 +219,140 @@ fn quickstart_on_the_embedded_profile_and_a_restart_that_keeps_the_data() {
     );
     assert_eq!(order["status"], "confirmed", "{order}");
     again.stop();
+}
+
+/// The README's grpcurl commands (those in code blocks that start with `grpcurl -plaintext`),
+/// run by bash with the real grpcurl as printed, the ports moved to this test's. The one that
+/// shows a refused call must print its field violation decoded; the others must succeed.
+fn readme_grpcurl_commands_work(data_dir: &std::path::Path, offset: u16) {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).unwrap();
+    let mut commands = Vec::new();
+    let mut lines = readme.lines();
+    while let Some(line) = lines.next() {
+        if !line.starts_with("grpcurl -plaintext") {
+            continue;
+        }
+        let mut command = line.to_owned();
+        while command.ends_with('\\') {
+            command.pop();
+            command.push_str(lines.next().expect("a continued line"));
+        }
+        commands.push(command);
+    }
+    assert!(commands.len() >= 6, "{commands:?}");
+    let admin = Command::new(env!("CARGO_BIN_EXE_ordermesh"))
+        .args(["token", "employee", "--role", "admin", "--data-dir"])
+        .arg(data_dir)
+        .output()
+        .unwrap();
+    assert!(admin.status.success());
+    let grpcurl = std::env::var("ORDERMESH_GRPCURL").unwrap_or_else(|_| "grpcurl".to_owned());
+    for command in commands {
+        let mut moved = command.clone();
+        for index in 0..6u16 {
+            moved = moved.replace(
+                &format!("localhost:{}", 50051 + index),
+                &format!("127.0.0.1:{}", grpc_port(offset, index)),
+            );
+        }
+        let output = Command::new("bash")
+            .args([
+                "-c",
+                &format!("grpcurl() {{ \"$GRPCURL\" -max-time 10 \"$@\"; }}\n{moved}"),
+            ])
+            .env("GRPCURL", &grpcurl)
+            .env("ADMIN_TOKEN", String::from_utf8(admin.stdout.clone()).unwrap().trim())
+            .output()
+            .unwrap();
+        let (stdout, stderr) = (
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr),
+        );
+        if command.contains("\"order_id\": \"42\"") {
+            assert!(!output.status.success(), "{command}: {stdout}");
+            assert!(
+                stderr.contains("google.rpc.BadRequest")
+                    && stderr.contains("order_id")
+                    && !stderr.contains("is not recognized"),
+                "{command}: the violation is printed decoded: {stderr}"
+            );
+        } else {
+            assert!(output.status.success(), "{command}: {stderr}");
+        }
+    }
+}
+
+/// `ordermesh dlq` against the running embedded platform: an undecodable event, put in
+/// product-svc's outbox as a broken producer would, is dead-lettered by every consumer of its
+/// topic; the CLI lists the letters and discards one with a reason.
+fn dead_letters_with_the_cli(data_dir: &std::path::Path, offset: u16) {
+    let dlq = |args: &[&str]| {
+        let output = Command::new(env!("CARGO_BIN_EXE_ordermesh"))
+            .arg("dlq")
+            .args(args)
+            .arg("--data-dir")
+            .arg(data_dir)
+            .envs((0u16..).zip(SERVICES).map(|(index, service)| {
+                (
+                    format!("{service}_SVC_URL"),
+                    format!("http://127.0.0.1:{}", grpc_port(offset, index)),
+                )
+            }))
+            .output()
+            .unwrap();
+        (
+            output.status.success(),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    };
+    let (ok, stdout, stderr) = dlq(&["list"]);
+    assert!(ok && stdout.contains("no dead letters"), "{stdout}{stderr}");
+
+    let poison = uuid::Uuid::now_v7();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let url = format!("sqlite://{}/product.db", data_dir.display());
+        let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+        sqlx::query(
+            "INSERT INTO event_outbox (event_id, topic, event_type, aggregate_id, source, correlation_id, payload, occur_time) \
+             VALUES (?, 'order-events', 'ordermesh.events.v1.OrderPlaced', 'poisoned', 'product-svc', 'corr-poison', X'FFFFFFFF', ?)",
+        )
+        .bind(poison.to_string())
+        .bind(chrono::Utc::now().to_rfc3339())
+        .execute(&pool)
+        .await
+        .unwrap();
+    });
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let listed = loop {
+        let (ok, stdout, stderr) = dlq(&["list"]);
+        assert!(ok, "{stderr}");
+        // Every service consumes order-events.
+        if stdout.matches(&poison.to_string()).count() == 6 {
+            break stdout;
+        }
+        assert!(Instant::now() < deadline, "listed so far: {stdout}");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let first = listed
+        .lines()
+        .find(|line| line.contains(&poison.to_string()))
+        .and_then(|line| line.split_whitespace().next())
+        .unwrap()
+        .to_owned();
+    let (ok, stdout, stderr) = dlq(&["discard", &first, "--reason", "poisoned by the quickstart test"]);
+    assert!(
+        ok && stdout.contains(&format!("discarded dead letter {first}")),
+        "{stdout}{stderr}"
+    );
+    let (_, stdout, _) = dlq(&["list"]);
+    assert_eq!(stdout.matches(&poison.to_string()).count(), 5, "{stdout}");
+    let (ok, _, stderr) = dlq(&["replay", &first]);
+    assert!(!ok && stderr.contains("no dead letter"), "{stderr}");
 }
 
 /// One HTTP call to the BFF; panics unless it succeeds. Returns the JSON body.

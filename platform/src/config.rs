@@ -90,6 +90,24 @@ impl Env {
             .transpose()
     }
 
+    /// A comma-separated list of milliseconds (`200,1000,5000`), at least one, each at most an
+    /// hour.
+    pub fn millis_list(&self, name: &str) -> Result<Option<Vec<Duration>>, ConfigError> {
+        let Some(raw) = self.optional(name) else {
+            return Ok(None);
+        };
+        let millis: Result<Vec<u64>, _> = raw.split(',').map(|part| part.trim().parse::<u64>()).collect();
+        match millis {
+            Ok(millis) if !millis.is_empty() && millis.iter().all(|&m| m <= 3_600_000) => {
+                Ok(Some(millis.into_iter().map(Duration::from_millis).collect()))
+            }
+            _ => Err(ConfigError::new(
+                name,
+                format!("must be comma-separated milliseconds (each at most 3600000), got {raw:?}"),
+            )),
+        }
+    }
+
     pub fn parse_or<T>(&self, name: &str, default: T) -> Result<T, ConfigError>
     where
         T: FromStr,
@@ -307,6 +325,13 @@ impl ServiceConfig {
                 if !(1..=5).contains(&events.replicas) {
                     return Err(ConfigError::new("NATS_STREAM_REPLICAS", "must be 1 to 5"));
                 }
+                events.max_deliver = env.parse_or("EVENTS_MAX_DELIVER", events.max_deliver)?;
+                if !(1..=10_000).contains(&events.max_deliver) {
+                    return Err(ConfigError::new("EVENTS_MAX_DELIVER", "must be 1 to 10000"));
+                }
+                if let Some(backoff) = env.millis_list("EVENTS_RETRY_BACKOFF_MS")? {
+                    events.retry_backoff = backoff;
+                }
                 events
             },
             bus: None,
@@ -439,6 +464,31 @@ mod tests {
             ServiceConfig::from_env(&env, "product", 50051).unwrap_err().var,
             "AUTH_CLIENT_AUDIENCE"
         );
+    }
+
+    #[test]
+    fn the_consumers_retry_policy_is_configurable_and_checked() {
+        let config = ServiceConfig::from_env(&Env::default(), "x", 1).unwrap();
+        assert_eq!(config.events.max_deliver, 5);
+        assert_eq!(config.events.retry_backoff.len(), 4);
+        let env = Env::from_pairs([("EVENTS_MAX_DELIVER", "2"), ("EVENTS_RETRY_BACKOFF_MS", "50, 100")]);
+        let config = ServiceConfig::from_env(&env, "x", 1).unwrap();
+        assert_eq!(config.events.max_deliver, 2);
+        assert_eq!(
+            config.events.retry_backoff,
+            [Duration::from_millis(50), Duration::from_millis(100)]
+        );
+        for (var, value) in [
+            ("EVENTS_MAX_DELIVER", "0"),
+            ("EVENTS_RETRY_BACKOFF_MS", ","),
+            ("EVENTS_RETRY_BACKOFF_MS", "1s"),
+            ("EVENTS_RETRY_BACKOFF_MS", "99999999"),
+        ] {
+            let Err(error) = ServiceConfig::from_env(&Env::from_pairs([(var, value)]), "x", 1) else {
+                panic!("{var}={value} accepted")
+            };
+            assert_eq!(error.var, var);
+        }
     }
 
     #[test]

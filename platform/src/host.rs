@@ -29,6 +29,7 @@ use crate::db::{Database, Migrations};
 use crate::events::{ConsumerConfig, EventBus, EventHandler, EventRuntime, TopicEvents, TopicHandler, dispatch};
 use crate::gdpr::{PersonalData, PersonalDataApi};
 use crate::grpc::{GrpcServer, MessageLimits, RoutableService};
+use crate::ops::OpsApi;
 use crate::shutdown::Shutdown;
 
 /// Where a service listens: on a listener its caller bound (tests and `ordermesh up` bind first
@@ -211,7 +212,7 @@ impl ServiceHost {
     }
 
     /// Serves `api` (with health, reflection, gRPC-Web, tracing, authentication and the message
-    /// limits of the configuration) until shutdown; then drains in-flight calls, joins the
+    /// limits of the configuration, beside the ops API of [`crate::ops`]) until shutdown; then drains in-flight calls, joins the
     /// event tasks and closes the pool. Readiness turns SERVING once the database answers.
     pub async fn serve<S: RoutableService + MessageLimits>(self, api: S) -> anyhow::Result<()> {
         let Self {
@@ -225,6 +226,14 @@ impl ServiceHost {
         } = self;
         let mut server = GrpcServer::new(&config).with_auth(JwtValidator::shared(config.auth.clone()));
         let api = api.limit_messages(server.max_message_bytes());
+        let ops = OpsApi::server(
+            events.service(),
+            db.clone(),
+            events.bus().clone(),
+            events.topics().to_vec(),
+        )
+        .limit_messages(server.max_message_bytes());
+        server = server.add_service(ops);
         if let Some(part) = personal_data {
             let part = part.limit_messages(server.max_message_bytes());
             server = server.add_service(part);

@@ -18,6 +18,7 @@ pub mod housekeeping;
 pub mod launch;
 pub mod mesh;
 pub mod metrics;
+pub mod ops;
 pub mod pagination;
 pub mod shutdown;
 pub mod telemetry;

@@ -16,8 +16,8 @@ use ordermesh_platform::db::{Database, Migrations};
 use ordermesh_platform::events::outbox::{self, RelayPass};
 use ordermesh_platform::events::tx::TxConn;
 use ordermesh_platform::events::{
-    Consumer, ConsumerConfig, EventBus, EventHandler, EventsConfig, HandlerError, MemoryBus, NatsBus, OutgoingEvent,
-    ReceivedEvent, Relay, RelayConfig, Tx,
+    BusError, Consumer, ConsumerConfig, EventBus, EventHandler, EventsConfig, HandlerError, MemoryBus, NatsBus,
+    OutgoingEvent, ReceivedEvent, Relay, RelayConfig, Tx,
 };
 use ordermesh_platform::housekeeping::{Job, OutboxRetention};
 use ordermesh_platform::testing::TestDatabase;
@@ -492,6 +492,19 @@ async fn always_fails_dead_lettered_then_replayed(kind: BusKind, backend: Backen
     // Not redelivered once dead-lettered.
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(env.handler.calls.load(Ordering::SeqCst), 3);
+    // Nothing waits for the consumer, nothing is unsettled; a discard of what is not there
+    // is NOT_FOUND and removes nothing.
+    let state = env.bus.consumer_state(SERVICE, TOPIC).await.unwrap();
+    assert_eq!((state.lag, state.ack_pending, state.redelivering), (0, 0, 0));
+    assert!(matches!(
+        env.bus.discard_dead_letter(letter.id + 1000).await,
+        Err(BusError::NotFound(_))
+    ));
+    assert!(matches!(
+        env.bus.consumer_state("no-such-svc", TOPIC).await,
+        Err(BusError::NotFound(_))
+    ));
+    assert_eq!(env.bus.dead_letters().await.unwrap().len(), 1);
 
     env.handler.always_fail.store(false, Ordering::SeqCst);
     env.bus.replay_dead_letter(letter.id).await.unwrap();

@@ -14,14 +14,16 @@ pub mod topics {
     pub const CUSTOMER_EVENTS: &str = "customer-events";
     pub const NOTIFICATION_EVENTS: &str = "notification-events";
     pub const GDPR_EVENTS: &str = "gdpr-events";
+    pub const OPS_EVENTS: &str = "ops-events";
     /// Every topic, in a fixed order.
-    pub const ALL: [&str; 6] = [
+    pub const ALL: [&str; 7] = [
         ORDER_EVENTS,
         INVENTORY_EVENTS,
         PAYMENT_EVENTS,
         CUSTOMER_EVENTS,
         NOTIFICATION_EVENTS,
         GDPR_EVENTS,
+        OPS_EVENTS,
     ];
 }
 
@@ -135,6 +137,13 @@ topic_events! {
     }
 }
 
+topic_events! {
+    /// `ops-events`: operators' actions on a service's dead letters, published by that service.
+    OpsEvent = topics::OPS_EVENTS {
+        DeadLetterReplayed, DeadLetterDiscarded,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -169,6 +178,7 @@ mod tests {
             (CustomerEvent::TOPIC, CustomerEvent::TYPES),
             (NotificationEvent::TOPIC, NotificationEvent::TYPES),
             (GdprEvent::TOPIC, GdprEvent::TYPES),
+            (OpsEvent::TOPIC, OpsEvent::TYPES),
         ] {
             assert!(topics::ALL.contains(&topic));
             assert!(types.iter().all(|t| t.starts_with(EVENT_PACKAGE)));

@@ -51,14 +51,25 @@ pub mod ordermesh {
             tonic::include_proto!("ordermesh.gdpr.v1");
         }
     }
+    pub mod ops {
+        pub mod v1 {
+            tonic::include_proto!("ordermesh.ops.v1");
+        }
+    }
 }
 
 pub use ordermesh::{
     audit::v1 as audit, common::v1 as common, customer::v1 as customer, events::v1 as events, gdpr::v1 as gdpr,
-    notification::v1 as notification, order::v1 as order, payment::v1 as payment, product::v1 as product,
+    notification::v1 as notification, ops::v1 as ops, order::v1 as order, payment::v1 as payment,
+    product::v1 as product,
 };
 
 pub mod event_types;
 
 /// Encoded `FileDescriptorSet` of every ordermesh file and its imports, for gRPC reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/ordermesh_descriptor.bin"));
+
+/// Encoded `FileDescriptorSet` of `google/rpc/error_details.proto` (and its import), so reflection
+/// describes the details of our error statuses.
+pub const GOOGLE_RPC_FILE_DESCRIPTOR_SET: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/google_rpc_descriptor.bin"));

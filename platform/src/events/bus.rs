@@ -30,6 +30,17 @@ pub struct PublishAck {
     pub duplicate: bool,
 }
 
+/// Where a durable consumer stands.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ConsumerState {
+    /// Events on the topic not yet delivered to it.
+    pub lag: u64,
+    /// Deliveries not yet acknowledged.
+    pub ack_pending: u64,
+    /// Of those, the ones that are redeliveries.
+    pub redelivering: u64,
+}
+
 /// What a durable consumer subscribes to.
 #[derive(Debug, Clone)]
 pub struct SubscriptionSpec {
@@ -100,4 +111,14 @@ pub trait EventBus: Send + Sync + 'static {
     /// Delivers dead letter `id` again to the consumer(s) of its topic and removes it from the
     /// dead-letter queue.
     async fn replay_dead_letter(&self, id: u64) -> Result<(), BusError>;
+
+    /// Removes dead letter `id` without delivering it; [`BusError::NotFound`] if there is none.
+    async fn discard_dead_letter(&self, id: u64) -> Result<(), BusError>;
+
+    /// Where the durable consumer of `service` on `topic` stands; [`BusError::NotFound`] if it
+    /// does not exist.
+    async fn consumer_state(&self, service: &str, topic: &str) -> Result<ConsumerState, BusError>;
+
+    /// What the bus is, for operators: `nats-jetstream` or `in-process`.
+    fn kind(&self) -> &'static str;
 }

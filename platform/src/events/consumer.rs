@@ -154,18 +154,14 @@ pub struct ConsumerConfig {
 
 impl ConsumerConfig {
     pub fn new(service: &str, topic: &str) -> Self {
+        let defaults = super::EventsConfig::default();
         Self {
             service: service.to_owned(),
             topic: topic.to_owned(),
             lanes: 8,
-            max_deliver: 5,
+            max_deliver: defaults.max_deliver,
             ack_wait: Duration::from_secs(30),
-            backoff: vec![
-                Duration::from_secs(1),
-                Duration::from_secs(5),
-                Duration::from_secs(15),
-                Duration::from_secs(60),
-            ],
+            backoff: defaults.retry_backoff,
         }
     }
 

@@ -6,7 +6,7 @@ use chrono::{DateTime, SubsecRound, Utc};
 use uuid::Uuid;
 
 /// The topics of DESIGN §3; on JetStream each is one stream.
-pub const TOPICS: [&str; 6] = ordermesh_proto::event_types::topics::ALL;
+pub const TOPICS: [&str; 7] = ordermesh_proto::event_types::topics::ALL;
 
 /// Protobuf package of the event messages; `event-type` headers carry `PACKAGE.<Name>`.
 pub const EVENT_PACKAGE: &str = ordermesh_proto::event_types::EVENT_PACKAGE;
@@ -61,6 +61,11 @@ pub struct EventsConfig {
     pub replicas: usize,
     /// TLS and credentials of the NATS connection (`NATS_CA_FILE`, …).
     pub security: crate::backing::NatsSecurity,
+    /// Every consumer's retry policy unless its service tunes it (`EVENTS_MAX_DELIVER`,
+    /// `EVENTS_RETRY_BACKOFF_MS`): deliveries before a failing event is dead-lettered, and the
+    /// waits between them (the last one repeats).
+    pub max_deliver: u64,
+    pub retry_backoff: Vec<std::time::Duration>,
 }
 
 impl Default for EventsConfig {
@@ -74,6 +79,8 @@ impl Default for EventsConfig {
             publish: true,
             replicas: 1,
             security: crate::backing::NatsSecurity::default(),
+            max_deliver: 5,
+            retry_backoff: [1, 5, 15, 60].map(std::time::Duration::from_secs).to_vec(),
         }
     }
 }

@@ -9,7 +9,7 @@
 //! are delivered again (the consumers' inboxes absorb what was already processed).
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -18,7 +18,7 @@ use chrono::Utc;
 use tokio::sync::Notify;
 use uuid::Uuid;
 
-use super::bus::{Acker, BusError, Delivery, EventBus, PublishAck, Subscription, SubscriptionSpec};
+use super::bus::{Acker, BusError, ConsumerState, Delivery, EventBus, PublishAck, Subscription, SubscriptionSpec};
 use super::dlq::DeadLetter;
 use super::envelope::{EventsConfig, OutgoingEvent, ReceivedEvent};
 
@@ -28,15 +28,40 @@ struct Item {
     sequence: u64,
 }
 
+#[derive(Default)]
 struct Queue {
     items: Mutex<VecDeque<Item>>,
     ready: Notify,
+    /// Deliveries handed out and not settled yet, and of those the redeliveries.
+    ack_pending: AtomicU64,
+    redelivering: AtomicU64,
 }
 
 impl Queue {
+    fn with_items(items: VecDeque<Item>) -> Self {
+        Self {
+            items: Mutex::new(items),
+            ..Self::default()
+        }
+    }
+
     fn push(&self, item: Item) {
         lock(&self.items).push_back(item);
         self.ready.notify_one();
+    }
+
+    fn handed_out(&self, item: &Item) {
+        self.ack_pending.fetch_add(1, Ordering::Relaxed);
+        if item.event.delivery_count > 1 {
+            self.redelivering.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    fn settled(&self, item: &Item) {
+        self.ack_pending.fetch_sub(1, Ordering::Relaxed);
+        if item.event.delivery_count > 1 {
+            self.redelivering.fetch_sub(1, Ordering::Relaxed);
+        }
     }
 }
 
@@ -138,10 +163,7 @@ impl EventBus for MemoryBus {
             Some(queue) => queue.clone(),
             None => {
                 let backlog = state.logs.get(&spec.topic).cloned().unwrap_or_default();
-                let queue = Arc::new(Queue {
-                    items: Mutex::new(backlog.into()),
-                    ready: Notify::new(),
-                });
+                let queue = Arc::new(Queue::with_items(backlog.into()));
                 queue.ready.notify_one();
                 state.queues.insert(key, queue.clone());
                 queue
@@ -165,16 +187,7 @@ impl EventBus for MemoryBus {
             .remove(&id)
             .ok_or_else(|| BusError::NotFound(id.to_string()))?;
         let key = (letter.service.clone(), letter.topic.clone());
-        let queue = state
-            .queues
-            .entry(key)
-            .or_insert_with(|| {
-                Arc::new(Queue {
-                    items: Mutex::new(VecDeque::new()),
-                    ready: Notify::new(),
-                })
-            })
-            .clone();
+        let queue = state.queues.entry(key).or_default().clone();
         let mut event = letter.event;
         event.delivery_count = 1;
         queue.push(Item {
@@ -182,6 +195,32 @@ impl EventBus for MemoryBus {
             sequence: letter.original_sequence,
         });
         Ok(())
+    }
+
+    async fn discard_dead_letter(&self, id: u64) -> Result<(), BusError> {
+        lock(&self.state)
+            .dead
+            .remove(&id)
+            .map(drop)
+            .ok_or_else(|| BusError::NotFound(id.to_string()))
+    }
+
+    async fn consumer_state(&self, service: &str, topic: &str) -> Result<ConsumerState, BusError> {
+        let state = lock(&self.state);
+        let queue = state
+            .queues
+            .get(&(service.to_owned(), topic.to_owned()))
+            .ok_or_else(|| BusError::NotFound(format!("{service} on {topic}")))?;
+        let lag = lock(&queue.items).len() as u64;
+        Ok(ConsumerState {
+            lag,
+            ack_pending: queue.ack_pending.load(Ordering::Relaxed),
+            redelivering: queue.redelivering.load(Ordering::Relaxed),
+        })
+    }
+
+    fn kind(&self) -> &'static str {
+        "in-process"
     }
 }
 
@@ -197,6 +236,7 @@ impl Subscription for MemorySubscription {
         loop {
             let item = lock(&self.queue.items).pop_front();
             if let Some(item) = item {
+                self.queue.handed_out(&item);
                 let acker = MemoryAcker {
                     bus: self.bus.clone(),
                     queue: self.queue.clone(),
@@ -225,6 +265,15 @@ struct MemoryAcker {
 }
 
 impl MemoryAcker {
+    /// Marks the delivery settled; false if it already was.
+    fn settle(&self) -> bool {
+        let first = !self.settled.swap(true, Ordering::SeqCst);
+        if first {
+            self.queue.settled(&self.item);
+        }
+        first
+    }
+
     fn redeliver_after(&self, delay: Duration) {
         let mut item = self.item.clone();
         item.event.delivery_count += 1;
@@ -239,19 +288,19 @@ impl MemoryAcker {
 #[async_trait]
 impl Acker for MemoryAcker {
     async fn ack(&self) -> Result<(), BusError> {
-        self.settled.store(true, Ordering::SeqCst);
+        self.settle();
         Ok(())
     }
 
     async fn nak(&self, delay: Duration) -> Result<(), BusError> {
-        if !self.settled.swap(true, Ordering::SeqCst) {
+        if self.settle() {
             self.redeliver_after(delay);
         }
         Ok(())
     }
 
     async fn dead_letter(&self, service: &str, error: &str) -> Result<(), BusError> {
-        if self.settled.swap(true, Ordering::SeqCst) {
+        if !self.settle() {
             return Ok(());
         }
         let mut state = lock(&self.bus.state);
@@ -279,7 +328,7 @@ impl Drop for MemoryAcker {
     /// A delivery dropped unsettled (its task died) is redelivered after `ack_wait`, like
     /// JetStream does.
     fn drop(&mut self) {
-        if !self.settled.load(Ordering::SeqCst) && tokio::runtime::Handle::try_current().is_ok() {
+        if self.settle() && tokio::runtime::Handle::try_current().is_ok() {
             self.redeliver_after(self.ack_wait);
         }
     }

@@ -30,7 +30,7 @@ pub mod typed;
 
 use std::sync::Arc;
 
-pub use bus::{Acker, BusError, Delivery, EventBus, Subscription, SubscriptionSpec};
+pub use bus::{Acker, BusError, ConsumerState, Delivery, EventBus, Subscription, SubscriptionSpec};
 pub use consumer::{Consumer, ConsumerConfig, EventHandler, HandlerError};
 pub use dlq::DeadLetter;
 pub use envelope::{EventsConfig, OutgoingEvent, ReceivedEvent, TOPICS};

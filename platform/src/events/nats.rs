@@ -19,7 +19,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
 
-use super::bus::{Acker, BusError, Delivery, EventBus, PublishAck, Subscription, SubscriptionSpec};
+use super::bus::{Acker, BusError, ConsumerState, Delivery, EventBus, PublishAck, Subscription, SubscriptionSpec};
 use super::dlq::DeadLetter;
 use super::envelope::{EventsConfig, OutgoingEvent, ReceivedEvent, TOPICS, headers};
 
@@ -299,6 +299,35 @@ impl EventBus for NatsBus {
         self.send(subject, publish).await?;
         stream.delete_message(id).await.map_err(other)?;
         Ok(())
+    }
+
+    async fn discard_dead_letter(&self, id: u64) -> Result<(), BusError> {
+        let stream = self.dlq_stream().await?;
+        self.dead_letter_at(&stream, id).await?;
+        stream.delete_message(id).await.map_err(other)?;
+        Ok(())
+    }
+
+    async fn consumer_state(&self, service: &str, topic: &str) -> Result<ConsumerState, BusError> {
+        let stream = self
+            .js
+            .get_stream(self.config.stream_name(topic))
+            .await
+            .map_err(|e| BusError::Unavailable(format!("stream of {topic}: {e}")))?;
+        let durable = EventsConfig::durable_name(service, topic);
+        let info = stream
+            .consumer_info(&durable)
+            .await
+            .map_err(|_| BusError::NotFound(durable.clone()))?;
+        Ok(ConsumerState {
+            lag: info.num_pending,
+            ack_pending: info.num_ack_pending as u64,
+            redelivering: info.num_redelivered as u64,
+        })
+    }
+
+    fn kind(&self) -> &'static str {
+        "nats-jetstream"
     }
 }
 

@@ -27,7 +27,7 @@ use std::sync::LazyLock;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use sqlx::postgres::PgListener;
 use sqlx::{PgConnection, Row, SqliteConnection};
 use tokio::sync::Notify;
@@ -217,6 +217,33 @@ pub async fn pending_count(db: &Database) -> Result<i64, sqlx::Error> {
         Database::Postgres(pool) => sqlx::query_scalar(sql).fetch_one(pool).await,
         Database::Sqlite(pool) => sqlx::query_scalar(sql).fetch_one(pool).await,
     }
+}
+
+/// The outbox backlog: how many rows are not yet sent, and when the oldest was committed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Backlog {
+    pub pending: i64,
+    pub oldest: Option<DateTime<Utc>>,
+}
+
+/// The outbox backlog of `db` (served by the ops API).
+pub async fn backlog(db: &Database) -> Result<Backlog, sqlx::Error> {
+    let sql = "SELECT COUNT(*), MIN(created_at) FROM event_outbox WHERE sent_at IS NULL";
+    let (pending, oldest) = match db {
+        Database::Postgres(pool) => {
+            sqlx::query_as::<_, (i64, Option<DateTime<Utc>>)>(sql)
+                .fetch_one(pool)
+                .await?
+        }
+        Database::Sqlite(pool) => {
+            let (pending, oldest): (i64, Option<String>) = sqlx::query_as(sql).fetch_one(pool).await?;
+            let oldest = oldest
+                .and_then(|t| DateTime::parse_from_rfc3339(&t).ok())
+                .map(|t| t.with_timezone(&Utc));
+            (pending, oldest)
+        }
+    };
+    Ok(Backlog { pending, oldest })
 }
 
 /// Marks every outbox row as unsent again (rows sent within `within`, or all when `None`), so

@@ -15,6 +15,11 @@ pub struct EventRuntime {
     service: String,
     shutdown: Shutdown,
     tasks: Vec<tokio::task::JoinHandle<()>>,
+    /// The topics of the consumers started, in order.
+    topics: Vec<String>,
+    /// The configured retry policy of consumers.
+    max_deliver: u64,
+    retry_backoff: Vec<std::time::Duration>,
 }
 
 impl EventRuntime {
@@ -45,11 +50,24 @@ impl EventRuntime {
             service: format!("{}-svc", config.service),
             shutdown: shutdown.clone(),
             tasks,
+            topics: Vec::new(),
+            max_deliver: config.events.max_deliver,
+            retry_backoff: config.events.retry_backoff.clone(),
         })
     }
 
     pub fn bus(&self) -> &Arc<dyn EventBus> {
         &self.bus
+    }
+
+    /// The name the service's consumers and dead letters carry, e.g. `order-svc`.
+    pub fn service(&self) -> &str {
+        &self.service
+    }
+
+    /// The topics the service consumes.
+    pub fn topics(&self) -> &[String] {
+        &self.topics
     }
 
     /// Starts the service's durable consumer of `topic` with the default settings.
@@ -65,6 +83,8 @@ impl EventRuntime {
         tune: impl FnOnce(&mut ConsumerConfig),
     ) -> anyhow::Result<()> {
         let mut config = ConsumerConfig::new(&self.service, topic);
+        config.max_deliver = self.max_deliver;
+        config.backoff = self.retry_backoff.clone();
         tune(&mut config);
         let task = Consumer::spawn(
             self.bus.clone(),
@@ -75,6 +95,7 @@ impl EventRuntime {
         )
         .await?;
         self.tasks.push(task);
+        self.topics.push(topic.to_owned());
         Ok(())
     }
 

@@ -1,7 +1,7 @@
 //! The message-size limit of the configuration, applied to every generated server by the
 //! service host (tonic sets it per generated service, not per server).
 
-use ordermesh_proto::{audit, customer, gdpr, notification, order, payment, product};
+use ordermesh_proto::{audit, customer, gdpr, notification, ops, order, payment, product};
 
 /// A generated server whose message sizes can be limited.
 pub trait MessageLimits {
@@ -31,4 +31,5 @@ message_limits! {
         notification::notification_service_server::NotificationService,
     gdpr::personal_data_service_server::PersonalDataServiceServer<T>:
         gdpr::personal_data_service_server::PersonalDataService,
+    ops::ops_service_server::OpsServiceServer<T>: ops::ops_service_server::OpsService,
 }

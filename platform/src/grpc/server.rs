@@ -216,6 +216,8 @@ fn reflection_services(
     let builder = || {
         let mut builder = tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(ordermesh_proto::FILE_DESCRIPTOR_SET)
+            // The details our error statuses carry, so grpcurl prints them rather than a blob.
+            .register_encoded_file_descriptor_set(ordermesh_proto::GOOGLE_RPC_FILE_DESCRIPTOR_SET)
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
             .register_encoded_file_descriptor_set(tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET)
             .register_encoded_file_descriptor_set(tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET);

@@ -3,8 +3,8 @@
 //! writes `istio/` from it, and the tests hold both `istio/` and this list to what the code
 //! really calls.
 //!
-//! `ops` is not listed: it may call health, reflection and every read RPC (see
-//! [`contracts::Method::read`]) of every service.
+//! `ops` is not listed: it may call health, reflection, every read RPC (see
+//! [`contracts::Method::read`]) and the whole `OpsService` of every service.
 
 use std::collections::HashSet;
 use std::sync::OnceLock;
@@ -110,7 +110,37 @@ const BFF_EMPLOYEE_ONLY_CALLS: &[Call] = &[
     call(Audit, "/ordermesh.audit.v1.AuditService/QueryAuditLogs"),
     call(Audit, "/ordermesh.audit.v1.AuditService/RecordAuditEvent"),
     call(Audit, "/ordermesh.audit.v1.AuditService/GetGdprTrail"),
+    // The admin dashboard and dead letters (`/api/v1/admin/*`), on every service.
+    call(Product, OPS_STATUS),
+    call(Customer, OPS_STATUS),
+    call(Order, OPS_STATUS),
+    call(Payment, OPS_STATUS),
+    call(Audit, OPS_STATUS),
+    call(Notification, OPS_STATUS),
+    call(Product, OPS_LIST_DEAD_LETTERS),
+    call(Customer, OPS_LIST_DEAD_LETTERS),
+    call(Order, OPS_LIST_DEAD_LETTERS),
+    call(Payment, OPS_LIST_DEAD_LETTERS),
+    call(Audit, OPS_LIST_DEAD_LETTERS),
+    call(Notification, OPS_LIST_DEAD_LETTERS),
+    call(Product, OPS_REPLAY_DEAD_LETTER),
+    call(Customer, OPS_REPLAY_DEAD_LETTER),
+    call(Order, OPS_REPLAY_DEAD_LETTER),
+    call(Payment, OPS_REPLAY_DEAD_LETTER),
+    call(Audit, OPS_REPLAY_DEAD_LETTER),
+    call(Notification, OPS_REPLAY_DEAD_LETTER),
+    call(Product, OPS_DISCARD_DEAD_LETTER),
+    call(Customer, OPS_DISCARD_DEAD_LETTER),
+    call(Order, OPS_DISCARD_DEAD_LETTER),
+    call(Payment, OPS_DISCARD_DEAD_LETTER),
+    call(Audit, OPS_DISCARD_DEAD_LETTER),
+    call(Notification, OPS_DISCARD_DEAD_LETTER),
 ];
+
+const OPS_STATUS: &str = "/ordermesh.ops.v1.OpsService/GetServiceStatus";
+const OPS_LIST_DEAD_LETTERS: &str = "/ordermesh.ops.v1.OpsService/ListDeadLetters";
+const OPS_REPLAY_DEAD_LETTER: &str = "/ordermesh.ops.v1.OpsService/ReplayDeadLetter";
+const OPS_DISCARD_DEAD_LETTER: &str = "/ordermesh.ops.v1.OpsService/DiscardDeadLetter";
 
 /// `ordermesh up`'s demo catalogue and customers.
 const DEMO_SEED_CALLS: &[Call] = &[
@@ -149,7 +179,8 @@ fn ops_calls() -> Vec<Call> {
             calls.push(call(callee, path));
         }
     }
-    for method in contracts::methods().iter().filter(|m| m.read) {
+    let operable = |m: &&contracts::Method| m.read || m.service == crate::ops::OPS_SERVICE;
+    for method in contracts::methods().iter().filter(operable) {
         for callee in Workload::SERVICES.into_iter().filter(|w| w.serves(&method.service)) {
             calls.push(call(callee, method.path.as_str()));
         }

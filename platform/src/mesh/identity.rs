@@ -85,10 +85,14 @@ impl Workload {
     }
 
     /// Whether this workload serves the gRPC service `full_name`: its own domain's, or a platform
-    /// service it serves beside it (the GDPR `PersonalDataService` of every export source).
+    /// service it serves beside it (the GDPR `PersonalDataService` of every export source, the
+    /// `OpsService` of every domain service).
     pub fn serves(self, full_name: &str) -> bool {
         if full_name == crate::gdpr::PERSONAL_DATA_SERVICE {
             return crate::gdpr::EXPORT_SOURCES.contains(&self);
+        }
+        if full_name == crate::ops::OPS_SERVICE {
+            return Workload::SERVICES.contains(&self);
         }
         Workload::serving(full_name) == Some(self)
     }
