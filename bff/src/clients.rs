@@ -11,6 +11,7 @@ use ordermesh_platform::mesh::Workload;
 use ordermesh_proto::audit::audit_service_client::AuditServiceClient;
 use ordermesh_proto::customer::customer_service_client::CustomerServiceClient;
 use ordermesh_proto::notification::notification_service_client::NotificationServiceClient;
+use ordermesh_proto::ops::ops_service_client::OpsServiceClient;
 use ordermesh_proto::order::order_service_client::OrderServiceClient;
 use ordermesh_proto::payment::payment_service_client::PaymentServiceClient;
 use ordermesh_proto::product::product_service_client::ProductServiceClient;
@@ -35,6 +36,9 @@ pub struct Clients {
     pub audit: Pair<AuditServiceClient<ResilientChannel>>,
     /// The health client of every service, for readiness checks.
     health: Vec<(&'static str, HealthClient<ResilientChannel>)>,
+    /// The ops API of every service (admin dashboard, dead letters). Never retried: a replay
+    /// that timed out may have happened.
+    pub ops: Vec<(Workload, OpsServiceClient<ResilientChannel>)>,
 }
 
 /// The BFF's client of `callee`: its address, the BFF's workload and TLS.
@@ -68,9 +72,13 @@ fn health_client(config: &BffConfig, callee: Workload) -> anyhow::Result<HealthC
 impl Clients {
     pub fn new(config: &BffConfig) -> anyhow::Result<Self> {
         let mut health = Vec::new();
+        let mut ops = Vec::new();
         for callee in Workload::SERVICES {
             let name = callee.name().trim_end_matches("-svc");
             health.push((name, health_client(config, callee)?));
+            let mut client = client_config(config, callee);
+            client.max_retries = 0;
+            ops.push((callee, OpsServiceClient::new(channel(&client)?.0)));
         }
         Ok(Self {
             product: pair(config, Workload::Product, ProductServiceClient::new)?,
@@ -80,6 +88,7 @@ impl Clients {
             notification: pair(config, Workload::Notification, NotificationServiceClient::new)?,
             audit: pair(config, Workload::Audit, AuditServiceClient::new)?,
             health,
+            ops,
         })
     }
 

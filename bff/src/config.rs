@@ -90,6 +90,12 @@ pub struct BffConfig {
     /// HTTPS for the portals (`BFF_TLS_CERT_FILE`, `BFF_TLS_KEY_FILE`); plain HTTP when absent
     /// (behind a gateway or a sidecar that terminates TLS).
     pub https: Option<HttpsConfig>,
+    /// Networks `/api/v1/admin/*` may be called from (`BFF_ADMIN_ALLOWED_CIDRS`); empty: any.
+    pub admin_allowed_networks: Vec<ipnet::IpNet>,
+    /// A header the trusted gateway in front of the BFF sets to the client's address
+    /// (`BFF_TRUSTED_PROXY_HEADER`, e.g. `X-Forwarded-For`; its right-most address counts, the
+    /// one the gateway appended). Without it the connection's peer address counts.
+    pub trusted_proxy_header: Option<axum::http::HeaderName>,
 }
 
 /// Settings of `GET /api/v1/notifications/stream`.
@@ -161,6 +167,8 @@ impl BffConfig {
             product_cache: Duration::from_millis(1000),
             tls: None,
             https: None,
+            admin_allowed_networks: Vec::new(),
+            trusted_proxy_header: None,
         }
     }
 
@@ -211,6 +219,12 @@ impl BffConfig {
         config.product_cache = Duration::from_millis(env.parse_or("BFF_PRODUCT_CACHE_MILLIS", 1000)?);
         config.cors_external_origins = origins(env, "BFF_CORS_EXTERNAL_ORIGINS")?;
         config.cors_internal_origins = origins(env, "BFF_CORS_INTERNAL_ORIGINS")?;
+        config.admin_allowed_networks = networks(env, "BFF_ADMIN_ALLOWED_CIDRS")?;
+        if let Some(raw) = env.optional("BFF_TRUSTED_PROXY_HEADER") {
+            let name = axum::http::HeaderName::from_bytes(raw.trim().as_bytes())
+                .map_err(|_| ConfigError::new("BFF_TRUSTED_PROXY_HEADER", format!("{raw:?} is not a header name")))?;
+            config.trusted_proxy_header = Some(name);
+        }
         config.streams = StreamLimits {
             heartbeat: Duration::from_secs(positive("BFF_SSE_HEARTBEAT_SECONDS", 15)?),
             max_per_principal: positive("BFF_SSE_MAX_STREAMS_PER_PRINCIPAL", 5)? as usize,
@@ -232,6 +246,23 @@ impl BffConfig {
             }
         }
     }
+}
+
+/// A comma-separated list of networks (`10.0.0.0/8, 192.168.1.7/32`; a bare address is one
+/// host).
+fn networks(env: &Env, name: &str) -> Result<Vec<ipnet::IpNet>, ConfigError> {
+    let Some(raw) = env.optional(name) else {
+        return Ok(Vec::new());
+    };
+    raw.split(',')
+        .map(str::trim)
+        .filter(|part| !part.is_empty())
+        .map(|part| {
+            part.parse::<ipnet::IpNet>()
+                .or_else(|_| part.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                .map_err(|_| ConfigError::new(name, format!("{part:?} is not a network such as 10.0.0.0/8")))
+        })
+        .collect()
 }
 
 /// A comma-separated list of `http(s)://host[:port]` origins.

@@ -77,7 +77,7 @@ fn add(router: Api, surface: Surface, route: UtoipaMethodRouter<Arc<AppState>>) 
 
 /// The `/api/v1` routes of `surface` and their OpenAPI document.
 pub fn api(surface: Surface) -> (Router<Arc<AppState>>, utoipa::openapi::OpenApi) {
-    use routes::{audit, customers, gdpr, notifications, orders, payments, products};
+    use routes::{admin, audit, customers, gdpr, notifications, orders, payments, products};
     let mut router = OpenApiRouter::with_openapi(openapi::ApiDoc::openapi());
     for route in [
         routes!(products::list),
@@ -114,6 +114,10 @@ pub fn api(surface: Surface) -> (Router<Arc<AppState>>, utoipa::openapi::OpenApi
         routes!(notifications::update_preferences),
         routes!(audit::logs),
         routes!(gdpr::trail),
+        routes!(admin::system),
+        routes!(admin::dead_letters),
+        routes!(admin::replay),
+        routes!(admin::discard),
     ] {
         router = add(router, surface, route);
     }
@@ -133,6 +137,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/readyz", get(routes::health::readyz))
         .route(OPENAPI_PATH, get(move || async move { Json(doc.as_ref().clone()) }))
         .merge(api)
+        .layer(from_fn_with_state(state.clone(), middleware::admin_networks))
         .layer(DefaultBodyLimit::max(state.config.body_limit_bytes))
         .layer(from_fn_with_state(state.clone(), middleware::timeout))
         .layer(middleware::cors(&state.config))
@@ -151,7 +156,9 @@ pub async fn run(config: BffConfig, listener: TcpListener, shutdown: Shutdown) -
     let stop = async move { shutdown.wait().await };
     if let Some(https) = https {
         let listener = ordermesh_platform::mesh::tls::TlsListener::new(listener, &https)?;
-        axum::serve(listener, router(state))
+        // A tap that does nothing: it gives the TLS listener axum's peer-address plumbing.
+        let listener = axum::serve::ListenerExt::tap_io(listener, |_| {});
+        axum::serve(listener, with_peer_address(router(state)))
             .with_graceful_shutdown(stop)
             .await?;
         return Ok(());
@@ -162,10 +169,17 @@ pub async fn run(config: BffConfig, listener: TcpListener, shutdown: Shutdown) -
             tracing::debug!(%error, "could not set TCP_NODELAY");
         }
     });
-    axum::serve(listener, router(state))
+    axum::serve(listener, with_peer_address(router(state)))
         .with_graceful_shutdown(stop)
         .await?;
     Ok(())
+}
+
+/// The router, told each connection's peer address (for `BFF_ADMIN_ALLOWED_CIDRS`).
+fn with_peer_address(
+    router: Router,
+) -> axum::extract::connect_info::IntoMakeServiceWithConnectInfo<Router, std::net::SocketAddr> {
+    router.into_make_service_with_connect_info::<std::net::SocketAddr>()
 }
 
 #[cfg(test)]

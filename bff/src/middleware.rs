@@ -43,6 +43,35 @@ pub fn cors(config: &BffConfig) -> CorsLayer {
         .max_age(std::time::Duration::from_secs(600))
 }
 
+/// The path prefix of the admin API, which `BFF_ADMIN_ALLOWED_CIDRS` restricts.
+pub const ADMIN_PREFIX: &str = "/api/v1/admin/";
+
+/// `/api/v1/admin/*` only from the allowed networks, when some are configured: 403 before the
+/// token is even looked at. The client's address is the trusted proxy header's right-most entry
+/// when one is configured, else the connection's peer (unknown: refused).
+pub async fn admin_networks(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
+    let networks = &state.config.admin_allowed_networks;
+    if networks.is_empty() || !request.uri().path().starts_with(ADMIN_PREFIX) {
+        return next.run(request).await;
+    }
+    let client = client_address(&request, state.config.trusted_proxy_header.as_ref());
+    if client.is_some_and(|ip| networks.iter().any(|n| n.contains(&ip))) {
+        return next.run(request).await;
+    }
+    Problem::forbidden("the admin API is not available from this network").into_response()
+}
+
+fn client_address(request: &Request, proxy_header: Option<&HeaderName>) -> Option<std::net::IpAddr> {
+    if let Some(name) = proxy_header {
+        let value = request.headers().get_all(name).iter().next_back()?.to_str().ok()?;
+        return value.rsplit(',').next()?.trim().parse().ok();
+    }
+    request
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|info| info.0.ip())
+}
+
 /// Upper bound on handling one request: 504 problem after `BFF_REQUEST_TIMEOUT_SECONDS`.
 pub async fn timeout(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
     match tokio::time::timeout(state.config.request_timeout, next.run(request)).await {
@@ -69,6 +98,7 @@ pub async fn finish(State(state): State<Arc<AppState>>, mut request: Request, ne
     let correlation = incoming_correlation(&request).unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
     request.extensions_mut().insert(CorrelationId(correlation.clone()));
     let uri = request.uri().to_string();
+    let personal = carries_personal_data(&request);
     let mut response = if uri.to_ascii_lowercase().contains("%00") {
         Problem::bad_request("the URL must not contain NUL characters").into_response()
     } else {
@@ -124,5 +154,27 @@ pub async fn finish(State(state): State<Arc<AppState>>, mut request: Request, ne
     {
         response.headers_mut().insert("x-correlation-id", value);
     }
+    protect_from_caches_and_sniffing(&mut response, personal);
     response
+}
+
+/// Whether the answer to `request` may carry personal data: every authenticated request, and
+/// every route under `/api/v1` except the public OpenAPI document.
+fn carries_personal_data(request: &Request) -> bool {
+    let path = request.uri().path();
+    request.headers().contains_key(header::AUTHORIZATION)
+        || (path.starts_with("/api/v1/") && path != crate::OPENAPI_PATH)
+}
+
+/// OWASP's REST headers: no answer is content-sniffed; no answer that may carry personal data,
+/// and no problem, is stored by a browser or a shared cache.
+fn protect_from_caches_and_sniffing(response: &mut Response, personal: bool) {
+    let headers = response.headers_mut();
+    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    let is_problem = headers
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes() == problem::CONTENT_TYPE.as_bytes());
+    if personal || is_problem {
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
 }

@@ -97,6 +97,15 @@ pub const MATRIX: &[Rule] = &[
     rule("PUT", "/api/v1/notifications/preferences", true, Any),
     rule("GET", "/api/v1/audit/logs", false, Roles(&[Admin])),
     rule("GET", "/api/v1/audit/gdpr/{customerId}", false, Roles(CUSTOMER_WRITERS)),
+    rule("GET", "/api/v1/admin/system", false, Roles(&[Admin])),
+    rule("GET", "/api/v1/admin/dead-letters", false, Roles(&[Admin])),
+    rule("POST", "/api/v1/admin/dead-letters/{id}/replay", false, Roles(&[Admin])),
+    rule(
+        "POST",
+        "/api/v1/admin/dead-letters/{id}/discard",
+        false,
+        Roles(&[Admin]),
+    ),
 ];
 
 /// The rule of `method` + `path`, if the route is known.

@@ -538,3 +538,60 @@ async fn an_idempotency_key_replays_the_first_answer_and_rejects_another_body() 
     .await
     .assert_problem(400, Some("validation-error"));
 }
+
+/// OWASP's REST headers on every route of the matrix, whatever the answer: `nosniff` always,
+/// `Cache-Control: no-store` on every authenticated answer and every problem (also 401s); the
+/// public OpenAPI document and health checks are not personal, but still not sniffed.
+#[tokio::test]
+async fn every_answer_is_nosniff_and_no_authenticated_answer_or_problem_is_stored() {
+    let mut platform = Platform::start(CountingGateway::sandbox()).await.unwrap();
+    let base = platform.start_bff(Surface::Internal).await.unwrap();
+    let api = Api::new(&base);
+    let (alice, _) = platform.client("headers-alice").await.unwrap();
+    let admin = platform.admin.clone();
+    let check = |what: &str, answer: &bff_common::Answer| {
+        assert_eq!(
+            answer.header("x-content-type-options"),
+            Some("nosniff"),
+            "{what}: {answer:?}"
+        );
+        assert_eq!(answer.header("cache-control"), Some("no-store"), "{what}: {answer:?}");
+    };
+    let mut checked = 0;
+    for rule in MATRIX {
+        let method = Method::from_bytes(rule.method.as_bytes()).unwrap();
+        let path = concrete(rule.path).replace("{customerId}", &uuid::Uuid::now_v7().to_string());
+        if path.ends_with("/stream") {
+            // An open stream never ends: its headers, then drop it.
+            let response = reqwest::Client::new()
+                .get(format!("{base}{path}"))
+                .bearer_auth(&alice)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status(), 200);
+            assert_eq!(response.headers()["x-content-type-options"], "nosniff");
+            assert_eq!(response.headers()["cache-control"], "no-store");
+            checked += 1;
+            continue;
+        }
+        for token in [&alice, &admin] {
+            let answer = api
+                .send(method.clone(), &path, Some(token), Some(&json!({})), &[])
+                .await;
+            check(&format!("{method} {path}"), &answer);
+            checked += 1;
+        }
+        let anonymous = api.send(method.clone(), &path, None, None, &[]).await;
+        assert_eq!(anonymous.status, 401);
+        check(&format!("anonymous {method} {path}"), &anonymous);
+    }
+    assert!(checked > 2 * 30, "{checked}");
+    for path in ["/healthz", "/api/v1/openapi.json"] {
+        let answer = api.send(Method::GET, path, None, None, &[]).await;
+        assert_eq!(answer.status, 200);
+        assert_eq!(answer.header("x-content-type-options"), Some("nosniff"), "{path}");
+    }
+    let missing = api.send(Method::GET, "/nothing-here", None, None, &[]).await;
+    check("unknown path", &missing);
+}

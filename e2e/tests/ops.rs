@@ -4,11 +4,17 @@
 //! in `ListDeadLetters` with the error, fixes the cause, replays them, and the customer ends up
 //! with exactly the notifications of an order that never met the fault — each once. Each replay
 //! is in the audit log. A bad request's field violations print as fields (grpcurl resolves
-//! `google.rpc.BadRequest` through reflection), and a client may not use the API at all.
+//! `google.rpc.BadRequest` through reflection), and a client may not use the API at all. The
+//! employee portal's admin API (`/api/v1/admin/*`) shows the same state through the BFF, and
+//! answers only from the allowed networks when `BFF_ADMIN_ALLOWED_CIDRS` is set.
+
+mod bff_common;
 
 use std::process::Command;
 use std::time::Duration;
 
+use bff::Surface;
+use bff_common::Api;
 use ordermesh_e2e::{CountingGateway, Platform};
 use ordermesh_platform::testing::with_token;
 use ordermesh_proto::audit::QueryAuditLogsRequest;
@@ -155,7 +161,7 @@ async fn place_confirmed(platform: &Platform, subject: &str, product: &str) -> S
 }
 
 async fn replayed_dead_letters_take_effect_once(embedded: bool) {
-    let platform = Platform::start_tuned(CountingGateway::sandbox(), embedded, |events| {
+    let mut platform = Platform::start_tuned(CountingGateway::sandbox(), embedded, |events| {
         events.max_deliver = 2;
         events.retry_backoff = vec![Duration::from_millis(50)];
     })
@@ -164,6 +170,11 @@ async fn replayed_dead_letters_take_effect_once(embedded: bool) {
     let address = platform.url("notification").trim_start_matches("http://").to_owned();
     let admin = platform.admin.clone();
     let product = platform.product(1500, 20).await.unwrap();
+    let bff = Api::new(&platform.start_bff(Surface::Internal).await.unwrap());
+    let system = bff.get("/api/v1/admin/system", &admin).await;
+    system.assert_status(200);
+    assert_eq!(system.body["services"].as_array().unwrap().len(), 6, "{system:?}");
+    assert_eq!(system.body["healthy"], true, "{system:?}");
 
     // What one order's notifications are when nothing goes wrong.
     let control = place_confirmed(&platform, "ops-control", &product.id).await;
@@ -223,6 +234,62 @@ async fn replayed_dead_letters_take_effect_once(embedded: bool) {
         .notifications;
     assert!(none.is_empty(), "nothing was stored while the fault lasted: {none:?}");
 
+    // The admin API sees the same, in one call for the dashboard.
+    let system = bff.get("/api/v1/admin/system", &admin).await;
+    system.assert_status(200);
+    assert_eq!(system.body["healthy"], false);
+    assert_eq!(system.body["deadLetters"], letters.len());
+    let notification = system.body["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["service"] == "notification-svc")
+        .unwrap();
+    assert_eq!(notification["deadLetters"], letters.len(), "{notification}");
+    assert_eq!(notification["ready"], true);
+    let listed = bff.get("/api/v1/admin/dead-letters?service=notification", &admin).await;
+    listed.assert_status(200);
+    let ids = |items: &Value| -> Vec<String> {
+        let mut ids: Vec<String> = items
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| l["id"].to_string().trim_matches('"').to_owned())
+            .collect();
+        ids.sort();
+        ids
+    };
+    assert_eq!(ids(&listed.body["items"]), ids(&Value::Array(letters.clone())));
+    assert_eq!(listed.body["total"], letters.len());
+    bff.get("/api/v1/admin/dead-letters?pageSize=0", &admin)
+        .await
+        .assert_problem(400, Some("validation-error"));
+    bff.get("/api/v1/admin/dead-letters?colour=red", &admin)
+        .await
+        .assert_problem(400, None);
+    bff.post(
+        "/api/v1/admin/dead-letters/999999/replay",
+        &admin,
+        &serde_json::json!({}),
+    )
+    .await
+    .assert_problem(404, Some("not-found"));
+    let some_id = letters[0]["id"].as_str().unwrap();
+    for bad in [
+        serde_json::json!({"reason": ""}),
+        serde_json::json!({"reason": "x", "force": true}),
+    ] {
+        bff.post(&format!("/api/v1/admin/dead-letters/{some_id}/discard"), &admin, &bad)
+            .await
+            .assert_problem(400, None);
+    }
+    let order_manager = platform
+        .auth
+        .employee("ops-om", &[ordermesh_platform::auth::Role::OrderManager]);
+    bff.get("/api/v1/admin/dead-letters", &order_manager)
+        .await
+        .assert_problem(403, Some("forbidden"));
+
     // Bad requests: field violations as grpcurl prints them, and nothing changes.
     let (ok, _, stderr) = grpcurl(&address, &admin, "DiscardDeadLetter", r#"{"id": "1", "reason": " "}"#);
     assert!(!ok);
@@ -242,13 +309,28 @@ async fn replayed_dead_letters_take_effect_once(embedded: bool) {
         letters.len()
     );
 
-    // The cause fixed, one replayed by id and the rest all at once.
+    // The cause fixed: one replayed by id with grpcurl, one through the admin API, the rest all
+    // at once.
     fault.fix().await;
     let first = letters[0]["id"].as_str().unwrap().to_owned();
     let replayed = call(&address, &admin, "ReplayDeadLetter", &format!(r#"{{"id": "{first}"}}"#));
     assert_eq!(replayed["deadLetter"]["id"], first.as_str());
+    let mut replayed_by_hand = 1;
+    if let Some(second) = letters.get(1) {
+        let second = second["id"].as_str().unwrap();
+        let answer = bff
+            .post(
+                &format!("/api/v1/admin/dead-letters/{second}/replay"),
+                &admin,
+                &serde_json::json!({}),
+            )
+            .await;
+        answer.assert_status(200);
+        assert_eq!(answer.body["id"].to_string(), second, "{answer:?}");
+        replayed_by_hand += 1;
+    }
     let rest = call(&address, &admin, "ReplayAllDeadLetters", "{}");
-    assert_eq!(dead_letters(&rest).len(), letters.len() - 1, "{rest}");
+    assert_eq!(dead_letters(&rest).len(), letters.len() - replayed_by_hand, "{rest}");
     assert!(dead_letters(&call(&address, &admin, "ListDeadLetters", "{}")).is_empty());
 
     // Exactly the notifications of an order that never met the fault, each once.
@@ -284,6 +366,51 @@ async fn replayed_dead_letters_take_effect_once(embedded: bool) {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+/// `BFF_ADMIN_ALLOWED_CIDRS`: the admin API only from the allowed networks, by the peer address
+/// or, when configured, by the trusted proxy header's right-most address; other routes as ever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_api_answers_only_from_allowed_networks() {
+    let mut platform = Platform::start_embedded(CountingGateway::sandbox()).await.unwrap();
+    let admin = platform.admin.clone();
+    let mut config = platform.bff_config(Surface::Internal);
+    config.admin_allowed_networks = vec!["10.0.0.0/8".parse().unwrap()];
+    let direct = Api::new(&platform.start_bff_with(config.clone()).await.unwrap());
+    direct
+        .get("/api/v1/admin/system", &admin)
+        .await
+        .assert_problem(403, Some("forbidden"));
+    direct.get("/api/v1/products", &admin).await.assert_status(200);
+
+    config.trusted_proxy_header = Some("x-forwarded-for".parse().unwrap());
+    let proxied = Api::new(&platform.start_bff_with(config).await.unwrap());
+    let from = |address: &'static str| [("x-forwarded-for", address)];
+    let allowed = proxied
+        .send(
+            reqwest::Method::GET,
+            "/api/v1/admin/system",
+            Some(&admin),
+            None,
+            &from("192.0.2.1, 10.1.2.3"),
+        )
+        .await;
+    allowed.assert_status(200);
+    // The gateway appends the client it saw: an address the client wrote itself comes first.
+    proxied
+        .send(
+            reqwest::Method::GET,
+            "/api/v1/admin/system",
+            Some(&admin),
+            None,
+            &from("10.1.2.3, 192.0.2.1"),
+        )
+        .await
+        .assert_problem(403, Some("forbidden"));
+    proxied
+        .send(reqwest::Method::GET, "/api/v1/admin/system", Some(&admin), None, &[])
+        .await
+        .assert_problem(403, Some("forbidden"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

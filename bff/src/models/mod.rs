@@ -3,6 +3,7 @@
 //! module per resource; what they share is in [`common`]. Request bodies reject unknown fields.
 //! Every type is re-exported here, so `crate::models::Order` and the like name them.
 
+pub mod admin;
 pub mod audit;
 pub mod common;
 pub mod customers;
@@ -12,6 +13,7 @@ pub mod orders;
 pub mod payments;
 pub mod products;
 
+pub use admin::{DeadLetter, DeadLetterPage, DiscardDeadLetter, ServiceStatus, SystemStatus};
 pub use audit::{AuditEntry, AuditPage};
 pub use common::{Actor, Address, Money, required, time};
 pub use customers::{

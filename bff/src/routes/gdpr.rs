@@ -89,12 +89,12 @@ pub async fn get_export(
         .and_then(DataExport::from_proto)
         .ok_or_else(Problem::internal)?;
     let pending = export.status == ExportStatus::Pending;
+    // `Cache-Control: no-store`, as on every authenticated answer (see `middleware::finish`).
     let mut response = Json(export).into_response();
-    let headers = response.headers_mut();
-    // Personal data: never kept by a browser or a proxy.
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     if pending {
-        headers.insert(header::RETRY_AFTER, HeaderValue::from_static(EXPORT_RETRY_AFTER));
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static(EXPORT_RETRY_AFTER));
     }
     Ok(response)
 }

@@ -3,6 +3,7 @@
 //! before any handler runs (see [`crate::auth::guard`] and [`crate::policy`]). [`health`] serves
 //! `/healthz` and `/readyz`, outside `/api/v1`.
 
+pub mod admin;
 pub mod audit;
 pub mod customers;
 pub mod gdpr;
