@@ -110,6 +110,21 @@ pub fn page_size(value: Option<u32>) -> Result<i32, Problem> {
     }
 }
 
+/// A `from`/`to` range of a list's query (RFC 3339 instants, `from` inclusive, `to` exclusive),
+/// as the services' timestamps; 400 when `to` is not after `from`.
+pub fn time_range(
+    from: Option<chrono::DateTime<chrono::Utc>>,
+    to: Option<chrono::DateTime<chrono::Utc>>,
+) -> Result<(Option<prost_types::Timestamp>, Option<prost_types::Timestamp>), Problem> {
+    if let (Some(from), Some(to)) = (from, to)
+        && to <= from
+    {
+        return Err(Problem::invalid_field("to", "must be after from"));
+    }
+    let timestamp = |t: chrono::DateTime<chrono::Utc>| ordermesh_platform::convert::timestamp(t);
+    Ok((from.map(timestamp), to.map(timestamp)))
+}
+
 /// Values from an untrusted client that will be sent on: bounded, no control characters.
 pub fn text(field: &str, value: &str, max: usize) -> Result<(), Problem> {
     if value.chars().count() > max {

@@ -144,6 +144,28 @@ async fn a_client_uses_every_client_route() {
     let orders = api.get("/api/v1/orders?status=confirmed", &alice).await;
     orders.assert_status(200);
     assert_eq!(orders.body["items"][0]["id"], order_id.as_str());
+    // A date range: the order is in the hour around now, not in yesterday.
+    let hour = |offset: i64| {
+        (chrono::Utc::now() + chrono::Duration::minutes(offset)).to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+    };
+    let around = api
+        .get(&format!("/api/v1/orders?from={}&to={}", hour(-30), hour(30)), &alice)
+        .await;
+    around.assert_status(200);
+    assert_eq!(around.body["items"][0]["id"], order_id.as_str());
+    let yesterday = api
+        .get(
+            &format!("/api/v1/orders?from={}&to={}", hour(-1500), hour(-1440)),
+            &alice,
+        )
+        .await;
+    assert_eq!(yesterday.body["items"], json!([]), "{yesterday:?}");
+    api.get(&format!("/api/v1/orders?from={}&to={}", hour(30), hour(-30)), &alice)
+        .await
+        .assert_problem(400, Some("validation-error"));
+    api.get("/api/v1/orders?from=yesterday", &alice)
+        .await
+        .assert_problem(400, None);
     let history = api.get(&format!("/api/v1/customers/{customer}/orders"), &alice).await;
     history.assert_status(200);
     assert_eq!(history.body["items"][0]["id"], order_id.as_str());
@@ -183,6 +205,21 @@ async fn a_client_uses_every_client_route() {
         );
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
+    // One notification read by id, then all; a repeat changes nothing.
+    let list = api.get("/api/v1/notifications?unreadOnly=true", &alice).await;
+    let first = list.body["items"][0]["id"].as_str().unwrap().to_owned();
+    let one = api
+        .put(&format!("/api/v1/notifications/{first}/read"), &alice, &json!({}))
+        .await;
+    one.assert_status(200);
+    assert_eq!(one.body["updatedCount"], 1, "{one:?}");
+    let again = api
+        .put(&format!("/api/v1/notifications/{first}/read"), &alice, &json!({}))
+        .await;
+    assert_eq!(again.body["updatedCount"], 0, "{again:?}");
+    api.put("/api/v1/notifications/not-an-id/read", &alice, &json!({}))
+        .await
+        .assert_problem(400, Some("validation-error"));
     api.post("/api/v1/notifications/read", &alice, &json!({"all": true}))
         .await
         .assert_status(200);
@@ -385,6 +422,44 @@ async fn employees_use_every_employee_route() {
     api.get("/api/v1/notifications", &service).await.assert_status(200);
     let audit = api.get("/api/v1/audit/logs", &admin).await;
     audit.assert_status(200);
+
+    // An admin records an event, finds it in a time range, and a repeat returns the same entry.
+    let event = json!({"action": "catalogue.reviewed", "entityType": "product", "entityId": "p-42",
+        "eventId": "review-p-42", "details": {"outcome": "ok", "items": 3}});
+    let recorded = api.post("/api/v1/audit/logs", &admin, &event).await;
+    recorded.assert_status(201);
+    assert_eq!(recorded.body["action"], "catalogue.reviewed");
+    assert_eq!(recorded.body["actor"]["id"], "admin-1", "{recorded:?}");
+    assert_eq!(recorded.body["details"]["items"], 3);
+    let repeat = api.post("/api/v1/audit/logs", &admin, &event).await;
+    assert_eq!(repeat.body["id"], recorded.body["id"]);
+    let minute = |offset: i64| {
+        (chrono::Utc::now() + chrono::Duration::minutes(offset)).to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+    };
+    let found = api
+        .get(
+            &format!("/api/v1/audit/logs?entityId=p-42&from={}&to={}", minute(-5), minute(5)),
+            &admin,
+        )
+        .await;
+    assert_eq!(found.body["items"].as_array().unwrap().len(), 1, "{found:?}");
+    let before = api
+        .get(&format!("/api/v1/audit/logs?entityId=p-42&to={}", minute(-5)), &admin)
+        .await;
+    assert_eq!(before.body["items"], json!([]), "{before:?}");
+    for bad in [
+        json!({"action": "Bad Action", "entityType": "product", "entityId": "p-1"}),
+        json!({"action": "x.y", "entityType": "product", "entityId": "p-1", "details": {"email": "a@b.c"}}),
+        json!({"action": "x.y", "entityType": "product", "entityId": "p-1", "actor": {"id": "someone"}}),
+    ] {
+        api.post("/api/v1/audit/logs", &admin, &bad)
+            .await
+            .assert_problem(400, None);
+    }
+    let order_manager = platform.auth.employee("om-audit", &[Role::OrderManager]);
+    api.post("/api/v1/audit/logs", &order_manager, &event)
+        .await
+        .assert_problem(403, Some("forbidden"));
 }
 
 #[tokio::test]

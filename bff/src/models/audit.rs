@@ -40,30 +40,40 @@ impl AuditEntry {
             occurred_at: time(e.occur_time),
             recorded_at: time(e.record_time),
             source_service: e.source_service,
-            details: e
-                .details
-                .map(|s| struct_to_json(&s))
-                .unwrap_or_else(|| serde_json::Value::Object(Default::default())),
+            details: serde_json::Value::Object(
+                e.details
+                    .as_ref()
+                    .map(ordermesh_platform::convert::from_struct)
+                    .unwrap_or_default(),
+            ),
         }
     }
 }
 
-fn struct_to_json(s: &prost_types::Struct) -> serde_json::Value {
-    serde_json::Value::Object(s.fields.iter().map(|(k, v)| (k.clone(), value_to_json(v))).collect())
-}
-
-fn value_to_json(v: &prost_types::Value) -> serde_json::Value {
-    use prost_types::value::Kind;
-    match &v.kind {
-        None | Some(Kind::NullValue(_)) => serde_json::Value::Null,
-        Some(Kind::NumberValue(n)) => serde_json::Number::from_f64(*n)
-            .map(serde_json::Value::Number)
-            .unwrap_or(serde_json::Value::Null),
-        Some(Kind::StringValue(s)) => serde_json::Value::String(s.clone()),
-        Some(Kind::BoolValue(b)) => serde_json::Value::Bool(*b),
-        Some(Kind::StructValue(s)) => struct_to_json(s),
-        Some(Kind::ListValue(l)) => serde_json::Value::Array(l.values.iter().map(value_to_json).collect()),
-    }
-}
-
 page!(AuditPage, AuditEntry);
+
+/// An event an admin records in the audit trail (services record theirs over gRPC). The actor
+/// is the caller; ids, codes and statuses only — details whose keys look like personal data
+/// are refused.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RecordAuditEvent {
+    /// Action code: 1-128 characters of `a-z`, `0-9`, `.`, `_`.
+    #[schema(pattern = "^[a-z0-9._]{1,128}$", example = "catalogue.reviewed")]
+    pub action: String,
+    #[schema(min_length = 1, max_length = 64, example = "product")]
+    pub entity_type: String,
+    #[schema(min_length = 1, max_length = 128)]
+    pub entity_id: String,
+    /// The customer the action concerns, if it concerns personal data.
+    #[schema(format = Uuid)]
+    pub data_subject_id: Option<String>,
+    /// When it happened (not in the future); now when absent.
+    pub occurred_at: Option<DateTime<Utc>>,
+    /// A unique id making the call idempotent: a repeat returns the first entry.
+    #[schema(max_length = 128)]
+    pub event_id: Option<String>,
+    /// Non-personal details, at most 8 KiB serialised.
+    #[schema(value_type = Option<Object>)]
+    pub details: Option<serde_json::Map<String, serde_json::Value>>,
+}

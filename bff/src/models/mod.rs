@@ -14,7 +14,7 @@ pub mod payments;
 pub mod products;
 
 pub use admin::{DeadLetter, DeadLetterPage, DiscardDeadLetter, ServiceStatus, SystemStatus};
-pub use audit::{AuditEntry, AuditPage};
+pub use audit::{AuditEntry, AuditPage, RecordAuditEvent};
 pub use common::{Actor, Address, Money, required, time};
 pub use customers::{
     ContactChannel, CreateProfile, Customer, CustomerPage, CustomerStatus, Preferences, UpdateCustomer,

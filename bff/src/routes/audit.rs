@@ -1,15 +1,17 @@
-//! `/api/v1/audit`: the audit trail (admins only), served by audit-svc over gRPC.
+//! `/api/v1/audit`: the audit trail (admins only: query it, record an event), served by
+//! audit-svc over gRPC.
 
 use axum::Json;
+use axum::http::StatusCode;
 use ordermesh_proto::audit as pb;
 use serde::Deserialize;
 use utoipa::IntoParams;
 
 use super::{Shared, next_token};
 use crate::auth::Caller;
-use crate::extract::{ApiQuery, page_size};
-use crate::models::{AuditEntry, AuditPage};
-use crate::problem::ApiResult;
+use crate::extract::{ApiJson, ApiQuery, page_size, time_range};
+use crate::models::{AuditEntry, AuditPage, RecordAuditEvent};
+use crate::problem::{ApiResult, Problem};
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(rename_all = "camelCase")]
@@ -20,6 +22,10 @@ pub struct QueryAudit {
     pub entity_id: Option<String>,
     pub action: Option<String>,
     pub correlation_id: Option<String>,
+    /// Only entries of actions at or after this instant (RFC 3339).
+    pub from: Option<chrono::DateTime<chrono::Utc>>,
+    /// Only entries of actions before this instant (RFC 3339); after `from`.
+    pub to: Option<chrono::DateTime<chrono::Utc>>,
     #[param(minimum = 1, maximum = 200)]
     pub page_size: Option<u32>,
     pub page_token: Option<String>,
@@ -29,7 +35,10 @@ pub struct QueryAudit {
 #[utoipa::path(get, path = "/api/v1/audit/logs", tag = "audit", params(QueryAudit),
     responses((status = 200, description = "A page of audit entries", body = AuditPage)))]
 pub async fn logs(state: Shared, caller: Caller, ApiQuery(q): ApiQuery<QueryAudit>) -> ApiResult<Json<AuditPage>> {
+    let (start_time, end_time) = time_range(q.from, q.to)?;
     let request = pb::QueryAuditLogsRequest {
+        start_time,
+        end_time,
         actor_id: q.actor_id.unwrap_or_default(),
         entity_type: q.entity_type.unwrap_or_default(),
         entity_id: q.entity_id.unwrap_or_default(),
@@ -51,4 +60,37 @@ pub async fn logs(state: Shared, caller: Caller, ApiQuery(q): ApiQuery<QueryAudi
         items: response.entries.into_iter().map(AuditEntry::from_proto).collect(),
         next_page_token: next_token(response.next_page_token),
     }))
+}
+
+/// Record an event in the audit trail, as the calling admin.
+#[utoipa::path(post, path = "/api/v1/audit/logs", tag = "audit", request_body = RecordAuditEvent,
+    responses((status = 201, description = "The appended entry (a repeat with the same `eventId`: the first one)",
+        body = AuditEntry)))]
+pub async fn record(
+    state: Shared,
+    caller: Caller,
+    ApiJson(body): ApiJson<RecordAuditEvent>,
+) -> ApiResult<(StatusCode, Json<AuditEntry>)> {
+    let request = pb::RecordAuditEventRequest {
+        actor: None,
+        action: body.action,
+        entity_type: body.entity_type,
+        entity_id: body.entity_id,
+        data_subject_id: body.data_subject_id.unwrap_or_default(),
+        correlation_id: caller.correlation_id.clone(),
+        occur_time: body.occurred_at.map(ordermesh_platform::convert::timestamp),
+        details: body.details.as_ref().map(ordermesh_platform::convert::to_struct),
+        event_id: body.event_id.unwrap_or_default(),
+    };
+    let entry = state
+        .clients
+        .audit
+        .write
+        .clone()
+        .record_audit_event(caller.ctx().request(request))
+        .await?
+        .into_inner()
+        .entry
+        .ok_or_else(Problem::internal)?;
+    Ok((StatusCode::CREATED, Json(AuditEntry::from_proto(entry))))
 }

@@ -14,7 +14,7 @@ use utoipa::IntoParams;
 
 use super::{Shared, created, next_token};
 use crate::auth::{Caller, own_customer};
-use crate::extract::{ApiJson, ApiQuery, page_size};
+use crate::extract::{ApiJson, ApiPath, ApiQuery, page_size};
 use crate::models::{
     MarkRead, MarkReadResult, Notification, NotificationPage, NotificationPreferences, NotificationType,
     SendNotification, StreamTicket, UpdateNotificationPreferences,
@@ -105,6 +105,27 @@ pub async fn mark_read(
         updated_count: response.updated_count,
         unread_count: response.unread_count,
     }))
+}
+
+/// Mark one of the caller's notifications read (the same as `POST /notifications/read` with one
+/// id). Idempotent: `updatedCount` is 0 when it was read already, or is not the caller's.
+#[utoipa::path(put, path = "/api/v1/notifications/{id}/read", tag = "notifications",
+    params(("id" = String, Path, pattern = "^[1-9][0-9]{0,17}$", description = "Notification id")),
+    responses((status = 200, description = "Counts after the update", body = MarkReadResult)))]
+pub async fn mark_one_read(
+    state: Shared,
+    caller: Caller,
+    ApiPath(id): ApiPath<String>,
+) -> ApiResult<Json<MarkReadResult>> {
+    mark_read(
+        state,
+        caller,
+        ApiJson(MarkRead {
+            ids: vec![id],
+            all: false,
+        }),
+    )
+    .await
 }
 
 /// Send a notification to a customer or to every employee with a role (customer service).

@@ -10,7 +10,7 @@ use utoipa::IntoParams;
 
 use super::{Shared, next_token};
 use crate::auth::{Caller, own_customer};
-use crate::extract::{ApiJson, ApiPath, ApiQuery, page_size, text};
+use crate::extract::{ApiJson, ApiPath, ApiQuery, page_size, text, time_range};
 use crate::idempotency;
 use crate::models::{CreateOrder, Order, OrderPage, OrderStatus, ShipmentStatus, UpdateOrderStatus};
 use crate::problem::{ApiResult, Problem};
@@ -26,6 +26,10 @@ pub struct ListOrders {
     pub status: Option<OrderStatus>,
     /// Only this customer's orders (employees; a client always sees its own).
     pub customer_id: Option<String>,
+    /// Only orders placed at or after this instant (RFC 3339).
+    pub from: Option<chrono::DateTime<chrono::Utc>>,
+    /// Only orders placed before this instant (RFC 3339); after `from`.
+    pub to: Option<chrono::DateTime<chrono::Utc>>,
     #[param(minimum = 1, maximum = 200)]
     pub page_size: Option<u32>,
     pub page_token: Option<String>,
@@ -150,12 +154,14 @@ pub(crate) async fn list_for(
     customer_id: String,
     q: ListOrders,
 ) -> ApiResult<Json<OrderPage>> {
+    let (created_after, created_before) = time_range(q.from, q.to)?;
     let request = pb::ListOrdersRequest {
         customer_id,
         statuses: q.status.map(|s| vec![s.to_proto() as i32]).unwrap_or_default(),
+        created_after,
+        created_before,
         page_size: page_size(q.page_size)?,
         page_token: q.page_token.unwrap_or_default(),
-        ..Default::default()
     };
     let response = state
         .clients
