@@ -230,6 +230,11 @@ fn inventory_facts(event: InventoryEvent) -> Facts {
             }
             facts
         }
+        InventoryEvent::StockLow(e) => Facts::new("product", &e.product_id)
+            .put("product_id", e.product_id.clone())
+            .put("sku", e.sku)
+            .put("available", e.available)
+            .put("threshold", e.threshold),
         InventoryEvent::ProductCreated(e) => product_facts(e.product, e.actor, Vec::new()),
         InventoryEvent::ProductUpdated(e) => product_facts(e.product, e.actor, e.changed_fields),
     }

@@ -36,6 +36,8 @@ use Role::{Admin, CustomerService, OrderManager};
 const ORDER_STAFF: &[Role] = &[Admin, OrderManager, CustomerService];
 const CUSTOMER_READERS: &[Role] = &[Admin, CustomerService, OrderManager];
 const CUSTOMER_WRITERS: &[Role] = &[Admin, CustomerService];
+/// Who keeps the catalogue's categories and the stock (as product-svc allows).
+const STOCK_KEEPERS: &[Role] = &[Admin, OrderManager];
 
 const fn rule(method: &'static str, path: &'static str, clients: bool, employees: Employees) -> Rule {
     Rule {
@@ -53,6 +55,16 @@ pub const MATRIX: &[Rule] = &[
     rule("GET", "/api/v1/products/{id}", true, Any),
     rule("POST", "/api/v1/products", false, Roles(&[Admin])),
     rule("PUT", "/api/v1/products/{id}", false, Roles(&[Admin])),
+    rule("GET", "/api/v1/products/categories", true, Any),
+    rule("POST", "/api/v1/products/categories", false, Roles(STOCK_KEEPERS)),
+    rule("GET", "/api/v1/products/{id}/stock", false, Roles(STOCK_KEEPERS)),
+    rule("GET", "/api/v1/products/stock", false, Roles(STOCK_KEEPERS)),
+    rule(
+        "POST",
+        "/api/v1/products/{id}/stock/adjustments",
+        false,
+        Roles(STOCK_KEEPERS),
+    ),
     rule("POST", "/api/v1/orders", true, Employees::None),
     rule("GET", "/api/v1/orders", true, Roles(ORDER_STAFF)),
     rule("GET", "/api/v1/orders/{id}", true, Roles(ORDER_STAFF)),

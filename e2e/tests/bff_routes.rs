@@ -602,3 +602,186 @@ async fn health_readiness_openapi_and_http_errors() {
         .await
         .assert_problem(503, Some("service-unavailable"));
 }
+
+/// The catalogue's categories and the stock, for those who keep them: clients browse categories
+/// and see whether a product is available, never how many; order managers read and adjust the
+/// counts (idempotently, with a reason) and are told once each time a product runs low — by an
+/// adjustment or by the reservation of an order.
+#[tokio::test]
+async fn stock_and_categories_for_those_who_keep_them() {
+    let mut platform = Platform::start(CountingGateway::sandbox()).await.unwrap();
+    let api = Api::new(&platform.start_bff(Surface::Internal).await.unwrap());
+    let manager = platform.auth.employee("om-stock", &[Role::OrderManager]);
+    let service = platform.auth.employee("cs-stock", &[Role::CustomerService]);
+    let (alice, customer) = platform.client("stock-alice").await.unwrap();
+    let product = platform.product(1000, 20).await.unwrap();
+
+    // Categories.
+    let listed = api.get("/api/v1/products/categories?pageSize=200", &alice).await;
+    listed.assert_status(200);
+    assert!(
+        listed.body["items"].to_string().contains(&product.category_id),
+        "{listed:?}"
+    );
+    let name = format!("Garden {}", uuid::Uuid::now_v7().simple());
+    let category = api
+        .post(
+            "/api/v1/products/categories",
+            &manager,
+            &json!({"name": name, "description": "Outdoor"}),
+        )
+        .await;
+    category.assert_status(201);
+    assert_eq!(category.body["name"], name.as_str());
+    api.post("/api/v1/products/categories", &manager, &json!({"name": name}))
+        .await
+        .assert_problem(409, None);
+    api.post(
+        "/api/v1/products/categories",
+        &manager,
+        &json!({"name": "x", "colour": "red"}),
+    )
+    .await
+    .assert_problem(400, None);
+    api.post("/api/v1/products/categories", &alice, &json!({"name": "Mine"}))
+        .await
+        .assert_problem(403, Some("forbidden"));
+
+    // Clients: availability, never a count; the stock routes are not theirs.
+    let seen = api.get(&format!("/api/v1/products/{}", product.id), &alice).await;
+    assert_eq!(seen.body["availability"], "inStock", "{seen:?}");
+    assert!(!seen.body.to_string().contains("onHand"));
+    let page = api.get("/api/v1/products?pageSize=200", &alice).await;
+    let listed = page.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["id"] == product.id.as_str())
+        .cloned();
+    assert_eq!(listed.unwrap()["availability"], "inStock");
+    for token in [&alice, &service] {
+        api.get(&format!("/api/v1/products/{}/stock", product.id), token)
+            .await
+            .assert_problem(403, Some("forbidden"));
+    }
+
+    // Order managers: the counts, one or several at once.
+    let stock_path = format!("/api/v1/products/{}/stock", product.id);
+    let level = api.get(&stock_path, &manager).await;
+    level.assert_status(200);
+    assert_eq!(
+        (level.body["onHand"].as_i64(), level.body["available"].as_i64()),
+        (Some(20), Some(20))
+    );
+    let unknown = uuid::Uuid::now_v7().to_string();
+    let both = api
+        .get(
+            &format!("/api/v1/products/stock?productIds={},{unknown}", product.id),
+            &manager,
+        )
+        .await;
+    both.assert_status(200);
+    assert_eq!(both.body["items"].as_array().unwrap().len(), 1);
+    assert_eq!(both.body["missingIds"], json!([unknown]));
+
+    // Adjustments: idempotent per key, refused when invalid, and "Low stock" once per crossing.
+    let adjust = |delta: i64, key: &str| {
+        let body = json!({"delta": delta, "reason": "inventory count"});
+        let path = format!("{stock_path}/adjustments");
+        let (api, manager, key) = (&api, &manager, key.to_owned());
+        async move {
+            api.send(
+                reqwest::Method::POST,
+                &path,
+                Some(manager),
+                Some(&body),
+                &[("idempotency-key", &key)],
+            )
+            .await
+        }
+    };
+    let down = adjust(-16, "count-1").await;
+    down.assert_status(200);
+    assert_eq!(
+        (down.body["available"].as_i64(), down.body["availability"].as_str()),
+        (Some(4), Some("low"))
+    );
+    let repeat = adjust(-16, "count-1").await;
+    assert_eq!(repeat.body["available"], 4, "a repeat adjusts nothing: {repeat:?}");
+    adjust(0, "count-zero")
+        .await
+        .assert_problem(400, Some("validation-error"));
+    adjust(-100, "count-too-many").await.assert_problem(409, None);
+    api.post(
+        &format!("{stock_path}/adjustments"),
+        &manager,
+        &json!({"delta": 1, "reason": " "}),
+    )
+    .await
+    .assert_problem(400, None);
+    assert_eq!(api.get(&stock_path, &manager).await.body["available"], 4);
+    let low_notes = |expected: usize| {
+        let (api, manager, sku) = (&api, &manager, product.sku.clone());
+        async move {
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+            loop {
+                let list = api.get("/api/v1/notifications?pageSize=200", manager).await;
+                let count = list.body["items"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .filter(|n| n["title"] == "Low stock" && n["data"]["sku"] == sku.as_str())
+                    .count();
+                if count >= expected {
+                    return count;
+                }
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "{count} low-stock notes: {list:?}"
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    };
+    assert_eq!(low_notes(1).await, 1);
+    adjust(10, "restock-1").await.assert_status(200);
+    adjust(-2, "count-2").await.assert_status(200);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(low_notes(1).await, 1, "12 available is not low: nothing new");
+    adjust(-8, "count-3").await.assert_status(200);
+    assert_eq!(low_notes(2).await, 2, "4 available again: a second crossing");
+
+    // A reservation that makes a product low tells them too.
+    let small = platform.product(1000, 7).await.unwrap();
+    let placed = platform
+        .place(&alice, &customer, &[(&small.id, 2)], "tok_approved", "")
+        .await
+        .unwrap();
+    platform
+        .wait_for(
+            &placed.order.unwrap().id,
+            &[OrderStatus::Confirmed],
+            Duration::from_secs(30),
+        )
+        .await
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let list = api.get("/api/v1/notifications?pageSize=200", &manager).await;
+        if list.body["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|n| n["data"]["sku"] == small.sku.as_str())
+        {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no low-stock note for the reservation"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let seen = api.get(&format!("/api/v1/products/{}", small.id), &alice).await;
+    assert_eq!(seen.body["availability"], "low", "{seen:?}");
+}

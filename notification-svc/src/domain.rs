@@ -299,6 +299,23 @@ fn money_text(money: Option<&Money>) -> String {
     }
 }
 
+/// A product low on stock → "Low stock" for the order managers.
+pub fn stock_low(product_id: Uuid, sku: &str, available: i64, threshold: i64) -> NewNotification {
+    let data = BTreeMap::from([
+        ("product_id".to_owned(), product_id.to_string()),
+        ("sku".to_owned(), sku.to_owned()),
+        ("available".to_owned(), available.to_string()),
+        ("threshold".to_owned(), threshold.to_string()),
+    ]);
+    NewNotification::system(
+        Recipient::Role(Role::OrderManager),
+        Kind::System,
+        "Low stock",
+        format!("{sku}: {available} unit(s) left to order (low-stock threshold {threshold})."),
+        data,
+    )
+}
+
 /// A placed order → "Order received" for the customer and "New order" for the order managers.
 pub fn order_placed(order: OrderRef<'_>, item_count: usize, total: Option<&Money>) -> Vec<NewNotification> {
     let mut staff_data = order_data(order.id, "PENDING");

@@ -1,4 +1,5 @@
-//! What notification-svc consumes (`order-events`, `payment-events`, `notification-events`) and
+//! What notification-svc consumes (`order-events`, `payment-events`, `notification-events`,
+//! `StockLow` of `inventory-events`) and
 //! publishes (`NotificationCreated` on `notification-events`, for SendNotification).
 //!
 //! Every handled event is idempotent through the platform inbox: its notifications are written
@@ -15,7 +16,7 @@ use ordermesh_platform::convert::{now, timestamp};
 use ordermesh_platform::events::{HandlerError, OutgoingEvent, ReceivedEvent, TopicHandler, Tx};
 use ordermesh_platform::validate::Money;
 use ordermesh_platform::{ServiceError, StoreResult, Violations};
-use ordermesh_proto::event_types::{NotificationEvent, OrderEvent, PaymentEvent};
+use ordermesh_proto::event_types::{InventoryEvent, NotificationEvent, OrderEvent, PaymentEvent};
 use ordermesh_proto::events as ev;
 use ordermesh_proto::order::OrderStatus;
 use uuid::Uuid;
@@ -78,6 +79,25 @@ impl TopicHandler<OrderEvent> for NotificationHandler {
 impl TopicHandler<PaymentEvent> for NotificationHandler {
     async fn handle(&self, event: PaymentEvent, envelope: &ReceivedEvent, tx: &mut Tx) -> Result<(), HandlerError> {
         self.deliver(payment_notes(&event)?, envelope, tx).await
+    }
+
+    /// Writes only to this service's store: batched deliveries share a transaction.
+    fn shares_transactions(&self) -> bool {
+        true
+    }
+}
+
+/// Of the inventory, only a product running low concerns people: the order managers.
+#[async_trait]
+impl TopicHandler<InventoryEvent> for NotificationHandler {
+    async fn handle(&self, event: InventoryEvent, envelope: &ReceivedEvent, tx: &mut Tx) -> Result<(), HandlerError> {
+        let InventoryEvent::StockLow(low) = event else {
+            return Ok(());
+        };
+        let product_id = Uuid::parse_str(&low.product_id)
+            .map_err(|_| HandlerError::permanent(anyhow::anyhow!("StockLow without a valid product id")))?;
+        let note = domain::stock_low(product_id, &low.sku, low.available, low.threshold);
+        self.deliver(vec![note], envelope, tx).await
     }
 
     /// Writes only to this service's store: batched deliveries share a transaction.

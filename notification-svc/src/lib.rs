@@ -21,7 +21,7 @@ use ordermesh_platform::client::channel;
 use ordermesh_platform::mesh::Workload;
 use ordermesh_platform::{Env, Listen, ServiceConfig, ServiceHost, Shutdown};
 use ordermesh_proto::customer::customer_service_client::CustomerServiceClient;
-use ordermesh_proto::event_types::{NotificationEvent, OrderEvent, PaymentEvent};
+use ordermesh_proto::event_types::{InventoryEvent, NotificationEvent, OrderEvent, PaymentEvent};
 use ordermesh_proto::notification::notification_service_server::NotificationServiceServer;
 
 pub use live::Options;
@@ -51,6 +51,9 @@ pub async fn run_with(
     let handler = events::NotificationHandler::new(store.clone(), hub.clone());
     host.consume::<OrderEvent, _>(handler.clone()).await?;
     host.consume::<PaymentEvent, _>(handler.clone()).await?;
+    // Only StockLow concerns it, and rarely: one lane.
+    host.consume_with::<InventoryEvent, _>(handler.clone(), |c| c.lanes = 1)
+        .await?;
     host.consume::<NotificationEvent, _>(handler).await?;
     let personal_data = gdpr::NotificationPersonalData::new(store.clone());
     host.take_part_in_erasures(personal_data.clone()).await?;

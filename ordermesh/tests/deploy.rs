@@ -321,6 +321,9 @@ fn read_configuration(workload: Workload, env: &Env) -> anyhow::Result<()> {
                 Workload::Notification => {
                     notification_svc::Options::from_env(env)?;
                 }
+                Workload::Product => {
+                    product_svc::low_stock_from_env(env)?;
+                }
                 _ => {}
             }
         }

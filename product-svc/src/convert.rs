@@ -4,7 +4,9 @@
 use ordermesh_platform::convert::timestamp;
 use ordermesh_proto::product as pb;
 
-use crate::domain::{Category, Product, Reservation, ReservationStatus, Shortfall, StockLevel, StockLine};
+use crate::domain::{
+    Availability, Category, LowStock, Product, Reservation, ReservationStatus, Shortfall, StockLevel, StockLine,
+};
 
 impl From<&Product> for pb::Product {
     fn from(product: &Product) -> Self {
@@ -20,6 +22,8 @@ impl From<&Product> for pb::Product {
             create_time: Some(timestamp(product.create_time)),
             update_time: Some(timestamp(product.update_time)),
             version: product.version,
+            // Not part of the product (and not of its cached form): see `stock_level`.
+            availability: pb::StockAvailability::Unspecified as i32,
         }
     }
 }
@@ -36,15 +40,22 @@ impl From<&Category> for pb::Category {
     }
 }
 
-/// The level as shown to a caller: with `full` false (clients) only `available`.
-pub fn stock_level(level: &StockLevel, full: bool) -> pb::StockLevel {
+/// The level as shown to a caller: with `full` false (clients) only its availability, never a
+/// count.
+pub fn stock_level(level: &StockLevel, full: bool, low: LowStock) -> pb::StockLevel {
+    let availability = match low.availability(level.available()) {
+        Availability::InStock => pb::StockAvailability::InStock,
+        Availability::Low => pb::StockAvailability::Low,
+        Availability::OutOfStock => pb::StockAvailability::OutOfStock,
+    };
     pb::StockLevel {
         product_id: level.product_id.to_string(),
         sku: level.sku.clone(),
         on_hand: if full { level.on_hand } else { 0 },
         reserved: if full { level.reserved } else { 0 },
-        available: level.available(),
+        available: if full { level.available() } else { 0 },
         update_time: Some(timestamp(level.update_time)),
+        availability: availability as i32,
     }
 }
 

@@ -200,6 +200,41 @@ impl StockLevel {
     }
 }
 
+/// How much of a product can be ordered, as clients may see it (never the count).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Availability {
+    InStock,
+    Low,
+    OutOfStock,
+}
+
+/// The low-stock threshold (`LOW_STOCK_THRESHOLD`): a product with at most this many units
+/// available, and some, is low on stock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LowStock(pub i64);
+
+impl Default for LowStock {
+    fn default() -> Self {
+        Self(5)
+    }
+}
+
+impl LowStock {
+    pub fn availability(self, available: i64) -> Availability {
+        match available {
+            n if n <= 0 => Availability::OutOfStock,
+            n if n <= self.0 => Availability::Low,
+            _ => Availability::InStock,
+        }
+    }
+
+    /// Whether a change from `before` to `after` available units brings the product down to
+    /// the threshold or below it (once per crossing: not again while it stays low).
+    pub fn crossed(self, before: i64, after: i64) -> bool {
+        before > self.0 && after <= self.0
+    }
+}
+
 /// A validated `AdjustStock` request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Adjustment {
@@ -318,6 +353,19 @@ pub struct LockedStock {
     pub product_id: Uuid,
     pub active: bool,
     pub available: i64,
+}
+
+/// The products a reservation of `lines` (from `stock`, as locked before it) brings down to the
+/// low-stock threshold, with the units left available.
+pub fn became_low(lines: &[StockLine], stock: &[LockedStock], low: LowStock) -> Vec<(Uuid, i64)> {
+    lines
+        .iter()
+        .filter_map(|line| {
+            let before = stock.iter().find(|s| s.product_id == line.product_id)?.available;
+            let after = before - i64::from(line.quantity);
+            low.crossed(before, after).then_some((line.product_id, after))
+        })
+        .collect()
 }
 
 /// The all-or-nothing decision of a reservation: the shortfalls of every line that cannot be
@@ -439,5 +487,17 @@ mod tests {
         assert_eq!(serde_json::from_value::<ListCursor>(json).unwrap(), cursor);
         let beyond = serde_json::json!({ "create_time_us": i64::MAX, "id": cursor.id });
         assert!(serde_json::from_value::<ListCursor>(beyond).is_err());
+    }
+
+    #[test]
+    fn availability_and_the_low_stock_crossing() {
+        let low = LowStock(5);
+        assert_eq!(low.availability(6), Availability::InStock);
+        assert_eq!(low.availability(5), Availability::Low);
+        assert_eq!(low.availability(1), Availability::Low);
+        assert_eq!(low.availability(0), Availability::OutOfStock);
+        assert!(low.crossed(6, 5) && low.crossed(20, 0));
+        assert!(!low.crossed(5, 4), "already low: told once");
+        assert!(!low.crossed(7, 6) && !low.crossed(3, 9));
     }
 }

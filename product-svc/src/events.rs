@@ -29,7 +29,9 @@ use ordermesh_proto::events as ev;
 use uuid::Uuid;
 
 use crate::convert;
-use crate::domain::{self, Adjustment, Origin, Product, Reservation, ReservationStatus, StockLevel, StockLine};
+use crate::domain::{
+    self, Adjustment, LowStock, Origin, Product, Reservation, ReservationStatus, StockLevel, StockLine,
+};
 use crate::store;
 
 /// Source of the events product-svc publishes.
@@ -37,7 +39,10 @@ pub const SOURCE: &str = "product-svc";
 
 /// Handles `order-events` (aggregate id = order id).
 #[derive(Debug, Default, Clone)]
-pub struct OrderEventsHandler;
+pub struct OrderEventsHandler {
+    /// When a reservation makes a product low on stock.
+    pub low_stock: LowStock,
+}
 
 #[async_trait]
 impl TopicHandler<OrderEvent> for OrderEventsHandler {
@@ -45,7 +50,7 @@ impl TopicHandler<OrderEvent> for OrderEventsHandler {
         match event {
             OrderEvent::OrderPlaced(placed) => {
                 let order_id = order_id(&placed.order_id)?;
-                on_placed(envelope, tx, order_id, &lines(&placed)?).await
+                on_placed(envelope, tx, order_id, &lines(&placed)?, self.low_stock).await
             }
             OrderEvent::OrderRejected(rejected) => {
                 on_release(envelope, tx, order_id(&rejected.order_id)?, "order rejected").await
@@ -72,8 +77,9 @@ async fn on_placed(
     tx: &mut Tx,
     order_id: Uuid,
     lines: &[StockLine],
+    low: LowStock,
 ) -> Result<(), HandlerError> {
-    let reservation = store::reserve_stock_in(tx, order_id, lines).await?;
+    let reservation = store::reserve_stock_in(tx, order_id, lines, low, &envelope.correlation_id).await?;
     let answer = match reservation.status {
         ReservationStatus::Reserved => inventory_event(
             order_id,
@@ -239,16 +245,29 @@ pub fn product_updated(before: &Product, after: &Product, origin: &Origin) -> Ou
 }
 
 /// `StockAdjusted` with the stock level after the adjustment (aggregate id = product id).
-pub fn stock_adjusted(adjustment: &Adjustment, level: &StockLevel, origin: &Origin) -> OutgoingEvent {
+pub fn stock_adjusted(adjustment: &Adjustment, level: &StockLevel, low: LowStock, origin: &Origin) -> OutgoingEvent {
     let message = ev::StockAdjusted {
         product_id: adjustment.product_id.to_string(),
         delta: adjustment.delta,
-        stock_level: Some(convert::stock_level(level, true)),
+        stock_level: Some(convert::stock_level(level, true, low)),
         reason: adjustment.reason.clone(),
         actor: Some((&origin.actor).into()),
         occur_time: occurred_now(),
     };
     inventory_event(adjustment.product_id, &origin.correlation_id, &message)
+}
+
+/// `StockLow`: `product_id` is down to `available` units, at or below the threshold
+/// (aggregate id = product id).
+pub fn stock_low(product_id: Uuid, sku: &str, available: i64, low: LowStock, correlation_id: &str) -> OutgoingEvent {
+    let message = ev::StockLow {
+        product_id: product_id.to_string(),
+        sku: sku.to_owned(),
+        available,
+        threshold: low.0,
+        occur_time: occurred_now(),
+    };
+    inventory_event(product_id, correlation_id, &message)
 }
 
 /// An event of product-svc about `aggregate_id` (an order or a product), in the business flow

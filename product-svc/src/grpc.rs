@@ -23,9 +23,9 @@ mod decode;
 use std::collections::HashMap;
 use std::time::Duration;
 
-use ordermesh_platform::auth::Principal;
+use ordermesh_platform::auth::{Principal, Role};
 use ordermesh_platform::grpc::principal;
-use ordermesh_platform::{Cache, ServiceError, Violations, pagination, validate};
+use ordermesh_platform::{Cache, Origin, ServiceError, Violations, pagination, validate};
 use ordermesh_proto::product as pb;
 use ordermesh_proto::product::product_service_server::ProductService;
 use prost::Message;
@@ -97,6 +97,15 @@ fn require_admin(p: &Principal) -> Result<(), Status> {
         Ok(())
     } else {
         Err(ServiceError::PermissionDenied("this call requires the admin role".into()).into())
+    }
+}
+
+/// Stock and categories are kept by admins and order managers.
+fn require_stock_keeper(p: &Principal) -> Result<(), Status> {
+    if p.has_any_role(&[Role::Admin, Role::OrderManager]) {
+        Ok(())
+    } else {
+        Err(ServiceError::PermissionDenied("this call requires the admin or order-manager role".into()).into())
     }
 }
 
@@ -253,7 +262,7 @@ impl ProductService for ProductApi {
     }
 
     async fn create_category(&self, request: Request<pb::CreateCategoryRequest>) -> Reply<pb::CreateCategoryResponse> {
-        require_admin(principal(&request)?)?;
+        require_stock_keeper(principal(&request)?)?;
         let category = decode::new_category(request.get_ref())?;
         self.store.create_category(&category).await?;
         Ok(Response::new(pb::CreateCategoryResponse {
@@ -271,7 +280,7 @@ impl ProductService for ProductApi {
             .pop()
             .ok_or_else(|| ServiceError::not_found("product", id))?;
         Ok(Response::new(pb::GetStockLevelResponse {
-            stock_level: Some(convert::stock_level(&level, full)),
+            stock_level: Some(convert::stock_level(&level, full, self.store.low_stock())),
         }))
     }
 
@@ -285,7 +294,7 @@ impl ProductService for ProductApi {
         let stock_levels = ids
             .iter()
             .filter_map(|id| levels.iter().find(|l| l.product_id == *id))
-            .map(|l| convert::stock_level(l, full))
+            .map(|l| convert::stock_level(l, full, self.store.low_stock()))
             .collect();
         let missing_ids = ids
             .iter()
@@ -300,19 +309,20 @@ impl ProductService for ProductApi {
 
     async fn adjust_stock(&self, request: Request<pb::AdjustStockRequest>) -> Reply<pb::AdjustStockResponse> {
         let origin = origin(&request)?;
-        require_admin(principal(&request)?)?;
+        require_stock_keeper(principal(&request)?)?;
         let adjustment = decode::adjustment(request.get_ref())?;
         let level = self.store.adjust_stock(&adjustment, &origin).await?;
         tracing::info!(product_id = %adjustment.product_id, delta = adjustment.delta, "stock adjusted");
         Ok(Response::new(pb::AdjustStockResponse {
-            stock_level: Some(convert::stock_level(&level, true)),
+            stock_level: Some(convert::stock_level(&level, true, self.store.low_stock())),
         }))
     }
 
     async fn reserve_stock(&self, request: Request<pb::ReserveStockRequest>) -> Reply<pb::ReserveStockResponse> {
         require_saga_caller(principal(&request)?)?;
         let (order_id, lines) = decode::reservation_request(request.get_ref())?;
-        let reservation = self.store.reserve_stock(order_id, &lines).await?;
+        let correlation_id = Origin::of_request(&request)?.correlation_id;
+        let reservation = self.store.reserve_stock(order_id, &lines, &correlation_id).await?;
         tracing::info!(%order_id, status = reservation.status.as_str(), "stock reservation");
         Ok(Response::new(pb::ReserveStockResponse {
             reservation: Some(pb::StockReservation::from(&reservation)),

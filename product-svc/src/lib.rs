@@ -12,7 +12,7 @@ pub mod events;
 pub mod grpc;
 pub mod store;
 
-use ordermesh_platform::{Cache, Listen, ServiceConfig, ServiceHost, Shutdown};
+use ordermesh_platform::{Cache, ConfigError, Env, Listen, ServiceConfig, ServiceHost, Shutdown};
 use ordermesh_proto::event_types::OrderEvent;
 use ordermesh_proto::product::product_service_server::ProductServiceServer;
 
@@ -41,9 +41,21 @@ pub async fn run_with_cache(
     shutdown: Shutdown,
     cache: Cache,
 ) -> anyhow::Result<()> {
+    let low_stock = low_stock_from_env(&Env::from_process())?;
     let mut host = ServiceHost::start(config, listen, store::migrations(), &shutdown).await?;
-    let store = store::Store::new(host.db());
-    host.consume::<OrderEvent, _>(events::OrderEventsHandler).await?;
+    let store = store::Store::with_low_stock(host.db(), low_stock);
+    host.consume::<OrderEvent, _>(events::OrderEventsHandler { low_stock })
+        .await?;
     host.serve(ProductServiceServer::new(grpc::ProductApi::new(store, cache)))
         .await
+}
+
+/// `LOW_STOCK_THRESHOLD` (default 5): a product with at most this many units available is low on
+/// stock — clients see `low`, and the order managers are told when it gets there.
+pub fn low_stock_from_env(env: &Env) -> Result<domain::LowStock, ConfigError> {
+    let threshold: i64 = env.parse_or("LOW_STOCK_THRESHOLD", domain::LowStock::default().0)?;
+    if !(0..=1_000_000).contains(&threshold) {
+        return Err(ConfigError::new("LOW_STOCK_THRESHOLD", "must be 0 to 1000000"));
+    }
+    Ok(domain::LowStock(threshold))
 }

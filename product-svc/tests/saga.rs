@@ -372,7 +372,13 @@ async fn saga(mut h: Saga) {
         product_id: kettle,
         quantity: 2,
     };
-    assert!(h.store.reserve_stock(early, &[line]).await.unwrap().is_tombstone());
+    assert!(
+        h.store
+            .reserve_stock(early, &[line], "corr-early")
+            .await
+            .unwrap()
+            .is_tombstone()
+    );
 
     // OrderShipped → the reservation is committed: stock leaves the warehouse.
     let shipped = Uuid::now_v7();
@@ -389,7 +395,7 @@ async fn saga(mut h: Saga) {
     assert_answer(&answer, shipped, "StockCommitted");
     assert_eq!(answer.decode::<ev::StockCommitted>().unwrap().lines.len(), 1);
     assert_eq!(h.stock(kettle).await, (6, 0));
-    let committed = h.store.reserve_stock(shipped, &[]).await.unwrap();
+    let committed = h.store.reserve_stock(shipped, &[], "corr-shipped").await.unwrap();
     assert_eq!(committed.status, ReservationStatus::Committed);
 
     // Other order events are ignored; an undecodable one is dead-lettered at once.

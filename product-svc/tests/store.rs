@@ -257,7 +257,7 @@ async fn behaviour(store: Store) {
     ];
     lines.sort_by_key(|l| l.product_id);
     let order = Uuid::now_v7();
-    let rejected = store.reserve_stock(order, &lines).await.unwrap();
+    let rejected = store.reserve_stock(order, &lines, "corr-test").await.unwrap();
     assert_eq!(rejected.status, ReservationStatus::Rejected);
     assert_eq!(rejected.shortfalls.len(), 1);
     assert_eq!(
@@ -275,7 +275,7 @@ async fn behaviour(store: Store) {
         product_id: kettle.id,
         quantity: 4,
     }];
-    let reserved = store.reserve_stock(order, &lines).await.unwrap();
+    let reserved = store.reserve_stock(order, &lines, "corr-test").await.unwrap();
     assert_eq!(reserved.status, ReservationStatus::Reserved);
     let repeat = store
         .reserve_stock(
@@ -284,6 +284,7 @@ async fn behaviour(store: Store) {
                 product_id: kettle.id,
                 quantity: 9,
             }],
+            "corr-test",
         )
         .await
         .unwrap();
@@ -324,6 +325,7 @@ async fn behaviour(store: Store) {
                 product_id: kettle.id,
                 quantity: 2,
             }],
+            "corr-test",
         )
         .await
         .unwrap();
@@ -365,6 +367,7 @@ async fn behaviour(store: Store) {
                         product_id: bulk.id,
                         quantity: 3,
                     }],
+                    "corr-test",
                 )
                 .await
         })
@@ -389,6 +392,7 @@ async fn behaviour(store: Store) {
                     product_id: bulk.id,
                     quantity: 3,
                 }],
+                "corr-test",
             )
             .await
             .unwrap();
@@ -436,10 +440,10 @@ async fn release_before_reserve(store: Store) {
         store.release_stock(order, "again").await.unwrap().is_none(),
         "a repeated early release stays a tombstone"
     );
-    let late = store.reserve_stock(order, &[line(3)]).await.unwrap();
+    let late = store.reserve_stock(order, &[line(3)], "corr-test").await.unwrap();
     assert_eq!(late.status, ReservationStatus::Released);
     assert!(late.is_tombstone() && late.lines.is_empty());
-    let again = store.reserve_stock(order, &[line(3)]).await.unwrap();
+    let again = store.reserve_stock(order, &[line(3)], "corr-test").await.unwrap();
     assert_eq!(again.status, ReservationStatus::Released);
     let level = store.stock_levels(&[kettle.id]).await.unwrap().pop().unwrap();
     assert_eq!(
@@ -465,6 +469,7 @@ async fn release_before_reserve(store: Store) {
                         product_id: kettle.id,
                         quantity: 2,
                     }],
+                    "corr-test",
                 )
                 .await
                 .map(|_| ())
@@ -483,7 +488,11 @@ async fn release_before_reserve(store: Store) {
     let level = store.stock_levels(&[kettle.id]).await.unwrap().pop().unwrap();
     assert_eq!((level.on_hand, level.reserved), (100, 0), "no stock leaked");
     for order in &orders {
-        let status = store.reserve_stock(*order, &[line(2)]).await.unwrap().status;
+        let status = store
+            .reserve_stock(*order, &[line(2)], "corr-test")
+            .await
+            .unwrap()
+            .status;
         assert_eq!(
             status,
             ReservationStatus::Released,

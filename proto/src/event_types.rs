@@ -105,7 +105,7 @@ topic_events! {
     /// `inventory-events`: stock and catalogue changes, published by product-svc.
     InventoryEvent = topics::INVENTORY_EVENTS {
         StockReserved, StockRejected, StockReleased, StockCommitted, StockAdjusted, ProductCreated,
-        ProductUpdated,
+        ProductUpdated, StockLow,
     }
 }
 

@@ -32,4 +32,7 @@ pub use orders::{
     UpdateOrderStatus,
 };
 pub use payments::{CreatePayment, CreateRefund, Payment, PaymentPage, PaymentStatus, Refund, RefundResult};
-pub use products::{CreateProduct, Product, ProductPage, UpdateProduct};
+pub use products::{
+    Availability, Category, CategoryPage, CreateCategory, CreateProduct, Product, ProductPage, StockAdjustment,
+    StockLevel, StockLevels, UpdateProduct,
+};

@@ -23,6 +23,121 @@ pub struct Product {
     pub created_at: Option<DateTime<Utc>>,
     pub updated_at: Option<DateTime<Utc>>,
     pub version: i64,
+    /// Whether it can be ordered now; absent when the product has no stock record. Never the
+    /// count (employees read that at `/products/{id}/stock`).
+    pub availability: Option<Availability>,
+}
+
+/// How much of a product can be ordered, as everyone may see it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum Availability {
+    /// More than the low-stock threshold.
+    InStock,
+    /// Some, at most the low-stock threshold.
+    Low,
+    OutOfStock,
+}
+
+impl Availability {
+    pub fn from_proto(value: i32) -> Option<Self> {
+        match product::StockAvailability::try_from(value).ok()? {
+            product::StockAvailability::InStock => Some(Self::InStock),
+            product::StockAvailability::Low => Some(Self::Low),
+            product::StockAvailability::OutOfStock => Some(Self::OutOfStock),
+            product::StockAvailability::Unspecified => None,
+        }
+    }
+}
+
+/// A product's inventory (employees).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct StockLevel {
+    pub product_id: String,
+    pub sku: String,
+    /// Units physically in stock.
+    pub on_hand: i64,
+    /// Units held by open reservations.
+    pub reserved: i64,
+    /// Units that can still be ordered: onHand - reserved.
+    pub available: i64,
+    pub availability: Option<Availability>,
+    pub updated_at: Option<DateTime<Utc>>,
+}
+
+impl StockLevel {
+    pub fn from_proto(l: product::StockLevel) -> Self {
+        Self {
+            product_id: l.product_id,
+            sku: l.sku,
+            on_hand: l.on_hand,
+            reserved: l.reserved,
+            available: l.available,
+            availability: Availability::from_proto(l.availability),
+            updated_at: time(l.update_time),
+        }
+    }
+}
+
+/// Stock levels of several products; `missingIds` names those without one.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct StockLevels {
+    pub items: Vec<StockLevel>,
+    pub missing_ids: Vec<String>,
+}
+
+/// Body of `POST /api/v1/products/{id}/stock/adjustments`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct StockAdjustment {
+    /// Units added to on-hand stock; negative to remove. Not 0; at most 1,000,000 either way.
+    #[schema(minimum = -1000000, maximum = 1000000, example = 25)]
+    pub delta: i64,
+    /// Why, e.g. `restock`, `damaged`, `inventory count`. No personal data.
+    #[schema(min_length = 1, max_length = 500, pattern = "\\S", example = "restock")]
+    pub reason: String,
+}
+
+/// A product category; categories form a tree through `parentId`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Category {
+    pub id: String,
+    pub name: String,
+    pub parent_id: Option<String>,
+    pub description: String,
+    pub created_at: Option<DateTime<Utc>>,
+}
+
+impl Category {
+    pub fn from_proto(c: product::Category) -> Self {
+        Self {
+            id: c.id,
+            name: c.name,
+            parent_id: super::common::non_empty(c.parent_id),
+            description: c.description,
+            created_at: time(c.create_time),
+        }
+    }
+}
+
+page!(CategoryPage, Category);
+
+/// Body of `POST /api/v1/products/categories`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CreateCategory {
+    /// Unique among its siblings (case-insensitive).
+    #[schema(min_length = 1, max_length = 100, pattern = "\\S", example = "Kitchen")]
+    pub name: String,
+    /// The parent category; absent for a top-level one.
+    #[schema(format = Uuid)]
+    pub parent_id: Option<String>,
+    #[serde(default)]
+    #[schema(max_length = 1000)]
+    pub description: String,
 }
 
 impl Product {
@@ -39,6 +154,7 @@ impl Product {
             created_at: time(p.create_time),
             updated_at: time(p.update_time),
             version: p.version,
+            availability: Availability::from_proto(p.availability),
         }
     }
 }

@@ -1,8 +1,10 @@
-//! `/api/v1/products`: the catalogue (read by everyone, written by admins).
+//! `/api/v1/products`: the catalogue (read by everyone, written by admins), its categories, and
+//! the inventory: everyone sees whether a product is available (`availability`), employees who
+//! manage stock see and adjust the counts.
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::http::header;
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use ordermesh_proto::product as pb;
 use serde::Deserialize;
@@ -11,7 +13,10 @@ use utoipa::IntoParams;
 use super::{Shared, created, next_token};
 use crate::auth::Caller;
 use crate::extract::{ApiJson, ApiPath, ApiQuery, page_size};
-use crate::models::{CreateProduct, Product, ProductPage, UpdateProduct};
+use crate::models::{
+    Availability, Category, CategoryPage, CreateCategory, CreateProduct, Product, ProductPage, StockAdjustment,
+    StockLevel, StockLevels, UpdateProduct,
+};
 use crate::problem::{ApiResult, Problem};
 use crate::product_tier::CachedProduct;
 
@@ -63,7 +68,7 @@ pub async fn list(state: Shared, caller: Caller, ApiQuery(q): ApiQuery<ListProdu
         .await?
         .into_inner();
     Ok(Json(ProductPage {
-        items: response.products.into_iter().map(Product::from_proto).collect(),
+        items: with_availability(&state, &caller, response.products).await,
         next_page_token: next_token(response.next_page_token),
     }))
 }
@@ -92,7 +97,7 @@ pub async fn search(
         .await?
         .into_inner();
     Ok(Json(ProductPage {
-        items: response.products.into_iter().map(Product::from_proto).collect(),
+        items: with_availability(&state, &caller, response.products).await,
         next_page_token: next_token(response.next_page_token),
     }))
 }
@@ -107,15 +112,14 @@ pub async fn get(state: Shared, caller: Caller, ApiPath(id): ApiPath<String>) ->
     {
         return Ok(json_answer(cached.body));
     }
-    let response = state
-        .clients
-        .product
-        .read
-        .clone()
-        .get_product(caller.ctx().request(pb::GetProductRequest { product_id: id.clone() }))
-        .await?
-        .into_inner();
-    let product = Product::from_proto(response.product.ok_or_else(Problem::internal)?);
+    let mut products = state.clients.product.read.clone();
+    let request = caller.ctx().request(pb::GetProductRequest { product_id: id.clone() });
+    let (response, availability) = tokio::join!(
+        products.get_product(request),
+        availability_of(&state, &caller, std::slice::from_ref(&id))
+    );
+    let mut product = Product::from_proto(response?.into_inner().product.ok_or_else(Problem::internal)?);
+    product.availability = availability.get(&id).copied();
     let body = Bytes::from(serde_json::to_vec(&product).map_err(|_| Problem::internal())?);
     state.products.put(
         &id,
@@ -125,6 +129,46 @@ pub async fn get(state: Shared, caller: Caller, ApiPath(id): ApiPath<String>) ->
         },
     );
     Ok(json_answer(body))
+}
+
+/// `products` with their availability (one stock lookup per 100 products).
+async fn with_availability(state: &crate::AppState, caller: &Caller, products: Vec<pb::Product>) -> Vec<Product> {
+    let ids: Vec<String> = products.iter().map(|p| p.id.clone()).collect();
+    let availability = availability_of(state, caller, &ids).await;
+    products
+        .into_iter()
+        .map(|p| {
+            let mut product = Product::from_proto(p);
+            product.availability = availability.get(&product.id).copied();
+            product
+        })
+        .collect()
+}
+
+/// The availability of the products `ids` that have a stock record. A failed lookup leaves
+/// the catalogue readable, without availability (and is logged).
+async fn availability_of(
+    state: &crate::AppState,
+    caller: &Caller,
+    ids: &[String],
+) -> std::collections::HashMap<String, Availability> {
+    let mut known = std::collections::HashMap::new();
+    for chunk in ids.chunks(100).filter(|c| !c.is_empty()) {
+        let request = caller.ctx().request(pb::BatchGetStockLevelsRequest {
+            product_ids: chunk.to_vec(),
+        });
+        match state.clients.product.read.clone().batch_get_stock_levels(request).await {
+            Ok(answer) => {
+                known.extend(
+                    answer.into_inner().stock_levels.into_iter().filter_map(|level| {
+                        Availability::from_proto(level.availability).map(|a| (level.product_id, a))
+                    }),
+                )
+            }
+            Err(status) => tracing::warn!(code = ?status.code(), "product availability not read"),
+        }
+    }
+    known
 }
 
 /// `200` with a JSON body already encoded, as `Json` would answer it.
@@ -223,4 +267,173 @@ pub async fn update(
     state.products.forget(&id);
     let product = changed?.into_inner().product.ok_or_else(Problem::internal)?;
     Ok(Json(Product::from_proto(product)))
+}
+
+/// The categories, by name (every caller: clients browse by category).
+#[utoipa::path(get, path = "/api/v1/products/categories", tag = "products", params(ListCategories),
+    responses((status = 200, description = "A page of categories", body = CategoryPage)))]
+pub async fn categories(
+    state: Shared,
+    caller: Caller,
+    ApiQuery(q): ApiQuery<ListCategories>,
+) -> ApiResult<Json<CategoryPage>> {
+    let request = pb::ListCategoriesRequest {
+        parent_id: q.parent_id.unwrap_or_default(),
+        page_size: page_size(q.page_size)?,
+        page_token: q.page_token.unwrap_or_default(),
+    };
+    let response = state
+        .clients
+        .product
+        .read
+        .clone()
+        .list_categories(caller.ctx().request(request))
+        .await?
+        .into_inner();
+    Ok(Json(CategoryPage {
+        items: response.categories.into_iter().map(Category::from_proto).collect(),
+        next_page_token: next_token(response.next_page_token),
+    }))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ListCategories {
+    /// Only the direct children of this category.
+    #[param(format = Uuid)]
+    pub parent_id: Option<String>,
+    #[param(minimum = 1, maximum = 200)]
+    pub page_size: Option<u32>,
+    pub page_token: Option<String>,
+}
+
+/// Create a category (admin).
+#[utoipa::path(post, path = "/api/v1/products/categories", tag = "products", request_body = CreateCategory,
+    responses((status = 201, description = "Created", body = Category)))]
+pub async fn create_category(
+    state: Shared,
+    caller: Caller,
+    ApiJson(body): ApiJson<CreateCategory>,
+) -> ApiResult<(StatusCode, Json<Category>)> {
+    let request = pb::CreateCategoryRequest {
+        name: body.name,
+        parent_id: body.parent_id.unwrap_or_default(),
+        description: body.description,
+    };
+    let category = state
+        .clients
+        .product
+        .write
+        .clone()
+        .create_category(caller.ctx().request(request))
+        .await?
+        .into_inner()
+        .category
+        .ok_or_else(Problem::internal)?;
+    Ok((StatusCode::CREATED, Json(Category::from_proto(category))))
+}
+
+/// A product's stock: on hand, reserved, available (employees who manage stock).
+#[utoipa::path(get, path = "/api/v1/products/{id}/stock", tag = "products",
+    params(("id" = uuid::Uuid, Path, description = "Product id")),
+    responses((status = 200, description = "The stock level", body = StockLevel)))]
+pub async fn stock(state: Shared, caller: Caller, ApiPath(id): ApiPath<String>) -> ApiResult<Json<StockLevel>> {
+    let level = state
+        .clients
+        .product
+        .read
+        .clone()
+        .get_stock_level(caller.ctx().request(pb::GetStockLevelRequest { product_id: id }))
+        .await?
+        .into_inner()
+        .stock_level
+        .ok_or_else(Problem::internal)?;
+    Ok(Json(StockLevel::from_proto(level)))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct BatchStock {
+    /// Product ids, comma-separated, 1-100.
+    #[param(example = "0190a0b0-0000-7000-8000-000000000001,0190a0b0-0000-7000-8000-000000000002")]
+    pub product_ids: String,
+}
+
+/// The stock of several products at once (employees who manage stock).
+#[utoipa::path(get, path = "/api/v1/products/stock", tag = "products", params(BatchStock),
+    responses((status = 200, description = "Their stock levels", body = StockLevels)))]
+pub async fn batch_stock(
+    state: Shared,
+    caller: Caller,
+    ApiQuery(q): ApiQuery<BatchStock>,
+) -> ApiResult<Json<StockLevels>> {
+    let product_ids: Vec<String> = q
+        .product_ids
+        .split(',')
+        .map(str::trim)
+        .filter(|id| !id.is_empty())
+        .map(str::to_owned)
+        .collect();
+    let response = state
+        .clients
+        .product
+        .read
+        .clone()
+        .batch_get_stock_levels(caller.ctx().request(pb::BatchGetStockLevelsRequest { product_ids }))
+        .await?
+        .into_inner();
+    Ok(Json(StockLevels {
+        items: response.stock_levels.into_iter().map(StockLevel::from_proto).collect(),
+        missing_ids: response.missing_ids,
+    }))
+}
+
+/// Adjust a product's on-hand stock, with a reason (audited). An `Idempotency-Key` makes a
+/// retry safe: a repeat answers with the first result and adjusts nothing.
+#[utoipa::path(post, path = "/api/v1/products/{id}/stock/adjustments", tag = "products",
+    params(("id" = uuid::Uuid, Path, description = "Product id"),
+           ("Idempotency-Key" = Option<String>, Header, description = "1-128 characters")),
+    request_body = StockAdjustment,
+    responses((status = 200, description = "The stock level after the adjustment", body = StockLevel)))]
+pub async fn adjust_stock(
+    state: Shared,
+    caller: Caller,
+    ApiPath(id): ApiPath<String>,
+    headers: axum::http::HeaderMap,
+    ApiJson(body): ApiJson<StockAdjustment>,
+) -> ApiResult<Json<StockLevel>> {
+    let idempotency_key = match headers.get("idempotency-key") {
+        None => String::new(),
+        Some(value) => {
+            let key = value
+                .to_str()
+                .map_err(|_| Problem::invalid_field("Idempotency-Key", "must be visible ASCII"))?;
+            if key.is_empty() || key.len() > 128 {
+                return Err(Problem::invalid_field(
+                    "Idempotency-Key",
+                    "must have 1 to 128 characters",
+                ));
+            }
+            key.to_owned()
+        }
+    };
+    let request = pb::AdjustStockRequest {
+        product_id: id,
+        delta: body.delta,
+        reason: body.reason,
+        idempotency_key,
+    };
+    let level = state
+        .clients
+        .product
+        .write
+        .clone()
+        .adjust_stock(caller.ctx().request(request))
+        .await?
+        .into_inner()
+        .stock_level
+        .ok_or_else(Problem::internal)?;
+    Ok(Json(StockLevel::from_proto(level)))
 }

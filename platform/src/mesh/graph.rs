@@ -56,6 +56,8 @@ const BFF_EXTERNAL_CALLS: &[Call] = &[
     call(Product, "/ordermesh.product.v1.ProductService/ListProducts"),
     call(Product, "/ordermesh.product.v1.ProductService/SearchProducts"),
     call(Product, "/ordermesh.product.v1.ProductService/GetProduct"),
+    call(Product, "/ordermesh.product.v1.ProductService/BatchGetStockLevels"),
+    call(Product, "/ordermesh.product.v1.ProductService/ListCategories"),
     call(Order, "/ordermesh.order.v1.OrderService/PlaceOrder"),
     call(Order, "/ordermesh.order.v1.OrderService/ListOrders"),
     call(Order, "/ordermesh.order.v1.OrderService/GetOrder"),
@@ -99,6 +101,9 @@ const BFF_EXTERNAL_CALLS: &[Call] = &[
 const BFF_EMPLOYEE_ONLY_CALLS: &[Call] = &[
     call(Product, "/ordermesh.product.v1.ProductService/CreateProduct"),
     call(Product, "/ordermesh.product.v1.ProductService/UpdateProduct"),
+    call(Product, "/ordermesh.product.v1.ProductService/CreateCategory"),
+    call(Product, "/ordermesh.product.v1.ProductService/GetStockLevel"),
+    call(Product, "/ordermesh.product.v1.ProductService/AdjustStock"),
     call(Order, "/ordermesh.order.v1.OrderService/UpdateOrderStatus"),
     call(Customer, "/ordermesh.customer.v1.CustomerService/ListCustomers"),
     call(Payment, "/ordermesh.payment.v1.PaymentService/AuthorizePayment"),

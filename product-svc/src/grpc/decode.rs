@@ -126,17 +126,17 @@ pub fn adjustment(req: &pb::AdjustStockRequest) -> Result<Adjustment, ServiceErr
     let mut v = Violations::new();
     let product_id = validate::uuid(&mut v, "product_id", &req.product_id);
     v.check(
-        req.delta != 0 && req.delta.abs() <= 1_000_000,
+        req.delta != 0 && req.delta.unsigned_abs() <= 1_000_000,
         "delta",
         "must be non-zero with an absolute value of at most 1000000",
     );
-    validate::length(&mut v, "reason", &req.reason, 1, 500);
+    validate::length(&mut v, "reason", req.reason.trim(), 1, 500);
     validate::length(&mut v, "idempotency_key", &req.idempotency_key, 0, 128);
     v.into_result()?;
     Ok(Adjustment {
         product_id: product_id.expect("validated"),
         delta: req.delta,
-        reason: req.reason.clone(),
+        reason: req.reason.trim().to_owned(),
         idempotency_key: (!req.idempotency_key.is_empty()).then(|| req.idempotency_key.clone()),
     })
 }
@@ -295,5 +295,22 @@ mod tests {
         };
         product_filter(&mut v, "", None, Some(&eur), Some(&usd));
         assert!(!v.is_empty());
+    }
+
+    #[test]
+    fn an_adjustment_needs_a_bounded_delta_and_a_reason_that_says_something() {
+        let request = |delta: i64, reason: &str| pb::AdjustStockRequest {
+            product_id: "0190a0b0-0000-7000-8000-000000000001".into(),
+            delta,
+            reason: reason.into(),
+            idempotency_key: String::new(),
+        };
+        assert_eq!(adjustment(&request(-3, " damaged ")).unwrap().reason, "damaged");
+        for (delta, reason) in [(0, "x"), (i64::MIN, "x"), (1_000_001, "x"), (1, "   "), (1, "")] {
+            let Err(ServiceError::InvalidArgument(violations)) = adjustment(&request(delta, reason)) else {
+                panic!("{delta} {reason:?} accepted")
+            };
+            assert_eq!(violations.len(), 1, "{delta} {reason:?}: {violations:?}");
+        }
     }
 }

@@ -154,7 +154,7 @@ where
 impl Store {
     /// ALREADY_EXISTS when a sibling has the same name; INVALID_ARGUMENT for an unknown parent.
     pub async fn create_category(&self, category: &Category) -> Result<(), ServiceError> {
-        on_pool!(&self.0, |pool| {
+        on_pool!(&self.db, |pool| {
             sqlx::query(
                 "INSERT INTO categories (id, name, parent_id, description, create_time) VALUES ($1, $2, $3, $4, $5)",
             )
@@ -188,7 +188,7 @@ impl Store {
         after: Option<CategoryCursor>,
         limit: usize,
     ) -> StoreResult<Vec<Category>> {
-        let rows = on_pool!(&self.0, |pool| {
+        let rows = on_pool!(&self.db, |pool| {
             let mut q =
                 QueryBuilder::new("SELECT id, name, parent_id, description, create_time FROM categories WHERE TRUE");
             if let Some(parent_id) = parent_id {
@@ -203,7 +203,7 @@ impl Store {
     /// Inserts the product with a zero stock level, and `ProductCreated` in the outbox, in one
     /// transaction. ALREADY_EXISTS for a taken SKU; INVALID_ARGUMENT for an unknown category.
     pub async fn create_product(&self, product: &Product, origin: &Origin) -> Result<(), ServiceError> {
-        let mut tx = Tx::begin(&self.0).await?;
+        let mut tx = Tx::begin(&self.db).await?;
         on_tx!(tx, |conn| {
             let mut q = QueryBuilder::new(format!("INSERT INTO products (id, {PRODUCT_STATE}) VALUES ("));
             q.push_bind(Id(product.id)).push(", ");
@@ -227,7 +227,7 @@ impl Store {
 
     /// The products that exist among `ids`, in no particular order.
     pub async fn get_products(&self, ids: &[Uuid]) -> StoreResult<Vec<Product>> {
-        let rows = on_pool!(&self.0, |pool| {
+        let rows = on_pool!(&self.db, |pool| {
             let mut q = QueryBuilder::new(format!("SELECT {PRODUCT_COLUMNS} FROM products p WHERE p.id"));
             push_in(&mut q, ids);
             q.build_query_as::<ProductRow>().fetch_all(pool).await
@@ -244,7 +244,7 @@ impl Store {
         expected_version: Option<i64>,
         origin: &Origin,
     ) -> Result<Product, ServiceError> {
-        let mut tx = Tx::begin(&self.0).await?;
+        let mut tx = Tx::begin(&self.db).await?;
         let sql = format!(
             "SELECT {PRODUCT_COLUMNS} FROM products p WHERE p.id = $1{}",
             row_lock(&tx, "p")
@@ -288,7 +288,7 @@ impl Store {
         after: Option<ListCursor>,
         limit: usize,
     ) -> StoreResult<Vec<Product>> {
-        let rows = on_pool!(&self.0, |pool| {
+        let rows = on_pool!(&self.db, |pool| {
             let mut q = QueryBuilder::new(format!("SELECT {PRODUCT_COLUMNS} FROM products p WHERE TRUE"));
             push_filter(&mut q, filter);
             PRODUCTS_PAGE.push(&mut q, after.as_ref().map(|a| (Time(a.create_time), Id(a.id))), limit);
@@ -309,7 +309,7 @@ impl Store {
         // PostgreSQL the generated `search` column (GIN-indexed) against `plainto_tsquery`; on
         // SQLite the FTS5 table `products_fts`, with every word quoted so that FTS5 query syntax
         // in the input is never interpreted.
-        let (before_terms, terms, after_terms, best_first) = match self.0 {
+        let (before_terms, terms, after_terms, best_first) = match self.db {
             Database::Postgres(_) => (
                 "products p, plainto_tsquery('english', ",
                 words.join(" "),
@@ -327,7 +327,7 @@ impl Store {
                 "f.rank",
             ),
         };
-        let rows = on_pool!(&self.0, |pool| {
+        let rows = on_pool!(&self.db, |pool| {
             let mut q = QueryBuilder::new(format!("SELECT {PRODUCT_COLUMNS} FROM {before_terms}"));
             q.push_bind(terms).push(after_terms);
             push_filter(&mut q, filter);

@@ -18,6 +18,8 @@ use uuid::Uuid;
 
 pub use catalog::CategoryCursor;
 use ordermesh_platform::db::columns::Id;
+
+use crate::domain::LowStock;
 pub use stock::{commit_stock_in, release_stock_in, reserve_stock_in, skus_in};
 
 /// The migrations of both backends, embedded in the binary: the catalogue, then the platform's
@@ -31,11 +33,26 @@ pub fn migrations() -> Migrations {
 
 /// The catalogue and inventory of a connected (and migrated) database.
 #[derive(Clone, Debug)]
-pub struct Store(Database);
+pub struct Store {
+    db: Database,
+    /// When a reservation or an adjustment makes a product low on stock (`StockLow`).
+    low_stock: LowStock,
+}
 
 impl Store {
     pub fn new(db: &Database) -> Self {
-        Self(db.clone())
+        Self::with_low_stock(db, LowStock::default())
+    }
+
+    pub fn with_low_stock(db: &Database, low_stock: LowStock) -> Self {
+        Self {
+            db: db.clone(),
+            low_stock,
+        }
+    }
+
+    pub fn low_stock(&self) -> LowStock {
+        self.low_stock
     }
 }
 

@@ -11,7 +11,8 @@ use uuid::Uuid;
 
 use super::{Store, push_in, row_lock};
 use crate::domain::{
-    self, Adjustment, LockedStock, Origin, Reservation, ReservationStatus, Settlement, Shortfall, StockLevel, StockLine,
+    self, Adjustment, LockedStock, LowStock, Origin, Reservation, ReservationStatus, Settlement, Shortfall, StockLevel,
+    StockLine,
 };
 use crate::events;
 use ordermesh_platform::db::columns::{Id, Time};
@@ -102,7 +103,7 @@ fn concurrent_reservation() -> ServiceError {
 impl Store {
     /// The stock levels that exist among `ids`.
     pub async fn stock_levels(&self, ids: &[Uuid]) -> StoreResult<Vec<StockLevel>> {
-        let rows = on_pool!(&self.0, |pool| {
+        let rows = on_pool!(&self.db, |pool| {
             let mut q = QueryBuilder::new(format!("{STOCK_SELECT} WHERE s.product_id"));
             push_in(&mut q, ids);
             q.build_query_as::<StockRow>().fetch_all(pool).await
@@ -112,7 +113,7 @@ impl Store {
 
     /// The result of the adjustment with idempotency key `key`, if there was one.
     async fn stored_adjustment(&self, key: &str) -> StoreResult<Option<StockLevel>> {
-        let row = on_pool!(&self.0, |pool| {
+        let row = on_pool!(&self.db, |pool| {
             sqlx::query_as::<_, StockRow>(STORED_ADJUSTMENT)
                 .bind(key)
                 .fetch_optional(pool)
@@ -125,7 +126,7 @@ impl Store {
     /// reserved quantity; idempotent per key (a repeat returns the first result and publishes
     /// nothing). Enqueues `StockAdjusted` in the adjustment's transaction.
     pub async fn adjust_stock(&self, adjustment: &Adjustment, origin: &Origin) -> Result<StockLevel, ServiceError> {
-        let mut tx = Tx::begin(&self.0).await?;
+        let mut tx = Tx::begin(&self.db).await?;
         if let Some(key) = &adjustment.idempotency_key {
             let stored = on_tx!(tx, |conn| {
                 sqlx::query_as::<_, StockRow>(STORED_ADJUSTMENT)
@@ -168,7 +169,18 @@ impl Store {
                 .await?
                 .ok_or_else(|| ServiceError::Aborted("concurrent adjustment with the same key".into()));
         }
-        tx.enqueue(&events::stock_adjusted(adjustment, &level, origin)).await?;
+        tx.enqueue(&events::stock_adjusted(adjustment, &level, self.low_stock, origin))
+            .await?;
+        let after = level.available();
+        if self.low_stock.crossed(after - adjustment.delta, after) {
+            announce_low_stock(
+                &mut tx,
+                &[(level.product_id, after)],
+                self.low_stock,
+                &origin.correlation_id,
+            )
+            .await?;
+        }
         tx.commit().await?;
         Ok(level)
     }
@@ -176,9 +188,14 @@ impl Store {
     /// Reserves every line or none (lines sorted by product id). Idempotent per order id: a
     /// repeat returns the stored outcome and changes nothing (also after a release: a released
     /// order, or a tombstone left by an early release, is never reserved again).
-    pub async fn reserve_stock(&self, order_id: Uuid, lines: &[StockLine]) -> Result<Reservation, ServiceError> {
-        let mut tx = Tx::begin(&self.0).await?;
-        let reservation = reserve_stock_in(&mut tx, order_id, lines).await?;
+    pub async fn reserve_stock(
+        &self,
+        order_id: Uuid,
+        lines: &[StockLine],
+        correlation_id: &str,
+    ) -> Result<Reservation, ServiceError> {
+        let mut tx = Tx::begin(&self.db).await?;
+        let reservation = reserve_stock_in(&mut tx, order_id, lines, self.low_stock, correlation_id).await?;
         tx.commit().await?;
         Ok(reservation)
     }
@@ -186,7 +203,7 @@ impl Store {
     /// RESERVED → COMMITTED (on-hand and reserved both drop). Idempotent; NOT_FOUND for an
     /// unknown order; FAILED_PRECONDITION if released or rejected.
     pub async fn commit_stock(&self, order_id: Uuid) -> Result<Reservation, ServiceError> {
-        let mut tx = Tx::begin(&self.0).await?;
+        let mut tx = Tx::begin(&self.db).await?;
         let reservation = commit_stock_in(&mut tx, order_id).await?;
         tx.commit().await?;
         Ok(reservation)
@@ -197,7 +214,7 @@ impl Store {
     /// for the order reserves nothing and returns the tombstone (a cancel may be handled before
     /// its order's placement).
     pub async fn release_stock(&self, order_id: Uuid, reason: &str) -> Result<Option<Reservation>, ServiceError> {
-        let mut tx = Tx::begin(&self.0).await?;
+        let mut tx = Tx::begin(&self.db).await?;
         let reservation = release_stock_in(&mut tx, order_id, reason).await?;
         tx.commit().await?;
         Ok(reservation)
@@ -297,8 +314,38 @@ async fn move_stock_in(
     Ok(())
 }
 
-/// [`Store::reserve_stock`] inside `tx`: nothing is committed here.
-pub async fn reserve_stock_in(tx: &mut Tx, order_id: Uuid, lines: &[StockLine]) -> Result<Reservation, ServiceError> {
+/// Enqueues `StockLow` for each product of `crossings` (id, units available).
+async fn announce_low_stock(
+    tx: &mut Tx,
+    crossings: &[(Uuid, i64)],
+    low: LowStock,
+    correlation_id: &str,
+) -> StoreResult<()> {
+    if crossings.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<Uuid> = crossings.iter().map(|(id, _)| *id).collect();
+    let skus = skus_in(tx, &ids).await?;
+    for (product_id, available) in crossings {
+        let sku = skus
+            .iter()
+            .find(|(id, _)| id == product_id)
+            .map(|(_, sku)| sku.as_str());
+        let event = events::stock_low(*product_id, sku.unwrap_or_default(), *available, low, correlation_id);
+        tx.enqueue(&event).await?;
+    }
+    Ok(())
+}
+
+/// [`Store::reserve_stock`] inside `tx`: nothing is committed here. Announces the products the
+/// reservation makes low on stock (`StockLow`, in the business flow `correlation_id`).
+pub async fn reserve_stock_in(
+    tx: &mut Tx,
+    order_id: Uuid,
+    lines: &[StockLine],
+    low: LowStock,
+    correlation_id: &str,
+) -> Result<Reservation, ServiceError> {
     let now = domain::now();
     // Claim the order id first: a concurrent call for the same order (or a concurrent release
     // leaving a tombstone) waits on this row until the first commits; then the stored outcome is
@@ -320,9 +367,11 @@ pub async fn reserve_stock_in(tx: &mut Tx, order_id: Uuid, lines: &[StockLine]) 
             .await?
             .ok_or_else(concurrent_reservation);
     }
-    let shortfalls = domain::shortfalls(lines, &locked_stock_in(tx, lines).await?);
+    let stock = locked_stock_in(tx, lines).await?;
+    let shortfalls = domain::shortfalls(lines, &stock);
     let status = if shortfalls.is_empty() {
         move_stock_in(tx, lines, 1, 0, now).await?;
+        announce_low_stock(tx, &domain::became_low(lines, &stock, low), low, correlation_id).await?;
         ReservationStatus::Reserved
     } else {
         ReservationStatus::Rejected
