@@ -96,6 +96,8 @@ pub struct BffConfig {
     /// (`BFF_TRUSTED_PROXY_HEADER`, e.g. `X-Forwarded-For`; its right-most address counts, the
     /// one the gateway appended). Without it the connection's peer address counts.
     pub trusted_proxy_header: Option<axum::http::HeaderName>,
+    /// The longest range of days analytics answer for (`BFF_ANALYTICS_MAX_DAYS`).
+    pub analytics_max_days: i64,
 }
 
 /// Settings of `GET /api/v1/notifications/stream`.
@@ -169,6 +171,7 @@ impl BffConfig {
             https: None,
             admin_allowed_networks: Vec::new(),
             trusted_proxy_header: None,
+            analytics_max_days: 366,
         }
     }
 
@@ -220,6 +223,8 @@ impl BffConfig {
         config.cors_external_origins = origins(env, "BFF_CORS_EXTERNAL_ORIGINS")?;
         config.cors_internal_origins = origins(env, "BFF_CORS_INTERNAL_ORIGINS")?;
         config.admin_allowed_networks = networks(env, "BFF_ADMIN_ALLOWED_CIDRS")?;
+        config.analytics_max_days =
+            positive("BFF_ANALYTICS_MAX_DAYS", 366)?.min(ordermesh_platform::analytics::MAX_DAYS as u64) as i64;
         if let Some(raw) = env.optional("BFF_TRUSTED_PROXY_HEADER") {
             let name = axum::http::HeaderName::from_bytes(raw.trim().as_bytes())
                 .map_err(|_| ConfigError::new("BFF_TRUSTED_PROXY_HEADER", format!("{raw:?} is not a header name")))?;

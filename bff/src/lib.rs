@@ -54,7 +54,10 @@ pub const OPENAPI_PATH: &str = "/api/v1/openapi.json";
 
 type Api = OpenApiRouter<Arc<AppState>>;
 
-/// Adds a route unless the surface does not serve it (employee-only routes on `external`).
+/// Adds a route, documented unless the surface does not serve it (employee-only routes on
+/// `external`): those are routed but not described, so that the guard answers 404 for them
+/// rather than a route with a parameter in the same place (`/products/stock` is not the
+/// product `stock`).
 fn add(router: Api, surface: Surface, route: UtoipaMethodRouter<Arc<AppState>>) -> Api {
     if !surface.serves_employee_routes() {
         let reachable = route.1.paths.iter().all(|(path, item)| {
@@ -69,7 +72,10 @@ fn add(router: Api, surface: Surface, route: UtoipaMethodRouter<Arc<AppState>>) 
             .all(|(method, _)| policy::client_reachable(method, path))
         });
         if !reachable {
-            return router;
+            let paths: Vec<String> = route.1.paths.keys().cloned().collect();
+            return paths
+                .iter()
+                .fold(router, |router, path| router.route(path, route.2.clone()));
         }
     }
     router.routes(route)
@@ -77,7 +83,7 @@ fn add(router: Api, surface: Surface, route: UtoipaMethodRouter<Arc<AppState>>) 
 
 /// The `/api/v1` routes of `surface` and their OpenAPI document.
 pub fn api(surface: Surface) -> (Router<Arc<AppState>>, utoipa::openapi::OpenApi) {
-    use routes::{admin, audit, customers, gdpr, notifications, orders, payments, products};
+    use routes::{admin, analytics, audit, customers, gdpr, notifications, orders, payments, products};
     let mut router = OpenApiRouter::with_openapi(openapi::ApiDoc::openapi());
     for route in [
         routes!(products::list),
@@ -121,6 +127,7 @@ pub fn api(surface: Surface) -> (Router<Arc<AppState>>, utoipa::openapi::OpenApi
         routes!(audit::logs),
         routes!(audit::record),
         routes!(gdpr::trail),
+        routes!(analytics::summary),
         routes!(admin::system),
         routes!(admin::dead_letters),
         routes!(admin::replay),

@@ -20,7 +20,7 @@ use crate::problem::{FieldError, ProblemDocument};
     security(("bearer" = [])),
     tags(
         (name = "orders"), (name = "products"), (name = "customers"),
-        (name = "payments"), (name = "notifications"), (name = "gdpr"), (name = "audit"), (name = "admin")
+        (name = "payments"), (name = "notifications"), (name = "gdpr"), (name = "audit"), (name = "admin"), (name = "analytics")
     )
 )]
 pub struct ApiDoc;

@@ -111,6 +111,7 @@ pub const MATRIX: &[Rule] = &[
     rule("GET", "/api/v1/audit/logs", false, Roles(&[Admin])),
     rule("POST", "/api/v1/audit/logs", false, Roles(&[Admin])),
     rule("GET", "/api/v1/audit/gdpr/{customerId}", false, Roles(CUSTOMER_WRITERS)),
+    rule("GET", "/api/v1/analytics/summary", false, Roles(&[Admin, OrderManager])),
     rule("GET", "/api/v1/admin/system", false, Roles(&[Admin])),
     rule("GET", "/api/v1/admin/dead-letters", false, Roles(&[Admin])),
     rule("POST", "/api/v1/admin/dead-letters/{id}/replay", false, Roles(&[Admin])),

@@ -8,6 +8,7 @@ use ordermesh_proto::common;
 use ordermesh_proto::order::{self as pb, OrderStatus as ProtoStatus, RejectionCode};
 use prost::Message as _;
 
+use crate::domain::analytics::{OrderFigures, ProductSales};
 use crate::domain::{HistoryEntry, Order, OrderStatus};
 
 /// The service as the actor of what it does on its own (`system` in the history).
@@ -122,5 +123,63 @@ pub fn order(order: &Order, with_history: bool) -> pb::Order {
         },
         create_time: Some(timestamp(order.created_at)),
         update_time: Some(timestamp(order.updated_at)),
+    }
+}
+
+/// The answer of GetOrderAnalytics.
+pub fn order_analytics(figures: &OrderFigures) -> pb::GetOrderAnalyticsResponse {
+    let sales = |list: &[ProductSales]| -> Vec<pb::ProductSales> {
+        list.iter()
+            .map(|s| pb::ProductSales {
+                product_id: s.product_id.to_string(),
+                sku: s.sku.clone(),
+                name: s.name.clone(),
+                units: s.units,
+                revenue: Some(common::Money {
+                    amount_minor: s.revenue_minor,
+                    currency_code: s.currency.clone(),
+                }),
+            })
+            .collect()
+    };
+    let duration = |seconds: Option<f64>| {
+        seconds.map(|s| prost_types::Duration {
+            seconds: s.trunc() as i64,
+            nanos: (s.fract() * 1e9) as i32,
+        })
+    };
+    pb::GetOrderAnalyticsResponse {
+        orders: figures.orders,
+        orders_by_status: figures
+            .by_status
+            .iter()
+            .map(|(status, count)| pb::OrderStatusCount {
+                status: proto_status(*status) as i32,
+                count: *count,
+            })
+            .collect(),
+        orders_by_day: figures
+            .by_day
+            .iter()
+            .map(|(day, count)| pb::DayCount {
+                date: ordermesh_platform::analytics::date_text(*day),
+                count: *count,
+            })
+            .collect(),
+        top_products_by_units: sales(&figures.top_by_units),
+        top_products_by_revenue: sales(&figures.top_by_revenue),
+        time_to_confirm: Some(pb::ConfirmationTimes {
+            count: figures.time_to_confirm.count,
+            mean: duration(figures.time_to_confirm.mean_seconds),
+            p95: duration(figures.time_to_confirm.p95_seconds),
+        }),
+        rejections: figures
+            .rejections
+            .iter()
+            .map(|(code, count)| pb::RejectionCount {
+                code: rejection_code(Some(code)) as i32,
+                count: *count,
+            })
+            .collect(),
     }
 }

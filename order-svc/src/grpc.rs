@@ -13,6 +13,7 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
+use ordermesh_platform::analytics::{self, DayRange};
 use ordermesh_platform::auth::{Principal, Role};
 use ordermesh_platform::client::{CallContext, client_customer, peer_error};
 use ordermesh_platform::convert::from_timestamp;
@@ -36,6 +37,7 @@ use crate::store::Store;
 const READ_ROLES: [Role; 3] = [Role::OrderManager, Role::CustomerService, Role::Admin];
 const CANCEL_ROLES: [Role; 3] = [Role::OrderManager, Role::CustomerService, Role::Admin];
 const FULFIL_ROLES: [Role; 2] = [Role::OrderManager, Role::Admin];
+const ANALYTICS_ROLES: [Role; 2] = [Role::OrderManager, Role::Admin];
 
 pub struct OrderApi {
     store: Store,
@@ -434,6 +436,24 @@ impl OrderService for OrderApi {
         Ok(Response::new(pb::CancelOrderResponse {
             order: Some(convert::order(&order, true)),
         }))
+    }
+
+    async fn get_order_analytics(
+        &self,
+        request: Request<pb::GetOrderAnalyticsRequest>,
+    ) -> Result<Response<pb::GetOrderAnalyticsResponse>, Status> {
+        if !principal(&request)?.has_any_role(&ANALYTICS_ROLES) {
+            return Err(ServiceError::PermissionDenied("analytics need the admin or order-manager role".into()).into());
+        }
+        let message = request.get_ref();
+        let range = DayRange::parse(message.range.as_ref(), "range", analytics::MAX_DAYS)?;
+        let top = match message.top_products {
+            0 => 10,
+            n @ 1..=50 => n as usize,
+            _ => return Err(ServiceError::invalid("top_products", "must be between 1 and 50 (0 for 10)").into()),
+        };
+        let figures = self.store.analytics(&range, top).await?;
+        Ok(Response::new(convert::order_analytics(&figures)))
     }
 
     async fn get_order_history(

@@ -230,3 +230,13 @@ fn money(amount_minor: i64, currency: &str) -> common::Money {
         currency_code: currency.to_owned(),
     }
 }
+
+/// Revenue of one currency (a day's or the range's).
+pub fn revenue(r: &crate::domain::DayRevenue) -> pb::Revenue {
+    pb::Revenue {
+        currency_code: r.currency.clone(),
+        captured_minor: r.captured_minor,
+        refunded_minor: r.refunded_minor,
+        net_minor: r.captured_minor - r.refunded_minor,
+    }
+}

@@ -492,6 +492,49 @@ pub struct PaymentFilter {
     pub status: Option<PaymentStatus>,
 }
 
+/// Money moved on one day in one currency (minor units).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DayRevenue {
+    pub day: chrono::NaiveDate,
+    pub currency: String,
+    pub captured_minor: i64,
+    pub refunded_minor: i64,
+}
+
+/// `rows` summed per day and currency (several buckets make a day), oldest first, and the
+/// whole range's totals per currency.
+pub fn revenue_by_day(rows: &[DayRevenue]) -> (Vec<DayRevenue>, Vec<DayRevenue>) {
+    let mut days: std::collections::BTreeMap<(chrono::NaiveDate, String), (i64, i64)> = Default::default();
+    let mut totals: std::collections::BTreeMap<String, (i64, i64)> = Default::default();
+    for row in rows {
+        let day = days.entry((row.day, row.currency.clone())).or_default();
+        day.0 += row.captured_minor;
+        day.1 += row.refunded_minor;
+        let total = totals.entry(row.currency.clone()).or_default();
+        total.0 += row.captured_minor;
+        total.1 += row.refunded_minor;
+    }
+    let days = days
+        .into_iter()
+        .map(|((day, currency), (captured_minor, refunded_minor))| DayRevenue {
+            day,
+            currency,
+            captured_minor,
+            refunded_minor,
+        })
+        .collect();
+    let totals = totals
+        .into_iter()
+        .map(|(currency, (captured_minor, refunded_minor))| DayRevenue {
+            day: chrono::NaiveDate::MIN,
+            currency,
+            captured_minor,
+            refunded_minor,
+        })
+        .collect();
+    (days, totals)
+}
+
 #[cfg(test)]
 mod tests {
     use ordermesh_platform::convert::now;

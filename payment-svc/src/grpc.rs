@@ -25,6 +25,7 @@
 
 use std::sync::Arc;
 
+use ordermesh_platform::analytics::{self, DayRange};
 use ordermesh_platform::auth::{Principal, Role};
 use ordermesh_platform::grpc::{CorrelationId, principal};
 use ordermesh_platform::{Actor, ServiceError, Violations, pagination, validate};
@@ -127,6 +128,25 @@ impl PaymentService for PaymentApi {
         let (view, _) = self.payments.follow_up(&op, &Actor::of(&caller), &correlation).await?;
         Ok(Response::new(pb::VoidPaymentResponse {
             payment: Some(convert::payment(&view)),
+        }))
+    }
+
+    async fn get_revenue_analytics(
+        &self,
+        request: Request<pb::GetRevenueAnalyticsRequest>,
+    ) -> Reply<pb::GetRevenueAnalyticsResponse> {
+        allow(principal(&request)?, &[Role::Admin, Role::OrderManager], "analytics")?;
+        let range = DayRange::parse(request.get_ref().range.as_ref(), "range", analytics::MAX_DAYS)?;
+        let (days, totals) = self.payments.revenue(&range).await?;
+        Ok(Response::new(pb::GetRevenueAnalyticsResponse {
+            days: days
+                .iter()
+                .map(|d| pb::DayRevenue {
+                    date: analytics::date_text(d.day),
+                    revenue: Some(convert::revenue(d)),
+                })
+                .collect(),
+            totals: totals.iter().map(convert::revenue).collect(),
         }))
     }
 

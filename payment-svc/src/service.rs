@@ -101,6 +101,15 @@ impl Payments {
         Self { store, gateway }
     }
 
+    /// Revenue in `range`: per day and currency, and the range's totals per currency.
+    pub async fn revenue(
+        &self,
+        range: &ordermesh_platform::analytics::DayRange,
+    ) -> Result<(Vec<crate::domain::DayRevenue>, Vec<crate::domain::DayRevenue>), ServiceError> {
+        let rows = self.store.revenue(range).await?;
+        Ok(crate::domain::revenue_by_day(&rows))
+    }
+
     pub async fn get(&self, id: Uuid) -> Result<PaymentView, ServiceError> {
         self.store
             .get_payment(id)

@@ -2,6 +2,7 @@
 //! a service. Each concern lives in one module so the six services do not copy it.
 
 pub mod actor;
+pub mod analytics;
 pub mod auth;
 pub mod backing;
 pub mod cache;

@@ -4,6 +4,7 @@
 //! Every type is re-exported here, so `crate::models::Order` and the like name them.
 
 pub mod admin;
+pub mod analytics;
 pub mod audit;
 pub mod common;
 pub mod customers;
@@ -14,6 +15,7 @@ pub mod payments;
 pub mod products;
 
 pub use admin::{DeadLetter, DeadLetterPage, DiscardDeadLetter, ServiceStatus, SystemStatus};
+pub use analytics::{AnalyticsSummary, OrderFigures, RevenueFigures};
 pub use audit::{AuditEntry, AuditPage, RecordAuditEvent};
 pub use common::{Actor, Address, Money, required, time};
 pub use customers::{

@@ -103,15 +103,20 @@ pub struct Order {
     pub updated_at: Option<DateTime<Utc>>,
 }
 
+/// The REST name of a rejection code; `None` for none.
+pub fn rejection_code(code: i32) -> Option<&'static str> {
+    match order::RejectionCode::try_from(code).unwrap_or_default() {
+        order::RejectionCode::Unspecified => None,
+        order::RejectionCode::OutOfStock => Some("out_of_stock"),
+        order::RejectionCode::PaymentDeclined => Some("payment_declined"),
+        order::RejectionCode::PaymentFailed => Some("payment_failed"),
+        order::RejectionCode::ProductUnavailable => Some("product_unavailable"),
+    }
+}
+
 impl Order {
     pub fn from_proto(o: order::Order) -> Self {
-        let rejection_code = match order::RejectionCode::try_from(o.rejection_code).unwrap_or_default() {
-            order::RejectionCode::Unspecified => None,
-            order::RejectionCode::OutOfStock => Some("out_of_stock"),
-            order::RejectionCode::PaymentDeclined => Some("payment_declined"),
-            order::RejectionCode::PaymentFailed => Some("payment_failed"),
-            order::RejectionCode::ProductUnavailable => Some("product_unavailable"),
-        };
+        let rejection_code = rejection_code(o.rejection_code);
         Self {
             id: o.id,
             customer_id: o.customer_id,

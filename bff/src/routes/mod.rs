@@ -4,6 +4,7 @@
 //! `/healthz` and `/readyz`, outside `/api/v1`.
 
 pub mod admin;
+pub mod analytics;
 pub mod audit;
 pub mod customers;
 pub mod gdpr;

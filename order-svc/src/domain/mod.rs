@@ -5,6 +5,8 @@ mod pricing;
 mod status;
 mod validation;
 
+pub mod analytics;
+
 pub use order::{HistoryEntry, Order, OrderFilter, Placement, TransitionFields};
 pub use pricing::{PricedLine, PricingError, price_lines};
 pub use status::{Compensation, OrderStatus, SagaInput, Transition, TransitionError, transition};

@@ -11,6 +11,7 @@ mod rows;
 
 use std::collections::HashMap;
 
+use ordermesh_platform::analytics::{DayRange, SqliteTime, bucket_sql};
 use ordermesh_platform::db::page::fetch_optional_in;
 use ordermesh_platform::db::{Database, Migrations};
 use ordermesh_platform::events::Tx;
@@ -19,7 +20,7 @@ use sqlx::types::Json;
 use sqlx::{AssertSqlSafe, QueryBuilder};
 use uuid::Uuid;
 
-use crate::domain::{Payment, PaymentFilter, PaymentView, Refund, Transaction};
+use crate::domain::{DayRevenue, Payment, PaymentFilter, PaymentView, Refund, Transaction};
 use rows::{PAYMENT_COLUMNS, PaymentRow, REFUND_COLUMNS, RefundRow, TRANSACTION_COLUMNS, TransactionRow};
 
 /// The service's migrations of both backends, then the platform's outbox and inbox.
@@ -163,6 +164,37 @@ impl Store {
                 transactions: transactions_of.remove(&payment.id).unwrap_or_default(),
                 refunds: refunds_of.remove(&payment.id).unwrap_or_default(),
                 payment,
+            })
+            .collect())
+    }
+
+    /// Money moved in `range`, per 15-minute bucket's day and currency: the captures and the
+    /// refunds that succeeded in it (by when they did), summed per day and currency.
+    pub async fn revenue(&self, range: &DayRange) -> StoreResult<Vec<DayRevenue>> {
+        let (from, to) = range.instants();
+        let bucket = bucket_sql(&self.0, "t.update_time", SqliteTime::Text);
+        let sql = format!(
+            "SELECT {bucket} AS b, p.currency, \
+             CAST(SUM(CASE WHEN t.kind = 'CAPTURE' THEN t.amount_minor ELSE 0 END) AS bigint), \
+             CAST(SUM(CASE WHEN t.kind = 'REFUND' THEN t.amount_minor ELSE 0 END) AS bigint) \
+             FROM transactions t JOIN payments p ON p.id = t.payment_id \
+             WHERE t.status = 'SUCCEEDED' AND t.kind IN ('CAPTURE', 'REFUND') \
+             AND t.update_time >= $1 AND t.update_time < $2 GROUP BY b, p.currency"
+        );
+        let rows: Vec<(i64, String, i64, i64)> = on_pool!(&self.0, |pool| {
+            sqlx::query_as(AssertSqlSafe(sql))
+                .bind(from)
+                .bind(to)
+                .fetch_all(pool)
+                .await
+        })?;
+        Ok(rows
+            .into_iter()
+            .map(|(bucket, currency, captured_minor, refunded_minor)| DayRevenue {
+                day: range.day_of_bucket(bucket),
+                currency,
+                captured_minor,
+                refunded_minor,
             })
             .collect())
     }

@@ -105,6 +105,8 @@ const BFF_EMPLOYEE_ONLY_CALLS: &[Call] = &[
     call(Product, "/ordermesh.product.v1.ProductService/GetStockLevel"),
     call(Product, "/ordermesh.product.v1.ProductService/AdjustStock"),
     call(Order, "/ordermesh.order.v1.OrderService/UpdateOrderStatus"),
+    call(Order, "/ordermesh.order.v1.OrderService/GetOrderAnalytics"),
+    call(Payment, "/ordermesh.payment.v1.PaymentService/GetRevenueAnalytics"),
     call(Customer, "/ordermesh.customer.v1.CustomerService/ListCustomers"),
     call(Payment, "/ordermesh.payment.v1.PaymentService/AuthorizePayment"),
     call(Payment, "/ordermesh.payment.v1.PaymentService/RefundPayment"),

@@ -1,0 +1,87 @@
+//! `/api/v1/analytics`: the figures of the employee portal's analytics and reports, each
+//! computed by the service that owns the data (order-svc: orders, products, confirmation times,
+//! rejections; payment-svc: revenue) and composed here.
+
+use axum::Json;
+use ordermesh_proto::common::DateRange;
+use ordermesh_proto::{order, payment};
+use serde::Deserialize;
+use utoipa::IntoParams;
+
+use super::Shared;
+use crate::auth::Caller;
+use crate::extract::ApiQuery;
+use crate::models::{AnalyticsSummary, OrderFigures, RevenueFigures};
+use crate::problem::{ApiResult, Problem};
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct SummaryQuery {
+    /// First day, `YYYY-MM-DD`.
+    #[param(format = Date, example = "2026-11-01")]
+    pub from: chrono::NaiveDate,
+    /// Last day, `YYYY-MM-DD`, inclusive; at most `BFF_ANALYTICS_MAX_DAYS` days (default 366)
+    /// from `from`.
+    #[param(format = Date, example = "2026-11-30")]
+    pub to: chrono::NaiveDate,
+    /// IANA time zone of the days; default `UTC`.
+    #[param(example = "Europe/Berlin")]
+    pub time_zone: Option<String>,
+    /// Products in each top list, 1-50; default 10.
+    #[param(minimum = 1, maximum = 50)]
+    pub top: Option<u32>,
+}
+
+/// Orders by status and by day, best sellers, time to confirmation, rejection reasons and
+/// revenue (captured minus refunded) by day and currency, for a range of days in a time zone.
+#[utoipa::path(get, path = "/api/v1/analytics/summary", tag = "analytics", params(SummaryQuery),
+    responses((status = 200, description = "The figures", body = AnalyticsSummary)))]
+pub async fn summary(
+    state: Shared,
+    caller: Caller,
+    ApiQuery(q): ApiQuery<SummaryQuery>,
+) -> ApiResult<Json<AnalyticsSummary>> {
+    let days = (q.to - q.from).num_days();
+    if days < 0 {
+        return Err(Problem::invalid_field("to", "must not be before from"));
+    }
+    let max = state.config.analytics_max_days;
+    if days >= max {
+        return Err(Problem::invalid_field(
+            "to",
+            format!("must be at most {max} days from from"),
+        ));
+    }
+    let top = match q.top {
+        None => 0,
+        Some(n @ 1..=50) => n as i32,
+        Some(_) => return Err(Problem::invalid_field("top", "must be between 1 and 50")),
+    };
+    let time_zone = q.time_zone.unwrap_or_else(|| "UTC".to_owned());
+    let range = DateRange {
+        start_date: q.from.format("%Y-%m-%d").to_string(),
+        end_date: q.to.format("%Y-%m-%d").to_string(),
+        time_zone: time_zone.clone(),
+    };
+    let mut orders = state.clients.order.read.clone();
+    let mut payments = state.clients.payment.read.clone();
+    let order_request = caller.ctx().request(order::GetOrderAnalyticsRequest {
+        range: Some(range.clone()),
+        top_products: top,
+    });
+    let payment_request = caller.ctx().request(payment::GetRevenueAnalyticsRequest {
+        range: Some(range.clone()),
+    });
+    let (order_figures, revenue) = tokio::join!(
+        orders.get_order_analytics(order_request),
+        payments.get_revenue_analytics(payment_request)
+    );
+    Ok(Json(AnalyticsSummary {
+        from: range.start_date,
+        to: range.end_date,
+        time_zone,
+        orders: OrderFigures::from_proto(order_figures?.into_inner()),
+        revenue: RevenueFigures::from_proto(revenue?.into_inner()),
+    }))
+}
