@@ -9,6 +9,7 @@
 //! bench/run health get-product      # some of them
 //! ```
 
+mod analytics;
 mod load;
 mod orders;
 mod pgbench;
@@ -30,7 +31,7 @@ use serde::Serialize;
 struct Args {
     /// Scenarios to run (all when none): health, get-product, get-product-uncached, bff-product,
     /// bff-product-no-tier, intake-postgres, intake-publishing, sse-idle, to-confirmed-embedded,
-    /// to-confirmed-postgres, sustained-embedded.
+    /// to-confirmed-postgres, sustained-embedded; and, only when named, the big analytics-1m.
     scenarios: Vec<String>,
     /// Measurements of each side, alternating; the median is quoted.
     #[arg(long, default_value_t = 3)]
@@ -124,6 +125,9 @@ const WHOLE_PLATFORM: [&str; 6] = [
     "sustained-embedded",
 ];
 
+/// Seeds a million orders: run only when named.
+const ANALYTICS: &str = "analytics-1m";
+
 fn main() -> anyhow::Result<()> {
     // The baseline server of `sse-idle` is this binary in a process of its own.
     let raw: Vec<String> = std::env::args().collect();
@@ -134,7 +138,12 @@ fn main() -> anyhow::Result<()> {
         );
     }
     let args = Args::parse();
-    let known: Vec<&str> = SCENARIOS.iter().map(|s| s.name).chain(WHOLE_PLATFORM).collect();
+    let known: Vec<&str> = SCENARIOS
+        .iter()
+        .map(|s| s.name)
+        .chain(WHOLE_PLATFORM)
+        .chain([ANALYTICS])
+        .collect();
     for name in &args.scenarios {
         anyhow::ensure!(
             known.contains(&name.as_str()),
@@ -192,6 +201,11 @@ fn main() -> anyhow::Result<()> {
                 _ => scenarios::sustained(knobs).await,
             }
         })?;
+        print(&report);
+        reports.push(report);
+    }
+    if args.scenarios.iter().any(|n| n == ANALYTICS) {
+        let report = runtime.block_on(analytics::analytics_1m(args.rounds))?;
         print(&report);
         reports.push(report);
     }

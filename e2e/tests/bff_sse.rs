@@ -79,7 +79,9 @@ async fn an_order_streams_its_status_events_to_the_client_in_order_and_the_new_o
     let manager = platform.auth.employee("sse-mgr", &[Role::OrderManager]);
 
     let mut client_stream = SseStream::notifications(&api, Some(&alice), "", &[]).await;
-    assert_eq!(client_stream.headers["cache-control"], "no-cache");
+    // Personal data, like every authenticated answer: never stored (which also keeps any proxy
+    // from serving a stream from a cache).
+    assert_eq!(client_stream.headers["cache-control"], "no-store");
     let mut manager_stream = SseStream::notifications(&api, Some(&manager), "", &[]).await;
 
     let order_id = place(&api, &alice, &product.id).await;

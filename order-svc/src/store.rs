@@ -16,8 +16,18 @@ use crate::domain::{HistoryEntry, Order, OrderFilter, OrderStatus, PricedLine, T
 
 pub fn migrations() -> Migrations {
     Migrations::with_platform(
-        &[(1, "orders", include_str!("../migrations/postgres/0001_orders.sql"))],
-        &[(1, "orders", include_str!("../migrations/sqlite/0001_orders.sql"))],
+        &[
+            (1, "orders", include_str!("../migrations/postgres/0001_orders.sql")),
+            (
+                2,
+                "analytics",
+                include_str!("../migrations/postgres/0002_analytics.sql"),
+            ),
+        ],
+        &[
+            (1, "orders", include_str!("../migrations/sqlite/0001_orders.sql")),
+            (2, "analytics", include_str!("../migrations/sqlite/0002_analytics.sql")),
+        ],
     )
 }
 

@@ -389,12 +389,16 @@ async fn missing_or_insufficient_credentials() {
         Code::Unauthenticated
     );
 
-    // Writes need admin.
-    for token in [
-        h.auth.employee("om", &[Role::OrderManager]),
-        h.auth.client("client-1"),
-        h.order_svc(),
-    ] {
+    // Products are written by admins; stock is kept by admins and order managers.
+    let manager = h.auth.employee("om", &[Role::OrderManager]);
+    let req = pb::AdjustStockRequest {
+        product_id: product.id.clone(),
+        delta: 1,
+        reason: "recount".into(),
+        ..Default::default()
+    };
+    h.client().adjust_stock(with_token(req, &manager)).await.unwrap();
+    for token in [manager, h.auth.client("client-1"), h.order_svc()] {
         let req = pb::CreateProductRequest {
             product: Some(new_product(&cat, "AUTH-2", "")),
         };
@@ -406,6 +410,8 @@ async fn missing_or_insufficient_credentials() {
                 .code(),
             Code::PermissionDenied
         );
+    }
+    for token in [h.auth.client("client-1"), h.order_svc()] {
         let req = pb::AdjustStockRequest {
             product_id: product.id.clone(),
             delta: 1,
@@ -443,7 +449,7 @@ async fn missing_or_insufficient_credentials() {
         );
     }
 
-    // Clients read active products only and see only `available`.
+    // Clients read active products only, and of the stock only whether it is available.
     let client = h.auth.client("client-1");
     assert_eq!(h.get(&product.id, &client).await.unwrap().id, product.id);
     let req = pb::AdjustStockRequest {
@@ -464,7 +470,8 @@ async fn missing_or_insufficient_credentials() {
         .into_inner()
         .stock_level
         .unwrap();
-    assert_eq!((level.available, level.on_hand), (7, 0));
+    assert_eq!((level.available, level.on_hand, level.reserved), (0, 0, 0), "no count for clients");
+    assert_eq!(level.availability(), pb::StockAvailability::InStock, "8 units, above 5");
     let mut inactive = product.clone();
     inactive.active = false;
     let req = pb::UpdateProductRequest {

@@ -29,12 +29,26 @@ pub const ERASED_TEXT: &str = "[erased]";
 
 pub fn migrations() -> Migrations {
     Migrations::with_platform(
-        &[(
-            1,
-            "payments",
-            include_str!("../../migrations/postgres/0001_payments.sql"),
-        )],
-        &[(1, "payments", include_str!("../../migrations/sqlite/0001_payments.sql"))],
+        &[
+            (
+                1,
+                "payments",
+                include_str!("../../migrations/postgres/0001_payments.sql"),
+            ),
+            (
+                2,
+                "analytics",
+                include_str!("../../migrations/postgres/0002_analytics.sql"),
+            ),
+        ],
+        &[
+            (1, "payments", include_str!("../../migrations/sqlite/0001_payments.sql")),
+            (
+                2,
+                "analytics",
+                include_str!("../../migrations/sqlite/0002_analytics.sql"),
+            ),
+        ],
     )
 }
 

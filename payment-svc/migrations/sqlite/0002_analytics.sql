@@ -1,0 +1,3 @@
+-- Revenue (GetRevenueAnalytics) sums the captures and refunds that succeeded in a range.
+CREATE INDEX transactions_settled ON transactions (update_time, payment_id, kind, amount_minor)
+    WHERE status = 'SUCCEEDED' AND kind IN ('CAPTURE', 'REFUND');
