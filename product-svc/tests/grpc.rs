@@ -470,7 +470,11 @@ async fn missing_or_insufficient_credentials() {
         .into_inner()
         .stock_level
         .unwrap();
-    assert_eq!((level.available, level.on_hand, level.reserved), (0, 0, 0), "no count for clients");
+    assert_eq!(
+        (level.available, level.on_hand, level.reserved),
+        (0, 0, 0),
+        "no count for clients"
+    );
     assert_eq!(level.availability(), pb::StockAvailability::InStock, "8 units, above 5");
     let mut inactive = product.clone();
     inactive.active = false;
