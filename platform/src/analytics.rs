@@ -36,7 +36,10 @@ impl DayRange {
             return Err(v.into_result().expect_err("a violation"));
         };
         let date = |v: &mut Violations, name: &str, raw: &str| {
-            let parsed = NaiveDate::parse_from_str(raw, "%Y-%m-%d").ok();
+            // chrono also reads `2026-1-1`; the contract is `YYYY-MM-DD`.
+            let parsed = (raw.len() == 10)
+                .then(|| NaiveDate::parse_from_str(raw, "%Y-%m-%d").ok())
+                .flatten();
             v.check(parsed.is_some(), format!("{field}.{name}"), "must be a date YYYY-MM-DD");
             parsed
         };
