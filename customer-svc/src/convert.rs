@@ -9,7 +9,7 @@ use uuid::Uuid;
 
 use crate::domain::{
     self, Address, Consent, ConsentInput, Customer, CustomerFilter, CustomerInput, CustomerPatch, CustomerStatus,
-    DataExport, ExportState, Preferences, PreferencesPatch,
+    DataExport, ExportState, Preferences, PreferencesPatch, Segment,
 };
 
 impl From<CustomerStatus> for pb::CustomerStatus {
@@ -31,6 +31,28 @@ pub fn customer_status(value: i32) -> Option<CustomerStatus> {
         pb::CustomerStatus::Erased => Some(CustomerStatus::Erased),
         pb::CustomerStatus::Erasing => Some(CustomerStatus::Erasing),
         pb::CustomerStatus::Unspecified => None,
+    }
+}
+
+impl From<Segment> for pb::CustomerSegment {
+    fn from(segment: Segment) -> Self {
+        match segment {
+            Segment::New => Self::New,
+            Segment::Repeat => Self::Repeat,
+            Segment::HighValue => Self::HighValue,
+            Segment::Dormant => Self::Dormant,
+        }
+    }
+}
+
+/// The segment a request names; `None` for unspecified or a number the API does not define.
+pub fn customer_segment(value: i32) -> Option<Segment> {
+    match pb::CustomerSegment::try_from(value).ok()? {
+        pb::CustomerSegment::New => Some(Segment::New),
+        pb::CustomerSegment::Repeat => Some(Segment::Repeat),
+        pb::CustomerSegment::HighValue => Some(Segment::HighValue),
+        pb::CustomerSegment::Dormant => Some(Segment::Dormant),
+        pb::CustomerSegment::Unspecified => None,
     }
 }
 
@@ -78,6 +100,8 @@ impl From<&Customer> for pb::Customer {
             update_time: Some(timestamp(c.update_time)),
             erase_time: optional_timestamp(c.erase_time),
             version: c.version,
+            // Only for employees, who ask for them (see `grpc`).
+            segments: Vec::new(),
         }
     }
 }
@@ -186,8 +210,25 @@ pub fn customer_filter(req: &pb::ListCustomersRequest) -> Result<CustomerFilter,
             status
         }
     };
+    let mut segments = Vec::new();
+    for (i, value) in req.segments.iter().enumerate() {
+        match customer_segment(*value) {
+            Some(segment) => segments.push(segment),
+            None => {
+                v.add(format!("segments[{i}]"), "is not a known customer segment");
+            }
+        }
+    }
+    // Sorted and without repeats: the page token is bound to the filter, and [A, B], [B, A] and
+    // [A, B, A] are one filter.
+    segments.sort();
+    segments.dedup();
     v.into_result()?;
-    Ok(CustomerFilter { query, status })
+    Ok(CustomerFilter {
+        query,
+        status,
+        segments,
+    })
 }
 
 #[cfg(test)]
@@ -204,6 +245,35 @@ mod tests {
                 "{code}"
             );
         }
+    }
+
+    #[test]
+    fn the_domain_knows_every_segment_of_the_api() {
+        for code in 1..=16 {
+            let known = pb::CustomerSegment::try_from(code).is_ok();
+            assert_eq!(customer_segment(code).is_some(), known, "{code}");
+            if let Some(segment) = customer_segment(code) {
+                assert_eq!(pb::CustomerSegment::from(segment) as i32, code);
+            }
+        }
+        assert_eq!(customer_segment(0), None);
+    }
+
+    #[test]
+    fn segment_filters_are_checked_and_normalised() {
+        let list = |segments: Vec<i32>| pb::ListCustomersRequest {
+            segments,
+            ..Default::default()
+        };
+        let repeat = pb::CustomerSegment::Repeat as i32;
+        let dormant = pb::CustomerSegment::Dormant as i32;
+        let filter = customer_filter(&list(vec![dormant, repeat, dormant])).unwrap();
+        assert_eq!(filter.segments, [Segment::Repeat, Segment::Dormant]);
+        assert_eq!(filter, customer_filter(&list(vec![repeat, dormant])).unwrap());
+        assert_eq!(
+            fields(customer_filter(&list(vec![repeat, 0, 99])).unwrap_err()),
+            ["segments[1]", "segments[2]"]
+        );
     }
 
     #[test]

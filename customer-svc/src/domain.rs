@@ -2,7 +2,9 @@
 //! [`crate::convert`]). Everything here may hold personal data: nothing in this module logs,
 //! and `Debug` output of these types must never reach a log either.
 
-use chrono::{DateTime, Utc};
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, TimeDelta, Utc};
 pub use ordermesh_platform::convert::now;
 pub use ordermesh_platform::validate::Address;
 use ordermesh_platform::{Actor, ServiceError, Violations, validate};
@@ -631,6 +633,8 @@ pub struct CustomerFilter {
     /// Lower-cased substring of the display name or e-mail.
     pub query: Option<String>,
     pub status: Option<CustomerStatus>,
+    /// Customers in every one of these segments (sorted, no repeats); empty: no segment filter.
+    pub segments: Vec<Segment>,
 }
 
 /// Validates a `ListCustomers` search text into its case-folded form (`None`: no search).
@@ -638,6 +642,118 @@ pub fn search_query(v: &mut Violations, query: &str) -> Option<String> {
     validate::length(v, "query", query, 0, 200);
     let query = query.trim().to_lowercase();
     (!query.is_empty()).then_some(query)
+}
+
+/// A group of customers by their sold orders, for employees (the `segments` of a customer and
+/// the `ListCustomers` filter). A customer may be in several, or in none.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub enum Segment {
+    /// Registered within [`SegmentRules::new_within`] and at most one sold order.
+    New,
+    /// Two or more sold orders.
+    Repeat,
+    /// Sold orders worth at least [`SegmentRules::high_value_minor`] in some currency.
+    HighValue,
+    /// At least one sold order, none within [`SegmentRules::dormant_after`].
+    Dormant,
+}
+
+impl Segment {
+    pub const ALL: [Segment; 4] = [Self::New, Self::Repeat, Self::HighValue, Self::Dormant];
+}
+
+/// A customer's sold orders: confirmed ones, less those cancelled after confirmation. Counts,
+/// amounts and times only (the projection of `order-events`, see the store).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OrderHistory {
+    pub sold_orders: i64,
+    /// Lifetime sold value per currency (ISO-4217 code → minor units); currencies are never
+    /// added together.
+    pub sold_value: BTreeMap<String, i64>,
+    /// When the first and the last sold order were confirmed; `None` without any.
+    pub first_order_time: Option<DateTime<Utc>>,
+    pub last_order_time: Option<DateTime<Utc>>,
+}
+
+/// A confirmed order as the segments count it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sale {
+    pub order_id: Uuid,
+    pub customer_id: Uuid,
+    pub currency_code: String,
+    pub amount_minor: i64,
+    /// When it was confirmed: the order's time for the segments.
+    pub sold_time: DateTime<Utc>,
+}
+
+/// The thresholds of the segments (`CUSTOMER_NEW_DAYS`, `CUSTOMER_HIGH_VALUE_MINOR`,
+/// `CUSTOMER_DORMANT_DAYS`, read once at start-up).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SegmentRules {
+    /// NEW: registered at most this long ago.
+    pub new_within: TimeDelta,
+    /// HIGH_VALUE: lifetime sold value, in minor units of one currency, at least this.
+    pub high_value_minor: i64,
+    /// DORMANT: no sold order for longer than this.
+    pub dormant_after: TimeDelta,
+}
+
+impl Default for SegmentRules {
+    fn default() -> Self {
+        Self {
+            new_within: TimeDelta::days(30),
+            high_value_minor: 100_000,
+            dormant_after: TimeDelta::days(180),
+        }
+    }
+}
+
+impl SegmentRules {
+    /// The rules as instants at `now`: the one form both [`SegmentBounds::segments`] and the
+    /// store's `ListCustomers` filter read, so the two cannot disagree about a boundary.
+    pub fn at(&self, now: DateTime<Utc>) -> SegmentBounds {
+        SegmentBounds {
+            new_since: now - self.new_within,
+            high_value_minor: self.high_value_minor,
+            dormant_before: now - self.dormant_after,
+        }
+    }
+}
+
+/// [`SegmentRules`] at one instant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SegmentBounds {
+    /// NEW: created at or after this.
+    pub new_since: DateTime<Utc>,
+    pub high_value_minor: i64,
+    /// DORMANT: the last sold order before this (one exactly at it is recent).
+    pub dormant_before: DateTime<Utc>,
+}
+
+impl SegmentBounds {
+    /// Whether `customer` with `history` is in `segment`. An erased (or erasing) customer is in
+    /// none: there is no one left to address.
+    pub fn contains(&self, segment: Segment, customer: &Customer, history: &OrderHistory) -> bool {
+        if customer.status.is_erased() {
+            return false;
+        }
+        match segment {
+            Segment::New => customer.create_time >= self.new_since && history.sold_orders <= 1,
+            Segment::Repeat => history.sold_orders >= 2,
+            Segment::HighValue => history.sold_value.values().any(|v| *v >= self.high_value_minor),
+            Segment::Dormant => {
+                history.sold_orders >= 1 && history.last_order_time.is_some_and(|t| t < self.dormant_before)
+            }
+        }
+    }
+
+    /// The segments `customer` with `history` is in, in the order of [`Segment::ALL`].
+    pub fn segments(&self, customer: &Customer, history: &OrderHistory) -> Vec<Segment> {
+        Segment::ALL
+            .into_iter()
+            .filter(|s| self.contains(*s, customer, history))
+            .collect()
+    }
 }
 
 #[cfg(test)]
@@ -707,6 +823,103 @@ pub(crate) mod tests {
                 "addresses[0].country_code",
                 "preferences.time_zone"
             ]
+        );
+    }
+
+    fn registered(at: DateTime<Utc>) -> Customer {
+        let input = CustomerInput {
+            display_name: "A".into(),
+            email: "a@example.com".into(),
+            ..Default::default()
+        };
+        Customer {
+            create_time: at,
+            ..new_customer(&input, None, "").unwrap()
+        }
+    }
+
+    fn history(sold_orders: i64, value: &[(&str, i64)], last: Option<DateTime<Utc>>) -> OrderHistory {
+        OrderHistory {
+            sold_orders,
+            sold_value: value.iter().map(|(c, v)| ((*c).to_owned(), *v)).collect(),
+            first_order_time: last,
+            last_order_time: last,
+        }
+    }
+
+    #[test]
+    fn segment_boundaries() {
+        let now = now();
+        let rules = SegmentRules::default();
+        let at = rules.at(now);
+        let day = TimeDelta::days(1);
+        let tick = TimeDelta::microseconds(1);
+        let none = OrderHistory::default();
+        let recent = Some(now - day);
+
+        // NEW: registered within 30 days (the 30th day included) and at most one sold order.
+        assert_eq!(at.segments(&registered(now), &none), [Segment::New]);
+        assert_eq!(at.segments(&registered(now - day * 30), &none), [Segment::New]);
+        assert_eq!(at.segments(&registered(now - day * 30 - tick), &none), []);
+        assert_eq!(
+            at.segments(&registered(now), &history(1, &[("EUR", 10)], recent)),
+            [Segment::New]
+        );
+        // REPEAT from the second sold order, and then no longer new.
+        assert_eq!(
+            at.segments(&registered(now), &history(2, &[("EUR", 10)], recent)),
+            [Segment::Repeat]
+        );
+        // HIGH_VALUE at 1,000.00 in one currency; currencies are not added together.
+        let old = registered(now - day * 400);
+        assert_eq!(at.segments(&old, &history(1, &[("EUR", 99_999)], recent)), []);
+        assert_eq!(
+            at.segments(&old, &history(1, &[("EUR", 100_000)], recent)),
+            [Segment::HighValue]
+        );
+        assert_eq!(
+            at.segments(&old, &history(2, &[("EUR", 60_000), ("USD", 60_000)], recent)),
+            [Segment::Repeat]
+        );
+        // DORMANT: the last sold order more than 180 days ago; one exactly 180 days ago is recent.
+        assert_eq!(
+            at.segments(&old, &history(1, &[("EUR", 10)], Some(now - day * 180))),
+            []
+        );
+        assert_eq!(
+            at.segments(&old, &history(1, &[("EUR", 10)], Some(now - day * 180 - tick))),
+            [Segment::Dormant]
+        );
+        assert_eq!(at.segments(&old, &none), [], "never ordered is not dormant");
+        // Several at once, in the order of Segment::ALL.
+        assert_eq!(
+            at.segments(&old, &history(3, &[("EUR", 250_000)], Some(now - day * 365))),
+            [Segment::Repeat, Segment::HighValue, Segment::Dormant]
+        );
+        // An erased customer is in no segment.
+        let mut erased = registered(now);
+        erased.erase(now);
+        assert_eq!(at.segments(&erased, &none), []);
+    }
+
+    #[test]
+    fn segment_thresholds_are_the_configured_ones() {
+        let now = now();
+        let rules = SegmentRules {
+            new_within: TimeDelta::days(7),
+            high_value_minor: 500,
+            dormant_after: TimeDelta::days(10),
+        };
+        let at = rules.at(now);
+        let eight_days_ago = now - TimeDelta::days(8);
+        let customer = registered(eight_days_ago);
+        assert_eq!(
+            at.segments(&customer, &history(1, &[("JPY", 500)], Some(eight_days_ago))),
+            [Segment::HighValue]
+        );
+        assert_eq!(
+            at.segments(&customer, &history(1, &[("JPY", 499)], Some(now - TimeDelta::days(11)))),
+            [Segment::Dormant]
         );
     }
 }

@@ -2,15 +2,17 @@
 //! store): on `customer-events` `CustomerCreated`, `CustomerUpdated` (the names of the fields that
 //! changed, never their values) and `ConsentRecorded`; on `gdpr-events` `ErasureRequested`,
 //! `CustomerErased` and `CustomerDataExported`. What it consumes: `ErasureCompleted`
-//! ([`ErasureConfirmations`]) and `OrderPlaced` (a customer's activity, [`ActivityTracker`]). No event carries personal data: the
-//! audit log and any other consumer learn that something changed, and read the profile through
-//! the API if they may.
+//! ([`ErasureConfirmations`]), and on `order-events` ([`OrderEventsHandler`]) `OrderPlaced` (a
+//! customer's activity) and `OrderConfirmed` / `OrderCancelled` (the sold orders that the
+//! customer segments are read from). No event carries personal data: the audit log and any other
+//! consumer learn that something changed, and read the profile through the API if they may.
 
 use async_trait::async_trait;
-use ordermesh_platform::Origin;
-use ordermesh_platform::convert::timestamp;
+use chrono::{DateTime, SubsecRound, Utc};
+use ordermesh_platform::convert::{from_timestamp, timestamp};
 use ordermesh_platform::events::{EventMessage, HandlerError, OutgoingEvent, ReceivedEvent, TopicHandler, Tx};
 use ordermesh_platform::gdpr::ERASURE_PARTICIPANTS;
+use ordermesh_platform::{Origin, validate};
 use ordermesh_proto::customer as pb;
 use ordermesh_proto::event_types::{GdprEvent, OrderEvent};
 use ordermesh_proto::events as ev;
@@ -18,7 +20,7 @@ use uuid::Uuid;
 
 use crate::store::Store;
 
-use crate::domain::{self, Consent, Customer, DataExport, Erasure};
+use crate::domain::{self, Consent, Customer, DataExport, Erasure, Sale};
 
 /// Source of the events customer-svc publishes.
 pub const SOURCE: &str = "customer-svc";
@@ -153,29 +155,79 @@ impl TopicHandler<GdprEvent> for ErasureConfirmations {
     }
 }
 
-/// Records a customer's orders as activity (see `ordermesh housekeeping inactive-customers`).
-pub struct ActivityTracker {
+/// What customer-svc keeps of `order-events`: a placed order is activity of its customer (see
+/// `ordermesh housekeeping inactive-customers`); a confirmed order is a sale and a cancellation
+/// after confirmation takes it back (the segments, see [`Store::record_sale`]). Events of
+/// customers unknown here or erased change nothing. Repeats change nothing either: the inbox
+/// absorbs a redelivery, the store a second event about the same order.
+pub struct OrderEventsHandler {
     store: Store,
 }
 
-impl ActivityTracker {
+impl OrderEventsHandler {
     pub fn new(store: Store) -> Self {
         Self { store }
     }
 }
 
+fn customer_id(event: &str, value: &str) -> Result<Uuid, HandlerError> {
+    Uuid::parse_str(value).map_err(|_| HandlerError::permanent(anyhow::anyhow!("{event} without a valid customer id")))
+}
+
+fn order_id(event: &str, value: &str) -> Result<Uuid, HandlerError> {
+    Uuid::parse_str(value).map_err(|_| HandlerError::permanent(anyhow::anyhow!("{event} without a valid order id")))
+}
+
+/// When an order event happened: its own time, else the envelope's. Microseconds, as both stores
+/// keep times.
+fn occurred(at: Option<&prost_types::Timestamp>, envelope: &ReceivedEvent) -> DateTime<Utc> {
+    at.and_then(from_timestamp)
+        .unwrap_or(envelope.occur_time)
+        .trunc_subsecs(6)
+}
+
+/// The sale an `OrderConfirmed` is.
+pub fn sale(confirmed: &ev::OrderConfirmed, envelope: &ReceivedEvent) -> Result<Sale, HandlerError> {
+    let total = confirmed.total.as_ref();
+    let (currency_code, amount_minor) =
+        total.map_or((String::new(), -1), |t| (t.currency_code.clone(), t.amount_minor));
+    if !validate::is_currency_code(&currency_code) || amount_minor < 0 {
+        return Err(HandlerError::permanent(anyhow::anyhow!(
+            "OrderConfirmed without a valid total"
+        )));
+    }
+    Ok(Sale {
+        order_id: order_id("OrderConfirmed", &confirmed.order_id)?,
+        customer_id: customer_id("OrderConfirmed", &confirmed.customer_id)?,
+        currency_code,
+        amount_minor,
+        sold_time: occurred(confirmed.occur_time.as_ref(), envelope),
+    })
+}
+
 #[async_trait]
-impl TopicHandler<OrderEvent> for ActivityTracker {
-    async fn handle(&self, event: OrderEvent, _: &ReceivedEvent, tx: &mut Tx) -> Result<(), HandlerError> {
-        let OrderEvent::OrderPlaced(placed) = event else {
-            return Ok(());
-        };
-        let Ok(customer_id) = Uuid::parse_str(&placed.customer_id) else {
-            return Err(HandlerError::permanent(anyhow::anyhow!(
-                "OrderPlaced without a valid customer id"
-            )));
-        };
-        self.store.touch_activity_in(tx, customer_id, domain::now()).await?;
+impl TopicHandler<OrderEvent> for OrderEventsHandler {
+    async fn handle(&self, event: OrderEvent, envelope: &ReceivedEvent, tx: &mut Tx) -> Result<(), HandlerError> {
+        match event {
+            OrderEvent::OrderPlaced(placed) => {
+                let customer_id = customer_id("OrderPlaced", &placed.customer_id)?;
+                self.store.touch_activity_in(tx, customer_id, domain::now()).await?;
+            }
+            OrderEvent::OrderConfirmed(confirmed) => {
+                let sale = sale(&confirmed, envelope)?;
+                let change = self.store.record_sale(tx, &sale).await?;
+                tracing::debug!(customer_id = %sale.customer_id, order_id = %sale.order_id, ?change, "sale recorded");
+            }
+            // Only an order that was sold has anything to take back: the store finds out.
+            OrderEvent::OrderCancelled(cancelled) => {
+                let customer_id = customer_id("OrderCancelled", &cancelled.customer_id)?;
+                let order_id = order_id("OrderCancelled", &cancelled.order_id)?;
+                let at = occurred(cancelled.occur_time.as_ref(), envelope);
+                let change = self.store.cancel_sale(tx, customer_id, order_id, at).await?;
+                tracing::debug!(%customer_id, %order_id, ?change, "cancellation recorded");
+            }
+            _ => {}
+        }
         Ok(())
     }
 

@@ -23,7 +23,9 @@ use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
 use crate::convert;
-use crate::domain::{self, Consent, Customer, CustomerPatch, DataExport, Identity};
+use crate::domain::{
+    self, Consent, Customer, CustomerPatch, DataExport, Identity, OrderHistory, SegmentBounds, SegmentRules,
+};
 use crate::export::ExportWake;
 use crate::store::{ConsentCursor, Erased, Store};
 
@@ -136,11 +138,49 @@ fn consent_cursor((micros, id): ConsentPageKey) -> Result<ConsentCursor, Service
 pub struct CustomerApi {
     store: Store,
     exports: ExportWake,
+    segments: SegmentRules,
 }
 
 impl CustomerApi {
-    pub fn new(store: Store, exports: ExportWake) -> Self {
-        Self { store, exports }
+    pub fn new(store: Store, exports: ExportWake, segments: SegmentRules) -> Self {
+        Self {
+            store,
+            exports,
+            segments,
+        }
+    }
+
+    /// `customers` as the API shows them to `caller`: employees see each one's segments under
+    /// `bounds`; clients and services do not (segments describe a customer to staff).
+    async fn shown(
+        &self,
+        caller: &Principal,
+        customers: &[Customer],
+        bounds: &SegmentBounds,
+    ) -> Result<Vec<pb::Customer>, ServiceError> {
+        let mut shown: Vec<pb::Customer> = customers.iter().map(pb::Customer::from).collect();
+        if !matches!(caller, Principal::Employee { .. }) {
+            return Ok(shown);
+        }
+        let ids: Vec<Uuid> = customers.iter().map(|c| c.id).collect();
+        let histories = self.store.order_histories(&ids).await?;
+        let none = OrderHistory::default();
+        for (customer, out) in customers.iter().zip(&mut shown) {
+            let history = histories.get(&customer.id).unwrap_or(&none);
+            out.segments = bounds
+                .segments(customer, history)
+                .into_iter()
+                .map(|s| pb::CustomerSegment::from(s) as i32)
+                .collect();
+        }
+        Ok(shown)
+    }
+
+    /// One customer as [`Self::shown`] shows it, with the segments as they are now.
+    async fn shown_one(&self, caller: &Principal, customer: &Customer) -> Result<pb::Customer, ServiceError> {
+        let bounds = self.segments.at(domain::now());
+        let shown = self.shown(caller, std::slice::from_ref(customer), &bounds).await?;
+        Ok(shown.into_iter().next().expect("one customer shown"))
     }
 
     /// The customer `id` if the scope may see it; NOT_FOUND otherwise (also for clients asking
@@ -191,16 +231,17 @@ impl CustomerService for CustomerApi {
         }
         tracing::info!(customer_id = %created.id, "customer created");
         Ok(Response::new(pb::CreateCustomerResponse {
-            customer: Some((&created).into()),
+            customer: Some(self.shown_one(principal(&request)?, &created).await?),
         }))
     }
 
     async fn get_customer(&self, request: Request<pb::GetCustomerRequest>) -> Reply<pb::GetCustomerResponse> {
-        let scope = read_scope(principal(&request)?)?;
+        let caller = principal(&request)?;
+        let scope = read_scope(caller)?;
         let id = parse_id("customer_id", &request.get_ref().customer_id)?;
         let customer = self.visible(&scope, id).await?;
         Ok(Response::new(pb::GetCustomerResponse {
-            customer: Some((&customer).into()),
+            customer: Some(self.shown_one(caller, &customer).await?),
         }))
     }
 
@@ -255,7 +296,7 @@ impl CustomerService for CustomerApi {
             .await?;
         tracing::info!(customer_id = %id, version = customer.version, "customer updated");
         Ok(Response::new(pb::UpdateCustomerResponse {
-            customer: Some((&customer).into()),
+            customer: Some(self.shown_one(principal(&request)?, &customer).await?),
         }))
     }
 
@@ -269,13 +310,16 @@ impl CustomerService for CustomerApi {
         let req = request.get_ref();
         let filter = convert::customer_filter(req)?;
         let limit = pagination::page_size(req.page_size)?;
+        // One instant for the filter and the segments shown: every customer listed is shown in
+        // the segments it was selected by.
+        let bounds = self.segments.at(domain::now());
         let (rows, next_page_token) =
             pagination::fetch_page(limit, &req.page_token, &filter, Customer::sort_key, |after, n| {
-                self.store.list_customers(&filter, after, n)
+                self.store.list_customers(&filter, &bounds, after, n)
             })
             .await?;
         Ok(Response::new(pb::ListCustomersResponse {
-            customers: rows.iter().map(pb::Customer::from).collect(),
+            customers: self.shown(caller, &rows, &bounds).await?,
             next_page_token,
         }))
     }

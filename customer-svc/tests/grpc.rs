@@ -106,15 +106,24 @@ async fn crud(h: Harness) {
         (pb::CustomerStatus::Active as i32, 1)
     );
     assert!(created.identity.is_none());
+    // Employees see the segments: just registered, no orders yet.
+    assert_eq!(created.segments, [pb::CustomerSegment::New as i32]);
     assert_eq!(h.get(&created.id, &agent).await.unwrap(), created);
-    // Order managers and services read.
+    // Order managers and services read; services without the segments (they are for staff).
     assert_eq!(
         h.get(&created.id, &h.auth.employee("om", &[Role::OrderManager]))
             .await
             .unwrap(),
         created
     );
-    assert_eq!(h.get(&created.id, &h.auth.service("order-svc")).await.unwrap(), created);
+    let without_segments = pb::Customer {
+        segments: Vec::new(),
+        ..created.clone()
+    };
+    assert_eq!(
+        h.get(&created.id, &h.auth.service("order-svc")).await.unwrap(),
+        without_segments
+    );
 
     let mut change = created.clone();
     change.display_name = "Ada King".into();

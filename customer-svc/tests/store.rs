@@ -167,11 +167,12 @@ async fn behaviour(store: Store) {
         .unwrap();
 
     // List: by display name, paged, searchable by name or e-mail substring, filtered by status.
+    let now = domain::SegmentRules::default().at(domain::now());
     let all = CustomerFilter::default();
     let mut names = Vec::new();
     let mut after = None;
     loop {
-        let page = store.list_customers(&all, after, 2).await.unwrap();
+        let page = store.list_customers(&all, &now, after, 2).await.unwrap();
         names.extend(page.iter().map(|c| c.display_name.clone()));
         if page.len() < 2 {
             break;
@@ -181,21 +182,25 @@ async fn behaviour(store: Store) {
     assert_eq!(names, ["Ada King", "Alan Turing", "Grace Hopper"]);
     let search = |q: &str| CustomerFilter {
         query: Some(q.into()),
-        status: None,
+        ..Default::default()
     };
-    let found = store.list_customers(&search("hopper"), None, 10).await.unwrap();
+    let found = store.list_customers(&search("hopper"), &now, None, 10).await.unwrap();
     assert_eq!(found.iter().map(|c| c.id).collect::<Vec<_>>(), [grace.id]);
-    let found = store.list_customers(&search("alan@"), None, 10).await.unwrap();
+    let found = store.list_customers(&search("alan@"), &now, None, 10).await.unwrap();
     assert_eq!(found.iter().map(|c| c.id).collect::<Vec<_>>(), [alan.id]);
     assert!(
-        store.list_customers(&search("%"), None, 10).await.unwrap().is_empty(),
+        store
+            .list_customers(&search("%"), &now, None, 10)
+            .await
+            .unwrap()
+            .is_empty(),
         "wildcards are literal"
     );
     let suspended = CustomerFilter {
-        query: None,
         status: Some(CustomerStatus::Suspended),
+        ..Default::default()
     };
-    assert_eq!(store.list_customers(&suspended, None, 10).await.unwrap().len(), 1);
+    assert_eq!(store.list_customers(&suspended, &now, None, 10).await.unwrap().len(), 1);
 
     // Consents: append-only history, newest first, paged, filtered by purpose.
     let by = Actor {

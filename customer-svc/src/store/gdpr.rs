@@ -111,9 +111,9 @@ pub struct Erased {
 const EXPORT_LEASE: TimeDelta = TimeDelta::minutes(2);
 
 impl Store {
-    /// Clears customer `id`'s personal data (the profile, and every export bundle) and records
-    /// the erasure request with `ErasureRequested` in the outbox, in one transaction, if
-    /// `allowed(current)` passes.
+    /// Clears customer `id`'s personal data (the profile, every export bundle, the record of its
+    /// sold orders) and records the erasure request with `ErasureRequested` in the outbox, in one
+    /// transaction, if `allowed(current)` passes.
     /// A customer already erased (or being erased) is answered with its existing request and
     /// nothing changes. NOT_FOUND for an unknown or not allowed customer.
     pub async fn erase_customer(
@@ -163,6 +163,17 @@ impl Store {
             // Export bundles are copies of the personal data; one being built is dropped too (its
             // completion finds no pending job).
             sqlx::query("DELETE FROM data_exports WHERE customer_id = $1")
+                .bind(Id(id))
+                .execute(&mut *conn)
+                .await?;
+            // The record of the customer's sold orders (the segments): no personal data, but
+            // nothing is left to segment either. Order events still to come find the customer
+            // erased and record nothing (see `store::segments`).
+            sqlx::query("DELETE FROM order_history WHERE customer_id = $1")
+                .bind(Id(id))
+                .execute(&mut *conn)
+                .await?;
+            sqlx::query("DELETE FROM customer_sales WHERE customer_id = $1")
                 .bind(Id(id))
                 .execute(&mut *conn)
                 .await?;

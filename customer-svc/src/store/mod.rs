@@ -18,15 +18,17 @@ use uuid::Uuid;
 
 use crate::domain::{
     self, Address, Consent, Customer, CustomerFilter, CustomerPatch, CustomerStatus, Identity, Preferences,
-    normalize_email, sort_name,
+    SegmentBounds, normalize_email, sort_name,
 };
 use crate::events;
 use ordermesh_platform::db::columns::{Id, Time};
 use ordermesh_platform::db::page::{Keyset, fetch_optional_in};
 
 mod gdpr;
+mod segments;
 
 pub use gdpr::Erased;
+pub use segments::SaleChange;
 
 pub fn migrations() -> Migrations {
     Migrations::with_platform(
@@ -37,6 +39,11 @@ pub fn migrations() -> Migrations {
                 include_str!("../../migrations/postgres/0001_customers.sql"),
             ),
             (2, "gdpr", include_str!("../../migrations/postgres/0002_gdpr.sql")),
+            (
+                3,
+                "segments",
+                include_str!("../../migrations/postgres/0003_segments.sql"),
+            ),
         ],
         &[
             (
@@ -45,6 +52,7 @@ pub fn migrations() -> Migrations {
                 include_str!("../../migrations/sqlite/0001_customers.sql"),
             ),
             (2, "gdpr", include_str!("../../migrations/sqlite/0002_gdpr.sql")),
+            (3, "segments", include_str!("../../migrations/sqlite/0003_segments.sql")),
         ],
     )
 }
@@ -306,10 +314,12 @@ impl Store {
         Ok(customer)
     }
 
-    /// Ordered by sort name (byte order) then id, strictly after `after`.
+    /// Ordered by sort name (byte order) then id, strictly after `after`; segments as they are
+    /// under `bounds`.
     pub async fn list_customers(
         &self,
         filter: &CustomerFilter,
+        bounds: &SegmentBounds,
         after: Option<CustomerCursor>,
         limit: usize,
     ) -> StoreResult<Vec<Customer>> {
@@ -327,6 +337,7 @@ impl Store {
             if let Some(status) = filter.status {
                 q.push(" AND status = ").push_bind(status.as_str());
             }
+            segments::push_segments(&mut q, &filter.segments, bounds);
             CUSTOMERS_PAGE.push(&mut q, after.map(|(name, id)| (name, Id(id))), limit);
             q.build_query_as::<CustomerRow>().fetch_all(pool).await
         })?;
