@@ -111,18 +111,22 @@ pub fn page_size(value: Option<u32>) -> Result<i32, Problem> {
 }
 
 /// A `from`/`to` range of a list's query (RFC 3339 instants, `from` inclusive, `to` exclusive),
-/// as the services' timestamps; 400 when `to` is not after `from`.
+/// as the services' timestamps; `None` when `to` is not after `from`: a range that holds no
+/// instant, whose list is empty (JSON Schema cannot relate two parameters, so an API that
+/// refused it would refuse requests its document calls valid).
+pub type TimeRange = (Option<prost_types::Timestamp>, Option<prost_types::Timestamp>);
+
 pub fn time_range(
     from: Option<chrono::DateTime<chrono::Utc>>,
     to: Option<chrono::DateTime<chrono::Utc>>,
-) -> Result<(Option<prost_types::Timestamp>, Option<prost_types::Timestamp>), Problem> {
+) -> Option<TimeRange> {
     if let (Some(from), Some(to)) = (from, to)
         && to <= from
     {
-        return Err(Problem::invalid_field("to", "must be after from"));
+        return None;
     }
     let timestamp = |t: chrono::DateTime<chrono::Utc>| ordermesh_platform::convert::timestamp(t);
-    Ok((from.map(timestamp), to.map(timestamp)))
+    Some((from.map(timestamp), to.map(timestamp)))
 }
 
 /// Values from an untrusted client that will be sent on: bounded, no control characters.

@@ -55,8 +55,10 @@ pub const OPENAPI_PATH: &str = "/api/v1/openapi.json";
 type Api = OpenApiRouter<Arc<AppState>>;
 
 /// Adds a route, documented unless the surface does not serve it (employee-only routes on
-/// `external`): those are routed but not described, so that the guard answers 404 for them
-/// rather than a route with a parameter in the same place (`/products/stock` is not the
+/// `external`). Such a route is left out where another method of its path serves clients, so
+/// the path answers 405 with an `Allow` of the clients' methods, as for any method it does not
+/// have; a path only employees use is routed but not described, so that the guard answers 404
+/// for it rather than a route with a parameter in the same place (`/products/stock` is not the
 /// product `stock`).
 fn add(router: Api, surface: Surface, route: UtoipaMethodRouter<Arc<AppState>>) -> Api {
     if !surface.serves_employee_routes() {
@@ -72,9 +74,15 @@ fn add(router: Api, surface: Surface, route: UtoipaMethodRouter<Arc<AppState>>) 
             .all(|(method, _)| policy::client_reachable(method, path))
         });
         if !reachable {
+            let serves_clients = |path: &str| {
+                ["GET", "PUT", "POST", "DELETE"]
+                    .into_iter()
+                    .any(|method| policy::client_reachable(method, path))
+            };
             let paths: Vec<String> = route.1.paths.keys().cloned().collect();
             return paths
                 .iter()
+                .filter(|path| !serves_clients(path))
                 .fold(router, |router, path| router.route(path, route.2.clone()));
         }
     }
@@ -144,7 +152,9 @@ pub fn api(surface: Surface) -> (Router<Arc<AppState>>, utoipa::openapi::OpenApi
 /// the auth guard, with correlation ids, CORS, body limit and request timeout.
 pub fn router(state: Arc<AppState>) -> Router {
     let (api, doc) = api(state.config.surface);
-    let doc = Arc::new(serde_json::to_value(&doc).expect("OpenAPI document serializes"));
+    let mut doc = serde_json::to_value(&doc).expect("OpenAPI document serializes");
+    openapi::complete(&mut doc, &state.config);
+    let doc = Arc::new(doc);
     let api = api.route_layer(from_fn_with_state(state.clone(), auth::guard));
     Router::new()
         .route("/healthz", get(routes::health::healthz))
@@ -155,7 +165,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .layer(DefaultBodyLimit::max(state.config.body_limit_bytes))
         .layer(from_fn_with_state(state.clone(), middleware::timeout))
         .layer(middleware::cors(&state.config))
-        .layer(from_fn_with_state(state.clone(), middleware::finish))
+        .layer(axum::middleware::from_fn(middleware::finish))
         .with_state(state)
 }
 

@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use crate::auth::CorrelationId;
-use crate::config::{BffConfig, Surface};
+use crate::config::BffConfig;
 use crate::extract;
 use crate::problem::{self, Problem};
 use crate::state::AppState;
@@ -93,8 +93,8 @@ fn incoming_correlation(request: &Request) -> Option<String> {
 
 /// Outermost middleware: assigns the correlation id, rejects NUL bytes in the URL, and makes
 /// every error a problem+json document carrying the correlation id (axum's own 404/405/413
-/// answers included; on the external surface an unrouted method is 404, like an unrouted path).
-pub async fn finish(State(state): State<Arc<AppState>>, mut request: Request, next: Next) -> Response {
+/// answers included, a 405 keeping its `Allow`).
+pub async fn finish(mut request: Request, next: Next) -> Response {
     let correlation = incoming_correlation(&request).unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
     request.extensions_mut().insert(CorrelationId(correlation.clone()));
     let uri = request.uri().to_string();
@@ -124,29 +124,20 @@ pub async fn finish(State(state): State<Arc<AppState>>, mut request: Request, ne
         } else {
             match status {
                 StatusCode::NOT_FOUND => Problem::not_found("no such resource"),
-                StatusCode::METHOD_NOT_ALLOWED if state.config.surface == Surface::External => {
-                    Problem::not_found("no such resource")
-                }
                 StatusCode::METHOD_NOT_ALLOWED => Problem::new(status, "method-not-allowed", "Method not allowed"),
                 StatusCode::PAYLOAD_TOO_LARGE => extract::payload_too_large(),
                 _ => Problem::new(status, "http-error", status.canonical_reason().unwrap_or("Error")),
             }
         };
         problem.correlation_id = Some(correlation.clone());
-        let external_405 = status == StatusCode::METHOD_NOT_ALLOWED && problem.status == 404;
         let mut rebuilt = problem.into_response();
         for (name, value) in parts.headers.iter() {
-            if name == header::CONTENT_TYPE || name == header::CONTENT_LENGTH || (external_405 && name == header::ALLOW)
-            {
+            if name == header::CONTENT_TYPE || name == header::CONTENT_LENGTH {
                 continue;
             }
             rebuilt.headers_mut().insert(name.clone(), value.clone());
         }
-        *rebuilt.status_mut() = if external_405 {
-            StatusCode::NOT_FOUND
-        } else {
-            parts.status
-        };
+        *rebuilt.status_mut() = parts.status;
         response = rebuilt;
     }
     if !response.headers().contains_key("x-correlation-id")

@@ -87,3 +87,87 @@ impl Modify for ProblemResponses {
         }
     }
 }
+
+/// Refuses NUL in every string: `ApiJson` refuses it in any body string and `finish` in any URL.
+pub const NO_NUL: &str = r"^[^\x00]*$";
+
+/// What an attribute's `pattern = "\\S"` stands for: not blank as the services see it (Rust's
+/// `trim`, Unicode White_Space) and no NUL. Spelled out here because JSON Schema regexes have
+/// no portable whitespace class of that exact meaning.
+pub const NOT_BLANK: &str =
+    r"^[^\x00]*[^\x00\t\n\x0B\x0C\r \x85\xA0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000][^\x00]*$";
+
+/// The generated document, completed with what is known only at run time or holds for every
+/// string: the configured analytics limit, the time zones the services know, and the NUL rule
+/// on each string that has no stricter shape of its own.
+pub fn complete(doc: &mut serde_json::Value, config: &crate::BffConfig) {
+    for parameter in doc["paths"]["/api/v1/analytics/summary"]["get"]["parameters"]
+        .as_array_mut()
+        .into_iter()
+        .flatten()
+    {
+        match parameter["name"].as_str() {
+            Some("days") => parameter["schema"]["maximum"] = config.analytics_max_days.into(),
+            Some("timeZone") => {
+                let zones: Vec<&str> = chrono_tz::TZ_VARIANTS.iter().map(|tz| tz.name()).collect();
+                parameter["schema"]["enum"] = zones.into();
+            }
+            _ => {}
+        }
+    }
+    let schemas = &mut doc["components"]["schemas"];
+    // What utoipa has no attributes for: the size and keys of a map, a value ruled out, and a
+    // bound on a property of a shared schema in one place.
+    bounded_map(&mut schemas["SendNotification"]["properties"]["data"], 20);
+    bounded_map(&mut schemas["CreateProduct"]["properties"]["attributes"], 50);
+    bounded_map(&mut schemas["UpdateProduct"]["properties"]["attributes"], 50);
+    schemas["StockAdjustment"]["properties"]["delta"]["not"] = serde_json::json!({"const": 0});
+    for (schema, property, minimum) in [
+        ("CreateProduct", "price", 0),
+        ("UpdateProduct", "price", 0),
+        ("CreatePayment", "amount", 1),
+        ("CreateRefund", "amount", 1),
+    ] {
+        at_least(&mut schemas[schema]["properties"][property], minimum);
+    }
+    no_nul_in_strings(doc);
+}
+
+/// A map of at most `entries` strings of at most 500 characters under keys of 1-64.
+fn bounded_map(schema: &mut serde_json::Value, entries: u32) {
+    schema["maxProperties"] = entries.into();
+    schema["propertyNames"] = serde_json::json!({"minLength": 1, "maxLength": 64});
+    schema["additionalProperties"]["maxLength"] = 500.into();
+}
+
+/// A `Money` property (or nullable one) whose amount is at least `minimum`.
+fn at_least(property: &mut serde_json::Value, minimum: i64) {
+    let bound = serde_json::json!({"properties": {"amount": {"minimum": minimum}}});
+    *property = serde_json::json!({"allOf": [property.take(), bound]});
+}
+
+/// Adds [`NO_NUL`] to every string schema without a pattern, format or enum, and spells out
+/// [`NOT_BLANK`].
+fn no_nul_in_strings(value: &mut serde_json::Value) {
+    match value {
+        serde_json::Value::Object(map) => {
+            let is_string = match map.get("type") {
+                Some(serde_json::Value::String(t)) => t == "string",
+                Some(serde_json::Value::Array(types)) => types.iter().any(|t| t == "string"),
+                _ => false,
+            };
+            let shaped = ["pattern", "format", "enum", "const"]
+                .iter()
+                .any(|key| map.contains_key(*key));
+            if is_string && !shaped {
+                map.insert("pattern".to_owned(), NO_NUL.into());
+            }
+            if map.get("pattern").is_some_and(|p| p == r"\S") {
+                map.insert("pattern".to_owned(), NOT_BLANK.into());
+            }
+            map.values_mut().for_each(no_nul_in_strings);
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(no_nul_in_strings),
+        _ => {}
+    }
+}

@@ -1,15 +1,25 @@
 //! schemathesis (PyPI, installed into the peers venv by `scripts/peers.sh`) against the live
-//! BFF's OpenAPI document, once with a client token and once with an admin token: no response
-//! may be a server error and every response must conform to the documented schema. Its
-//! summary is written to the test's stderr unconditionally, so it shows in the CI log.
+//! BFF's OpenAPI document, with every default check and every phase: as a client on the
+//! external surface and as an admin on the internal one. It must find no failure, and neither
+//! of the warnings that say the document and the handlers disagree ("schema validation
+//! mismatch") or that it could not reach the handlers' logic ("missing test data"): both fail
+//! the run (`warnings.fail-on`). Its summary is written to the test's stderr unconditionally,
+//! so it shows in the CI log.
+//!
+//! Its configuration (written per run) gives it test data the way a tester would: real ids of
+//! an order, its payment, a product and the client's customer as dictionaries for the path
+//! parameters (drawn half of the time, so unknown ids are still tried), and no page token but
+//! the ones the API hands out: a page token is opaque and bound to its filters, so a drawn one
+//! is rightly refused.
 //!
 //! One worker: Python 3.11's `ast` module is not thread-safe, and hypothesis uses it while
 //! generating (seen as "AST constructor recursion depth mismatch" with `--workers 2`).
 //!
 //! Bounded for CI: `--max-examples` (default 20, `SCHEMATHESIS_MAX_EXAMPLES`) and `--max-time`
 //! (default 100 s per run, `SCHEMATHESIS_MAX_TIME`). Every operation is exercised, all six
-//! services running behind the BFF. `SCHEMATHESIS_ARGS` (whitespace-separated) narrows a local
-//! run, e.g. `--include-path-regex orders`.
+//! services running behind the BFF; only the notification stream (it never ends) is left to
+//! bff_sse.rs. `SCHEMATHESIS_ARGS` (whitespace-separated) narrows a local run, e.g.
+//! `--include-path-regex orders`.
 
 use std::io::Write as _;
 use std::path::PathBuf;
@@ -17,6 +27,7 @@ use std::process::Stdio;
 
 use bff::Surface;
 use ordermesh_e2e::{CountingGateway, Platform};
+use ordermesh_proto::order::OrderStatus;
 
 /// The `schemathesis` CLI of the peers venv (next to `$ORDERMESH_PYTHON`).
 fn schemathesis() -> PathBuf {
@@ -33,18 +44,60 @@ fn say(text: &str) {
     let _ = std::io::stderr().write_all(text.as_bytes());
 }
 
-async fn run(base: &str, who: &str, token: &str) -> (bool, String) {
+/// Real ids for the path parameters of the operations whose paths match.
+struct TestData {
+    order: String,
+    payment: String,
+    product: String,
+    customer: String,
+}
+
+impl TestData {
+    /// The schemathesis configuration of a run (TOML).
+    fn config(&self) -> String {
+        let mut toml = String::from(
+            "[warnings]\nfail-on = [\"missing_test_data\", \"validation_mismatch\"]\n\n\
+             [parameters]\n\"query.pageToken\" = \"\"\n\n",
+        );
+        for (name, value) in [
+            ("order", &self.order),
+            ("payment", &self.payment),
+            ("product", &self.product),
+            ("customer", &self.customer),
+        ] {
+            toml.push_str(&format!("[dictionaries.{name}]\nvalues = [\"{value}\"]\n\n"));
+        }
+        for (path, parameter, dictionary) in [
+            (r"^/api/v1/orders/\\{id\\}", "path.id", "order"),
+            (r"^/api/v1/payments/\\{id\\}", "path.id", "payment"),
+            (r"^/api/v1/products/\\{id\\}", "path.id", "product"),
+            (r"^/api/v1/customers/\\{id\\}", "path.id", "customer"),
+            (r"^/api/v1/audit/gdpr/\\{customerId\\}", "path.customerId", "customer"),
+        ] {
+            toml.push_str(&format!(
+                "[[operations]]\ninclude-path-regex = \"{path}\"\n\
+                 parameters = {{ \"{parameter}\" = {{ dictionary = \"{dictionary}\", probability = 0.5 }} }}\n\n"
+            ));
+        }
+        toml
+    }
+}
+
+async fn run(base: &str, who: &str, token: &str, data: &TestData) -> (bool, String) {
     let max_examples = std::env::var("SCHEMATHESIS_MAX_EXAMPLES").unwrap_or_else(|_| "20".into());
     let max_time = std::env::var("SCHEMATHESIS_MAX_TIME").unwrap_or_else(|_| "100".into());
     let selection = std::env::var("SCHEMATHESIS_ARGS").unwrap_or_default();
     // schemathesis keeps a cache in its working directory: not in the clone.
     let workdir = std::env::temp_dir().join(format!("ordermesh-schemathesis-{}", uuid::Uuid::now_v7()));
     std::fs::create_dir_all(&workdir).expect("schemathesis working directory");
+    let config = workdir.join("schemathesis.toml");
+    std::fs::write(&config, data.config()).expect("schemathesis configuration");
     let output = tokio::process::Command::new(schemathesis())
         .current_dir(&workdir)
+        .arg("--config-file")
+        .arg(&config)
         .arg("run")
         .arg(format!("{base}/api/v1/openapi.json"))
-        .args(["--checks", "not_a_server_error,response_schema_conformance"])
         .args(["--max-examples", &max_examples, "--max-time", &max_time])
         // The notification stream never ends by design (bff_sse.rs covers it).
         .args(["--exclude-path", "/api/v1/notifications/stream"])
@@ -68,19 +121,41 @@ async fn run(base: &str, who: &str, token: &str) -> (bool, String) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn schemathesis_finds_no_server_errors_and_no_schema_violations() {
     let mut platform = Platform::start(CountingGateway::sandbox()).await.unwrap();
-    let mut config = platform.bff_config(Surface::Both);
-    // Fuzzing is many requests from one principal; the limits are tested elsewhere.
-    config.rate_limits.external = 1_000_000;
-    config.rate_limits.internal = 1_000_000;
-    let base = platform.start_bff_with(config).await.unwrap();
-    // Some data to find: a product and a client with a profile.
-    platform.product(1500, 10).await.unwrap();
-    let (client, _) = platform.client("fuzz-client").await.unwrap();
+    let mut bases = Vec::new();
+    for surface in [Surface::External, Surface::Internal] {
+        let mut config = platform.bff_config(surface);
+        // Fuzzing is many requests from one principal; the limits are tested elsewhere.
+        config.rate_limits.external = 1_000_000;
+        config.rate_limits.internal = 1_000_000;
+        bases.push(platform.start_bff_with(config).await.unwrap());
+    }
+    // Some data to find: a product, a client with a profile, its confirmed order and payment.
+    let product = platform.product(1500, 1000).await.unwrap();
+    let (client, customer) = platform.client("fuzz-client").await.unwrap();
+    let placed = platform
+        .place(&client, &customer, &[(&product.id, 1)], "tok_approved", "fuzz-seed")
+        .await
+        .unwrap();
+    let order = placed.order.expect("order").id;
+    platform
+        .wait_for(&order, &[OrderStatus::Confirmed], std::time::Duration::from_secs(30))
+        .await
+        .unwrap();
+    let payment = platform.payments_of(&order).await.unwrap().remove(0).id;
+    let data = TestData {
+        order,
+        payment,
+        product: product.id,
+        customer,
+    };
     let admin = platform.admin.clone();
 
     let mut failed = Vec::new();
-    for (who, token) in [("client", client), ("admin", admin)] {
-        let (ok, log) = run(&base, who, &token).await;
+    for (who, base, token) in [
+        ("client, external surface", &bases[0], client),
+        ("admin, internal surface", &bases[1], admin),
+    ] {
+        let (ok, log) = run(base, who, &token, &data).await;
         say(&log);
         if !ok {
             failed.push(who);

@@ -173,16 +173,16 @@ impl OrderApi {
             .map_err(|status| peer_error("product-svc", status))?
             .into_inner()
             .products;
-        let mut violations = Violations::new();
+        // A well-formed line whose product the catalogue does not (or no longer) sell is refused
+        // by the catalogue's state, not by its shape: FAILED_PRECONDITION, not INVALID_ARGUMENT.
+        let mut unavailable = Vec::new();
         let mut lines = Vec::with_capacity(request.lines.len());
         for (i, line) in request.lines.iter().enumerate() {
             let id = line.product_id.to_string();
             match products.iter().find(|p| p.id == id) {
-                None => {
-                    violations.add(format!("items[{i}].product_id"), "no such product");
-                }
+                None => unavailable.push(format!("items[{i}].product_id: no such product")),
                 Some(product) if !product.active => {
-                    violations.add(format!("items[{i}].product_id"), "product is not available");
+                    unavailable.push(format!("items[{i}].product_id: product is not available"));
                 }
                 Some(product) => {
                     let price = product.price.clone().unwrap_or_default();
@@ -197,7 +197,12 @@ impl OrderApi {
                 }
             }
         }
-        violations.into_result()?;
+        if !unavailable.is_empty() {
+            return Err(ServiceError::precondition(
+                "PRODUCT_UNAVAILABLE",
+                unavailable.join("; "),
+            ));
+        }
         Ok(lines)
     }
 
@@ -374,12 +379,12 @@ impl OrderService for OrderApi {
         let input = match ProtoStatus::try_from(message.status) {
             Ok(ProtoStatus::Shipped) => {
                 violations.check(
-                    (1..=64).contains(&message.carrier.trim().len()),
+                    (1..=64).contains(&message.carrier.trim().chars().count()),
                     "carrier",
                     "must be 1 to 64 characters",
                 );
                 violations.check(
-                    (1..=128).contains(&message.tracking_number.trim().len()),
+                    (1..=128).contains(&message.tracking_number.trim().chars().count()),
                     "tracking_number",
                     "must be 1 to 128 characters",
                 );
@@ -394,7 +399,11 @@ impl OrderService for OrderApi {
                 None
             }
         };
-        violations.check(message.note.len() <= 500, "note", "must be at most 500 characters");
+        violations.check(
+            message.note.chars().count() <= 500,
+            "note",
+            "must be at most 500 characters",
+        );
         violations.into_result().map_err(Status::from)?;
         if !principal.has_any_role(&FULFIL_ROLES) {
             return Err(

@@ -66,8 +66,7 @@ pub struct RecordAuditEvent {
     #[schema(min_length = 1, max_length = 128)]
     pub entity_id: String,
     /// The customer the action concerns, if it concerns personal data.
-    #[schema(format = Uuid)]
-    pub data_subject_id: Option<String>,
+    pub data_subject_id: Option<uuid::Uuid>,
     /// When it happened (not in the future); now when absent.
     pub occurred_at: Option<DateTime<Utc>>,
     /// A unique id making the call idempotent: a repeat returns the first entry.

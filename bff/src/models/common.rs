@@ -68,12 +68,12 @@ pub struct Address {
     #[serde(default)]
     #[schema(max_length = 200)]
     pub recipient_name: String,
-    #[schema(min_length = 1, max_length = 200)]
+    #[schema(min_length = 1, max_length = 200, pattern = "\\S")]
     pub line1: String,
     #[serde(default)]
     #[schema(max_length = 200)]
     pub line2: String,
-    #[schema(min_length = 1, max_length = 100)]
+    #[schema(min_length = 1, max_length = 100, pattern = "\\S")]
     pub city: String,
     #[serde(default)]
     #[schema(max_length = 100)]

@@ -55,14 +55,17 @@ impl ContactChannel {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Preferences {
-    /// BCP-47, e.g. `de-AT`.
+    /// BCP-47, e.g. `de-AT`; empty for none.
     #[serde(default)]
+    #[schema(max_length = 35, pattern = "^([A-Za-z]{2,3}(-[A-Za-z0-9]{1,8})*)?$")]
     pub language_code: String,
-    /// ISO-4217.
+    /// ISO-4217; empty for none.
     #[serde(default)]
+    #[schema(pattern = "^([A-Z]{3})?$")]
     pub currency_code: String,
-    /// IANA zone, e.g. `Europe/Berlin`.
+    /// IANA zone, e.g. `Europe/Berlin`; empty for none.
     #[serde(default)]
+    #[schema(max_length = 64, pattern = "^(UTC|[A-Za-z0-9_+-]+(/[A-Za-z0-9_+-]+)+)?$")]
     pub time_zone: String,
     #[serde(default = "unspecified_channel")]
     pub preferred_contact_channel: ContactChannel,
@@ -106,6 +109,45 @@ pub struct Customer {
     pub created_at: Option<DateTime<Utc>>,
     pub updated_at: Option<DateTime<Utc>>,
     pub version: i64,
+    /// The customer's segments (shown to employees; empty for clients). Rules in the README.
+    pub segments: Vec<CustomerSegment>,
+}
+
+/// A segment of the customer base, by ordering (rules in the README: "Customer segments").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum CustomerSegment {
+    New,
+    Repeat,
+    HighValue,
+    Dormant,
+}
+
+impl CustomerSegment {
+    pub fn from_proto(value: i32) -> Option<Self> {
+        use customer::CustomerSegment as P;
+        match P::try_from(value).ok()? {
+            P::Unspecified => None,
+            P::New => Some(Self::New),
+            P::Repeat => Some(Self::Repeat),
+            P::HighValue => Some(Self::HighValue),
+            P::Dormant => Some(Self::Dormant),
+        }
+    }
+
+    pub fn to_proto(self) -> customer::CustomerSegment {
+        use customer::CustomerSegment as P;
+        match self {
+            Self::New => P::New,
+            Self::Repeat => P::Repeat,
+            Self::HighValue => P::HighValue,
+            Self::Dormant => P::Dormant,
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Self> {
+        serde_json::from_value(serde_json::Value::String(name.to_owned())).ok()
+    }
 }
 
 impl Customer {
@@ -128,6 +170,7 @@ impl Customer {
             created_at: time(c.create_time),
             updated_at: time(c.update_time),
             version: c.version,
+            segments: c.segments.into_iter().filter_map(CustomerSegment::from_proto).collect(),
         }
     }
 }
@@ -138,13 +181,19 @@ page!(CustomerPage, Customer);
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CreateProfile {
-    #[schema(min_length = 1, max_length = 200)]
+    #[schema(min_length = 1, max_length = 200, pattern = "\\S")]
     pub display_name: String,
-    #[schema(format = Email, max_length = 254)]
+    #[schema(
+        max_length = 254,
+        pattern = "^[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(\\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*@([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\\.)+[A-Za-z]{2,63}$"
+    )]
     pub email: String,
+    /// E.164, e.g. `+4915112345678`; empty for none.
     #[serde(default)]
+    #[schema(pattern = "^(\\+[1-9][0-9]{1,14})?$")]
     pub phone: String,
     #[serde(default)]
+    #[schema(max_items = 10)]
     pub addresses: Vec<Address>,
     pub preferences: Option<Preferences>,
 }
@@ -153,9 +202,17 @@ pub struct CreateProfile {
 #[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct UpdateCustomer {
+    #[schema(min_length = 1, max_length = 200, pattern = "\\S")]
     pub display_name: Option<String>,
+    #[schema(
+        max_length = 254,
+        pattern = "^[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(\\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*@([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\\.)+[A-Za-z]{2,63}$"
+    )]
     pub email: Option<String>,
+    /// E.164, e.g. `+4915112345678`; empty to remove.
+    #[schema(pattern = "^(\\+[1-9][0-9]{1,14})?$")]
     pub phone: Option<String>,
+    #[schema(max_items = 10)]
     pub addresses: Option<Vec<Address>>,
     pub preferences: Option<Preferences>,
     /// Succeeds only if the profile is still at this version (409 otherwise).

@@ -191,7 +191,30 @@ impl NotificationPreferences {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct UpdateNotificationPreferences {
     pub channels: Option<Vec<Channel>>,
-    pub muted_types: Option<Vec<NotificationType>>,
+    /// `account` notifications (security, erasure) cannot be muted.
+    pub muted_types: Option<Vec<MutableNotificationType>>,
+}
+
+/// A notification type a customer may mute: every type but `account`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum MutableNotificationType {
+    OrderStatus,
+    Payment,
+    Message,
+    System,
+}
+
+impl MutableNotificationType {
+    fn to_proto(self) -> notification::NotificationType {
+        use notification::NotificationType as P;
+        match self {
+            Self::OrderStatus => P::OrderStatus,
+            Self::Payment => P::Payment,
+            Self::Message => P::Message,
+            Self::System => P::System,
+        }
+    }
 }
 
 impl UpdateNotificationPreferences {

@@ -19,7 +19,7 @@ pub use analytics::{AnalyticsSummary, OrderFigures, RevenueFigures};
 pub use audit::{AuditEntry, AuditPage, RecordAuditEvent};
 pub use common::{Actor, Address, Money, required, time};
 pub use customers::{
-    ContactChannel, CreateProfile, Customer, CustomerPage, CustomerStatus, Preferences, UpdateCustomer,
+    ContactChannel, CreateProfile, Customer, CustomerPage, CustomerSegment, CustomerStatus, Preferences, UpdateCustomer,
 };
 pub use gdpr::{
     Channel, Consent, ConsentPage, DataExport, Erasure, ExportStatus, NotificationPreferences, RecordConsent,
@@ -30,8 +30,7 @@ pub use notifications::{
     StreamTicket,
 };
 pub use orders::{
-    CreateOrder, NewOrderItem, Order, OrderItem, OrderPage, OrderStatus, Shipment, ShipmentStatus, StatusChange,
-    UpdateOrderStatus,
+    CreateOrder, NewOrderItem, Order, OrderItem, OrderPage, OrderStatus, Shipment, StatusChange, UpdateOrderStatus,
 };
 pub use payments::{CreatePayment, CreateRefund, Payment, PaymentPage, PaymentStatus, Refund, RefundResult};
 pub use products::{

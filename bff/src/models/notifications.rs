@@ -80,13 +80,43 @@ impl Notification {
 
 page!(NotificationPage, Notification, unread_count: i64);
 
-/// Who receives a notification: exactly one of a customer or an employee role.
+/// Who receives a notification: a customer, or every employee with a role.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(untagged)]
+pub enum Recipient {
+    Customer(CustomerRecipient),
+    Role(RoleRecipient),
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct Recipient {
-    pub customer_id: Option<String>,
-    /// `admin`, `order-manager` or `customer-service`.
-    pub role: Option<String>,
+pub struct CustomerRecipient {
+    pub customer_id: uuid::Uuid,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RoleRecipient {
+    pub role: EmployeeRole,
+}
+
+/// An employee application role.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum EmployeeRole {
+    Admin,
+    OrderManager,
+    CustomerService,
+}
+
+impl EmployeeRole {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Admin => "admin",
+            Self::OrderManager => "order-manager",
+            Self::CustomerService => "customer-service",
+        }
+    }
 }
 
 /// Body of `POST /api/v1/notifications`.
@@ -94,10 +124,14 @@ pub struct Recipient {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SendNotification {
     pub recipient: Recipient,
+    /// `unspecified` sends a `message`.
     #[serde(rename = "type")]
     pub notification_type: NotificationType,
+    #[schema(min_length = 1, max_length = 200)]
     pub title: String,
+    #[schema(min_length = 1, max_length = 4000)]
     pub body: String,
+    /// At most 20 entries; keys 1-64 characters, values at most 500.
     #[serde(default)]
     pub data: BTreeMap<String, String>,
 }
@@ -106,7 +140,9 @@ pub struct SendNotification {
 #[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct MarkRead {
+    /// Notification ids (positive integers), at most 500.
     #[serde(default)]
+    #[schema(max_items = 500, inline, value_type = Vec<NotificationId>)]
     pub ids: Vec<String>,
     /// Mark every notification of the caller read.
     #[serde(default)]
@@ -130,3 +166,8 @@ pub struct StreamTicket {
     /// Seconds until the ticket expires if unused.
     pub expires_in: u64,
 }
+
+/// A notification's id: a positive integer, as a string.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[schema(value_type = String, pattern = "^[1-9][0-9]{0,17}$", example = "42")]
+pub struct NotificationId(pub String);

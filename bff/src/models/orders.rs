@@ -182,31 +182,38 @@ pub struct CreateOrder {
     pub items: Vec<NewOrderItem>,
     pub shipping_address: Address,
     /// Payment method token from the payment provider's tokenisation (e.g. `tok_approved` in the sandbox).
-    #[schema(min_length = 1, max_length = 256, example = "tok_approved")]
+    /// Not blank, no control characters.
+    #[schema(
+        min_length = 1,
+        max_length = 256,
+        pattern = r"^[^\x00-\x1F\x7F-\x9F]*[^\x00-\x20\x7F-\xA0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000][^\x00-\x1F\x7F-\x9F]*$",
+        example = "tok_approved"
+    )]
     pub payment_method_token: String,
 }
 
-/// Target of `PUT /api/v1/orders/{id}/status`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum ShipmentStatus {
-    Shipped,
-    Delivered,
-}
-
+/// Body of `PUT /api/v1/orders/{id}/status`: `shipped` with the carrier and tracking number,
+/// or `delivered`.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct UpdateOrderStatus {
-    pub status: ShipmentStatus,
-    /// Required for `shipped`.
-    #[serde(default)]
-    pub carrier: String,
-    /// Required for `shipped`.
-    #[serde(default)]
-    pub tracking_number: String,
-    /// Note for the history; no personal data.
-    #[serde(default)]
-    pub note: String,
+#[serde(tag = "status", rename_all = "snake_case", deny_unknown_fields)]
+pub enum UpdateOrderStatus {
+    Shipped {
+        #[schema(min_length = 1, max_length = 64, pattern = "\\S", example = "DHL")]
+        carrier: String,
+        #[serde(rename = "trackingNumber")]
+        #[schema(min_length = 1, max_length = 128, pattern = "\\S", example = "JJD000390007827")]
+        tracking_number: String,
+        /// Note for the history; no personal data.
+        #[serde(default)]
+        #[schema(max_length = 500)]
+        note: String,
+    },
+    Delivered {
+        /// Note for the history; no personal data.
+        #[serde(default)]
+        #[schema(max_length = 500)]
+        note: String,
+    },
 }
 
 page!(OrderPage, Order);

@@ -112,7 +112,7 @@ pub struct CreatePayment {
     #[schema(format = Uuid)]
     pub customer_id: String,
     pub amount: Money,
-    #[schema(min_length = 1, max_length = 256)]
+    #[schema(min_length = 1, max_length = 256, pattern = r"^[^\x00-\x1F\x7F-\x9F]*$")]
     pub payment_method_token: String,
     #[serde(default)]
     pub capture: bool,

@@ -133,8 +133,7 @@ pub struct CreateCategory {
     #[schema(min_length = 1, max_length = 100, pattern = "\\S", example = "Kitchen")]
     pub name: String,
     /// The parent category; absent for a top-level one.
-    #[schema(format = Uuid)]
-    pub parent_id: Option<String>,
+    pub parent_id: Option<uuid::Uuid>,
     #[serde(default)]
     #[schema(max_length = 1000)]
     pub description: String,
@@ -165,11 +164,12 @@ page!(ProductPage, Product);
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CreateProduct {
-    #[schema(min_length = 1, max_length = 64)]
+    #[schema(pattern = "^[A-Z0-9_-]{1,64}$", example = "KETTLE-1")]
     pub sku: String,
     #[schema(min_length = 1, max_length = 200)]
     pub name: String,
     #[serde(default)]
+    #[schema(max_length = 5000)]
     pub description: String,
     #[schema(format = Uuid)]
     pub category_id: String,
@@ -188,8 +188,11 @@ fn yes() -> bool {
 #[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct UpdateProduct {
+    #[schema(min_length = 1, max_length = 200)]
     pub name: Option<String>,
+    #[schema(max_length = 5000)]
     pub description: Option<String>,
+    #[schema(format = Uuid)]
     pub category_id: Option<String>,
     pub price: Option<Money>,
     pub active: Option<bool>,

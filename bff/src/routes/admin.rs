@@ -79,6 +79,9 @@ pub async fn dead_letters(
         Some(_) => return Err(Problem::invalid_field("pageSize", "must be between 1 and 1000")),
     };
     let topic = query.topic.unwrap_or_default();
+    if !topic.is_empty() && !ordermesh_proto::event_types::topics::ALL.contains(&topic.as_str()) {
+        return Err(Problem::invalid_field("topic", "must be one of the platform's topics"));
+    }
     let asks = state
         .clients
         .ops

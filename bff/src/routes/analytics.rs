@@ -3,6 +3,7 @@
 //! rejections; payment-svc: revenue) and composed here.
 
 use axum::Json;
+use chrono::Datelike as _;
 use ordermesh_proto::common::DateRange;
 use ordermesh_proto::{order, payment};
 use serde::Deserialize;
@@ -21,10 +22,11 @@ pub struct SummaryQuery {
     /// First day, `YYYY-MM-DD`.
     #[param(format = Date, example = "2026-11-01")]
     pub from: chrono::NaiveDate,
-    /// Last day, `YYYY-MM-DD`, inclusive; at most `BFF_ANALYTICS_MAX_DAYS` days (default 366)
-    /// from `from`.
-    #[param(format = Date, example = "2026-11-30")]
-    pub to: chrono::NaiveDate,
+    /// Number of days from `from` on, 1 to `BFF_ANALYTICS_MAX_DAYS` (default 366; the document
+    /// states the configured maximum). A length rather than a last day: the limit is then a
+    /// bound of one parameter, which the document can state.
+    #[param(minimum = 1, maximum = 366, example = 30)]
+    pub days: u32,
     /// IANA time zone of the days; default `UTC`.
     #[param(example = "Europe/Berlin")]
     pub time_zone: Option<String>,
@@ -42,17 +44,15 @@ pub async fn summary(
     caller: Caller,
     ApiQuery(q): ApiQuery<SummaryQuery>,
 ) -> ApiResult<Json<AnalyticsSummary>> {
-    let days = (q.to - q.from).num_days();
-    if days < 0 {
-        return Err(Problem::invalid_field("to", "must not be before from"));
-    }
     let max = state.config.analytics_max_days;
-    if days >= max {
-        return Err(Problem::invalid_field(
-            "to",
-            format!("must be at most {max} days from from"),
-        ));
+    if q.days == 0 || i64::from(q.days) > max {
+        return Err(Problem::invalid_field("days", format!("must be between 1 and {max}")));
     }
+    let to = q
+        .from
+        .checked_add_days(chrono::Days::new(u64::from(q.days) - 1))
+        .filter(|to| to.year() <= 9999)
+        .ok_or_else(|| Problem::invalid_field("days", "the range must end by 9999-12-31"))?;
     let top = match q.top {
         None => 0,
         Some(n @ 1..=50) => n as i32,
@@ -61,7 +61,7 @@ pub async fn summary(
     let time_zone = q.time_zone.unwrap_or_else(|| "UTC".to_owned());
     let range = DateRange {
         start_date: q.from.format("%Y-%m-%d").to_string(),
-        end_date: q.to.format("%Y-%m-%d").to_string(),
+        end_date: to.format("%Y-%m-%d").to_string(),
         time_zone: time_zone.clone(),
     };
     let mut orders = state.clients.order.read.clone();

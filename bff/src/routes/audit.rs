@@ -24,7 +24,7 @@ pub struct QueryAudit {
     pub correlation_id: Option<String>,
     /// Only entries of actions at or after this instant (RFC 3339).
     pub from: Option<chrono::DateTime<chrono::Utc>>,
-    /// Only entries of actions before this instant (RFC 3339); after `from`.
+    /// Only entries of actions before this instant (RFC 3339); none when it is not after `from`.
     pub to: Option<chrono::DateTime<chrono::Utc>>,
     #[param(minimum = 1, maximum = 200)]
     pub page_size: Option<u32>,
@@ -35,7 +35,12 @@ pub struct QueryAudit {
 #[utoipa::path(get, path = "/api/v1/audit/logs", tag = "audit", params(QueryAudit),
     responses((status = 200, description = "A page of audit entries", body = AuditPage)))]
 pub async fn logs(state: Shared, caller: Caller, ApiQuery(q): ApiQuery<QueryAudit>) -> ApiResult<Json<AuditPage>> {
-    let (start_time, end_time) = time_range(q.from, q.to)?;
+    let Some((start_time, end_time)) = time_range(q.from, q.to) else {
+        return Ok(Json(AuditPage {
+            items: Vec::new(),
+            next_page_token: None,
+        }));
+    };
     let request = pb::QueryAuditLogsRequest {
         start_time,
         end_time,
@@ -76,7 +81,7 @@ pub async fn record(
         action: body.action,
         entity_type: body.entity_type,
         entity_id: body.entity_id,
-        data_subject_id: body.data_subject_id.unwrap_or_default(),
+        data_subject_id: body.data_subject_id.map(|d| d.to_string()).unwrap_or_default(),
         correlation_id: caller.correlation_id.clone(),
         occur_time: body.occurred_at.map(ordermesh_platform::convert::timestamp),
         details: body.details.as_ref().map(ordermesh_platform::convert::to_struct),

@@ -12,19 +12,48 @@ use super::orders::{ListOrders, list_for};
 use super::{Shared, created, next_token};
 use crate::auth::{Caller, forget_customer, own_customer};
 use crate::extract::{ApiJson, ApiPath, ApiQuery, page_size};
-use crate::models::{CreateProfile, Customer, CustomerPage, CustomerStatus, OrderPage, UpdateCustomer};
+use crate::models::{
+    CreateProfile, Customer, CustomerPage, CustomerSegment, CustomerStatus, OrderPage, UpdateCustomer,
+};
 use crate::problem::{ApiResult, Problem};
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(rename_all = "camelCase")]
 #[into_params(parameter_in = Query)]
 pub struct ListCustomers {
-    /// Text matched against display name and e-mail.
+    /// Text matched against display name and e-mail, at most 200 characters.
+    #[param(max_length = 200)]
     pub q: Option<String>,
+    /// Only customers in this state (`unspecified`: any).
     pub status: Option<CustomerStatus>,
+    /// Only customers in every one of these segments, comma-separated
+    /// (`new`, `repeat`, `high_value`, `dormant`; rules in the README).
+    #[param(
+        pattern = "^(new|repeat|high_value|dormant)(,(new|repeat|high_value|dormant))*$",
+        example = "repeat,high_value"
+    )]
+    pub segments: Option<String>,
     #[param(minimum = 1, maximum = 200)]
     pub page_size: Option<u32>,
     pub page_token: Option<String>,
+}
+
+/// The segments of a `segments` filter, as the service takes them.
+fn segments(list: Option<&str>) -> Result<Vec<i32>, Problem> {
+    list.map(|list| {
+        list.split(',')
+            .enumerate()
+            .map(|(i, name)| {
+                CustomerSegment::parse(name)
+                    .map(|s| s.to_proto() as i32)
+                    .ok_or_else(|| {
+                        Problem::invalid_field(format!("segments[{i}]"), "must be new, repeat, high_value or dormant")
+                    })
+            })
+            .collect()
+    })
+    .transpose()
+    .map(Option::unwrap_or_default)
 }
 
 async fn fetch(state: &crate::AppState, caller: &Caller, id: String) -> ApiResult<Customer> {
@@ -124,6 +153,7 @@ pub async fn list(
             Some(CustomerStatus::Erasing) => P::Erasing,
             Some(CustomerStatus::Erased) => P::Erased,
         } as i32,
+        segments: segments(q.segments.as_deref())?,
         page_size: page_size(q.page_size)?,
         page_token: q.page_token.unwrap_or_default(),
     };
@@ -149,7 +179,8 @@ pub async fn get(state: Shared, caller: Caller, ApiPath(id): ApiPath<String>) ->
     Ok(Json(fetch(&state, &caller, id).await?))
 }
 
-/// Update a customer profile: the fields present are replaced (a client: only its own).
+/// Update a customer profile: the fields present are replaced (none: nothing changes; a
+/// client: only its own).
 #[utoipa::path(put, path = "/api/v1/customers/{id}", tag = "customers",
     params(("id" = uuid::Uuid, Path, description = "Customer id")), request_body = UpdateCustomer,
     responses((status = 200, description = "The updated customer", body = Customer)))]
@@ -161,7 +192,7 @@ pub async fn update(
 ) -> ApiResult<Json<Customer>> {
     let mut paths = Vec::new();
     let mut customer = pb::Customer {
-        id,
+        id: id.clone(),
         ..Default::default()
     };
     if let Some(v) = body.display_name {
@@ -185,7 +216,8 @@ pub async fn update(
         paths.push("preferences");
     }
     if paths.is_empty() {
-        return Err(Problem::bad_request("the body changes nothing"));
+        // Nothing to replace: the answer is the profile as it is.
+        return Ok(Json(fetch(&state, &caller, id).await?));
     }
     let request = pb::UpdateCustomerRequest {
         customer: Some(customer),

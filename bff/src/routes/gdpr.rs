@@ -126,7 +126,10 @@ pub async fn erase(
     ApiQuery(q): ApiQuery<EraseQuery>,
 ) -> ApiResult<Response> {
     uuid("id", &id)?;
-    let reason = q.reason.unwrap_or_else(|| "data subject request".to_owned());
+    let reason = q
+        .reason
+        .filter(|r| !r.trim().is_empty())
+        .unwrap_or_else(|| "data subject request".to_owned());
     let request = pb::EraseCustomerRequest {
         customer_id: id.clone(),
         reason,
@@ -159,6 +162,24 @@ pub struct ListConsents {
     pub page_token: Option<String>,
 }
 
+/// A purpose filter as the document states it: 1-64 characters of `a-z`, `0-9`, `_`.
+fn consent_purpose(purpose: Option<String>) -> Result<String, Problem> {
+    match purpose {
+        None => Ok(String::new()),
+        Some(p)
+            if (1..=64).contains(&p.len())
+                && p.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_') =>
+        {
+            Ok(p)
+        }
+        Some(_) => Err(Problem::invalid_field(
+            "purpose",
+            "must be 1-64 characters of a-z, 0-9 and '_'",
+        )),
+    }
+}
+
 /// A customer's consent decisions, newest first (the whole history).
 #[utoipa::path(get, path = "/api/v1/customers/{id}/consents", tag = "gdpr",
     params(("id" = uuid::Uuid, Path, description = "Customer id"), ListConsents),
@@ -172,7 +193,7 @@ pub async fn consents(
     uuid("id", &id)?;
     let request = pb::ListConsentsRequest {
         customer_id: id,
-        purpose: q.purpose.unwrap_or_default(),
+        purpose: consent_purpose(q.purpose)?,
         page_size: page_size(q.page_size)?,
         page_token: q.page_token.unwrap_or_default(),
     };

@@ -16,7 +16,7 @@ use super::{Shared, created, next_token};
 use crate::auth::{Caller, own_customer};
 use crate::extract::{ApiJson, ApiPath, ApiQuery, page_size};
 use crate::models::{
-    MarkRead, MarkReadResult, Notification, NotificationPage, NotificationPreferences, NotificationType,
+    MarkRead, MarkReadResult, Notification, NotificationPage, NotificationPreferences, NotificationType, Recipient,
     SendNotification, StreamTicket, UpdateNotificationPreferences,
 };
 use crate::problem::{ApiResult, Problem};
@@ -28,7 +28,7 @@ use crate::{idempotency, stream};
 pub struct ListNotifications {
     /// Only unread notifications.
     pub unread_only: Option<bool>,
-    /// Only notifications of this type.
+    /// Only notifications of this type (`unspecified`: of any type).
     #[serde(rename = "type")]
     #[param(rename = "type")]
     pub notification_type: Option<NotificationType>,
@@ -54,6 +54,7 @@ pub async fn list(
         unread_only: q.unread_only.unwrap_or(false),
         notification_types: q
             .notification_type
+            .filter(|t| *t != NotificationType::Unspecified)
             .map(|t| vec![t.to_proto() as i32])
             .unwrap_or_default(),
         customer_id,
@@ -79,7 +80,8 @@ pub async fn list(
     }))
 }
 
-/// Mark some (`ids`) or all (`all: true`) of the caller's notifications read.
+/// Mark some (`ids`) or all (`all: true`, which covers any ids given with it) of the caller's
+/// notifications read; neither marks nothing and answers the counts.
 #[utoipa::path(post, path = "/api/v1/notifications/read", tag = "notifications", request_body = MarkRead,
     responses((status = 200, description = "Counts after the update", body = MarkReadResult)))]
 pub async fn mark_read(
@@ -87,9 +89,6 @@ pub async fn mark_read(
     caller: Caller,
     ApiJson(body): ApiJson<MarkRead>,
 ) -> ApiResult<Json<MarkReadResult>> {
-    if body.ids.is_empty() && !body.all {
-        return Err(Problem::bad_request("give notification ids or all: true"));
-    }
     let response = state
         .clients
         .notification
@@ -130,7 +129,7 @@ pub async fn mark_one_read(
 
 /// Send a notification to a customer or to every employee with a role (customer service).
 #[utoipa::path(post, path = "/api/v1/notifications", tag = "notifications", request_body = SendNotification,
-    params(("Idempotency-Key" = Option<String>, Header, description = "Repeat-safe key; generated when absent")),
+    params(("Idempotency-Key" = Option<String>, Header, pattern = "^[!-~]{1,128}$", description = "Repeat-safe key of 1-128 visible ASCII characters; a repeat with the same key and body gives the first answer")),
     responses((status = 201, description = "The notification", body = Notification)))]
 pub async fn send(
     state: Shared,
@@ -138,15 +137,9 @@ pub async fn send(
     headers: HeaderMap,
     ApiJson(body): ApiJson<SendNotification>,
 ) -> ApiResult<Response> {
-    let target = match (body.recipient.customer_id, body.recipient.role) {
-        (Some(customer), None) => pb::recipient::Target::CustomerId(customer),
-        (None, Some(role)) => pb::recipient::Target::Role(role),
-        _ => {
-            return Err(Problem::invalid_field(
-                "recipient",
-                "give exactly one of customerId and role",
-            ));
-        }
+    let target = match body.recipient {
+        Recipient::Customer(c) => pb::recipient::Target::CustomerId(c.customer_id.to_string()),
+        Recipient::Role(r) => pb::recipient::Target::Role(r.role.as_str().to_owned()),
     };
     let key = idempotency::key(&headers)?.unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
     let request = pb::SendNotificationRequest {
@@ -341,7 +334,7 @@ pub async fn preferences(
     Ok(Json(NotificationPreferences::from_proto(prefs)))
 }
 
-/// Change notification preferences: the fields present are replaced.
+/// Change notification preferences: the fields present are replaced (none: nothing changes).
 #[utoipa::path(put, path = "/api/v1/notifications/preferences", tag = "notifications", params(PreferencesOf),
     request_body = UpdateNotificationPreferences,
     responses((status = 200, description = "The preferences after the change", body = NotificationPreferences)))]
@@ -351,9 +344,10 @@ pub async fn update_preferences(
     ApiQuery(q): ApiQuery<PreferencesOf>,
     ApiJson(body): ApiJson<UpdateNotificationPreferences>,
 ) -> ApiResult<Json<NotificationPreferences>> {
-    let (preferences, paths) = body
-        .to_proto()
-        .ok_or_else(|| Problem::bad_request("the body changes nothing"))?;
+    let Some((preferences, paths)) = body.to_proto() else {
+        // Nothing to replace: the answer is the preferences as they are.
+        return preferences(state, caller, ApiQuery(q)).await;
+    };
     let request = pb::UpdatePreferencesRequest {
         preferences: Some(preferences),
         update_mask: Some(prost_types::FieldMask { paths }),

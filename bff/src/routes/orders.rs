@@ -12,7 +12,7 @@ use super::{Shared, next_token};
 use crate::auth::{Caller, own_customer};
 use crate::extract::{ApiJson, ApiPath, ApiQuery, page_size, text, time_range};
 use crate::idempotency;
-use crate::models::{CreateOrder, Order, OrderPage, OrderStatus, ShipmentStatus, UpdateOrderStatus};
+use crate::models::{CreateOrder, Order, OrderPage, OrderStatus, UpdateOrderStatus};
 use crate::problem::{ApiResult, Problem};
 
 /// The personal data of an order's JSON, kept out of the idempotency cache.
@@ -22,13 +22,13 @@ const SHIPPING_ADDRESS: &str = "shippingAddress";
 #[serde(rename_all = "camelCase")]
 #[into_params(parameter_in = Query)]
 pub struct ListOrders {
-    /// Only orders in this status.
+    /// Only orders in this status (`unspecified`: in any status).
     pub status: Option<OrderStatus>,
     /// Only this customer's orders (employees; a client always sees its own).
-    pub customer_id: Option<String>,
+    pub customer_id: Option<uuid::Uuid>,
     /// Only orders placed at or after this instant (RFC 3339).
     pub from: Option<chrono::DateTime<chrono::Utc>>,
-    /// Only orders placed before this instant (RFC 3339); after `from`.
+    /// Only orders placed before this instant (RFC 3339); none when it is not after `from`.
     pub to: Option<chrono::DateTime<chrono::Utc>>,
     #[param(minimum = 1, maximum = 200)]
     pub page_size: Option<u32>,
@@ -39,7 +39,9 @@ pub struct ListOrders {
 #[serde(rename_all = "camelCase")]
 #[into_params(parameter_in = Query)]
 pub struct CancelOrder {
-    /// Why (no personal data); default "cancelled via the portal".
+    /// Why (no personal data), at most 500 characters, no control characters; default
+    /// "cancelled via the portal".
+    #[param(max_length = 500, pattern = r"^[^\x00-\x1F\x7F-\x9F]*$")]
     pub reason: Option<String>,
 }
 
@@ -49,7 +51,7 @@ pub struct CancelOrder {
 /// asynchronously. A repeat with the same `Idempotency-Key` and body replays the first
 /// answer; the same key with another body is 422.
 #[utoipa::path(post, path = "/api/v1/orders", tag = "orders", request_body = CreateOrder,
-    params(("Idempotency-Key" = Option<String>, Header, description = "Client-chosen key, 1-128 visible ASCII characters")),
+    params(("Idempotency-Key" = Option<String>, Header, pattern = "^[!-~]{1,128}$", description = "Repeat-safe key of 1-128 visible ASCII characters; a repeat with the same key and body gives the first answer")),
     responses((status = 202, description = "Accepted; the saga continues asynchronously", body = Order,
         headers(("Location" = String, description = "URL of the order"),
                 ("X-Correlation-Id" = String, description = "Correlation id of the order's workflow"))),
@@ -138,12 +140,12 @@ pub async fn create(
 pub async fn list(state: Shared, caller: Caller, ApiQuery(q): ApiQuery<ListOrders>) -> ApiResult<Json<OrderPage>> {
     let customer_id = if caller.is_client() {
         let own = own_customer(&state, &caller).await?;
-        if q.customer_id.as_ref().is_some_and(|c| *c != own) {
+        if q.customer_id.is_some_and(|c| c.to_string() != own) {
             return Err(Problem::not_found("customer not found"));
         }
         own
     } else {
-        q.customer_id.clone().unwrap_or_default()
+        q.customer_id.map(|c| c.to_string()).unwrap_or_default()
     };
     list_for(&state, &caller, customer_id, q).await
 }
@@ -154,10 +156,19 @@ pub(crate) async fn list_for(
     customer_id: String,
     q: ListOrders,
 ) -> ApiResult<Json<OrderPage>> {
-    let (created_after, created_before) = time_range(q.from, q.to)?;
+    let Some((created_after, created_before)) = time_range(q.from, q.to) else {
+        return Ok(Json(OrderPage {
+            items: Vec::new(),
+            next_page_token: None,
+        }));
+    };
     let request = pb::ListOrdersRequest {
         customer_id,
-        statuses: q.status.map(|s| vec![s.to_proto() as i32]).unwrap_or_default(),
+        statuses: q
+            .status
+            .filter(|s| *s != OrderStatus::Unspecified)
+            .map(|s| vec![s.to_proto() as i32])
+            .unwrap_or_default(),
         created_after,
         created_before,
         page_size: page_size(q.page_size)?,
@@ -237,16 +248,24 @@ pub async fn update_status(
     ApiPath(id): ApiPath<String>,
     ApiJson(body): ApiJson<UpdateOrderStatus>,
 ) -> ApiResult<Json<Order>> {
-    let status = match body.status {
-        ShipmentStatus::Shipped => pb::OrderStatus::Shipped,
-        ShipmentStatus::Delivered => pb::OrderStatus::Delivered,
-    };
-    let request = pb::UpdateOrderStatusRequest {
-        order_id: id,
-        status: status as i32,
-        carrier: body.carrier,
-        tracking_number: body.tracking_number,
-        note: body.note,
+    let request = match body {
+        UpdateOrderStatus::Shipped {
+            carrier,
+            tracking_number,
+            note,
+        } => pb::UpdateOrderStatusRequest {
+            order_id: id,
+            status: pb::OrderStatus::Shipped as i32,
+            carrier,
+            tracking_number,
+            note,
+        },
+        UpdateOrderStatus::Delivered { note } => pb::UpdateOrderStatusRequest {
+            order_id: id,
+            status: pb::OrderStatus::Delivered as i32,
+            note,
+            ..Default::default()
+        },
     };
     let order = state
         .clients

@@ -25,9 +25,9 @@ use crate::problem::{ApiResult, Problem};
 #[into_params(parameter_in = Query)]
 pub struct ListPayments {
     /// Only payments of this order.
-    pub order_id: Option<String>,
+    pub order_id: Option<uuid::Uuid>,
     /// Only payments of this customer (employees; a client always sees its own).
-    pub customer_id: Option<String>,
+    pub customer_id: Option<uuid::Uuid>,
     #[param(minimum = 1, maximum = 200)]
     pub page_size: Option<u32>,
     pub page_token: Option<String>,
@@ -55,16 +55,16 @@ fn service_ctx(state: &crate::AppState, caller: &Caller) -> ApiResult<CallContex
 pub async fn list(state: Shared, caller: Caller, ApiQuery(q): ApiQuery<ListPayments>) -> ApiResult<Json<PaymentPage>> {
     let (ctx, customer_id) = if caller.is_client() {
         let own = own_customer(&state, &caller).await?;
-        if q.customer_id.as_ref().is_some_and(|c| *c != own) {
+        if q.customer_id.is_some_and(|c| c.to_string() != own) {
             return Err(Problem::not_found("customer not found"));
         }
         (service_ctx(&state, &caller)?, own)
     } else {
-        (caller.ctx(), q.customer_id.unwrap_or_default())
+        (caller.ctx(), q.customer_id.map(|c| c.to_string()).unwrap_or_default())
     };
     let request = pb::ListPaymentsRequest {
         customer_id,
-        order_id: q.order_id.unwrap_or_default(),
+        order_id: q.order_id.map(|o| o.to_string()).unwrap_or_default(),
         page_size: page_size(q.page_size)?,
         page_token: q.page_token.unwrap_or_default(),
         ..Default::default()
@@ -119,7 +119,7 @@ pub async fn get(state: Shared, caller: Caller, ApiPath(id): ApiPath<String>) ->
 
 /// Authorise (and optionally capture) a payment for an order (order managers).
 #[utoipa::path(post, path = "/api/v1/payments", tag = "payments", request_body = CreatePayment,
-    params(("Idempotency-Key" = Option<String>, Header, description = "Repeat-safe key; generated when absent")),
+    params(("Idempotency-Key" = Option<String>, Header, pattern = "^[!-~]{1,128}$", description = "Repeat-safe key of 1-128 visible ASCII characters; a repeat with the same key and body gives the first answer")),
     responses((status = 201, description = "The payment (possibly declined)", body = Payment,
         headers(("Location" = String, description = "URL of the payment")))))]
 pub async fn create(
@@ -155,7 +155,7 @@ pub async fn create(
 /// Refund a captured payment, in full or in part (employees).
 #[utoipa::path(post, path = "/api/v1/payments/{id}/refunds", tag = "payments",
     params(("id" = uuid::Uuid, Path, description = "Payment id"),
-        ("Idempotency-Key" = Option<String>, Header, description = "Repeat-safe key; generated when absent")),
+        ("Idempotency-Key" = Option<String>, Header, pattern = "^[!-~]{1,128}$", description = "Repeat-safe key of 1-128 visible ASCII characters; a repeat with the same key and body gives the first answer")),
     request_body = CreateRefund,
     responses((status = 201, description = "The refund and the payment after it", body = RefundResult)))]
 pub async fn refund(

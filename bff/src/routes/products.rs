@@ -25,7 +25,7 @@ use crate::product_tier::CachedProduct;
 #[into_params(parameter_in = Query)]
 pub struct ListProducts {
     /// Only products of this category.
-    pub category_id: Option<String>,
+    pub category_id: Option<uuid::Uuid>,
     /// Only active (true) or inactive (false) products; clients always see active ones only.
     pub active: Option<bool>,
     /// 1-200, default 50.
@@ -41,7 +41,7 @@ pub struct ListProducts {
 pub struct SearchProducts {
     /// Text matched against SKU, name and description.
     pub q: String,
-    pub category_id: Option<String>,
+    pub category_id: Option<uuid::Uuid>,
     pub active: Option<bool>,
     #[param(minimum = 1, maximum = 200)]
     pub page_size: Option<u32>,
@@ -53,7 +53,7 @@ pub struct SearchProducts {
     responses((status = 200, description = "A page of products", body = ProductPage)))]
 pub async fn list(state: Shared, caller: Caller, ApiQuery(q): ApiQuery<ListProducts>) -> ApiResult<Json<ProductPage>> {
     let request = pb::ListProductsRequest {
-        category_id: q.category_id.unwrap_or_default(),
+        category_id: q.category_id.map(|c| c.to_string()).unwrap_or_default(),
         active: q.active,
         page_size: page_size(q.page_size)?,
         page_token: q.page_token.unwrap_or_default(),
@@ -83,7 +83,7 @@ pub async fn search(
 ) -> ApiResult<Json<ProductPage>> {
     let request = pb::SearchProductsRequest {
         query: q.q,
-        category_id: q.category_id.unwrap_or_default(),
+        category_id: q.category_id.map(|c| c.to_string()).unwrap_or_default(),
         active: q.active,
         page_size: page_size(q.page_size)?,
         page_token: q.page_token.unwrap_or_default(),
@@ -207,7 +207,7 @@ pub async fn create(state: Shared, caller: Caller, ApiJson(body): ApiJson<Create
     Ok(created(&location, Product::from_proto(product)))
 }
 
-/// Update a product (admin): the fields present are changed.
+/// Update a product (admin): the fields present are changed (none: nothing changes).
 #[utoipa::path(put, path = "/api/v1/products/{id}", tag = "products",
     params(("id" = uuid::Uuid, Path, description = "Product id")), request_body = UpdateProduct,
     responses((status = 200, description = "The updated product", body = Product)))]
@@ -247,7 +247,19 @@ pub async fn update(
         paths.push("attributes");
     }
     if paths.is_empty() {
-        return Err(Problem::bad_request("the body changes nothing"));
+        // Nothing to change: the answer is the product as it is.
+        let request = caller.ctx().request(pb::GetProductRequest { product_id: id });
+        let current = state
+            .clients
+            .product
+            .read
+            .clone()
+            .get_product(request)
+            .await?
+            .into_inner();
+        return Ok(Json(Product::from_proto(
+            current.product.ok_or_else(Problem::internal)?,
+        )));
     }
     let request = pb::UpdateProductRequest {
         product: Some(product),
@@ -278,7 +290,7 @@ pub async fn categories(
     ApiQuery(q): ApiQuery<ListCategories>,
 ) -> ApiResult<Json<CategoryPage>> {
     let request = pb::ListCategoriesRequest {
-        parent_id: q.parent_id.unwrap_or_default(),
+        parent_id: q.parent_id.map(|p| p.to_string()).unwrap_or_default(),
         page_size: page_size(q.page_size)?,
         page_token: q.page_token.unwrap_or_default(),
     };
@@ -301,8 +313,7 @@ pub async fn categories(
 #[into_params(parameter_in = Query)]
 pub struct ListCategories {
     /// Only the direct children of this category.
-    #[param(format = Uuid)]
-    pub parent_id: Option<String>,
+    pub parent_id: Option<uuid::Uuid>,
     #[param(minimum = 1, maximum = 200)]
     pub page_size: Option<u32>,
     pub page_token: Option<String>,
@@ -318,7 +329,7 @@ pub async fn create_category(
 ) -> ApiResult<(StatusCode, Json<Category>)> {
     let request = pb::CreateCategoryRequest {
         name: body.name,
-        parent_id: body.parent_id.unwrap_or_default(),
+        parent_id: body.parent_id.map(|p| p.to_string()).unwrap_or_default(),
         description: body.description,
     };
     let category = state
@@ -394,7 +405,7 @@ pub async fn batch_stock(
 /// retry safe: a repeat answers with the first result and adjusts nothing.
 #[utoipa::path(post, path = "/api/v1/products/{id}/stock/adjustments", tag = "products",
     params(("id" = uuid::Uuid, Path, description = "Product id"),
-           ("Idempotency-Key" = Option<String>, Header, description = "1-128 characters")),
+           ("Idempotency-Key" = Option<String>, Header, pattern = "^[!-~]{1,128}$", description = "Repeat-safe key of 1-128 visible ASCII characters; a repeat with the same key and body gives the first answer")),
     request_body = StockAdjustment,
     responses((status = 200, description = "The stock level after the adjustment", body = StockLevel)))]
 pub async fn adjust_stock(
@@ -404,21 +415,7 @@ pub async fn adjust_stock(
     headers: axum::http::HeaderMap,
     ApiJson(body): ApiJson<StockAdjustment>,
 ) -> ApiResult<Json<StockLevel>> {
-    let idempotency_key = match headers.get("idempotency-key") {
-        None => String::new(),
-        Some(value) => {
-            let key = value
-                .to_str()
-                .map_err(|_| Problem::invalid_field("Idempotency-Key", "must be visible ASCII"))?;
-            if key.is_empty() || key.len() > 128 {
-                return Err(Problem::invalid_field(
-                    "Idempotency-Key",
-                    "must have 1 to 128 characters",
-                ));
-            }
-            key.to_owned()
-        }
-    };
+    let idempotency_key = crate::idempotency::key(&headers)?.unwrap_or_default();
     let request = pb::AdjustStockRequest {
         product_id: id,
         delta: body.delta,

@@ -122,8 +122,9 @@ fn sku_taken() -> ServiceError {
     }
 }
 
+/// A well-formed category id the catalogue does not hold: refused by the catalogue's state.
 fn unknown_category() -> ServiceError {
-    ServiceError::invalid("product.category_id", "no such category")
+    ServiceError::precondition("UNKNOWN_CATEGORY", "product.category_id: no such category")
 }
 
 /// Appends the conditions of `filter` on `products p`.
@@ -175,7 +176,7 @@ impl Store {
             refusal(
                 error,
                 name_taken,
-                ServiceError::invalid("parent_id", "no such category"),
+                ServiceError::precondition("UNKNOWN_CATEGORY", "parent_id: no such category"),
             )
         })?;
         Ok(())
