@@ -143,7 +143,11 @@ pub async fn guard(State(state): State<Arc<AppState>>, mut request: Request, nex
         return response;
     };
     if !rule.clients && !state.config.surface.serves_employee_routes() {
-        // Not routed on this surface; only another method of the same path is.
+        // Not routed on this surface: the router answers 405 where another method of the path
+        // serves clients; a path only employees use is unknown here.
+        if crate::policy::path_serves_clients(&path) {
+            return next.run(request).await;
+        }
         return Problem::not_found("no such resource").into_response();
     }
     if let Err(problem) = crate::policy::authorize(rule, &principal) {

@@ -40,12 +40,37 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
         let value: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| {
             Problem::new(StatusCode::BAD_REQUEST, "malformed-json", "Malformed JSON").detail(e.to_string())
         })?;
+        if !value.is_object() {
+            return Err(Problem::bad_request("the body must be a JSON object"));
+        }
         if has_nul(&value) {
             return Err(Problem::bad_request("strings must not contain NUL characters"));
         }
+        let mut value = value;
+        integral_numbers_as_integers(&mut value);
         serde_json::from_value(value).map(ApiJson).map_err(|e| {
             Problem::new(StatusCode::BAD_REQUEST, "invalid-body", "Invalid request body").detail(e.to_string())
         })
+    }
+}
+
+/// JSON has one number type: `2.0` is the integer 2 to JSON Schema (and to JavaScript), while
+/// serde would refuse it for an integer field. Floats with no fraction become integers (within
+/// the range where a double holds every integer exactly); a float field takes an integer as well.
+fn integral_numbers_as_integers(value: &mut serde_json::Value) {
+    const EXACT: f64 = 9_007_199_254_740_992.0; // 2^53
+    match value {
+        serde_json::Value::Number(n) if n.is_f64() => {
+            if let Some(f) = n.as_f64()
+                && f.fract() == 0.0
+                && f.abs() <= EXACT
+            {
+                *value = serde_json::Value::from(f as i64);
+            }
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(integral_numbers_as_integers),
+        serde_json::Value::Object(map) => map.values_mut().for_each(integral_numbers_as_integers),
+        _ => {}
     }
 }
 

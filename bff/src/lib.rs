@@ -74,15 +74,10 @@ fn add(router: Api, surface: Surface, route: UtoipaMethodRouter<Arc<AppState>>) 
             .all(|(method, _)| policy::client_reachable(method, path))
         });
         if !reachable {
-            let serves_clients = |path: &str| {
-                ["GET", "PUT", "POST", "DELETE"]
-                    .into_iter()
-                    .any(|method| policy::client_reachable(method, path))
-            };
             let paths: Vec<String> = route.1.paths.keys().cloned().collect();
             return paths
                 .iter()
-                .filter(|path| !serves_clients(path))
+                .filter(|path| !policy::path_serves_clients(path))
                 .fold(router, |router, path| router.route(path, route.2.clone()));
         }
     }

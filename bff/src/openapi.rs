@@ -101,11 +101,11 @@ pub const NOT_BLANK: &str =
 /// string: the configured analytics limit, the time zones the services know, and the NUL rule
 /// on each string that has no stricter shape of its own.
 pub fn complete(doc: &mut serde_json::Value, config: &crate::BffConfig) {
-    for parameter in doc["paths"]["/api/v1/analytics/summary"]["get"]["parameters"]
-        .as_array_mut()
-        .into_iter()
-        .flatten()
-    {
+    // Only what the surface's document holds: indexing a `Value` mutably would add the rest.
+    let parameters = doc
+        .pointer_mut("/paths/~1api~1v1~1analytics~1summary/get/parameters")
+        .and_then(serde_json::Value::as_array_mut);
+    for parameter in parameters.into_iter().flatten() {
         match parameter["name"].as_str() {
             Some("days") => parameter["schema"]["maximum"] = config.analytics_max_days.into(),
             Some("timeZone") => {
@@ -115,20 +115,31 @@ pub fn complete(doc: &mut serde_json::Value, config: &crate::BffConfig) {
             _ => {}
         }
     }
-    let schemas = &mut doc["components"]["schemas"];
     // What utoipa has no attributes for: the size and keys of a map, a value ruled out, and a
     // bound on a property of a shared schema in one place.
-    bounded_map(&mut schemas["SendNotification"]["properties"]["data"], 20);
-    bounded_map(&mut schemas["CreateProduct"]["properties"]["attributes"], 50);
-    bounded_map(&mut schemas["UpdateProduct"]["properties"]["attributes"], 50);
-    schemas["StockAdjustment"]["properties"]["delta"]["not"] = serde_json::json!({"const": 0});
-    for (schema, property, minimum) in [
-        ("CreateProduct", "price", 0),
-        ("UpdateProduct", "price", 0),
-        ("CreatePayment", "amount", 1),
-        ("CreateRefund", "amount", 1),
-    ] {
-        at_least(&mut schemas[schema]["properties"][property], minimum);
+    let mut property = |schema: &str, name: &str, change: &dyn Fn(&mut serde_json::Value)| {
+        if let Some(value) = doc.pointer_mut(&format!("/components/schemas/{schema}/properties/{name}")) {
+            change(value);
+        }
+    };
+    property("SendNotification", "data", &|data| bounded_map(data, 20));
+    property("CreateProduct", "attributes", &|map| bounded_map(map, 50));
+    property("UpdateProduct", "attributes", &|map| bounded_map(map, 50));
+    property("StockAdjustment", "delta", &|delta| {
+        delta["not"] = serde_json::json!({"const": 0})
+    });
+    property("CreateProduct", "price", &|price| at_least(price, 0));
+    property("UpdateProduct", "price", &|price| at_least(price, 0));
+    property("CreatePayment", "amount", &|amount| at_least(amount, 1));
+    property("CreateRefund", "amount", &|amount| at_least(amount, 1));
+    // serde refuses unknown fields in each variant of an internally tagged body as well.
+    if let Some(variants) = doc
+        .pointer_mut("/components/schemas/UpdateOrderStatus/oneOf")
+        .and_then(serde_json::Value::as_array_mut)
+    {
+        for variant in variants {
+            variant["additionalProperties"] = false.into();
+        }
     }
     no_nul_in_strings(doc);
 }
@@ -136,7 +147,7 @@ pub fn complete(doc: &mut serde_json::Value, config: &crate::BffConfig) {
 /// A map of at most `entries` strings of at most 500 characters under keys of 1-64.
 fn bounded_map(schema: &mut serde_json::Value, entries: u32) {
     schema["maxProperties"] = entries.into();
-    schema["propertyNames"] = serde_json::json!({"minLength": 1, "maxLength": 64});
+    schema["propertyNames"] = serde_json::json!({"type": "string", "minLength": 1, "maxLength": 64});
     schema["additionalProperties"]["maxLength"] = 500.into();
 }
 

@@ -153,6 +153,12 @@ pub fn authorize(rule: &Rule, principal: &Principal) -> Result<(), Problem> {
     }
 }
 
+/// Whether some method of `path` is served on a surface that does not serve employee-only
+/// routes.
+pub fn path_serves_clients(path: &str) -> bool {
+    MATRIX.iter().any(|r| r.path == path && r.clients)
+}
+
 /// Whether the route is served on a surface that does not serve employee-only routes.
 pub fn client_reachable(method: &str, path: &str) -> bool {
     MATRIX

@@ -267,8 +267,9 @@ pub fn is_valid_email(email: &str) -> bool {
         return false;
     };
     let atext = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+/=?^_`{|}~-".contains(c);
-    let local_ok =
-        (1..=64).contains(&local.len()) && local.split('.').all(|part| !part.is_empty() && part.chars().all(atext));
+    // No 64-octet limit of the local part (RFC 5321 SMTP's, not the address's): the API's
+    // document states this rule as a pattern, which cannot bound one part's length.
+    let local_ok = !local.is_empty() && local.split('.').all(|part| !part.is_empty() && part.chars().all(atext));
     let labels: Vec<&str> = domain.split('.').collect();
     let domain_ok = labels.len() >= 2
         && labels.iter().all(|l| {
@@ -785,7 +786,9 @@ pub(crate) mod tests {
         ] {
             assert!(!is_valid_email(bad), "{bad}");
         }
-        assert!(!is_valid_email(&format!("{}@example.com", "a".repeat(65))));
+        // The whole address is bounded (254); a part of it only by that.
+        assert!(is_valid_email(&format!("{}@example.com", "a".repeat(65))));
+        assert!(!is_valid_email(&format!("{}@example.com", "a".repeat(250))));
     }
 
     #[test]

@@ -169,9 +169,11 @@ impl From<sqlx::Error> for ServiceError {
     }
 }
 
-/// Collects field violations so a request reports all its problems at once.
+/// Collects field violations so a request reports its problems at once: the first
+/// [`Violations::MAX`] of them, since they travel in the status's message and details headers,
+/// whose size is bounded (a list of 500 bad ids must not turn a 400 into a transport error).
 #[derive(Debug, Default)]
-pub struct Violations(Vec<FieldViolation>);
+pub struct Violations(Vec<FieldViolation>, usize);
 
 impl Violations {
     pub fn new() -> Self {
@@ -186,11 +188,17 @@ impl Violations {
         self
     }
 
+    /// Violations reported with one answer.
+    pub const MAX: usize = 20;
+
     pub fn add(&mut self, field: impl Into<String>, description: impl Into<String>) -> &mut Self {
-        self.0.push(FieldViolation {
-            field: field.into(),
-            description: description.into(),
-        });
+        self.1 += 1;
+        if self.0.len() < Self::MAX {
+            self.0.push(FieldViolation {
+                field: field.into(),
+                description: description.into(),
+            });
+        }
         self
     }
 
@@ -201,16 +209,36 @@ impl Violations {
     /// `Ok` when nothing was recorded, else `InvalidArgument` with every violation.
     pub fn into_result(self) -> Result<(), ServiceError> {
         if self.0.is_empty() {
-            Ok(())
-        } else {
-            Err(ServiceError::InvalidArgument(self.0))
+            return Ok(());
         }
+        let mut violations = self.0;
+        if self.1 > violations.len() {
+            violations.push(FieldViolation {
+                field: "request".to_owned(),
+                description: format!("and {} more problems", self.1 - violations.len()),
+            });
+        }
+        Err(ServiceError::InvalidArgument(violations))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn violations_report_the_first_twenty_and_count_the_rest() {
+        let mut v = Violations::new();
+        for i in 0..25 {
+            v.add(format!("ids[{i}]"), "is not an id");
+        }
+        let Err(ServiceError::InvalidArgument(reported)) = v.into_result() else {
+            panic!("violations must fail the request");
+        };
+        assert_eq!(reported.len(), Violations::MAX + 1);
+        assert_eq!(reported[19].field, "ids[19]");
+        assert_eq!(reported[20].description, "and 5 more problems");
+    }
 
     #[test]
     fn field_violations_travel_as_bad_request_details() {

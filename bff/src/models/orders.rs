@@ -169,8 +169,8 @@ impl Order {
 pub struct NewOrderItem {
     #[schema(format = Uuid)]
     pub product_id: String,
-    /// 1-999.
-    #[schema(minimum = 1, maximum = 999)]
+    /// 1-1000.
+    #[schema(minimum = 1, maximum = 1000)]
     pub quantity: i32,
 }
 

@@ -78,10 +78,12 @@ pub async fn dead_letters(
         Some(n @ 1..=MAX_PAGE_SIZE) => n,
         Some(_) => return Err(Problem::invalid_field("pageSize", "must be between 1 and 1000")),
     };
-    let topic = query.topic.unwrap_or_default();
-    if !topic.is_empty() && !ordermesh_proto::event_types::topics::ALL.contains(&topic.as_str()) {
+    if let Some(topic) = &query.topic
+        && !ordermesh_proto::event_types::topics::ALL.contains(&topic.as_str())
+    {
         return Err(Problem::invalid_field("topic", "must be one of the platform's topics"));
     }
+    let topic = query.topic.unwrap_or_default();
     let asks = state
         .clients
         .ops

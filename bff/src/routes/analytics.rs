@@ -59,6 +59,12 @@ pub async fn summary(
         Some(_) => return Err(Problem::invalid_field("top", "must be between 1 and 50")),
     };
     let time_zone = q.time_zone.unwrap_or_else(|| "UTC".to_owned());
+    if time_zone.parse::<chrono_tz::Tz>().is_err() {
+        return Err(Problem::invalid_field(
+            "timeZone",
+            "must be an IANA time zone such as Europe/Berlin",
+        ));
+    }
     let range = DateRange {
         start_date: q.from.format("%Y-%m-%d").to_string(),
         end_date: to.format("%Y-%m-%d").to_string(),

@@ -17,10 +17,16 @@ use crate::problem::{ApiResult, Problem};
 #[serde(rename_all = "camelCase")]
 #[into_params(parameter_in = Query)]
 pub struct QueryAudit {
+    #[param(max_length = 256)]
     pub actor_id: Option<String>,
+    #[param(max_length = 64)]
     pub entity_type: Option<String>,
+    #[param(max_length = 128)]
     pub entity_id: Option<String>,
+    /// An action code, or a prefix of codes ending in `.*` (`order.*`).
+    #[param(pattern = "^([a-z0-9._]{1,128}(\\.\\*)?)?$", example = "order.*")]
     pub action: Option<String>,
+    #[param(max_length = 128)]
     pub correlation_id: Option<String>,
     /// Only entries of actions at or after this instant (RFC 3339).
     pub from: Option<chrono::DateTime<chrono::Utc>>,

@@ -39,7 +39,9 @@ pub struct ListProducts {
 #[serde(rename_all = "camelCase")]
 #[into_params(parameter_in = Query)]
 pub struct SearchProducts {
-    /// Text matched against SKU, name and description.
+    /// Text matched word by word (letters and digits) against SKU, name and description; a
+    /// text without a letter or digit matches nothing.
+    #[param(min_length = 1, max_length = 200)]
     pub q: String,
     pub category_id: Option<uuid::Uuid>,
     pub active: Option<bool>,
@@ -368,7 +370,10 @@ pub async fn stock(state: Shared, caller: Caller, ApiPath(id): ApiPath<String>) 
 #[into_params(parameter_in = Query)]
 pub struct BatchStock {
     /// Product ids, comma-separated, 1-100.
-    #[param(example = "0190a0b0-0000-7000-8000-000000000001,0190a0b0-0000-7000-8000-000000000002")]
+    #[param(
+        pattern = "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}(,[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}){0,99}$",
+        example = "0190a0b0-0000-7000-8000-000000000001,0190a0b0-0000-7000-8000-000000000002"
+    )]
     pub product_ids: String,
 }
 
