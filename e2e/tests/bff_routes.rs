@@ -160,9 +160,12 @@ async fn a_client_uses_every_client_route() {
         )
         .await;
     assert_eq!(yesterday.body["items"], json!([]), "{yesterday:?}");
-    api.get(&format!("/api/v1/orders?from={}&to={}", hour(30), hour(-30)), &alice)
-        .await
-        .assert_problem(400, Some("validation-error"));
+    // A range that holds no instant has no orders (the document cannot relate two parameters).
+    let inverted = api
+        .get(&format!("/api/v1/orders?from={}&to={}", hour(30), hour(-30)), &alice)
+        .await;
+    inverted.assert_status(200);
+    assert_eq!(inverted.body["items"], json!([]), "{inverted:?}");
     api.get("/api/v1/orders?from=yesterday", &alice)
         .await
         .assert_problem(400, None);
