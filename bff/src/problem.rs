@@ -28,6 +28,7 @@ pub const PRECONDITION_TYPES: &[(&str, &str)] = &[
     // order-svc
     ("CUSTOMER_NOT_ACTIVE", "customer-not-active"),
     ("ORDER_STATUS_CONFLICT", "order-status-conflict"),
+    ("PRODUCT_UNAVAILABLE", "product-unavailable"),
     // payment-svc
     ("PAYMENT_STATE", "payment-state"),
     ("NOTHING_TO_REFUND", "nothing-to-refund"),
@@ -38,6 +39,7 @@ pub const PRECONDITION_TYPES: &[(&str, &str)] = &[
     // product-svc
     ("STOCK_BELOW_RESERVED", "stock-below-reserved"),
     ("RESERVATION_STATE", "reservation-state"),
+    ("UNKNOWN_CATEGORY", "unknown-category"),
 ];
 
 /// The problem slug of a FAILED_PRECONDITION `status`: its reason's entry in

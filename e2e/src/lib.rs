@@ -526,6 +526,62 @@ impl Platform {
     }
 }
 
+/// A fault of notification-svc's database: a trigger refusing inserts into `notifications`, as a
+/// broken migration or a full disk would; its consumers then retry and dead-letter the events.
+pub enum Fault {
+    Postgres(sqlx::PgPool),
+    Sqlite(sqlx::SqlitePool),
+}
+
+impl Fault {
+    pub async fn open(platform: &Platform) -> Fault {
+        match platform.sqlite_dir() {
+            Some(dir) => Fault::Sqlite(
+                sqlx::SqlitePool::connect(&format!("sqlite://{}/notification.db", dir.display()))
+                    .await
+                    .unwrap(),
+            ),
+            None => Fault::Postgres(sqlx::PgPool::connect(platform.database_url()).await.unwrap()),
+        }
+    }
+
+    pub async fn inject(&self) {
+        match self {
+            Fault::Postgres(pool) => {
+                sqlx::raw_sql(
+                    "CREATE FUNCTION notification.refuse() RETURNS trigger LANGUAGE plpgsql AS \
+                     $$ BEGIN RAISE EXCEPTION 'injected fault: notifications refused'; END $$;
+                     CREATE TRIGGER refuse BEFORE INSERT ON notification.notifications \
+                     FOR EACH ROW EXECUTE FUNCTION notification.refuse();",
+                )
+                .execute(pool)
+                .await
+                .unwrap();
+            }
+            Fault::Sqlite(pool) => {
+                sqlx::raw_sql(
+                    "CREATE TRIGGER refuse BEFORE INSERT ON notifications \
+                     BEGIN SELECT RAISE(ABORT, 'injected fault: notifications refused'); END;",
+                )
+                .execute(pool)
+                .await
+                .unwrap();
+            }
+        }
+    }
+
+    pub async fn fix(&self) {
+        match self {
+            Fault::Postgres(pool) => sqlx::raw_sql("DROP TRIGGER refuse ON notification.notifications")
+                .execute(pool)
+                .await
+                .map(drop),
+            Fault::Sqlite(pool) => sqlx::raw_sql("DROP TRIGGER refuse").execute(pool).await.map(drop),
+        }
+        .unwrap();
+    }
+}
+
 impl Drop for Platform {
     fn drop(&mut self) {
         // Dropping the launcher stops the services.

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use bff::Surface;
 use bff_common::Api;
-use ordermesh_e2e::{CountingGateway, Platform};
+use ordermesh_e2e::{CountingGateway, Fault, Platform};
 use ordermesh_platform::testing::with_token;
 use ordermesh_proto::audit::QueryAuditLogsRequest;
 use ordermesh_proto::notification::ListNotificationsRequest;
@@ -52,62 +52,6 @@ fn call(address: &str, token: &str, method: &str, body: &str) -> Value {
 
 fn dead_letters(answer: &Value) -> Vec<Value> {
     answer["deadLetters"].as_array().cloned().unwrap_or_default()
-}
-
-/// Where the test's fault lives: a trigger refusing inserts into notification-svc's
-/// `notifications`, as a broken migration or a full disk would.
-enum Fault {
-    Postgres(sqlx::PgPool),
-    Sqlite(sqlx::SqlitePool),
-}
-
-impl Fault {
-    async fn open(platform: &Platform) -> Fault {
-        match platform.sqlite_dir() {
-            Some(dir) => Fault::Sqlite(
-                sqlx::SqlitePool::connect(&format!("sqlite://{}/notification.db", dir.display()))
-                    .await
-                    .unwrap(),
-            ),
-            None => Fault::Postgres(sqlx::PgPool::connect(platform.database_url()).await.unwrap()),
-        }
-    }
-
-    async fn inject(&self) {
-        match self {
-            Fault::Postgres(pool) => {
-                sqlx::raw_sql(
-                    "CREATE FUNCTION notification.refuse() RETURNS trigger LANGUAGE plpgsql AS \
-                     $$ BEGIN RAISE EXCEPTION 'injected fault: notifications refused'; END $$;
-                     CREATE TRIGGER refuse BEFORE INSERT ON notification.notifications \
-                     FOR EACH ROW EXECUTE FUNCTION notification.refuse();",
-                )
-                .execute(pool)
-                .await
-                .unwrap();
-            }
-            Fault::Sqlite(pool) => {
-                sqlx::raw_sql(
-                    "CREATE TRIGGER refuse BEFORE INSERT ON notifications \
-                     BEGIN SELECT RAISE(ABORT, 'injected fault: notifications refused'); END;",
-                )
-                .execute(pool)
-                .await
-                .unwrap();
-            }
-        }
-    }
-
-    async fn fix(&self) {
-        match self {
-            Fault::Postgres(pool) => sqlx::raw_sql("DROP TRIGGER refuse ON notification.notifications")
-                .execute(pool)
-                .await
-                .map(drop),
-            Fault::Sqlite(pool) => sqlx::raw_sql("DROP TRIGGER refuse").execute(pool).await.map(drop),
-        }
-        .unwrap();
-    }
 }
 
 /// The types of `customer`'s notifications once they stop changing, sorted.

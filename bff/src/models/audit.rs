@@ -67,8 +67,6 @@ pub struct RecordAuditEvent {
     pub entity_id: String,
     /// The customer the action concerns, if it concerns personal data.
     pub data_subject_id: Option<uuid::Uuid>,
-    /// When it happened (not in the future); now when absent.
-    pub occurred_at: Option<DateTime<Utc>>,
     /// A unique id making the call idempotent: a repeat returns the first entry.
     #[schema(max_length = 128)]
     pub event_id: Option<String>,

@@ -122,8 +122,10 @@ pub struct CreatePayment {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CreateRefund {
-    /// Absent: the whole refundable amount.
-    pub amount: Option<Money>,
+    /// Minor units of the payment's own currency (a refund cannot be in another); absent: the
+    /// whole refundable amount.
+    #[schema(minimum = 1, example = 500)]
+    pub amount: Option<i64>,
     /// No personal data.
     #[schema(min_length = 1, max_length = 500)]
     pub reason: String,

@@ -41,6 +41,7 @@ pub struct QueryAudit {
 #[utoipa::path(get, path = "/api/v1/audit/logs", tag = "audit", params(QueryAudit),
     responses((status = 200, description = "A page of audit entries", body = AuditPage)))]
 pub async fn logs(state: Shared, caller: Caller, ApiQuery(q): ApiQuery<QueryAudit>) -> ApiResult<Json<AuditPage>> {
+    let page_size = page_size(q.page_size)?;
     let Some((start_time, end_time)) = time_range(q.from, q.to) else {
         return Ok(Json(AuditPage {
             items: Vec::new(),
@@ -55,7 +56,7 @@ pub async fn logs(state: Shared, caller: Caller, ApiQuery(q): ApiQuery<QueryAudi
         entity_id: q.entity_id.unwrap_or_default(),
         action: q.action.unwrap_or_default(),
         correlation_id: q.correlation_id.unwrap_or_default(),
-        page_size: page_size(q.page_size)?,
+        page_size,
         page_token: q.page_token.unwrap_or_default(),
         ..Default::default()
     };
@@ -89,7 +90,9 @@ pub async fn record(
         entity_id: body.entity_id,
         data_subject_id: body.data_subject_id.map(|d| d.to_string()).unwrap_or_default(),
         correlation_id: caller.correlation_id.clone(),
-        occur_time: body.occurred_at.map(ordermesh_platform::convert::timestamp),
+        // Recorded as happening now: an entry of the past is the services' to make (gRPC), with
+        // the time their own event carries.
+        occur_time: None,
         details: body.details.as_ref().map(ordermesh_platform::convert::to_struct),
         event_id: body.event_id.unwrap_or_default(),
     };

@@ -156,6 +156,7 @@ pub(crate) async fn list_for(
     customer_id: String,
     q: ListOrders,
 ) -> ApiResult<Json<OrderPage>> {
+    let page_size = page_size(q.page_size)?;
     let Some((created_after, created_before)) = time_range(q.from, q.to) else {
         return Ok(Json(OrderPage {
             items: Vec::new(),
@@ -171,7 +172,7 @@ pub(crate) async fn list_for(
             .unwrap_or_default(),
         created_after,
         created_before,
-        page_size: page_size(q.page_size)?,
+        page_size,
         page_token: q.page_token.unwrap_or_default(),
     };
     let response = state

@@ -166,9 +166,29 @@ pub async fn refund(
     ApiJson(body): ApiJson<CreateRefund>,
 ) -> ApiResult<Response> {
     let key = idempotency::key(&headers)?.unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
+    let amount = match body.amount {
+        None => None,
+        Some(amount) => {
+            // In the payment's currency, which the body does not repeat.
+            let request = caller.ctx().request(pb::GetPaymentRequest { payment_id: id.clone() });
+            let payment = state
+                .clients
+                .payment
+                .read
+                .clone()
+                .get_payment(request)
+                .await?
+                .into_inner();
+            let currency = payment.payment.and_then(|p| p.amount).map(|m| m.currency_code);
+            Some(ordermesh_proto::common::Money {
+                amount_minor: amount,
+                currency_code: currency.ok_or_else(Problem::internal)?,
+            })
+        }
+    };
     let request = pb::RefundPaymentRequest {
         payment_id: id.clone(),
-        amount: body.amount.map(|m| m.to_proto()),
+        amount,
         reason: body.reason,
         idempotency_key: key,
     };
