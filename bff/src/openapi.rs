@@ -131,6 +131,14 @@ pub fn complete(doc: &mut serde_json::Value, config: &crate::BffConfig) {
     property("CreateProduct", "price", &|price| at_least(price, 0));
     property("UpdateProduct", "price", &|price| at_least(price, 0));
     property("CreatePayment", "amount", &|amount| at_least(amount, 1));
+    property("RecordAuditEvent", "details", &|details| {
+        *details = serde_json::json!({"oneOf": [{"type": "null"}, json_object_without_nul()]});
+    });
+    if let Some(schemas) = doc.pointer_mut("/components/schemas").and_then(serde_json::Value::as_object_mut)
+        && schemas.contains_key("RecordAuditEvent")
+    {
+        schemas.insert("JsonWithoutNul".to_owned(), json_without_nul());
+    }
     // serde refuses unknown fields in each variant of an internally tagged body as well.
     if let Some(variants) = doc
         .pointer_mut("/components/schemas/UpdateOrderStatus/oneOf")
@@ -141,6 +149,27 @@ pub fn complete(doc: &mut serde_json::Value, config: &crate::BffConfig) {
         }
     }
     no_nul_in_strings(doc);
+}
+
+/// Any JSON value with no NUL in a string or key (what `ApiJson` lets through a free-form field).
+fn json_without_nul() -> serde_json::Value {
+    serde_json::json!({
+        "description": "Any JSON value without NUL in its strings and keys.",
+        "anyOf": [
+            {"type": "string", "pattern": NO_NUL},
+            {"type": ["number", "boolean", "null"]},
+            {"type": "array", "items": {"$ref": "#/components/schemas/JsonWithoutNul"}},
+            json_object_without_nul(),
+        ]
+    })
+}
+
+fn json_object_without_nul() -> serde_json::Value {
+    serde_json::json!({
+        "type": "object",
+        "propertyNames": {"type": "string", "pattern": NO_NUL},
+        "additionalProperties": {"$ref": "#/components/schemas/JsonWithoutNul"},
+    })
 }
 
 /// A map of at most `entries` strings of at most 500 characters under keys of 1-64.

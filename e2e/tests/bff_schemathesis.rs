@@ -50,35 +50,78 @@ fn say(text: &str) {
     let _ = std::io::stderr().write_all(text.as_bytes());
 }
 
-/// Real ids for the path parameters of the operations whose paths match.
+/// Real ids for the parameters of the operations whose paths match: fresh for each run, since
+/// a run cancels, ships, refunds and replays what it finds.
 struct TestData {
-    order: String,
-    payment: String,
+    orders: Vec<String>,
+    payments: Vec<String>,
     product: String,
     customer: String,
     dead_letters: Vec<String>,
 }
 
 impl TestData {
-    /// The schemathesis configuration of a run (TOML).
+    /// Confirmed orders of `customer` (with their payments), and dead letters if `fault` is
+    /// injected meanwhile (their notifications are refused).
+    async fn seed(
+        platform: &Platform,
+        client: &str,
+        customer: &str,
+        product: &str,
+        run: &str,
+        fault: Option<&Fault>,
+    ) -> Self {
+        if let Some(fault) = fault {
+            fault.inject().await;
+        }
+        let (mut orders, mut payments) = (Vec::new(), Vec::new());
+        for i in 0..4 {
+            let placed = platform
+                .place(client, customer, &[(product, 1)], "tok_approved", &format!("{run}-{i}"))
+                .await
+                .unwrap();
+            let order = placed.order.expect("order").id;
+            platform
+                .wait_for(&order, &[OrderStatus::Confirmed], std::time::Duration::from_secs(30))
+                .await
+                .unwrap();
+            payments.push(platform.payments_of(&order).await.unwrap().remove(0).id);
+            orders.push(order);
+        }
+        let mut dead_letters = Vec::new();
+        if let Some(fault) = fault {
+            dead_letters = seeded_dead_letters(platform).await;
+            fault.fix().await;
+        }
+        Self {
+            orders,
+            payments,
+            product: product.to_owned(),
+            customer: customer.to_owned(),
+            dead_letters,
+        }
+    }
+
     fn config(&self, employee: bool, strict: bool) -> String {
         let mut toml = String::new();
         if strict {
             toml.push_str("[warnings]\nfail-on = [\"missing_test_data\", \"validation_mismatch\"]\n\n");
         }
-        toml.push_str("[parameters]\n\"query.pageToken\" = \"\"\n\n");
-        for (name, value) in [
-            ("order", &self.order),
-            ("payment", &self.payment),
-            ("product", &self.product),
-            ("customer", &self.customer),
+        // The lines of a new order name real products most of the time.
+        toml.push_str(
+            "[parameters]\n\"query.pageToken\" = \"\"\n\
+             \"body.items.*.productId\" = { dictionary = \"product\", probability = 0.8 }\n\n",
+        );
+        let quoted = |ids: &[String]| ids.iter().map(|id| format!("\"{id}\"")).collect::<Vec<_>>().join(", ");
+        for (name, values) in [
+            ("order", quoted(&self.orders)),
+            ("payment", quoted(&self.payments)),
+            ("product", quoted(std::slice::from_ref(&self.product))),
+            ("customer", quoted(std::slice::from_ref(&self.customer))),
+            ("dead_letter", self.dead_letters.join(", ")),
         ] {
-            toml.push_str(&format!("[dictionaries.{name}]\nvalues = [\"{value}\"]\n\n"));
+            toml.push_str(&format!("[dictionaries.{name}]\nvalues = [{values}]\n\n"));
         }
-        toml.push_str(&format!(
-            "[dictionaries.dead_letter]\nvalues = [{}]\n\n",
-            self.dead_letters.join(", ")
-        ));
         let mut paths = vec![
             (r"^/api/v1/orders/\\{id\\}", "path.id", "order"),
             (r"^/api/v1/payments/\\{id\\}", "path.id", "payment"),
@@ -156,32 +199,27 @@ async fn run(base: &str, who: &str, employee: bool, token: &str, data: &TestData
 }
 
 /// The ids of the dead letters the seed left, once there are some.
-async fn seeded_dead_letters(internal_base: &str, admin: &str) -> Vec<String> {
-    let client = reqwest::Client::new();
+async fn seeded_dead_letters(platform: &Platform) -> Vec<String> {
+    let mut ops = ordermesh_proto::ops::ops_service_client::OpsServiceClient::new(platform.channel("notification"));
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
     loop {
-        let page: serde_json::Value = client
-            .get(format!("{internal_base}/api/v1/admin/dead-letters"))
-            .bearer_auth(admin)
-            .send()
+        let request = ordermesh_platform::testing::with_token(
+            ordermesh_proto::ops::ListDeadLettersRequest::default(),
+            &platform.admin,
+        );
+        let letters = ops
+            .list_dead_letters(request)
             .await
             .expect("list dead letters")
-            .json()
-            .await
-            .expect("dead letters as JSON");
-        let ids: Vec<String> = page["items"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|letter| letter["id"].as_u64().map(|id| id.to_string()))
-            .collect();
-        if !ids.is_empty() {
-            return ids;
+            .into_inner();
+        if !letters.dead_letters.is_empty() {
+            return letters
+                .dead_letters
+                .iter()
+                .map(|letter| letter.id.to_string())
+                .collect();
         }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "no dead letter after the fault: {page}"
-        );
+        assert!(tokio::time::Instant::now() < deadline, "no dead letter after the fault");
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }
 }
@@ -203,39 +241,20 @@ async fn schemathesis_finds_no_server_errors_and_no_schema_violations() {
         config.rate_limits.internal = 1_000_000;
         bases.push(platform.start_bff_with(config).await.unwrap());
     }
-    // Some data to find: a product, a client with a profile, its confirmed order and payment,
-    // and dead letters (the order's notifications, refused by a fault of their database).
-    let fault = Fault::open(&platform).await;
-    fault.inject().await;
-    let product = platform.product(1500, 1000).await.unwrap();
+    // Some data to find: a product, a client with a profile, confirmed orders with payments,
+    // and (for the admin) dead letters.
+    let product = platform.product(1500, 100_000).await.unwrap();
     let (client, customer) = platform.client("fuzz-client").await.unwrap();
-    let placed = platform
-        .place(&client, &customer, &[(&product.id, 1)], "tok_approved", "fuzz-seed")
-        .await
-        .unwrap();
-    let order = placed.order.expect("order").id;
-    platform
-        .wait_for(&order, &[OrderStatus::Confirmed], std::time::Duration::from_secs(30))
-        .await
-        .unwrap();
-    let payment = platform.payments_of(&order).await.unwrap().remove(0).id;
-    let dead_letters = seeded_dead_letters(&bases[1], &platform.admin).await;
-    fault.fix().await;
-    let data = TestData {
-        order,
-        payment,
-        product: product.id,
-        customer,
-        dead_letters,
-    };
+    let fault = Fault::open(&platform).await;
     let admin = platform.admin.clone();
-
     let mut failed = Vec::new();
-    for (who, base, token) in [
-        ("client, external surface", &bases[0], client),
-        ("admin, internal surface", &bases[1], admin),
+    for (who, base, token, employee) in [
+        ("client, external surface", &bases[0], &client, false),
+        ("admin, internal surface", &bases[1], &admin, true),
     ] {
-        let (ok, log) = run(base, who, who.starts_with("admin"), &token, &data).await;
+        let fault = employee.then_some(&fault);
+        let data = TestData::seed(&platform, &client, &customer, &product.id, who, fault).await;
+        let (ok, log) = run(base, who, employee, token, &data).await;
         say(&log);
         if !ok {
             failed.push(who);
