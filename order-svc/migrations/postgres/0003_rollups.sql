@@ -3,7 +3,9 @@
 -- a range is read from a few hundred rows instead of every order in it. Times are 15-minute UTC
 -- buckets (epoch seconds / 900); a unit is `span` buckets from bucket `start`, with the spans
 -- of ordermesh_platform::analytics::SPANS (a quarter hour, a UTC day, 30 UTC days). Counts of
--- statuses no order is in any more stay as zero rows.
+-- statuses no order is in any more stay as zero rows. The tables with many rows per unit
+-- (sales, confirmation bins) are partitioned by span, so a read of the few wide units does not
+-- wade through the many narrow ones' pages, and the backfill writes in time order.
 CREATE TABLE order_rollup_placed (
     bucket  bigint PRIMARY KEY,
     orders  bigint NOT NULL
@@ -34,7 +36,10 @@ CREATE TABLE order_rollup_sales (
     units          bigint NOT NULL,
     revenue_minor  bigint NOT NULL,
     PRIMARY KEY (span, start, product_id, sku, currency)
-);
+) PARTITION BY LIST (span);
+CREATE TABLE order_rollup_sales_quarters PARTITION OF order_rollup_sales FOR VALUES IN (1);
+CREATE TABLE order_rollup_sales_days PARTITION OF order_rollup_sales FOR VALUES IN (96);
+CREATE TABLE order_rollup_sales_months PARTITION OF order_rollup_sales FOR VALUES IN (2880);
 -- Confirmations by time from placement: a histogram of bins (lower bound in microseconds, see
 -- domain::analytics::latency_bin) with the exact sum of the times in each.
 CREATE TABLE order_rollup_confirm (
@@ -44,7 +49,10 @@ CREATE TABLE order_rollup_confirm (
     orders  bigint NOT NULL,
     micros  bigint NOT NULL,
     PRIMARY KEY (span, start, bin)
-);
+) PARTITION BY LIST (span);
+CREATE TABLE order_rollup_confirm_quarters PARTITION OF order_rollup_confirm FOR VALUES IN (1);
+CREATE TABLE order_rollup_confirm_days PARTITION OF order_rollup_confirm FOR VALUES IN (96);
+CREATE TABLE order_rollup_confirm_months PARTITION OF order_rollup_confirm FOR VALUES IN (2880);
 
 -- The analytics read the rollups now; these indexes only served the old per-order queries.
 DROP INDEX orders_placed_figures;
@@ -68,18 +76,18 @@ SELECT id, status, rejection_code, created_at,
 FROM orders;
 
 INSERT INTO order_rollup_placed (bucket, orders)
-SELECT bucket, COUNT(*) FROM placed GROUP BY bucket;
+SELECT bucket, COUNT(*) FROM placed GROUP BY bucket ORDER BY bucket;
 
 INSERT INTO order_rollup_status (span, start, status, orders)
 SELECT s.span, b.bucket - mod(mod(b.bucket, s.span) + s.span, s.span) AS start, b.status, SUM(b.n)
 FROM (SELECT bucket, status, COUNT(*) AS n FROM placed GROUP BY bucket, status) b CROSS JOIN rollup_spans s
-GROUP BY s.span, start, b.status;
+GROUP BY s.span, start, b.status ORDER BY s.span, start;
 
 INSERT INTO order_rollup_rejections (span, start, code, orders)
 SELECT s.span, b.bucket - mod(mod(b.bucket, s.span) + s.span, s.span) AS start, b.code, SUM(b.n)
 FROM (SELECT bucket, COALESCE(rejection_code, '') AS code, COUNT(*) AS n FROM placed
       WHERE status = 'REJECTED' GROUP BY bucket, code) b CROSS JOIN rollup_spans s
-GROUP BY s.span, start, b.code;
+GROUP BY s.span, start, b.code ORDER BY s.span, start;
 
 INSERT INTO order_rollup_sales (span, start, product_id, sku, currency, name, units, revenue_minor)
 SELECT s.span, b.bucket - mod(mod(b.bucket, s.span) + s.span, s.span) AS start, b.product_id, b.sku, b.currency,
@@ -89,7 +97,7 @@ FROM (SELECT p.bucket, i.product_id, i.sku, i.currency, MAX(i.name) AS name, SUM
       FROM order_items i JOIN placed p ON p.id = i.order_id
       WHERE p.status IN ('CONFIRMED', 'SHIPPED', 'DELIVERED')
       GROUP BY p.bucket, i.product_id, i.sku, i.currency) b CROSS JOIN rollup_spans s
-GROUP BY s.span, start, b.product_id, b.sku, b.currency;
+GROUP BY s.span, start, b.product_id, b.sku, b.currency ORDER BY s.span, start;
 
 INSERT INTO order_rollup_confirm (span, start, bin, orders, micros)
 SELECT s.span, b.bucket - mod(mod(b.bucket, s.span) + s.span, s.span) AS start, b.bin, SUM(b.n), SUM(b.micros)
@@ -99,6 +107,6 @@ FROM (SELECT c.bucket, (SELECT MAX(lower) FROM rollup_bins WHERE lower <= GREATE
             FROM order_status_history h JOIN placed p ON p.id = h.order_id
             WHERE h.to_status = 'CONFIRMED') c
       GROUP BY c.bucket, c.micros) b CROSS JOIN rollup_spans s
-GROUP BY s.span, start, b.bin;
+GROUP BY s.span, start, b.bin ORDER BY s.span, start;
 
 DROP TABLE rollup_spans, rollup_bins, placed;
