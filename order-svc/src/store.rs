@@ -4,15 +4,20 @@
 //! concurrent transitions of one order cannot both apply, with no backend-specific row locks.
 
 use chrono::{DateTime, Utc};
-use ordermesh_platform::analytics::{DayRange, SqliteTime, bucket_sql};
+use ordermesh_platform::analytics::DayRange;
 use ordermesh_platform::db::{Database, Migrations};
 use ordermesh_platform::events::Tx;
 use ordermesh_platform::{StoreError, StoreResult, on_pool, on_tx};
 use sqlx::{AssertSqlSafe, Connection, Encode, Executor, FromRow, IntoArguments, Type};
 use uuid::Uuid;
 
-use crate::domain::analytics::{self, ConfirmationTimes, OrderFigures, ProductSales, SOLD};
+use crate::domain::analytics::OrderFigures;
+use crate::domain::rollup::RollupDelta;
 use crate::domain::{HistoryEntry, Order, OrderFilter, OrderStatus, PricedLine, TransitionFields};
+
+mod rollups;
+
+use rollups::RollupConnection;
 
 pub fn migrations() -> Migrations {
     Migrations::with_platform(
@@ -23,10 +28,12 @@ pub fn migrations() -> Migrations {
                 "analytics",
                 include_str!("../migrations/postgres/0002_analytics.sql"),
             ),
+            (3, "rollups", include_str!("../migrations/postgres/0003_rollups.sql")),
         ],
         &[
             (1, "orders", include_str!("../migrations/sqlite/0001_orders.sql")),
             (2, "analytics", include_str!("../migrations/sqlite/0002_analytics.sql")),
+            (3, "rollups", include_str!("../migrations/sqlite/0003_rollups.sql")),
         ],
     )
 }
@@ -54,8 +61,9 @@ impl Store {
         Self(db.clone())
     }
 
-    /// Inserts a new order with its items and first history entry, inside the caller's
-    /// transaction (which also holds its `OrderPlaced` event). A duplicate
+    /// Inserts a new order with its items and first history entry, and counts it in the
+    /// analytics rollups, inside the caller's transaction (which also holds its `OrderPlaced`
+    /// event). A duplicate
     /// `(customer_id, idempotency_key)` is a unique violation for the caller to resolve.
     pub async fn insert(&self, tx: &mut Tx, order: &Order) -> StoreResult<()> {
         let product_ids = order
@@ -102,7 +110,7 @@ impl Store {
             for entry in &order.history {
                 conn.insert_history(order.id, entry).await?;
             }
-            Ok(())
+            conn.add_rollups(&RollupDelta::placed(order)).await
         })
     }
 
@@ -129,8 +137,9 @@ impl Store {
         on_tx!(tx, |conn| conn.read_order(id).await)
     }
 
-    /// Moves `order` (as read, at its `version`) to `to`, recording the history entry. `false`
-    /// when the order changed meanwhile (the caller re-reads and decides again).
+    /// Moves `order` (as read, at its `version`) to `to`, recording the history entry and the
+    /// change to the analytics rollups. `false` when the order changed meanwhile (the caller
+    /// re-reads and decides again).
     pub async fn apply_transition(
         &self,
         tx: &mut Tx,
@@ -140,6 +149,9 @@ impl Store {
         entry: &HistoryEntry,
         now: DateTime<Utc>,
     ) -> StoreResult<bool> {
+        let mut after = order.clone();
+        after.record_transition(to, fields.clone(), entry.clone());
+        let delta = RollupDelta::transition(order, &after);
         on_tx!(tx, |conn| {
             let updated = sqlx::query(
                 "UPDATE orders SET status = $1, version = version + 1, updated_at = $2, \
@@ -167,6 +179,7 @@ impl Store {
                 return Ok(false);
             }
             conn.insert_history(order.id, entry).await?;
+            conn.add_rollups(&delta).await?;
             Ok(true)
         })
     }
@@ -209,110 +222,10 @@ impl Store {
         })
     }
 
-    /// The figures of the orders placed in `range`: counted here, assembled by
-    /// [`crate::domain::analytics`]. Each count is one grouped query over the orders placed in
-    /// the range (`orders_created` finds them).
+    /// The figures of the orders placed in `range`, summed from the analytics rollups and
+    /// assembled by [`crate::domain::analytics`].
     pub async fn analytics(&self, range: &DayRange, top: usize) -> StoreResult<OrderFigures> {
-        let (from, to) = range.instants();
-        let db = &self.0;
-        let bucket = bucket_sql(db, "created_at", SqliteTime::Text);
-        let in_range = "created_at >= $1 AND created_at < $2";
-        let by_status_sql = format!("SELECT status, COUNT(*) FROM orders WHERE {in_range} GROUP BY status");
-        let by_bucket_sql = format!("SELECT {bucket} AS b, COUNT(*) FROM orders WHERE {in_range} GROUP BY b");
-        let sold = SOLD.map(|s| format!("'{}'", s.as_str())).join(", ");
-        let sales_sql = format!(
-            "SELECT i.product_id, i.sku, MIN(i.name), i.currency, CAST(SUM(i.quantity) AS bigint), \
-             CAST(SUM(i.quantity * i.unit_price_minor) AS bigint) \
-             FROM order_items i JOIN orders o ON o.id = i.order_id \
-             WHERE o.created_at >= $1 AND o.created_at < $2 AND o.status IN ({sold}) \
-             GROUP BY i.product_id, i.sku, i.currency"
-        );
-        let rejections_sql = format!(
-            "SELECT rejection_code, COUNT(*) FROM orders WHERE {in_range} AND status = 'REJECTED' GROUP BY rejection_code"
-        );
-        let seconds = if db.is_postgres() {
-            "CAST(EXTRACT(EPOCH FROM (h.changed_at - o.created_at)) AS double precision)"
-        } else {
-            "((julianday(h.changed_at) - julianday(o.created_at)) * 86400.0)"
-        };
-        let confirmed = format!(
-            "SELECT {seconds} AS d FROM order_status_history h JOIN orders o ON o.id = h.order_id \
-             WHERE h.to_status = 'CONFIRMED' AND o.created_at >= $1 AND o.created_at < $2"
-        );
-        let mean_sql = format!("SELECT COUNT(*), CAST(AVG(d) AS double precision) FROM ({confirmed}) c");
-        let rank_sql = format!("SELECT d FROM ({confirmed}) c ORDER BY d LIMIT 1 OFFSET $3");
-        on_pool!(db, |pool| {
-            let statuses: Vec<(String, i64)> = sqlx::query_as(AssertSqlSafe(by_status_sql))
-                .bind(from)
-                .bind(to)
-                .fetch_all(pool)
-                .await?;
-            let buckets: Vec<(i64, i64)> = sqlx::query_as(AssertSqlSafe(by_bucket_sql))
-                .bind(from)
-                .bind(to)
-                .fetch_all(pool)
-                .await?;
-            let sales: Vec<(Uuid, String, String, String, i64, i64)> = sqlx::query_as(AssertSqlSafe(sales_sql))
-                .bind(from)
-                .bind(to)
-                .fetch_all(pool)
-                .await?;
-            let rejections: Vec<(Option<String>, i64)> = sqlx::query_as(AssertSqlSafe(rejections_sql))
-                .bind(from)
-                .bind(to)
-                .fetch_all(pool)
-                .await?;
-            let (count, mean): (i64, Option<f64>) = sqlx::query_as(AssertSqlSafe(mean_sql.clone()))
-                .bind(from)
-                .bind(to)
-                .fetch_one(pool)
-                .await?;
-            let p95: Option<f64> = match analytics::p95_rank(count) {
-                Some(rank) => {
-                    sqlx::query_scalar(AssertSqlSafe(rank_sql.clone()))
-                        .bind(from)
-                        .bind(to)
-                        .bind(rank)
-                        .fetch_optional(pool)
-                        .await?
-                }
-                None => None,
-            };
-            let by_status: Vec<(OrderStatus, i64)> = statuses
-                .into_iter()
-                .filter_map(|(status, n)| Some((OrderStatus::parse(&status)?, n)))
-                .collect();
-            let counted: Vec<(chrono::NaiveDate, i64)> =
-                buckets.into_iter().map(|(b, n)| (range.day_of_bucket(b), n)).collect();
-            let sales: Vec<ProductSales> = sales
-                .into_iter()
-                .map(|(product_id, sku, name, currency, units, revenue_minor)| ProductSales {
-                    product_id,
-                    sku,
-                    name,
-                    currency,
-                    units,
-                    revenue_minor,
-                })
-                .collect();
-            let (top_by_units, top_by_revenue) = analytics::top_sellers(&sales, top);
-            Ok(OrderFigures {
-                orders: by_status.iter().map(|(_, n)| n).sum(),
-                by_status,
-                by_day: analytics::every_day(range.days(), &counted),
-                top_by_units,
-                top_by_revenue,
-                time_to_confirm: ConfirmationTimes {
-                    count,
-                    mean_seconds: mean,
-                    p95_seconds: p95,
-                },
-                rejections: rejections
-                    .into_iter()
-                    .map(|(code, n)| (code.unwrap_or_default(), n))
-                    .collect(),
-            })
-        })
+        rollups::figures(&self.0, range, top).await
     }
 
     /// Ids of customer `customer_id`'s orders in `statuses`, inside `tx`.

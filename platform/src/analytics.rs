@@ -17,6 +17,11 @@ use crate::{ServiceError, Violations};
 pub const MAX_DAYS: i64 = 3660;
 /// Width of the grouping buckets.
 pub const BUCKET_SECONDS: i64 = 900;
+/// The widths, in buckets, of the units a rollup keeps a figure for: a quarter hour, a UTC day
+/// and 30 UTC days, each unit starting at a multiple of its width. Each width divides the next,
+/// so any range of buckets is exactly a union of units ([`cover`]), and a figure wanted only in
+/// total (not per day) over a year is read from ~230 units instead of 35,040 buckets.
+pub const SPANS: [i64; 3] = [1, 96, 96 * 30];
 
 /// Whole days `start..=end` in `zone`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -95,6 +100,12 @@ impl DayRange {
         }
     }
 
+    /// The buckets the range covers, `[first, end)` (see [`DayRange::instants`]).
+    pub fn buckets(&self) -> (i64, i64) {
+        let (from, to) = self.instants();
+        (bucket_of(from), bucket_of(to))
+    }
+
     /// The local day of a bucket (as [`bucket_sql`] numbers them).
     pub fn day_of_bucket(&self, bucket: i64) -> NaiveDate {
         let at = DateTime::from_timestamp(bucket * BUCKET_SECONDS, 0).unwrap_or_default();
@@ -118,7 +129,12 @@ pub enum SqliteTime {
 
 /// The SQL expression numbering the 15-minute UTC bucket of time column `column` on `db`.
 pub fn bucket_sql(db: &Database, column: &str, stored: SqliteTime) -> String {
-    match (db.is_postgres(), stored) {
+    bucket_sql_on(db.is_postgres(), column, stored)
+}
+
+/// [`bucket_sql`] on PostgreSQL (`postgres`) or SQLite, for a transaction's connection.
+pub fn bucket_sql_on(postgres: bool, column: &str, stored: SqliteTime) -> String {
+    match (postgres, stored) {
         (true, _) => format!("CAST(floor(extract(epoch FROM {column}) / {BUCKET_SECONDS}) AS bigint)"),
         (false, SqliteTime::Micros) => format!("({column} / {})", BUCKET_SECONDS * 1_000_000),
         // The first 19 characters are the UTC date and time to the second.
@@ -126,6 +142,92 @@ pub fn bucket_sql(db: &Database, column: &str, stored: SqliteTime) -> String {
             format!("(CAST(strftime('%s', substr({column}, 1, 19)) AS INTEGER) / {BUCKET_SECONDS})")
         }
     }
+}
+
+/// The 15-minute UTC bucket of `at`, numbered as [`bucket_sql`] numbers them.
+pub fn bucket_of(at: DateTime<Utc>) -> i64 {
+    at.timestamp().div_euclid(BUCKET_SECONDS)
+}
+
+/// The units (`(span, start)`, one per width of [`SPANS`]) that contain `bucket`: a rollup
+/// adds a change to each of them.
+pub fn units_of(bucket: i64) -> [(i64, i64); SPANS.len()] {
+    SPANS.map(|span| (span, bucket - bucket.rem_euclid(span)))
+}
+
+/// A `SELECT` of the units of one bucket as rows `(span, start)`, their values bound from
+/// parameter `$first_param` on, two per unit in the order of [`units_of`].
+pub fn units_sql(first_param: usize) -> String {
+    (0..SPANS.len())
+        .map(|i| {
+            let n = first_param + 2 * i;
+            format!(
+                "SELECT CAST(${n} AS bigint) AS span, CAST(${} AS bigint) AS start",
+                n + 1
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(" UNION ALL ")
+}
+
+/// The units of width `span` whose start is in `first..end`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UnitRun {
+    pub span: i64,
+    pub first: i64,
+    pub end: i64,
+}
+
+/// The fewest units that together are exactly the buckets `first..end`: the widest units that
+/// fit in the middle, narrower ones towards both edges (at most two runs per width).
+pub fn cover(first: i64, end: i64) -> Vec<UnitRun> {
+    let (mut lo, mut hi) = (first, end.max(first));
+    let mut runs = Vec::new();
+    for (level, &span) in SPANS.iter().enumerate() {
+        // `lo` and `hi` are multiples of `span` here: the previous level left them so.
+        let wider = SPANS.get(level + 1).map(|&next| {
+            let inner_lo = lo + (next - lo.rem_euclid(next)) % next;
+            (inner_lo, hi - hi.rem_euclid(next))
+        });
+        match wider {
+            Some((inner_lo, inner_hi)) if inner_lo < inner_hi => {
+                runs.push(UnitRun {
+                    span,
+                    first: lo,
+                    end: inner_lo,
+                });
+                runs.push(UnitRun {
+                    span,
+                    first: inner_hi,
+                    end: hi,
+                });
+                (lo, hi) = (inner_lo, inner_hi);
+            }
+            _ => {
+                runs.push(UnitRun {
+                    span,
+                    first: lo,
+                    end: hi,
+                });
+                break;
+            }
+        }
+    }
+    runs.retain(|run| run.first < run.end);
+    runs
+}
+
+/// The SQL condition selecting the rollup rows (columns `span`, `start`) of the units of
+/// `runs`. The bounds are integers computed here, so they are written into the text.
+pub fn cover_sql(runs: &[UnitRun]) -> String {
+    if runs.is_empty() {
+        return "1 = 0".into();
+    }
+    let terms: Vec<String> = runs
+        .iter()
+        .map(|r| format!("(span = {} AND start >= {} AND start < {})", r.span, r.first, r.end))
+        .collect();
+    format!("({})", terms.join(" OR "))
 }
 
 /// `YYYY-MM-DD`.
@@ -164,6 +266,58 @@ mod tests {
             "+05:45 is whole quarters"
         );
         assert_eq!(range("2026-01-01", "2026-01-01", "").unwrap().zone, Tz::UTC);
+    }
+
+    /// Every bucket of the range is in exactly one unit of the cover, and no other bucket is.
+    #[test]
+    fn a_cover_is_exactly_the_range() {
+        let day = SPANS[1];
+        let month = SPANS[2];
+        for (first, end) in [
+            (0, 0),
+            (5, 6),
+            (3, 200),
+            (day * 10 + 7, day * 400 - 3),
+            (month * 5, month * 17),
+            (-day * 40 - 1, day * 3 + 1),
+        ] {
+            let runs = cover(first, end);
+            let mut covered: Vec<i64> = Vec::new();
+            for run in &runs {
+                assert_eq!(run.first.rem_euclid(run.span), 0, "{run:?}");
+                assert_eq!(run.end.rem_euclid(run.span), 0, "{run:?}");
+                let mut start = run.first;
+                while start < run.end {
+                    covered.extend(start..start + run.span);
+                    start += run.span;
+                }
+            }
+            covered.sort();
+            assert_eq!(covered, (first..end).collect::<Vec<_>>(), "{first}..{end}: {runs:?}");
+            assert!(
+                runs.len() < 2 * SPANS.len(),
+                "at most two runs per width, one of the widest"
+            );
+        }
+        // A year in Berlin: 12 months' worth of units, not 35,040 buckets.
+        let (first, end) = range("2025-06-01", "2026-05-31", "Europe/Berlin").unwrap().buckets();
+        let units: i64 = cover(first, end).iter().map(|r| (r.end - r.first) / r.span).sum();
+        assert!(units < 250, "{units}");
+        assert_eq!(cover_sql(&[]), "1 = 0");
+    }
+
+    #[test]
+    fn a_bucket_is_in_one_unit_of_each_width() {
+        let bucket = SPANS[2] * 3 + SPANS[1] * 2 + 5;
+        assert_eq!(
+            units_of(bucket),
+            [(1, bucket), (SPANS[1], bucket - 5), (SPANS[2], SPANS[2] * 3)]
+        );
+        assert_eq!(units_of(-1), [(1, -1), (SPANS[1], -SPANS[1]), (SPANS[2], -SPANS[2])]);
+        let at = DateTime::parse_from_rfc3339("2026-01-01T00:14:59Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        assert_eq!(bucket_of(at), at.timestamp() / BUCKET_SECONDS);
     }
 
     #[test]

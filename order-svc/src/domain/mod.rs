@@ -6,6 +6,7 @@ mod status;
 mod validation;
 
 pub mod analytics;
+pub mod rollup;
 
 pub use order::{HistoryEntry, Order, OrderFilter, Placement, TransitionFields};
 pub use pricing::{PricedLine, PricingError, price_lines};

@@ -11,7 +11,7 @@ mod rows;
 
 use std::collections::HashMap;
 
-use ordermesh_platform::analytics::{DayRange, SqliteTime, bucket_sql};
+use ordermesh_platform::analytics::{DayRange, SqliteTime, bucket_sql_on};
 use ordermesh_platform::db::page::fetch_optional_in;
 use ordermesh_platform::db::{Database, Migrations};
 use ordermesh_platform::events::Tx;
@@ -40,6 +40,7 @@ pub fn migrations() -> Migrations {
                 "analytics",
                 include_str!("../../migrations/postgres/0002_analytics.sql"),
             ),
+            (3, "rollups", include_str!("../../migrations/postgres/0003_rollups.sql")),
         ],
         &[
             (1, "payments", include_str!("../../migrations/sqlite/0001_payments.sql")),
@@ -48,6 +49,7 @@ pub fn migrations() -> Migrations {
                 "analytics",
                 include_str!("../../migrations/sqlite/0002_analytics.sql"),
             ),
+            (3, "rollups", include_str!("../../migrations/sqlite/0003_rollups.sql")),
         ],
     )
 }
@@ -183,24 +185,19 @@ impl Store {
     }
 
     /// Money moved in `range`, per 15-minute bucket's day and currency: the captures and the
-    /// refunds that succeeded in it (by when they did), summed per day and currency.
+    /// refunds that succeeded in it (by when they did), read from the rollup that
+    /// [`Store::insert_transaction`] and [`Store::update_transaction`] keep in step.
     pub async fn revenue(&self, range: &DayRange) -> StoreResult<Vec<DayRevenue>> {
-        let (from, to) = range.instants();
-        let bucket = bucket_sql(&self.0, "t.update_time", SqliteTime::Text);
-        let sql = format!(
-            "SELECT {bucket} AS b, p.currency, \
-             CAST(SUM(CASE WHEN t.kind = 'CAPTURE' THEN t.amount_minor ELSE 0 END) AS bigint), \
-             CAST(SUM(CASE WHEN t.kind = 'REFUND' THEN t.amount_minor ELSE 0 END) AS bigint) \
-             FROM transactions t JOIN payments p ON p.id = t.payment_id \
-             WHERE t.status = 'SUCCEEDED' AND t.kind IN ('CAPTURE', 'REFUND') \
-             AND t.update_time >= $1 AND t.update_time < $2 GROUP BY b, p.currency"
-        );
+        let (first, end) = range.buckets();
         let rows: Vec<(i64, String, i64, i64)> = on_pool!(&self.0, |pool| {
-            sqlx::query_as(AssertSqlSafe(sql))
-                .bind(from)
-                .bind(to)
-                .fetch_all(pool)
-                .await
+            sqlx::query_as(
+                "SELECT bucket, currency, captured_minor, refunded_minor FROM payment_rollup_revenue \
+                 WHERE bucket >= $1 AND bucket < $2 AND (captured_minor <> 0 OR refunded_minor <> 0)",
+            )
+            .bind(first)
+            .bind(end)
+            .fetch_all(pool)
+            .await
         })?;
         Ok(rows
             .into_iter()
@@ -211,6 +208,34 @@ impl Store {
                 refunded_minor,
             })
             .collect())
+    }
+
+    /// Adds `sign` times what transaction `id`, as it is now, counts for in the revenue rollup
+    /// (migration 0003): its amount, in the bucket of its update time, if it is a capture or a
+    /// refund that succeeded. A write subtracts the old row's share before and adds the new
+    /// one's after, so the rollup follows whatever the write changed.
+    async fn count_revenue(&self, tx: &mut Tx, id: Uuid, sign: i64) -> StoreResult<()> {
+        let bucket = bucket_sql_on(tx.is_postgres(), "t.update_time", SqliteTime::Text);
+        // SQLite wants the `WHERE` to tell an upsert's `ON CONFLICT` from the join's `ON`.
+        let sql = format!(
+            "INSERT INTO payment_rollup_revenue (bucket, currency, captured_minor, refunded_minor) \
+             SELECT {bucket}, p.currency, CASE WHEN t.kind = 'CAPTURE' THEN $2 * t.amount_minor ELSE 0 END, \
+             CASE WHEN t.kind = 'REFUND' THEN $2 * t.amount_minor ELSE 0 END \
+             FROM transactions t JOIN payments p ON p.id = t.payment_id \
+             WHERE t.id = $1 AND t.status = 'SUCCEEDED' AND t.kind IN ('CAPTURE', 'REFUND') \
+             ON CONFLICT (bucket, currency) DO UPDATE SET \
+             captured_minor = payment_rollup_revenue.captured_minor + excluded.captured_minor, \
+             refunded_minor = payment_rollup_revenue.refunded_minor + excluded.refunded_minor"
+        );
+        on_tx!(tx, |conn| {
+            sqlx::query(AssertSqlSafe(sql))
+                .bind(id)
+                .bind(sign)
+                .execute(&mut *conn)
+                .await
+                .map(drop)?
+        });
+        Ok(())
     }
 
     /// Replaces the free-text reasons of refunds of customer `customer_id`'s payments (typed by
@@ -318,7 +343,8 @@ impl Store {
         })
     }
 
-    /// ALREADY_EXISTS (`idempotency_key`) when the key was used before.
+    /// Counts it in the revenue rollup. ALREADY_EXISTS (`idempotency_key`) when the key was
+    /// used before.
     pub async fn insert_transaction(&self, tx: &mut Tx, t: &Transaction) -> Result<(), ServiceError> {
         let sql = format!(
             "INSERT INTO transactions ({TRANSACTION_COLUMNS}) \
@@ -348,7 +374,8 @@ impl Store {
                 resource: "transaction",
                 field: "idempotency_key",
             })
-        })
+        })?;
+        Ok(self.count_revenue(tx, t.id, 1).await?)
     }
 
     pub async fn insert_refund(&self, tx: &mut Tx, r: &Refund) -> StoreResult<()> {
@@ -399,8 +426,10 @@ impl Store {
         Ok(())
     }
 
-    /// Writes status, reference, failure reason and update time.
+    /// Writes status, reference, failure reason and update time, and the change of its share of
+    /// the revenue rollup.
     pub async fn update_transaction(&self, tx: &mut Tx, t: &Transaction) -> StoreResult<()> {
+        self.count_revenue(tx, t.id, -1).await?;
         on_tx!(tx, |conn| {
             sqlx::query(
                 "UPDATE transactions SET status = $1, gateway_reference = $2, failure_reason = $3, \
@@ -415,7 +444,7 @@ impl Store {
             .await
             .map(drop)?
         });
-        Ok(())
+        self.count_revenue(tx, t.id, 1).await
     }
 
     /// Writes status, reference and update time.
