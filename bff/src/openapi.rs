@@ -134,7 +134,9 @@ pub fn complete(doc: &mut serde_json::Value, config: &crate::BffConfig) {
     property("RecordAuditEvent", "details", &|details| {
         *details = serde_json::json!({"oneOf": [{"type": "null"}, json_object_without_nul()]});
     });
-    if let Some(schemas) = doc.pointer_mut("/components/schemas").and_then(serde_json::Value::as_object_mut)
+    if let Some(schemas) = doc
+        .pointer_mut("/components/schemas")
+        .and_then(serde_json::Value::as_object_mut)
         && schemas.contains_key("RecordAuditEvent")
     {
         schemas.insert("JsonWithoutNul".to_owned(), json_without_nul());
