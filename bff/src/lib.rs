@@ -148,7 +148,7 @@ pub fn api(surface: Surface) -> (Router<Arc<AppState>>, utoipa::openapi::OpenApi
 pub fn router(state: Arc<AppState>) -> Router {
     let (api, doc) = api(state.config.surface);
     let mut doc = serde_json::to_value(&doc).expect("OpenAPI document serializes");
-    openapi::complete(&mut doc, &state.config);
+    openapi::complete(&mut doc, state.config.analytics_max_days);
     let doc = Arc::new(doc);
     let api = api.route_layer(from_fn_with_state(state.clone(), auth::guard));
     Router::new()

@@ -100,14 +100,14 @@ pub const NOT_BLANK: &str =
 /// The generated document, completed with what is known only at run time or holds for every
 /// string: the configured analytics limit, the time zones the services know, and the NUL rule
 /// on each string that has no stricter shape of its own.
-pub fn complete(doc: &mut serde_json::Value, config: &crate::BffConfig) {
+pub fn complete(doc: &mut serde_json::Value, analytics_max_days: i64) {
     // Only what the surface's document holds: indexing a `Value` mutably would add the rest.
     let parameters = doc
         .pointer_mut("/paths/~1api~1v1~1analytics~1summary/get/parameters")
         .and_then(serde_json::Value::as_array_mut);
     for parameter in parameters.into_iter().flatten() {
         match parameter["name"].as_str() {
-            Some("days") => parameter["schema"]["maximum"] = config.analytics_max_days.into(),
+            Some("days") => parameter["schema"]["maximum"] = analytics_max_days.into(),
             Some("timeZone") => {
                 let zones: Vec<&str> = chrono_tz::TZ_VARIANTS.iter().map(|tz| tz.name()).collect();
                 parameter["schema"]["enum"] = zones.into();
@@ -151,6 +151,251 @@ pub fn complete(doc: &mut serde_json::Value, config: &crate::BffConfig) {
         }
     }
     no_nul_in_strings(doc);
+    add_links(doc);
+}
+
+/// How a client goes on from an answer: `(from path, method, status, to path, method,
+/// parameter, value)`. A created or listed resource leads to its reads and changes; a page to
+/// the next one.
+const LINKS: &[(&str, &str, &str, &str, &str, &str, &str)] = &[
+    (
+        "/api/v1/orders",
+        "post",
+        "202",
+        "/api/v1/orders/{id}",
+        "get",
+        "id",
+        "$response.body#/id",
+    ),
+    (
+        "/api/v1/orders",
+        "post",
+        "202",
+        "/api/v1/orders/{id}",
+        "delete",
+        "id",
+        "$response.body#/id",
+    ),
+    (
+        "/api/v1/orders",
+        "get",
+        "200",
+        "/api/v1/orders/{id}",
+        "get",
+        "id",
+        "$response.body#/items/0/id",
+    ),
+    (
+        "/api/v1/orders",
+        "get",
+        "200",
+        "/api/v1/orders/{id}",
+        "delete",
+        "id",
+        "$response.body#/items/0/id",
+    ),
+    (
+        "/api/v1/orders",
+        "get",
+        "200",
+        "/api/v1/orders/{id}/status",
+        "put",
+        "id",
+        "$response.body#/items/0/id",
+    ),
+    (
+        "/api/v1/orders",
+        "get",
+        "200",
+        "/api/v1/orders",
+        "get",
+        "pageToken",
+        "$response.body#/nextPageToken",
+    ),
+    (
+        "/api/v1/products",
+        "post",
+        "201",
+        "/api/v1/products/{id}",
+        "get",
+        "id",
+        "$response.body#/id",
+    ),
+    (
+        "/api/v1/products",
+        "post",
+        "201",
+        "/api/v1/products/{id}",
+        "put",
+        "id",
+        "$response.body#/id",
+    ),
+    (
+        "/api/v1/products",
+        "post",
+        "201",
+        "/api/v1/products/{id}/stock/adjustments",
+        "post",
+        "id",
+        "$response.body#/id",
+    ),
+    (
+        "/api/v1/products",
+        "get",
+        "200",
+        "/api/v1/products/{id}",
+        "get",
+        "id",
+        "$response.body#/items/0/id",
+    ),
+    (
+        "/api/v1/products",
+        "get",
+        "200",
+        "/api/v1/products",
+        "get",
+        "pageToken",
+        "$response.body#/nextPageToken",
+    ),
+    (
+        "/api/v1/products/categories",
+        "post",
+        "201",
+        "/api/v1/products/categories",
+        "get",
+        "parentId",
+        "$response.body#/id",
+    ),
+    (
+        "/api/v1/payments",
+        "post",
+        "201",
+        "/api/v1/payments/{id}",
+        "get",
+        "id",
+        "$response.body#/id",
+    ),
+    (
+        "/api/v1/payments",
+        "post",
+        "201",
+        "/api/v1/payments/{id}/refunds",
+        "post",
+        "id",
+        "$response.body#/id",
+    ),
+    (
+        "/api/v1/payments",
+        "get",
+        "200",
+        "/api/v1/payments/{id}",
+        "get",
+        "id",
+        "$response.body#/items/0/id",
+    ),
+    (
+        "/api/v1/payments",
+        "get",
+        "200",
+        "/api/v1/payments/{id}/refunds",
+        "post",
+        "id",
+        "$response.body#/items/0/id",
+    ),
+    (
+        "/api/v1/customers/me",
+        "post",
+        "201",
+        "/api/v1/customers/{id}",
+        "get",
+        "id",
+        "$response.body#/id",
+    ),
+    (
+        "/api/v1/customers/me",
+        "post",
+        "201",
+        "/api/v1/customers/{id}",
+        "put",
+        "id",
+        "$response.body#/id",
+    ),
+    (
+        "/api/v1/customers/me",
+        "get",
+        "200",
+        "/api/v1/customers/{id}",
+        "put",
+        "id",
+        "$response.body#/id",
+    ),
+    (
+        "/api/v1/customers",
+        "get",
+        "200",
+        "/api/v1/customers/{id}",
+        "get",
+        "id",
+        "$response.body#/items/0/id",
+    ),
+    (
+        "/api/v1/customers",
+        "get",
+        "200",
+        "/api/v1/customers/{id}",
+        "put",
+        "id",
+        "$response.body#/items/0/id",
+    ),
+    (
+        "/api/v1/customers",
+        "get",
+        "200",
+        "/api/v1/customers",
+        "get",
+        "pageToken",
+        "$response.body#/nextPageToken",
+    ),
+    (
+        "/api/v1/admin/dead-letters",
+        "get",
+        "200",
+        "/api/v1/admin/dead-letters/{id}/replay",
+        "post",
+        "id",
+        "$response.body#/items/0/id",
+    ),
+    (
+        "/api/v1/admin/dead-letters",
+        "get",
+        "200",
+        "/api/v1/admin/dead-letters/{id}/discard",
+        "post",
+        "id",
+        "$response.body#/items/0/id",
+    ),
+];
+
+/// Adds [`LINKS`] whose both ends this surface's document holds.
+fn add_links(doc: &mut serde_json::Value) {
+    let pointer = |path: &str, method: &str| format!("/paths/{}/{method}", path.replace('~', "~0").replace('/', "~1"));
+    for (from, from_method, status, to, to_method, parameter, value) in LINKS {
+        let target = pointer(to, to_method);
+        if doc.pointer(&target).is_none() {
+            continue;
+        }
+        let Some(response) = doc.pointer_mut(&format!("{}/responses/{status}", pointer(from, from_method))) else {
+            continue;
+        };
+        let name = format!(
+            "{to_method}{}",
+            to.trim_start_matches("/api/v1").replace(['/', '{', '}', '-'], "_")
+        );
+        response["links"][name] = serde_json::json!({
+            "operationRef": format!("#{target}"),
+            "parameters": {*parameter: value},
+        });
+    }
 }
 
 /// Any JSON value with no NUL in a string or key (what `ApiJson` lets through a free-form field).
@@ -210,5 +455,53 @@ fn no_nul_in_strings(value: &mut serde_json::Value) {
         }
         serde_json::Value::Array(items) => items.iter_mut().for_each(no_nul_in_strings),
         _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Surface, api};
+
+    fn completed(surface: Surface) -> serde_json::Value {
+        let mut doc = serde_json::to_value(api(surface).1).unwrap();
+        complete(&mut doc, 90);
+        doc
+    }
+
+    #[test]
+    fn the_completed_document_states_the_run_time_rules_and_links() {
+        let doc = completed(Surface::Both);
+        let days = doc["paths"]["/api/v1/analytics/summary"]["get"]["parameters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == "days")
+            .unwrap();
+        assert_eq!(days["schema"]["maximum"], 90);
+        assert_eq!(
+            doc["components"]["schemas"]["Address"]["properties"]["line1"]["pattern"],
+            NOT_BLANK
+        );
+        assert_eq!(
+            doc["components"]["schemas"]["Address"]["properties"]["label"]["pattern"],
+            NO_NUL
+        );
+        let placed = &doc["paths"]["/api/v1/orders"]["post"]["responses"]["202"]["links"];
+        assert_eq!(placed["get_orders__id_"]["parameters"]["id"], "$response.body#/id");
+        assert_eq!(
+            placed["delete_orders__id_"]["operationRef"],
+            "#/paths/~1api~1v1~1orders~1{id}/delete"
+        );
+    }
+
+    #[test]
+    fn a_surface_gets_only_what_it_serves() {
+        let doc = completed(Surface::External);
+        assert!(doc.pointer("/paths/~1api~1v1~1analytics~1summary").is_none());
+        assert!(doc.pointer("/components/schemas/StockAdjustment").is_none());
+        let listed = &doc["paths"]["/api/v1/orders"]["get"]["responses"]["200"]["links"];
+        assert!(listed["get_orders__id_"].is_object(), "{listed}");
+        assert!(listed["put_orders__id__status"].is_null(), "{listed}");
     }
 }
