@@ -154,223 +154,183 @@ pub fn complete(doc: &mut serde_json::Value, analytics_max_days: i64) {
     add_links(doc);
 }
 
-/// How a client goes on from an answer: `(from path, method, status, to path, method,
-/// parameter, value)`. A created or listed resource leads to its reads and changes; a page to
-/// the next one.
-const LINKS: &[(&str, &str, &str, &str, &str, &str, &str)] = &[
+/// How a client goes on from an answer: `(operation, status, operation it leads to, parameter,
+/// value)`. A created or listed resource leads to its reads and changes; a page to the next.
+const LINKS: &[(&str, &str, &str, &str, &str)] = &[
+    ("post /orders", "202", "get /orders/{id}", "id", "$response.body#/id"),
+    ("post /orders", "202", "delete /orders/{id}", "id", "$response.body#/id"),
     (
-        "/api/v1/orders",
-        "post",
-        "202",
-        "/api/v1/orders/{id}",
-        "get",
-        "id",
-        "$response.body#/id",
-    ),
-    (
-        "/api/v1/orders",
-        "post",
-        "202",
-        "/api/v1/orders/{id}",
-        "delete",
-        "id",
-        "$response.body#/id",
-    ),
-    (
-        "/api/v1/orders",
-        "get",
+        "get /orders",
         "200",
-        "/api/v1/orders/{id}",
-        "get",
+        "get /orders/{id}",
         "id",
         "$response.body#/items/0/id",
     ),
     (
-        "/api/v1/orders",
-        "get",
+        "get /orders",
         "200",
-        "/api/v1/orders/{id}",
-        "delete",
+        "delete /orders/{id}",
         "id",
         "$response.body#/items/0/id",
     ),
     (
-        "/api/v1/orders",
-        "get",
+        "get /orders",
         "200",
-        "/api/v1/orders/{id}/status",
-        "put",
+        "put /orders/{id}/status",
         "id",
         "$response.body#/items/0/id",
     ),
     (
-        "/api/v1/orders",
-        "get",
+        "get /orders",
         "200",
-        "/api/v1/orders",
-        "get",
+        "get /orders",
         "pageToken",
         "$response.body#/nextPageToken",
     ),
     (
-        "/api/v1/products",
-        "post",
+        "post /products",
         "201",
-        "/api/v1/products/{id}",
-        "get",
+        "get /products/{id}",
         "id",
         "$response.body#/id",
     ),
     (
-        "/api/v1/products",
-        "post",
+        "post /products",
         "201",
-        "/api/v1/products/{id}",
-        "put",
+        "put /products/{id}",
         "id",
         "$response.body#/id",
     ),
     (
-        "/api/v1/products",
-        "post",
+        "post /products",
         "201",
-        "/api/v1/products/{id}/stock/adjustments",
-        "post",
+        "post /products/{id}/stock/adjustments",
         "id",
         "$response.body#/id",
     ),
     (
-        "/api/v1/products",
-        "get",
+        "get /products",
         "200",
-        "/api/v1/products/{id}",
-        "get",
+        "get /products/{id}",
         "id",
         "$response.body#/items/0/id",
     ),
     (
-        "/api/v1/products",
-        "get",
+        "get /products",
         "200",
-        "/api/v1/products",
-        "get",
+        "get /products",
         "pageToken",
         "$response.body#/nextPageToken",
     ),
     (
-        "/api/v1/products/categories",
-        "post",
+        "post /products/categories",
         "201",
-        "/api/v1/products/categories",
-        "get",
+        "get /products/categories",
         "parentId",
         "$response.body#/id",
     ),
     (
-        "/api/v1/payments",
-        "post",
+        "post /payments",
         "201",
-        "/api/v1/payments/{id}",
-        "get",
+        "get /payments/{id}",
         "id",
         "$response.body#/id",
     ),
     (
-        "/api/v1/payments",
-        "post",
+        "post /payments",
         "201",
-        "/api/v1/payments/{id}/refunds",
-        "post",
+        "post /payments/{id}/refunds",
         "id",
         "$response.body#/id",
     ),
     (
-        "/api/v1/payments",
-        "get",
+        "get /payments",
         "200",
-        "/api/v1/payments/{id}",
-        "get",
+        "get /payments/{id}",
         "id",
         "$response.body#/items/0/id",
     ),
     (
-        "/api/v1/payments",
-        "get",
+        "get /payments",
         "200",
-        "/api/v1/payments/{id}/refunds",
-        "post",
+        "post /payments/{id}/refunds",
         "id",
         "$response.body#/items/0/id",
     ),
     (
-        "/api/v1/customers/me",
-        "post",
+        "post /customers/me",
         "201",
-        "/api/v1/customers/{id}",
-        "get",
+        "get /customers/{id}",
         "id",
         "$response.body#/id",
     ),
     (
-        "/api/v1/customers/me",
-        "post",
+        "post /customers/me",
         "201",
-        "/api/v1/customers/{id}",
-        "put",
+        "put /customers/{id}",
         "id",
         "$response.body#/id",
     ),
     (
-        "/api/v1/customers/me",
-        "get",
-        "200",
-        "/api/v1/customers/{id}",
-        "put",
+        "post /customers/me",
+        "201",
+        "delete /customers/{id}",
         "id",
         "$response.body#/id",
     ),
     (
-        "/api/v1/customers",
-        "get",
+        "get /customers/me",
         "200",
-        "/api/v1/customers/{id}",
-        "get",
+        "put /customers/{id}",
+        "id",
+        "$response.body#/id",
+    ),
+    (
+        "get /customers/me",
+        "200",
+        "delete /customers/{id}",
+        "id",
+        "$response.body#/id",
+    ),
+    (
+        "get /customers",
+        "200",
+        "get /customers/{id}",
         "id",
         "$response.body#/items/0/id",
     ),
     (
-        "/api/v1/customers",
-        "get",
+        "get /customers",
         "200",
-        "/api/v1/customers/{id}",
-        "put",
+        "put /customers/{id}",
         "id",
         "$response.body#/items/0/id",
     ),
     (
-        "/api/v1/customers",
-        "get",
+        "get /customers",
         "200",
-        "/api/v1/customers",
-        "get",
+        "delete /customers/{id}",
+        "id",
+        "$response.body#/items/0/id",
+    ),
+    (
+        "get /customers",
+        "200",
+        "get /customers",
         "pageToken",
         "$response.body#/nextPageToken",
     ),
     (
-        "/api/v1/admin/dead-letters",
-        "get",
+        "get /admin/dead-letters",
         "200",
-        "/api/v1/admin/dead-letters/{id}/replay",
-        "post",
+        "post /admin/dead-letters/{id}/replay",
         "id",
         "$response.body#/items/0/id",
     ),
     (
-        "/api/v1/admin/dead-letters",
-        "get",
+        "get /admin/dead-letters",
         "200",
-        "/api/v1/admin/dead-letters/{id}/discard",
-        "post",
+        "post /admin/dead-letters/{id}/discard",
         "id",
         "$response.body#/items/0/id",
     ),
@@ -378,18 +338,27 @@ const LINKS: &[(&str, &str, &str, &str, &str, &str, &str)] = &[
 
 /// Adds [`LINKS`] whose both ends this surface's document holds.
 fn add_links(doc: &mut serde_json::Value) {
-    let pointer = |path: &str, method: &str| format!("/paths/{}/{method}", path.replace('~', "~0").replace('/', "~1"));
-    for (from, from_method, status, to, to_method, parameter, value) in LINKS {
-        let target = pointer(to, to_method);
+    // `get /orders/{id}` → its JSON pointer in the document and its path.
+    let operation = |spec: &str| {
+        let (method, path) = spec.split_once(' ').expect("method and path");
+        let path = format!("/api/v1{path}");
+        (
+            format!("/paths/{}/{method}", path.replace('~', "~0").replace('/', "~1")),
+            path,
+        )
+    };
+    for (from, status, to, parameter, value) in LINKS {
+        let (target, to_path) = operation(to);
         if doc.pointer(&target).is_none() {
             continue;
         }
-        let Some(response) = doc.pointer_mut(&format!("{}/responses/{status}", pointer(from, from_method))) else {
+        let Some(response) = doc.pointer_mut(&format!("{}/responses/{status}", operation(from).0)) else {
             continue;
         };
+        let method = to.split_once(' ').map_or("", |(method, _)| method);
         let name = format!(
-            "{to_method}{}",
-            to.trim_start_matches("/api/v1").replace(['/', '{', '}', '-'], "_")
+            "{method}{}",
+            to_path.trim_start_matches("/api/v1").replace(['/', '{', '}', '-'], "_")
         );
         response["links"][name] = serde_json::json!({
             "operationRef": format!("#{target}"),

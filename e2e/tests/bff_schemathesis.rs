@@ -53,7 +53,9 @@ fn say(text: &str) {
 /// Real ids for the parameters of the operations whose paths match: fresh for each run, since
 /// a run cancels, ships, refunds and replays what it finds.
 struct TestData {
+    /// Orders to read and cancel, and others to ship (a shipped order cannot be cancelled).
     orders: Vec<String>,
+    orders_to_ship: Vec<String>,
     payments: Vec<String>,
     product: String,
     customer: String,
@@ -75,7 +77,7 @@ impl TestData {
             fault.inject().await;
         }
         let (mut orders, mut payments) = (Vec::new(), Vec::new());
-        for i in 0..4 {
+        for i in 0..8 {
             let placed = platform
                 .place(client, customer, &[(product, 1)], "tok_approved", &format!("{run}-{i}"))
                 .await
@@ -94,6 +96,7 @@ impl TestData {
             fault.fix().await;
         }
         Self {
+            orders_to_ship: orders.split_off(4),
             orders,
             payments,
             product: product.to_owned(),
@@ -115,6 +118,7 @@ impl TestData {
         let quoted = |ids: &[String]| ids.iter().map(|id| format!("\"{id}\"")).collect::<Vec<_>>().join(", ");
         for (name, values) in [
             ("order", quoted(&self.orders)),
+            ("order_to_ship", quoted(&self.orders_to_ship)),
             ("payment", quoted(&self.payments)),
             ("product", quoted(std::slice::from_ref(&self.product))),
             ("customer", quoted(std::slice::from_ref(&self.customer))),
@@ -124,13 +128,26 @@ impl TestData {
                 toml.push_str(&format!("[dictionaries.{name}]\nvalues = [{values}]\n\n"));
             }
         }
+        // A cancel or an erasure always names the seeded order or customer (the first call
+        // acts, the rest find it done): drawn ids would make nearly every call a 404.
+        for (path, id) in [
+            ("/api/v1/orders/{id}", &self.orders[0]),
+            ("/api/v1/customers/{id}", &self.customer),
+        ] {
+            toml.push_str(&format!(
+                "[[operations]]\ninclude-path = \"{path}\"\ninclude-method = \"DELETE\"\n\
+                 parameters = {{ \"path.id\" = \"{id}\" }}\n\
+                 checks = {{ use_after_free = {{ enabled = false }} }}\n\n"
+            ));
+        }
         let mut paths = vec![
-            (r"^/api/v1/orders/\\{id\\}", "path.id", "order"),
+            (r"^/api/v1/orders/\\{id\\}$", "path.id", "order"),
             (r"^/api/v1/payments/\\{id\\}", "path.id", "payment"),
             (r"^/api/v1/products/\\{id\\}", "path.id", "product"),
             (r"^/api/v1/customers/\\{id\\}", "path.id", "customer"),
         ];
         if employee {
+            paths.push((r"^/api/v1/orders/\\{id\\}/status$", "path.id", "order_to_ship"));
             paths.push((r"^/api/v1/audit/gdpr/\\{customerId\\}", "path.customerId", "customer"));
         }
         if !self.dead_letters.is_empty() {

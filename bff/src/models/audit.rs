@@ -16,6 +16,7 @@ pub struct AuditEntry {
     pub action: String,
     pub entity_type: String,
     pub entity_id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub data_subject_id: Option<String>,
     pub correlation_id: Option<String>,
     pub occurred_at: Option<DateTime<Utc>>,

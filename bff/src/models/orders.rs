@@ -93,6 +93,7 @@ pub struct Order {
     pub rejection_code: Option<String>,
     pub rejection_reason: Option<String>,
     pub cancellation_reason: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub payment_id: Option<String>,
     pub shipping_address: Option<Address>,
     pub shipment: Option<Shipment>,

@@ -106,6 +106,7 @@ pub struct StockAdjustment {
 pub struct Category {
     pub id: String,
     pub name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub parent_id: Option<String>,
     pub description: String,
     pub created_at: Option<DateTime<Utc>>,
