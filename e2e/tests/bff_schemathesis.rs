@@ -59,6 +59,9 @@ struct TestData {
     payments: Vec<String>,
     product: String,
     customer: String,
+    /// Another client, with its token, for the erasure: erasing the run's own client would
+    /// leave it without a profile (every later call of its run a 404).
+    erasable: (String, String),
     dead_letters: Vec<String>,
 }
 
@@ -90,6 +93,7 @@ impl TestData {
             payments.push(platform.payments_of(&order).await.unwrap().remove(0).id);
             orders.push(order);
         }
+        let erasable = platform.client(&format!("erasable-{}", &run[..5])).await.unwrap();
         let mut dead_letters = Vec::new();
         if let Some(fault) = fault {
             dead_letters = seeded_dead_letters(platform).await;
@@ -101,12 +105,13 @@ impl TestData {
             payments,
             product: product.to_owned(),
             customer: customer.to_owned(),
+            erasable,
             dead_letters,
         }
     }
 
-    fn config(&self, employee: bool, strict: bool) -> String {
-        let mut toml = String::new();
+    fn config(&self, token: &str, employee: bool, strict: bool) -> String {
+        let mut toml = format!("headers = {{ Authorization = \"Bearer {token}\" }}\n\n");
         if strict {
             toml.push_str("[warnings]\nfail-on = [\"missing_test_data\", \"validation_mismatch\"]\n\n");
         }
@@ -128,14 +133,18 @@ impl TestData {
                 toml.push_str(&format!("[dictionaries.{name}]\nvalues = [{values}]\n\n"));
             }
         }
-        // A cancel or an erasure always names the seeded order or customer (the first call
-        // acts, the rest find it done): drawn ids would make nearly every call a 404.
-        for (path, id) in [
-            ("/api/v1/orders/{id}", &self.orders[0]),
-            ("/api/v1/customers/{id}", &self.customer),
+        // A cancel or an erasure always names a seeded order or customer (the first call acts,
+        // the rest find it done): drawn ids would make nearly every call a 404. A client erases
+        // the other client, as that client.
+        let (erasable_token, erasable) = &self.erasable;
+        let eraser = if employee { token } else { erasable_token };
+        for (path, id, caller) in [
+            ("/api/v1/orders/{id}", &self.orders[0], token),
+            ("/api/v1/customers/{id}", erasable, eraser),
         ] {
             toml.push_str(&format!(
-                "[[operations]]\ninclude-path = \"{path}\"\ninclude-method = \"DELETE\"\n\
+                "[[operations]]\ninclude-name = \"DELETE {path}\"\n\
+                 headers = {{ Authorization = \"Bearer {caller}\" }}\n\
                  parameters = {{ \"path.id\" = \"{id}\" }}\n\
                  checks = {{ use_after_free = {{ enabled = false }} }}\n\n"
             ));
@@ -171,7 +180,7 @@ impl TestData {
         // A reused Idempotency-Key with another body is 422, as the IETF's Idempotency-Key
         // header draft asks; the fuzzer reuses short keys across bodies.
         toml.push_str(
-            "[[operations]]\ninclude-path = \"/api/v1/orders\"\ninclude-method = \"POST\"\n\
+            "[[operations]]\ninclude-name = \"POST /api/v1/orders\"\n\
              checks = { positive_data_acceptance = { expected-statuses = \
              [\"2xx\", \"401\", \"403\", \"404\", \"409\", \"422\", \"429\", \"5xx\"] } }\n\n",
         );
@@ -188,7 +197,7 @@ async fn run(base: &str, who: &str, employee: bool, token: &str, data: &TestData
     std::fs::create_dir_all(&workdir).expect("schemathesis working directory");
     let strict = std::env::var("SCHEMATHESIS_STRICT").is_ok_and(|v| v == "1");
     let config = workdir.join("schemathesis.toml");
-    std::fs::write(&config, data.config(employee, strict)).expect("schemathesis configuration");
+    std::fs::write(&config, data.config(token, employee, strict)).expect("schemathesis configuration");
     let checks: &[&str] = if strict {
         &[]
     } else {
@@ -207,8 +216,6 @@ async fn run(base: &str, who: &str, employee: bool, token: &str, data: &TestData
         .args(selection.split_whitespace())
         .args(["--seed", "20261122", "--request-timeout", "20"])
         .args(["--no-color", "--suppress-health-check", "all"])
-        .arg("--header")
-        .arg(format!("Authorization: Bearer {token}"))
         .env("NO_COLOR", "1")
         .stdin(Stdio::null())
         .output()

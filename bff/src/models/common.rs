@@ -35,7 +35,8 @@ pub(crate) use page;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Money {
-    /// Minor units (cents).
+    /// Minor units (cents), within the integers a JSON number holds exactly.
+    #[schema(minimum = -9_007_199_254_740_991_i64, maximum = 9_007_199_254_740_991_i64)]
     pub amount: i64,
     /// ISO-4217 code, e.g. `EUR`.
     #[schema(pattern = "^[A-Z]{3}$", example = "EUR")]

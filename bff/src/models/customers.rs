@@ -216,5 +216,6 @@ pub struct UpdateCustomer {
     pub addresses: Option<Vec<Address>>,
     pub preferences: Option<Preferences>,
     /// Succeeds only if the profile is still at this version (409 otherwise).
+    #[schema(minimum = 0, maximum = 9_007_199_254_740_991_i64)]
     pub expected_version: Option<i64>,
 }

@@ -124,7 +124,7 @@ pub struct CreatePayment {
 pub struct CreateRefund {
     /// Minor units of the payment's own currency (a refund cannot be in another); absent: the
     /// whole refundable amount.
-    #[schema(minimum = 1, example = 500)]
+    #[schema(minimum = 1, maximum = 9_007_199_254_740_991_i64, example = 500)]
     pub amount: Option<i64>,
     /// No personal data.
     #[schema(min_length = 1, max_length = 500)]

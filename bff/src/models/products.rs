@@ -199,5 +199,6 @@ pub struct UpdateProduct {
     pub active: Option<bool>,
     pub attributes: Option<BTreeMap<String, String>>,
     /// Succeeds only if the product is still at this version (409 otherwise).
+    #[schema(minimum = 0, maximum = 9_007_199_254_740_991_i64)]
     pub expected_version: Option<i64>,
 }
