@@ -9,7 +9,7 @@ use serde::Deserialize;
 use utoipa::IntoParams;
 
 use super::orders::{ListOrders, list_for};
-use super::{Shared, created, next_token};
+use super::{Shared, check_version, created, expected_version, next_token};
 use crate::auth::{Caller, forget_customer, own_customer};
 use crate::extract::{ApiJson, ApiPath, ApiQuery, page_size};
 use crate::models::{
@@ -190,6 +190,7 @@ pub async fn update(
     ApiPath(id): ApiPath<String>,
     ApiJson(body): ApiJson<UpdateCustomer>,
 ) -> ApiResult<Json<Customer>> {
+    let expected_version = expected_version(body.expected_version)?;
     let mut paths = Vec::new();
     let mut customer = pb::Customer {
         id: id.clone(),
@@ -216,15 +217,17 @@ pub async fn update(
         paths.push("preferences");
     }
     if paths.is_empty() {
-        // Nothing to replace: the answer is the profile as it is.
-        return Ok(Json(fetch(&state, &caller, id).await?));
+        // Nothing to replace: the answer is the profile as it is, if at the expected version.
+        let current = fetch(&state, &caller, id).await?;
+        check_version(expected_version, current.version)?;
+        return Ok(Json(current));
     }
     let request = pb::UpdateCustomerRequest {
         customer: Some(customer),
         update_mask: Some(prost_types::FieldMask {
             paths: paths.into_iter().map(str::to_owned).collect(),
         }),
-        expected_version: body.expected_version,
+        expected_version,
     };
     let customer = state
         .clients

@@ -22,10 +22,33 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
 use crate::AppState;
+use crate::problem::Problem;
 
 pub type Shared = axum::extract::State<Arc<AppState>>;
 
 /// `None` for the empty page token of the last page.
+/// The `expectedVersion` of an update: a version is never negative.
+pub fn expected_version(version: Option<i64>) -> Result<Option<i64>, Problem> {
+    match version {
+        Some(v) if v < 0 => Err(Problem::invalid_field("expectedVersion", "must not be negative")),
+        other => Ok(other),
+    }
+}
+
+/// An update that changes nothing still honours `expectedVersion`: 409 unless it is current.
+pub fn check_version(expected: Option<i64>, current: i64) -> Result<(), Problem> {
+    match expected {
+        // As the services answer a stale version (ABORTED).
+        Some(expected) if expected != current => Err(Problem::new(
+            StatusCode::CONFLICT,
+            "concurrent-modification",
+            "Concurrent modification",
+        )
+        .detail(format!("the resource is at version {current}, not {expected}"))),
+        _ => Ok(()),
+    }
+}
+
 pub fn next_token(token: String) -> Option<String> {
     (!token.is_empty()).then_some(token)
 }

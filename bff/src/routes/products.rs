@@ -10,7 +10,7 @@ use ordermesh_proto::product as pb;
 use serde::Deserialize;
 use utoipa::IntoParams;
 
-use super::{Shared, created, next_token};
+use super::{Shared, check_version, created, expected_version, next_token};
 use crate::auth::Caller;
 use crate::extract::{ApiJson, ApiPath, ApiQuery, page_size};
 use crate::models::{
@@ -219,6 +219,7 @@ pub async fn update(
     ApiPath(id): ApiPath<String>,
     ApiJson(body): ApiJson<UpdateProduct>,
 ) -> ApiResult<Json<Product>> {
+    let expected_version = expected_version(body.expected_version)?;
     let mut paths = Vec::new();
     let mut product = pb::Product {
         id: id.clone(),
@@ -249,7 +250,7 @@ pub async fn update(
         paths.push("attributes");
     }
     if paths.is_empty() {
-        // Nothing to change: the answer is the product as it is.
+        // Nothing to change: the answer is the product as it is, if at the expected version.
         let request = caller.ctx().request(pb::GetProductRequest { product_id: id });
         let current = state
             .clients
@@ -259,16 +260,16 @@ pub async fn update(
             .get_product(request)
             .await?
             .into_inner();
-        return Ok(Json(Product::from_proto(
-            current.product.ok_or_else(Problem::internal)?,
-        )));
+        let current = Product::from_proto(current.product.ok_or_else(Problem::internal)?);
+        check_version(expected_version, current.version)?;
+        return Ok(Json(current));
     }
     let request = pb::UpdateProductRequest {
         product: Some(product),
         update_mask: Some(prost_types::FieldMask {
             paths: paths.into_iter().map(str::to_owned).collect(),
         }),
-        expected_version: body.expected_version,
+        expected_version,
     };
     let changed = state
         .clients
