@@ -15,11 +15,13 @@
 //! One worker: Python 3.11's `ast` module is not thread-safe, and hypothesis uses it while
 //! generating (seen as "AST constructor recursion depth mismatch" with `--workers 2`).
 //!
-//! Strictness: CI runs the checks that hold today — no server error, every answer as
-//! documented — with the test data above. `SCHEMATHESIS_STRICT=1` runs every default check
-//! (schema-valid requests accepted, schema-violating ones refused, 405 for undeclared methods,
-//! deleted resources gone, …) and fails on the two warnings; what it still finds is listed in
-//! docs/RELIABILITY.md ("OpenAPI and schemathesis").
+//! Every default check runs (schema-valid requests accepted, schema-violating ones refused,
+//! 405 for undeclared methods, deleted resources gone, …). The configuration departs from the
+//! defaults in two places, each for a documented behaviour: a reused `Idempotency-Key` with
+//! another body is 422 (the IETF draft's answer), and DELETE on an order (cancel) or a customer
+//! (GDPR erasure) keeps a record, which the use-after-free check would take for a deleted
+//! resource. `SCHEMATHESIS_STRICT=0` runs only "no server error" and "answers as documented",
+//! without failing on warnings (to look at one thing at a time).
 //!
 //! Bounded for CI: `--max-examples` (default 20, `SCHEMATHESIS_MAX_EXAMPLES`) and `--max-time`
 //! (default 100 s per run, `SCHEMATHESIS_MAX_TIME`). Every operation is exercised, all six
@@ -195,7 +197,7 @@ async fn run(base: &str, who: &str, employee: bool, token: &str, data: &TestData
     // schemathesis keeps a cache in its working directory: not in the clone.
     let workdir = std::env::temp_dir().join(format!("ordermesh-schemathesis-{}", uuid::Uuid::now_v7()));
     std::fs::create_dir_all(&workdir).expect("schemathesis working directory");
-    let strict = std::env::var("SCHEMATHESIS_STRICT").is_ok_and(|v| v == "1");
+    let strict = !std::env::var("SCHEMATHESIS_STRICT").is_ok_and(|v| v == "0");
     let config = workdir.join("schemathesis.toml");
     std::fs::write(&config, data.config(token, employee, strict)).expect("schemathesis configuration");
     let checks: &[&str] = if strict {
