@@ -788,3 +788,69 @@ async fn stock_and_categories_for_those_who_keep_them() {
     let seen = api.get(&format!("/api/v1/products/{}", small.id), &alice).await;
     assert_eq!(seen.body["availability"], "low", "{seen:?}");
 }
+
+#[tokio::test]
+async fn employees_list_customers_by_segment() {
+    let mut platform = Platform::start(CountingGateway::sandbox()).await.unwrap();
+    let api = Api::new(&platform.start_bff(Surface::Internal).await.unwrap());
+    let service = platform.auth.employee("cs-segments", &[Role::CustomerService]);
+    let product = platform.product(1500, 50).await.unwrap();
+    let (repeat_token, repeat) = platform.client("segments-repeat").await.unwrap();
+    let (_, newcomer) = platform.client("segments-new").await.unwrap();
+    for key in ["seg-1", "seg-2"] {
+        let placed = platform
+            .place(&repeat_token, &repeat, &[(&product.id, 1)], "tok_approved", key)
+            .await
+            .unwrap();
+        platform
+            .wait_for(&placed.order.unwrap().id, &[OrderStatus::Confirmed], SAGA)
+            .await
+            .unwrap();
+    }
+
+    // customer-svc learns of the confirmations from order-events: wait until both count.
+    let deadline = tokio::time::Instant::now() + SAGA;
+    let repeaters = loop {
+        let page = api
+            .get("/api/v1/customers?segments=repeat&pageSize=200", &service)
+            .await;
+        page.assert_status(200);
+        let ids: Vec<String> = page.body["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["id"].as_str().unwrap().to_owned())
+            .collect();
+        if ids.contains(&repeat) || tokio::time::Instant::now() > deadline {
+            break ids;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(repeaters.contains(&repeat), "{repeaters:?}");
+    assert!(!repeaters.contains(&newcomer), "{repeaters:?}");
+
+    // Segments are on the customer for employees; every given segment must hold.
+    let shown = api.get(&format!("/api/v1/customers/{repeat}"), &service).await;
+    assert_eq!(shown.body["segments"], json!(["repeat"]), "{shown:?}");
+    let fresh = api.get(&format!("/api/v1/customers/{newcomer}"), &service).await;
+    assert_eq!(fresh.body["segments"], json!(["new"]), "{fresh:?}");
+    let both = api
+        .get("/api/v1/customers?segments=new,repeat&pageSize=200", &service)
+        .await;
+    let ids: Vec<&str> = both.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|c| c["id"].as_str())
+        .collect();
+    assert!(
+        !ids.contains(&repeat.as_str()) && !ids.contains(&newcomer.as_str()),
+        "{both:?}"
+    );
+
+    for bad in ["segments=", "segments=loyal", "segments=repeat,,new"] {
+        api.get(&format!("/api/v1/customers?{bad}"), &service)
+            .await
+            .assert_problem(400, None);
+    }
+}
