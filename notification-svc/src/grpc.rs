@@ -187,8 +187,11 @@ impl NotificationApi {
         let message = request.into_inner();
         let mut violations = Violations::new();
         let mut ids = Vec::with_capacity(message.notification_ids.len());
-        // `all` covers any ids given with it; no ids and not `all` is a mark of nothing, which
-        // still answers the unread count.
+        if message.all && !message.notification_ids.is_empty() {
+            violations.add("notification_ids", "set notification_ids or all, not both");
+        } else if !message.all && message.notification_ids.is_empty() {
+            violations.add("notification_ids", "is required unless all is set");
+        }
         if message.notification_ids.len() > MARK_READ_MAX {
             violations.add("notification_ids", format!("must have at most {MARK_READ_MAX} ids"));
         }

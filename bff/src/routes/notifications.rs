@@ -89,13 +89,35 @@ pub async fn mark_read(
     caller: Caller,
     ApiJson(body): ApiJson<MarkRead>,
 ) -> ApiResult<Json<MarkReadResult>> {
+    if body.ids.len() > 500 {
+        return Err(Problem::invalid_field("ids", "must have at most 500 ids"));
+    }
+    if let Some(i) = body.ids.iter().position(|id| !is_notification_id(id)) {
+        return Err(Problem::invalid_field(format!("ids[{i}]"), "is not a notification id"));
+    }
+    if body.ids.is_empty() && !body.all {
+        // Nothing to mark (notification-svc wants ids or `all`): the counts as they are.
+        let request = pb::ListNotificationsRequest {
+            unread_only: true,
+            page_size: 1,
+            ..Default::default()
+        };
+        let mut notifications = state.clients.notification.read.clone();
+        let page = notifications.list_notifications(caller.ctx().request(request)).await?;
+        return Ok(Json(MarkReadResult {
+            updated_count: 0,
+            unread_count: page.into_inner().unread_count,
+        }));
+    }
+    // `all` covers the ids given with it.
+    let notification_ids = if body.all { Vec::new() } else { body.ids };
     let response = state
         .clients
         .notification
         .write
         .clone()
         .mark_read(caller.ctx().request(pb::MarkReadRequest {
-            notification_ids: body.ids,
+            notification_ids,
             all: body.all,
         }))
         .await?
@@ -364,4 +386,9 @@ pub async fn update_preferences(
         .preferences
         .unwrap_or_default();
     Ok(Json(NotificationPreferences::from_proto(prefs)))
+}
+
+/// A notification id as the document states it: a positive integer of at most 18 digits.
+fn is_notification_id(id: &str) -> bool {
+    (1..=18).contains(&id.len()) && !id.starts_with('0') && id.bytes().all(|b| b.is_ascii_digit())
 }
