@@ -117,11 +117,7 @@ impl TestData {
         if strict {
             toml.push_str("[warnings]\nfail-on = [\"missing_test_data\", \"validation_mismatch\"]\n\n");
         }
-        // The lines of a new order name real products most of the time.
-        toml.push_str(
-            "[parameters]\n\"query.pageToken\" = \"\"\n\
-             \"body.items[*].productId\" = { dictionary = \"product\", probability = 0.8 }\n\n",
-        );
+        toml.push_str("[parameters]\n\"query.pageToken\" = \"\"\n\n");
         let quoted = |ids: &[String]| ids.iter().map(|id| format!("\"{id}\"")).collect::<Vec<_>>().join(", ");
         for (name, values) in [
             ("order", quoted(&self.orders)),

@@ -170,16 +170,19 @@ pub fn check_attributes(v: &mut Violations, attributes: &HashMap<String, String>
 }
 
 /// Validates a search text and returns its words (letters and digits, lower-cased), the form
-/// both backends' full-text engines match on. A text without a letter or digit is valid and
-/// has no words: it matches nothing.
+/// both backends' full-text engines match on.
 pub fn search_words(v: &mut Violations, query: &str) -> Vec<String> {
     validate::length(v, "query", query, 1, 200);
-    query
+    let words: Vec<String> = query
         .split(|c: char| !c.is_alphanumeric())
         .filter(|w| !w.is_empty())
         .map(str::to_lowercase)
         .take(32)
-        .collect()
+        .collect();
+    if words.is_empty() && !query.is_empty() {
+        v.add("query", "must contain at least one letter or digit");
+    }
+    words
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -469,9 +472,7 @@ mod tests {
             ["stainless", "steel", "kettle"]
         );
         assert!(v.is_empty());
-        assert!(search_words(&mut v, "!!!").is_empty());
-        assert!(v.is_empty());
-        search_words(&mut v, "");
+        search_words(&mut v, "!!!");
         assert!(!v.is_empty());
     }
 

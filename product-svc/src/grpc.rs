@@ -200,9 +200,6 @@ impl ProductService for ProductApi {
         // is bound to the query and filters.
         let scope = (&words, &filter);
         let offset: usize = pagination::decode(&req.page_token, &scope)?.unwrap_or(0);
-        if words.is_empty() {
-            return Ok(Response::new(pb::SearchProductsResponse::default()));
-        }
         let mut rows = self.store.search_products(&words, &filter, offset, limit + 1).await?;
         let next_page_token = if rows.len() > limit {
             rows.truncate(limit);

@@ -83,11 +83,19 @@ pub async fn search(
     caller: Caller,
     ApiQuery(q): ApiQuery<SearchProducts>,
 ) -> ApiResult<Json<ProductPage>> {
+    let page_size = page_size(q.page_size)?;
+    if !q.q.chars().any(char::is_alphanumeric) {
+        // No word to match (product-svc refuses such a text): nothing matches.
+        return Ok(Json(ProductPage {
+            items: Vec::new(),
+            next_page_token: None,
+        }));
+    }
     let request = pb::SearchProductsRequest {
         query: q.q,
         category_id: q.category_id.map(|c| c.to_string()).unwrap_or_default(),
         active: q.active,
-        page_size: page_size(q.page_size)?,
+        page_size,
         page_token: q.page_token.unwrap_or_default(),
     };
     let response = state
@@ -341,7 +349,19 @@ pub async fn create_category(
         .write
         .clone()
         .create_category(caller.ctx().request(request))
-        .await?
+        .await
+        .map_err(|status| {
+            let problem = Problem::from_status(&status);
+            // The body's parent is a UUID, so product-svc's only complaint about it can be that
+            // no such category exists: the catalogue's state refuses it, not the body's shape.
+            let unknown_parent = !problem.errors.is_empty() && problem.errors.iter().all(|e| e.field == "parentId");
+            if status.code() == tonic::Code::InvalidArgument && unknown_parent {
+                Problem::new(StatusCode::CONFLICT, "unknown-category", "Unknown category")
+                    .detail("parentId: no such category")
+            } else {
+                problem
+            }
+        })?
         .into_inner()
         .category
         .ok_or_else(Problem::internal)?;

@@ -43,8 +43,8 @@ pub fn validate_new_order(
         "items",
         format!("must contain at most {MAX_LINES} items"),
     );
-    // Lines of the same product are kept as the customer gave them; the reservation adds them up.
     let mut parsed = Vec::with_capacity(lines.len());
+    let mut seen = std::collections::HashSet::new();
     for (i, line) in lines.iter().enumerate() {
         let product = uuid::Uuid::parse_str(line.product_id).ok();
         v.check(product.is_some(), format!("items[{i}].product_id"), "must be a UUID");
@@ -54,6 +54,11 @@ pub fn validate_new_order(
             format!("must be between 1 and {MAX_QUANTITY}"),
         );
         if let Some(product) = product {
+            v.check(
+                seen.insert(product),
+                format!("items[{i}].product_id"),
+                "appears more than once",
+            );
             parsed.push(NewOrderLine {
                 product_id: product,
                 quantity: line.quantity,

@@ -176,7 +176,7 @@ impl Store {
             refusal(
                 error,
                 name_taken,
-                ServiceError::precondition("UNKNOWN_CATEGORY", "parent_id: no such category"),
+                ServiceError::invalid("parent_id", "no such category"),
             )
         })?;
         Ok(())
