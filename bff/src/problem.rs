@@ -39,7 +39,6 @@ pub const PRECONDITION_TYPES: &[(&str, &str)] = &[
     // product-svc
     ("STOCK_BELOW_RESERVED", "stock-below-reserved"),
     ("RESERVATION_STATE", "reservation-state"),
-    ("UNKNOWN_CATEGORY", "unknown-category"),
 ];
 
 /// The problem slug of a FAILED_PRECONDITION `status`: its reason's entry in

@@ -172,8 +172,7 @@ pub struct CreateProduct {
     #[serde(default)]
     #[schema(max_length = 5000)]
     pub description: String,
-    #[schema(format = Uuid)]
-    pub category_id: String,
+    pub category_id: uuid::Uuid,
     pub price: Money,
     #[serde(default = "yes")]
     pub active: bool,
@@ -193,8 +192,7 @@ pub struct UpdateProduct {
     pub name: Option<String>,
     #[schema(max_length = 5000)]
     pub description: Option<String>,
-    #[schema(format = Uuid)]
-    pub category_id: Option<String>,
+    pub category_id: Option<uuid::Uuid>,
     pub price: Option<Money>,
     pub active: Option<bool>,
     pub attributes: Option<BTreeMap<String, String>>,

@@ -196,7 +196,7 @@ pub async fn create(state: Shared, caller: Caller, ApiJson(body): ApiJson<Create
             sku: body.sku,
             name: body.name,
             description: body.description,
-            category_id: body.category_id,
+            category_id: body.category_id.to_string(),
             price: Some(body.price.to_proto()),
             active: body.active,
             attributes: body.attributes.into_iter().collect(),
@@ -209,7 +209,8 @@ pub async fn create(state: Shared, caller: Caller, ApiJson(body): ApiJson<Create
         .write
         .clone()
         .create_product(caller.ctx().request(request))
-        .await?
+        .await
+        .map_err(|status| unknown_category(&status, "product.categoryId"))?
         .into_inner()
         .product
         .ok_or_else(Problem::internal)?;
@@ -242,7 +243,7 @@ pub async fn update(
         paths.push("description");
     }
     if let Some(category_id) = body.category_id {
-        product.category_id = category_id;
+        product.category_id = category_id.to_string();
         paths.push("category_id");
     }
     if let Some(price) = body.price {
@@ -288,7 +289,8 @@ pub async fn update(
         .await;
     // Also after a failure: a timeout may hide a change that was made.
     state.products.forget(&id);
-    let product = changed?.into_inner().product.ok_or_else(Problem::internal)?;
+    let changed = changed.map_err(|status| unknown_category(&status, "product.categoryId"))?;
+    let product = changed.into_inner().product.ok_or_else(Problem::internal)?;
     Ok(Json(Product::from_proto(product)))
 }
 
@@ -350,18 +352,7 @@ pub async fn create_category(
         .clone()
         .create_category(caller.ctx().request(request))
         .await
-        .map_err(|status| {
-            let problem = Problem::from_status(&status);
-            // The body's parent is a UUID, so product-svc's only complaint about it can be that
-            // no such category exists: the catalogue's state refuses it, not the body's shape.
-            let unknown_parent = !problem.errors.is_empty() && problem.errors.iter().all(|e| e.field == "parentId");
-            if status.code() == tonic::Code::InvalidArgument && unknown_parent {
-                Problem::new(StatusCode::CONFLICT, "unknown-category", "Unknown category")
-                    .detail("parentId: no such category")
-            } else {
-                problem
-            }
-        })?
+        .map_err(|status| unknown_category(&status, "parentId"))?
         .into_inner()
         .category
         .ok_or_else(Problem::internal)?;
@@ -459,4 +450,18 @@ pub async fn adjust_stock(
         .stock_level
         .ok_or_else(Problem::internal)?;
     Ok(Json(StockLevel::from_proto(level)))
+}
+
+/// The problem of a product-svc refusal where a category id of the body (a UUID, so well formed)
+/// is the only complaint: no such category exists, which the catalogue's state refuses (409), not
+/// the body's shape.
+fn unknown_category(status: &tonic::Status, field: &str) -> Problem {
+    let problem = Problem::from_status(status);
+    let only_the_category = !problem.errors.is_empty() && problem.errors.iter().all(|e| e.field == field);
+    if status.code() == tonic::Code::InvalidArgument && only_the_category {
+        Problem::new(StatusCode::CONFLICT, "unknown-category", "Unknown category")
+            .detail(format!("{field}: no such category"))
+    } else {
+        problem
+    }
 }

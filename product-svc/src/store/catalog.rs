@@ -122,9 +122,8 @@ fn sku_taken() -> ServiceError {
     }
 }
 
-/// A well-formed category id the catalogue does not hold: refused by the catalogue's state.
 fn unknown_category() -> ServiceError {
-    ServiceError::precondition("UNKNOWN_CATEGORY", "product.category_id: no such category")
+    ServiceError::invalid("product.category_id", "no such category")
 }
 
 /// Appends the conditions of `filter` on `products p`.
