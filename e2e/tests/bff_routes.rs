@@ -93,6 +93,13 @@ async fn a_client_uses_every_client_route() {
             .iter()
             .any(|p| p["id"] == product.id.as_str())
     );
+    // A text without a word matches nothing; no text at all is refused, as documented.
+    let wordless = api.get("/api/v1/products/search?q=%20-%20", &alice).await;
+    wordless.assert_status(200);
+    assert_eq!(wordless.body["items"], json!([]));
+    let empty = api.get("/api/v1/products/search?q=", &alice).await;
+    empty.assert_status(400);
+    assert_eq!(empty.body["errors"][0]["field"], "q");
 
     // Profile.
     let me = api.get("/api/v1/customers/me", &alice).await;

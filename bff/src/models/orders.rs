@@ -179,6 +179,7 @@ pub struct NewOrderItem {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CreateOrder {
+    /// Lines naming the same product become one line of the order, the quantities added up.
     #[schema(min_items = 1, max_items = 100)]
     pub items: Vec<NewOrderItem>,
     pub shipping_address: Address,

@@ -84,6 +84,9 @@ pub async fn search(
     ApiQuery(q): ApiQuery<SearchProducts>,
 ) -> ApiResult<Json<ProductPage>> {
     let page_size = page_size(q.page_size)?;
+    if q.q.is_empty() {
+        return Err(Problem::invalid_field("q", "must not be empty"));
+    }
     if !q.q.chars().any(char::is_alphanumeric) {
         // No word to match (product-svc refuses such a text): nothing matches.
         return Ok(Json(ProductPage {

@@ -43,8 +43,7 @@ pub fn validate_new_order(
         "items",
         format!("must contain at most {MAX_LINES} items"),
     );
-    let mut parsed = Vec::with_capacity(lines.len());
-    let mut seen = std::collections::HashSet::new();
+    let mut parsed: Vec<NewOrderLine> = Vec::with_capacity(lines.len());
     for (i, line) in lines.iter().enumerate() {
         let product = uuid::Uuid::parse_str(line.product_id).ok();
         v.check(product.is_some(), format!("items[{i}].product_id"), "must be a UUID");
@@ -53,16 +52,15 @@ pub fn validate_new_order(
             format!("items[{i}].quantity"),
             format!("must be between 1 and {MAX_QUANTITY}"),
         );
-        if let Some(product) = product {
-            v.check(
-                seen.insert(product),
-                format!("items[{i}].product_id"),
-                "appears more than once",
-            );
-            parsed.push(NewOrderLine {
+        let Some(product) = product else { continue };
+        // A product named on several lines (a cart where it was added twice) is one line with
+        // the quantities added up: at most 100 lines of 1000, so the sum fits.
+        match parsed.iter_mut().find(|known| known.product_id == product) {
+            Some(known) => known.quantity = known.quantity.saturating_add(line.quantity),
+            None => parsed.push(NewOrderLine {
                 product_id: product,
                 quantity: line.quantity,
-            });
+            }),
         }
     }
     if let Some(address) = shipping_address {
@@ -129,6 +127,26 @@ mod tests {
     }
 
     #[test]
+    fn lines_of_the_same_product_become_one_in_the_order_first_named() {
+        const P2: &str = "0190a0b0-0000-7000-8000-000000000002";
+        let line = |product_id, quantity| RawLine { product_id, quantity };
+        let order = validate_new_order(
+            C1,
+            &[line(P2, 1), line(P1, 2), line(P2, 1000), line(P1, 3)],
+            Some(&shipping_address()),
+            "tok_approved",
+            "key-1",
+        )
+        .unwrap();
+        let lines: Vec<_> = order
+            .lines
+            .iter()
+            .map(|l| (l.product_id.to_string(), l.quantity))
+            .collect();
+        assert_eq!(lines, [(P2.to_owned(), 1001), (P1.to_owned(), 5)]);
+    }
+
+    #[test]
     fn every_problem_is_reported_with_its_field() {
         let err = validate_new_order(
             "nope",
@@ -138,7 +156,7 @@ mod tests {
                     quantity: 0,
                 },
                 RawLine {
-                    product_id: P1,
+                    product_id: "P1",
                     quantity: 1,
                 },
             ],
