@@ -46,6 +46,12 @@ pub async fn run(config: ServiceConfig, listen: Listen, shutdown: Shutdown) -> a
         c.backoff = [200, 500, 1000, 2000, 5000].map(Duration::from_millis).to_vec();
     })
     .await?;
+    // The analytics rollups lag the writes by at most this (a read folds first anyway).
+    let folder = store.clone();
+    host.every("fold analytics rollups", Duration::from_secs(1), move || {
+        let store = folder.clone();
+        async move { Ok(store.fold_rollups().await.map(drop)?) }
+    });
     let personal_data = gdpr::OrderPersonalData::new(store.clone());
     host.take_part_in_erasures(personal_data.clone()).await?;
     host.export_personal_data(personal_data);

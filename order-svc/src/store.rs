@@ -4,7 +4,7 @@
 //! concurrent transitions of one order cannot both apply, with no backend-specific row locks.
 
 use chrono::{DateTime, Utc};
-use ordermesh_platform::analytics::DayRange;
+use ordermesh_platform::analytics::{DayRange, fold_pending};
 use ordermesh_platform::db::{Database, Migrations};
 use ordermesh_platform::events::Tx;
 use ordermesh_platform::{StoreError, StoreResult, on_pool, on_tx};
@@ -29,11 +29,21 @@ pub fn migrations() -> Migrations {
                 include_str!("../migrations/postgres/0002_analytics.sql"),
             ),
             (3, "rollups", include_str!("../migrations/postgres/0003_rollups.sql")),
+            (
+                4,
+                "rollup pending",
+                include_str!("../migrations/postgres/0004_rollup_pending.sql"),
+            ),
         ],
         &[
             (1, "orders", include_str!("../migrations/sqlite/0001_orders.sql")),
             (2, "analytics", include_str!("../migrations/sqlite/0002_analytics.sql")),
             (3, "rollups", include_str!("../migrations/sqlite/0003_rollups.sql")),
+            (
+                4,
+                "rollup pending",
+                include_str!("../migrations/sqlite/0004_rollup_pending.sql"),
+            ),
         ],
     )
 }
@@ -110,7 +120,7 @@ impl Store {
             for entry in &order.history {
                 conn.insert_history(order.id, entry).await?;
             }
-            conn.add_rollups(&RollupDelta::placed(order)).await
+            conn.record_rollups(&RollupDelta::placed(order)).await
         })
     }
 
@@ -179,7 +189,7 @@ impl Store {
                 return Ok(false);
             }
             conn.insert_history(order.id, entry).await?;
-            conn.add_rollups(&delta).await?;
+            conn.record_rollups(&delta).await?;
             Ok(true)
         })
     }
@@ -222,10 +232,17 @@ impl Store {
         })
     }
 
-    /// The figures of the orders placed in `range`, summed from the analytics rollups and
-    /// assembled by [`crate::domain::analytics`].
+    /// The figures of the orders placed in `range`, summed from the analytics rollups (the
+    /// recorded deltas folded first, so every write committed before counts) and assembled by
+    /// [`crate::domain::analytics`].
     pub async fn analytics(&self, range: &DayRange, top: usize) -> StoreResult<OrderFigures> {
+        self.fold_rollups().await?;
         rollups::figures(&self.0, range, top).await
+    }
+
+    /// Folds the rollup deltas the writes recorded into the rollups; how many it folded.
+    pub async fn fold_rollups(&self) -> StoreResult<u64> {
+        fold_pending(&self.0, &rollups::OrderRollups).await
     }
 
     /// Ids of customer `customer_id`'s orders in `statuses`, inside `tx`.

@@ -17,6 +17,7 @@ pub mod service;
 pub mod store;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use ordermesh_platform::{Listen, ServiceConfig, ServiceHost, Shutdown};
 use ordermesh_proto::event_types::OrderEvent;
@@ -46,6 +47,12 @@ pub async fn run_with_gateway(
 ) -> anyhow::Result<()> {
     let mut host = ServiceHost::start(config, listen, store::migrations(), &shutdown).await?;
     let store = Store::new(host.db());
+    // The revenue rollup lags the writes by at most this (a read folds first anyway).
+    let folder = store.clone();
+    host.every("fold the revenue rollup", Duration::from_secs(1), move || {
+        let store = folder.clone();
+        async move { Ok(store.fold_revenue().await.map(drop)?) }
+    });
     let personal_data = gdpr::PaymentPersonalData::new(store.clone());
     host.take_part_in_erasures(personal_data.clone()).await?;
     host.export_personal_data(personal_data);

@@ -235,6 +235,57 @@ pub fn date_text(day: NaiveDate) -> String {
     day.format("%Y-%m-%d").to_string()
 }
 
+/// Rollup changes folded per transaction by [`fold_pending`].
+pub const FOLD_BATCH: i64 = 500;
+
+/// A rollup whose changes writes record in a table of their own (with an increasing `id`),
+/// for [`fold_pending`] to add.
+pub trait PendingRollup: Sync {
+    /// The table of recorded changes.
+    const PENDING: &'static str;
+    /// Takes a batch with [`take_pending_sql`], adds it up and applies it, inside `tx`; how
+    /// many changes it took.
+    fn fold_batch(&self, tx: &mut crate::events::Tx) -> impl Future<Output = crate::StoreResult<u64>> + Send;
+}
+
+/// Folds the changes recorded for `rollup` until none is left, a batch per transaction. How
+/// many it folded.
+///
+/// Writes record rather than add because a rollup's rows are few and hot (every write of a
+/// quarter hour counts in the same ones): writers adding to them held their locks until commit
+/// and queued up behind each other. Concurrent folds (replicas, a read that folds first) never
+/// fold a change twice: a batch's rows are locked by its delete, and a fold that meets them
+/// waits and finds them gone.
+pub async fn fold_pending<R: PendingRollup>(db: &Database, rollup: &R) -> crate::StoreResult<u64> {
+    // Idle, a look on a reader: no write transaction (on SQLite the file's one writer).
+    let look = format!("SELECT id FROM {} LIMIT 1", R::PENDING);
+    let any: Option<(i64,)> = crate::on_pool!(db, |pool| {
+        sqlx::query_as(sqlx::AssertSqlSafe(look)).fetch_optional(pool).await?
+    });
+    if any.is_none() {
+        return Ok(0);
+    }
+    let mut folded = 0;
+    loop {
+        let mut tx = crate::events::Tx::begin(db).await?;
+        let taken = rollup.fold_batch(&mut tx).await?;
+        tx.commit().await?;
+        folded += taken;
+        if taken < FOLD_BATCH as u64 {
+            return Ok(folded);
+        }
+    }
+}
+
+/// The statement that takes (deletes, returning `columns`) the oldest [`FOLD_BATCH`] rows of
+/// `pending`.
+pub fn take_pending_sql(pending: &str, columns: &str) -> String {
+    format!(
+        "DELETE FROM {pending} WHERE id IN (SELECT id FROM {pending} ORDER BY id LIMIT {FOLD_BATCH}) \
+         RETURNING {columns}"
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -100,6 +100,8 @@ pub struct ServiceHost {
     stop_on_drop: StopOnDrop,
     /// This service's part of GDPR exports, if it holds personal data.
     personal_data: Option<PersonalDataServiceServer<PersonalDataApi>>,
+    /// The service's periodic tasks ([`Self::every`]), joined before the pool closes.
+    periodic: Vec<tokio::task::JoinHandle<()>>,
 }
 
 /// Stops the host's tasks if it is dropped before serving (a consumer failed to start).
@@ -145,6 +147,7 @@ impl ServiceHost {
             stop_on_drop: StopOnDrop(shutdown.clone()),
             shutdown,
             personal_data: None,
+            periodic: Vec::new(),
         })
     }
 
@@ -211,6 +214,27 @@ impl ServiceHost {
         self.personal_data = Some(PersonalDataApi::server(self.config.service, source));
     }
 
+    /// Runs `task` every `period` until shutdown; a run in progress finishes before the pool
+    /// closes, and a failed run is logged (as `name`) and tried again the next period.
+    pub fn every<F, Fut>(&mut self, name: &'static str, period: Duration, task: F)
+    where
+        F: Fn() -> Fut + Send + 'static,
+        Fut: Future<Output = anyhow::Result<()>> + Send,
+    {
+        let shutdown = self.shutdown.clone();
+        self.periodic.push(tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    () = shutdown.wait() => return,
+                    () = tokio::time::sleep(period) => {}
+                }
+                if let Err(error) = task().await {
+                    tracing::warn!(task = name, error = %format!("{error:#}"), "periodic task failed");
+                }
+            }
+        }));
+    }
+
     /// Serves `api` (with health, reflection, gRPC-Web, tracing, authentication and the message
     /// limits of the configuration, beside the ops API of [`crate::ops`]) until shutdown; then drains in-flight calls, joins the
     /// event tasks and closes the pool. Readiness turns SERVING once the database answers.
@@ -223,6 +247,7 @@ impl ServiceHost {
             shutdown,
             stop_on_drop,
             personal_data,
+            periodic,
         } = self;
         let mut server = GrpcServer::new(&config).with_auth(JwtValidator::shared(config.auth.clone()));
         let api = api.limit_messages(server.max_message_bytes());
@@ -248,6 +273,9 @@ impl ServiceHost {
         // events finish, then close the pool.
         drop(stop_on_drop);
         events.join().await;
+        for task in periodic {
+            let _ = task.await;
+        }
         db.close().await;
         result.with_context(|| format!("{}: serving gRPC", config.service_name()))
     }

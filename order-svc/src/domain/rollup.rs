@@ -8,14 +8,22 @@
 //! to each confirmation in its history. So a transition moves one count from the old status to
 //! the new, and entering or leaving the sold set (a cancellation after confirmation) adds or
 //! takes back the lines.
+//!
+//! A write does not add its delta to the rollups itself: their rows are few and hot (every
+//! order of a quarter hour counts in the same ones), and writers holding their locks to commit
+//! queued up behind each other. It records the delta beside the order, and a folder adds the
+//! recorded deltas up ([`merge`]) and applies them in one transaction (`store::rollups`).
+
+use std::collections::BTreeMap;
 
 use ordermesh_platform::analytics::bucket_of;
+use serde::{Deserialize, Serialize};
 
 use super::analytics::SOLD;
 use super::{Order, OrderStatus};
 
 /// One line's change to a product's sales.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SaleChange {
     pub product_id: String,
     pub sku: String,
@@ -26,7 +34,7 @@ pub struct SaleChange {
 }
 
 /// The changes to add to the rollups of bucket `bucket`. Counts are signed.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RollupDelta {
     pub bucket: i64,
     pub placed: i64,
@@ -100,6 +108,58 @@ impl RollupDelta {
             confirmations,
         }
     }
+}
+
+/// The deltas added up: one per bucket (in bucket order), each count summed per key and the
+/// counts that add up to nothing left out, sales in the order [`RollupDelta::sales`] asks (the
+/// name of a product's last sale kept), confirmations all kept.
+pub fn merge(deltas: impl IntoIterator<Item = RollupDelta>) -> Vec<RollupDelta> {
+    #[derive(Default)]
+    struct Sums {
+        placed: i64,
+        statuses: BTreeMap<&'static str, (OrderStatus, i64)>,
+        rejections: BTreeMap<String, i64>,
+        sales: BTreeMap<(String, String, String), SaleChange>,
+        confirmations: Vec<i64>,
+    }
+    let mut buckets: BTreeMap<i64, Sums> = BTreeMap::new();
+    for delta in deltas {
+        let sums = buckets.entry(delta.bucket).or_default();
+        sums.placed += delta.placed;
+        for (status, n) in delta.statuses {
+            sums.statuses.entry(status.as_str()).or_insert((status, 0)).1 += n;
+        }
+        for (code, n) in delta.rejections {
+            *sums.rejections.entry(code).or_default() += n;
+        }
+        for sale in delta.sales {
+            let key = (sale.product_id.clone(), sale.sku.clone(), sale.currency.clone());
+            sums.sales
+                .entry(key)
+                .and_modify(|sum| {
+                    sum.units += sale.units;
+                    sum.revenue_minor += sale.revenue_minor;
+                    sum.name.clone_from(&sale.name);
+                })
+                .or_insert(sale);
+        }
+        sums.confirmations.extend(delta.confirmations);
+    }
+    buckets
+        .into_iter()
+        .map(|(bucket, sums)| RollupDelta {
+            bucket,
+            placed: sums.placed,
+            statuses: sums.statuses.into_values().filter(|(_, n)| *n != 0).collect(),
+            rejections: sums.rejections.into_iter().filter(|(_, n)| *n != 0).collect(),
+            sales: sums
+                .sales
+                .into_values()
+                .filter(|s| s.units != 0 || s.revenue_minor != 0)
+                .collect(),
+            confirmations: sums.confirmations,
+        })
+        .collect()
 }
 
 fn is_sold(order: &Order) -> bool {
@@ -257,5 +317,56 @@ mod tests {
             Duration::seconds(1),
         );
         assert_eq!(delta.rejections, [(String::new(), 1)]);
+    }
+
+    #[test]
+    fn merged_deltas_add_up_per_bucket_and_key() {
+        let (placed, confirmed) = {
+            let order = order();
+            let placed = RollupDelta::placed(&order);
+            let (_, confirmed) = moved(
+                &order,
+                OrderStatus::Confirmed,
+                TransitionFields::default(),
+                Duration::seconds(2),
+            );
+            (placed, confirmed)
+        };
+        let later = RollupDelta {
+            bucket: placed.bucket + 1,
+            ..RollupDelta::placed(&order())
+        };
+        let merged = merge([placed.clone(), later.clone(), confirmed.clone(), placed.clone()]);
+        assert_eq!(merged.len(), 2);
+        let first = &merged[0];
+        assert_eq!(first.bucket, placed.bucket);
+        assert_eq!(first.placed, 2);
+        // PENDING twice, then one moved on to CONFIRMED.
+        assert_eq!(first.statuses, [(OrderStatus::Confirmed, 1), (OrderStatus::Pending, 1)]);
+        assert_eq!(first.sales, confirmed.sales);
+        assert_eq!(first.confirmations, confirmed.confirmations);
+        assert_eq!(merged[1], later);
+        // What cancels out is not written at all.
+        let undone = RollupDelta {
+            placed: -1,
+            statuses: vec![(OrderStatus::Pending, -1)],
+            ..placed.clone()
+        };
+        let nothing = merge([placed.clone(), undone]);
+        assert_eq!(nothing[0].statuses, []);
+        assert_eq!(nothing[0].placed, 0);
+    }
+
+    #[test]
+    fn a_delta_survives_its_record() {
+        let order = order();
+        let (_, delta) = moved(
+            &order,
+            OrderStatus::Confirmed,
+            TransitionFields::default(),
+            Duration::seconds(2),
+        );
+        let recorded = serde_json::to_string(&delta).unwrap();
+        assert_eq!(serde_json::from_str::<RollupDelta>(&recorded).unwrap(), delta);
     }
 }

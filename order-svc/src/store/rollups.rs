@@ -1,20 +1,22 @@
 //! The analytics rollups (migration 0003): the figures of the orders placed in each unit of
-//! time, kept in step by adding a [`RollupDelta`] in the transaction of every write of an order,
-//! and read by summing the units that make up a range. Per 15-minute bucket only the
+//! time. Every write of an order records its [`RollupDelta`] in its transaction (migration
+//! 0004, see `fold_pending` for why); [`OrderRollups`] folds the recorded deltas to the rollups (the service every second, and every
+//! read first), and a range is read by summing the units that make it up. Per 15-minute bucket only the
 //! placements (for the count per local day); everything wanted only in total over a range is
 //! also kept per UTC day and per 30 UTC days (`SPANS`), so a year is a few hundred rows.
 
 use chrono::NaiveDate;
-use ordermesh_platform::analytics::{DayRange, cover, cover_sql, units_of, units_sql};
+use ordermesh_platform::analytics::{DayRange, PendingRollup, cover, cover_sql, take_pending_sql, units_of, units_sql};
 use ordermesh_platform::db::Database;
-use ordermesh_platform::{StoreResult, on_pool};
+use ordermesh_platform::events::Tx;
+use ordermesh_platform::{StoreResult, on_pool, on_tx};
 use sqlx::{AssertSqlSafe, Connection, Encode, Executor, IntoArguments, Type};
 use uuid::Uuid;
 
 use super::{Db, DbArguments};
 use crate::domain::OrderStatus;
 use crate::domain::analytics::{self, OrderFigures, ProductSales};
-use crate::domain::rollup::RollupDelta;
+use crate::domain::rollup::{self, RollupDelta};
 
 const ADD_PLACED: &str = "INSERT INTO order_rollup_placed (bucket, orders) VALUES ($1, $2) \
      ON CONFLICT (bucket) DO UPDATE SET orders = order_rollup_placed.orders + excluded.orders";
@@ -39,9 +41,36 @@ fn add_to_units(table: &str, keys: &[&str], replaced: &[&str], added: &[&str], v
     )
 }
 
-/// Adds deltas to the rollups on one connection of either backend.
+/// Records and adds deltas on one connection of either backend.
 pub(super) trait RollupConnection {
+    /// Records `delta` for [`fold`] (no rollup row is touched: a write never waits on another).
+    async fn record_rollups(&mut self, delta: &RollupDelta) -> StoreResult<()>;
+    /// Adds `delta` to the rollups.
     async fn add_rollups(&mut self, delta: &RollupDelta) -> StoreResult<()>;
+}
+
+/// The order rollups' recorded deltas, each batch added up ([`rollup::merge`]) before it is
+/// applied.
+pub(super) struct OrderRollups;
+
+impl PendingRollup for OrderRollups {
+    const PENDING: &'static str = "order_rollup_pending";
+
+    async fn fold_batch(&self, tx: &mut Tx) -> StoreResult<u64> {
+        let take = take_pending_sql(Self::PENDING, "delta");
+        on_tx!(tx, |conn| {
+            let recorded: Vec<(String,)> = sqlx::query_as(AssertSqlSafe(take)).fetch_all(&mut *conn).await?;
+            let deltas = recorded
+                .iter()
+                .map(|(json,)| serde_json::from_str::<RollupDelta>(json))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| sqlx::Error::Decode(e.into()))?;
+            for delta in rollup::merge(deltas) {
+                conn.add_rollups(&delta).await?;
+            }
+            Ok(recorded.len() as u64)
+        })
+    }
 }
 
 impl<C> RollupConnection for C
@@ -53,6 +82,15 @@ where
     for<'q> i64: Encode<'q, Db<C>> + Type<Db<C>>,
     for<'q> String: Encode<'q, Db<C>> + Type<Db<C>>,
 {
+    async fn record_rollups(&mut self, delta: &RollupDelta) -> StoreResult<()> {
+        let recorded = serde_json::to_string(delta).map_err(|e| sqlx::Error::Encode(e.into()))?;
+        sqlx::query("INSERT INTO order_rollup_pending (delta) VALUES ($1)")
+            .bind(recorded)
+            .execute(&mut *self)
+            .await?;
+        Ok(())
+    }
+
     async fn add_rollups(&mut self, delta: &RollupDelta) -> StoreResult<()> {
         let units = units_of(delta.bucket);
         // The statement of one figure over the bucket's units; its own values follow from $7.

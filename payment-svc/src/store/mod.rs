@@ -9,9 +9,11 @@
 
 mod rows;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
-use ordermesh_platform::analytics::{DayRange, SqliteTime, bucket_sql_on};
+use ordermesh_platform::analytics::{
+    DayRange, PendingRollup, SqliteTime, bucket_sql_on, fold_pending, take_pending_sql,
+};
 use ordermesh_platform::db::page::fetch_optional_in;
 use ordermesh_platform::db::{Database, Migrations};
 use ordermesh_platform::events::Tx;
@@ -41,6 +43,11 @@ pub fn migrations() -> Migrations {
                 include_str!("../../migrations/postgres/0002_analytics.sql"),
             ),
             (3, "rollups", include_str!("../../migrations/postgres/0003_rollups.sql")),
+            (
+                4,
+                "rollup pending",
+                include_str!("../../migrations/postgres/0004_rollup_pending.sql"),
+            ),
         ],
         &[
             (1, "payments", include_str!("../../migrations/sqlite/0001_payments.sql")),
@@ -50,6 +57,11 @@ pub fn migrations() -> Migrations {
                 include_str!("../../migrations/sqlite/0002_analytics.sql"),
             ),
             (3, "rollups", include_str!("../../migrations/sqlite/0003_rollups.sql")),
+            (
+                4,
+                "rollup pending",
+                include_str!("../../migrations/sqlite/0004_rollup_pending.sql"),
+            ),
         ],
     )
 }
@@ -186,8 +198,10 @@ impl Store {
 
     /// Money moved in `range`, per 15-minute bucket's day and currency: the captures and the
     /// refunds that succeeded in it (by when they did), read from the rollup that
-    /// [`Store::insert_transaction`] and [`Store::update_transaction`] keep in step.
+    /// [`Store::insert_transaction`] and [`Store::update_transaction`] keep in step (what they
+    /// recorded folded first, so every write committed before counts).
     pub async fn revenue(&self, range: &DayRange) -> StoreResult<Vec<DayRevenue>> {
+        self.fold_revenue().await?;
         let (first, end) = range.buckets();
         let rows: Vec<(i64, String, i64, i64)> = on_pool!(&self.0, |pool| {
             sqlx::query_as(
@@ -210,22 +224,19 @@ impl Store {
             .collect())
     }
 
-    /// Adds `sign` times what transaction `id`, as it is now, counts for in the revenue rollup
-    /// (migration 0003): its amount, in the bucket of its update time, if it is a capture or a
-    /// refund that succeeded. A write subtracts the old row's share before and adds the new
-    /// one's after, so the rollup follows whatever the write changed.
+    /// Records `sign` times what transaction `id`, as it is now, counts for in the revenue
+    /// rollup (migration 0003): its amount, in the bucket of its update time, if it is a
+    /// capture or a refund that succeeded. A write subtracts the old row's share before and adds
+    /// the new one's after, so the rollup follows whatever the write changed. Recorded, not
+    /// added: [`Store::fold_revenue`] adds it, so concurrent writes never wait on the hot row.
     async fn count_revenue(&self, tx: &mut Tx, id: Uuid, sign: i64) -> StoreResult<()> {
         let bucket = bucket_sql_on(tx.is_postgres(), "t.update_time", SqliteTime::Text);
-        // SQLite wants the `WHERE` to tell an upsert's `ON CONFLICT` from the join's `ON`.
         let sql = format!(
-            "INSERT INTO payment_rollup_revenue (bucket, currency, captured_minor, refunded_minor) \
+            "INSERT INTO payment_rollup_pending (bucket, currency, captured_minor, refunded_minor) \
              SELECT {bucket}, p.currency, CASE WHEN t.kind = 'CAPTURE' THEN $2 * t.amount_minor ELSE 0 END, \
              CASE WHEN t.kind = 'REFUND' THEN $2 * t.amount_minor ELSE 0 END \
              FROM transactions t JOIN payments p ON p.id = t.payment_id \
-             WHERE t.id = $1 AND t.status = 'SUCCEEDED' AND t.kind IN ('CAPTURE', 'REFUND') \
-             ON CONFLICT (bucket, currency) DO UPDATE SET \
-             captured_minor = payment_rollup_revenue.captured_minor + excluded.captured_minor, \
-             refunded_minor = payment_rollup_revenue.refunded_minor + excluded.refunded_minor"
+             WHERE t.id = $1 AND t.status = 'SUCCEEDED' AND t.kind IN ('CAPTURE', 'REFUND')"
         );
         on_tx!(tx, |conn| {
             sqlx::query(AssertSqlSafe(sql))
@@ -236,6 +247,11 @@ impl Store {
                 .map(drop)?
         });
         Ok(())
+    }
+
+    /// Folds the recorded revenue changes into the rollup ([`fold_pending`]); how many.
+    pub async fn fold_revenue(&self) -> StoreResult<u64> {
+        fold_pending(&self.0, &RevenueRollup).await
     }
 
     /// Replaces the free-text reasons of refunds of customer `customer_id`'s payments (typed by
@@ -476,4 +492,42 @@ where
     }
     q.push(") ORDER BY id");
     q
+}
+
+/// The revenue rollup's recorded changes, each batch summed per bucket and currency before it
+/// is added.
+struct RevenueRollup;
+
+impl PendingRollup for RevenueRollup {
+    const PENDING: &'static str = "payment_rollup_pending";
+
+    async fn fold_batch(&self, tx: &mut Tx) -> StoreResult<u64> {
+        let take = take_pending_sql(Self::PENDING, "bucket, currency, captured_minor, refunded_minor");
+        on_tx!(tx, |conn| {
+            let recorded: Vec<(i64, String, i64, i64)> =
+                sqlx::query_as(AssertSqlSafe(take)).fetch_all(&mut *conn).await?;
+            let mut sums: BTreeMap<(i64, &str), (i64, i64)> = BTreeMap::new();
+            for (bucket, currency, captured, refunded) in &recorded {
+                let sum = sums.entry((*bucket, currency)).or_default();
+                sum.0 += captured;
+                sum.1 += refunded;
+            }
+            // In key order, so concurrent folds lock the rows in one order.
+            for ((bucket, currency), (captured, refunded)) in sums {
+                sqlx::query(
+                    "INSERT INTO payment_rollup_revenue (bucket, currency, captured_minor, refunded_minor) \
+                     VALUES ($1, $2, $3, $4) ON CONFLICT (bucket, currency) DO UPDATE SET \
+                     captured_minor = payment_rollup_revenue.captured_minor + excluded.captured_minor, \
+                     refunded_minor = payment_rollup_revenue.refunded_minor + excluded.refunded_minor",
+                )
+                .bind(bucket)
+                .bind(currency)
+                .bind(captured)
+                .bind(refunded)
+                .execute(&mut *conn)
+                .await?;
+            }
+            Ok(recorded.len() as u64)
+        })
+    }
 }
