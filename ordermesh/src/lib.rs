@@ -4,8 +4,9 @@ mod demo;
 mod dlq;
 pub mod housekeeping;
 pub mod mesh;
+pub mod processes;
 mod token;
-mod up;
+pub mod up;
 
 use std::path::PathBuf;
 
@@ -33,6 +34,9 @@ pub enum Command {
     Mesh(mesh::MeshCommand),
     /// Retention and maintenance jobs (`list` lists them); scheduled by CronJobs in Kubernetes.
     Housekeeping(housekeeping::HousekeepingArgs),
+    /// Run one service (or the BFF) of a platform of processes (`ordermesh up --processes`).
+    #[command(hide = true)]
+    Serve(processes::ServeArgs),
 }
 
 /// Where `ordermesh up` keeps its SQLite files and the dev issuer's key.
@@ -50,5 +54,6 @@ pub fn execute(cli: Cli) -> anyhow::Result<()> {
         Command::Dlq(command) => dlq::run(command),
         Command::Mesh(command) => mesh::run(command),
         Command::Housekeeping(args) => housekeeping::run(args),
+        Command::Serve(args) => processes::serve(args),
     }
 }

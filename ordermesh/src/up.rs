@@ -21,8 +21,12 @@ pub const DEV_AUDIENCE: &str = "ordermesh";
 /// Port of the dev issuer's JWKS and discovery endpoints (plus `--port-offset`).
 const DEV_ISSUER_PORT: u16 = 8090;
 
-fn dev_issuer_url(port_offset: u16) -> String {
+pub(crate) fn dev_issuer_url(port_offset: u16) -> String {
     format!("http://127.0.0.1:{}", DEV_ISSUER_PORT + port_offset)
+}
+
+pub(crate) fn dev_issuer_addr(port_offset: u16) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], DEV_ISSUER_PORT + port_offset))
 }
 
 /// The SQLite database of `service` on the embedded profile.
@@ -63,6 +67,10 @@ pub struct UpArgs {
     /// a workload may call only what it declares).
     #[arg(long)]
     tls: bool,
+    /// Run each service and the BFF as a process of its own (`ordermesh serve <name>`), logs in
+    /// `<data-dir>/logs`; needs NATS (`NATS_URL`), as the fault suite runs it.
+    #[arg(long, conflicts_with = "tls")]
+    processes: bool,
 }
 
 impl Default for UpArgs {
@@ -74,6 +82,7 @@ impl Default for UpArgs {
             ephemeral: false,
             port_offset: 0,
             tls: false,
+            processes: false,
         }
     }
 }
@@ -115,6 +124,13 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
 
     tokio::runtime::Runtime::new()?.block_on(async move {
         let _telemetry = telemetry::init(&telemetry::TelemetryConfig::from_env(&env, "up")?)?;
+        if args.processes {
+            anyhow::ensure!(
+                env.optional("NATS_URL").is_some(),
+                "--processes needs NATS_URL: the in-process bus cannot cross processes"
+            );
+            return crate::processes::up(&data_dir, args.port_offset, started).await;
+        }
         let shutdown = Shutdown::on_signals();
         let result = start(&env, &data_dir, &args, &shutdown, started).await;
         result.map_err(|error| suggest_port_offset(error, args.port_offset))
@@ -137,12 +153,7 @@ async fn start(env: &Env, data_dir: &Path, args: &UpArgs, shutdown: &Shutdown, s
     }
 
     // Bind every listener first, so each service is told where its peers really are.
-    let issuer_listener = launcher
-        .bind(
-            "dev-issuer",
-            SocketAddr::from(([127, 0, 0, 1], DEV_ISSUER_PORT + offset)),
-        )
-        .await?;
+    let issuer_listener = launcher.bind("dev-issuer", dev_issuer_addr(offset)).await?;
     let mut bound = Vec::new();
     for (name, port, run) in SERVICES {
         let config = ServiceConfig::from_env(env, name, port + offset)?;
@@ -227,6 +238,24 @@ fn suggest_port_offset(error: anyhow::Error, offset: u16) -> anyhow::Error {
          ORDERMESH_PORT_OFFSET) to move every port, or set the service's own address",
         offset + 100
     ))
+}
+
+/// Prints where the platform is and how to reach it, with tokens to paste.
+pub(crate) fn print_banner(
+    data_dir: &Path,
+    bff_addr: SocketAddr,
+    services: &[(&str, SocketAddr)],
+    issuer: &DevIssuer,
+    demo_customers: &[String],
+    elapsed: Duration,
+) -> anyhow::Result<()> {
+    let banner = Banner {
+        data_dir,
+        bff_addr,
+        services,
+        tls: None,
+    };
+    banner.print(issuer, demo_customers, elapsed)
 }
 
 /// Where the platform is and how to reach it.
