@@ -3,6 +3,7 @@
 //! gRPC and real NATS JetStream (streams isolated per test by prefix). Helpers create catalogue
 //! data and customers and wait for the asynchronous saga.
 
+pub mod backing;
 pub mod gateway;
 pub mod proxy;
 pub mod scan;

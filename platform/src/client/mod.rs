@@ -28,6 +28,25 @@ pub type ResilientChannel = BoxCloneSyncService<http::Request<Body>, http::Respo
 #[derive(Debug)]
 pub struct ChannelError(pub BoxError);
 
+impl ChannelError {
+    /// A failed call as tonic reports it, except that a failure it cannot classify — the
+    /// connection closed mid-call because the peer crashed or restarted — is UNAVAILABLE, as
+    /// gRPC's own transports report it, rather than UNKNOWN (which callers turn into an internal
+    /// error). The call may or may not have taken effect: retrying is for idempotent calls.
+    pub fn from_transport(error: impl Into<BoxError>) -> Self {
+        let status = tonic::Status::from_error(error.into());
+        let status = if status.code() == tonic::Code::Unknown {
+            tonic::Status::unavailable(format!(
+                "the connection failed mid-call ({}); the call may have taken effect",
+                status.message()
+            ))
+        } else {
+            status
+        };
+        Self(Box::new(status))
+    }
+}
+
 impl std::fmt::Display for ChannelError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         self.0.fmt(f)
@@ -112,7 +131,7 @@ pub fn channel(config: &ClientConfig) -> anyhow::Result<(ResilientChannel, Circu
         .route
         .map(|(caller, callee)| RecordCallsLayer::new(caller, callee));
     let service = tower::ServiceBuilder::new()
-        .map_err(ChannelError)
+        .map_err(ChannelError::from_transport)
         .option_layer(record)
         .layer(CircuitBreakerLayer::new(breaker.clone()))
         .layer(RetryUnavailableLayer::new(config.max_retries, config.retry_backoff))
@@ -220,5 +239,28 @@ pub async fn client_customer(
             .ok_or_else(|| ServiceError::Internal(anyhow::anyhow!("customer-svc answered without a customer"))),
         Err(status) if status.code() == tonic::Code::NotFound => Err(ServiceError::not_found("customer", "of caller")),
         Err(status) => Err(peer_error("customer-svc", status)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn code_of(error: ChannelError) -> tonic::Code {
+        tonic::Status::from_error(Box::new(error)).code()
+    }
+
+    #[test]
+    fn a_connection_lost_mid_call_is_unavailable_and_a_status_keeps_its_code() {
+        let lost = std::io::Error::new(
+            std::io::ErrorKind::ConnectionReset,
+            "connection closed before message completed",
+        );
+        assert_eq!(code_of(ChannelError::from_transport(lost)), tonic::Code::Unavailable);
+        let open = tonic::Status::resource_exhausted("bulkhead full");
+        assert_eq!(
+            code_of(ChannelError::from_transport(open)),
+            tonic::Code::ResourceExhausted
+        );
     }
 }

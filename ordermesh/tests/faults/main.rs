@@ -1,0 +1,194 @@
+//! The fault suite (issue 17): the six services and the BFF as separate processes on the
+//! production profile, with their own NATS, Redis and PostgreSQL database ([`rig`]); faults
+//! injected while a load driver places orders through the BFF; then a checker of every
+//! guarantee, reading the services' databases and the recording payment gateway. Each scenario
+//! prints its figures (orders, terminal, duplicates, lost, p99 before/during/after);
+//! docs/RELIABILITY.md keeps the last run's.
+//!
+//! Sizes: `FAULTS_ORDERS` orders per scenario (default 1,000; `ORDERMESH_FAULTS_LONG=1`: 5,000)
+//! at `FAULTS_RATE` orders per second (default 40).
+//! Reproduce by hand: `NATS_URL=… DATABASE_URL=… cargo run -- up --processes`, then kill a
+//! `ordermesh serve <name>` process and start the platform again.
+
+mod rig;
+
+use std::collections::HashMap;
+use std::ops::Range;
+use std::time::{Duration, Instant};
+
+use rig::{ALL, Line, Load, Rig, check, drive, p99, report};
+
+/// One scenario at a time: each runs seven processes and their backing servers, and two cores
+/// running three such rigs at once would measure the machine, not the platform.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+fn orders() -> usize {
+    let long = std::env::var("ORDERMESH_FAULTS_LONG").is_ok_and(|v| v == "1");
+    std::env::var("FAULTS_ORDERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(if long { 5000 } else { 1000 })
+}
+
+fn rate() -> f64 {
+    std::env::var("FAULTS_RATE")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(40.0)
+}
+
+/// The catalogue, clients and order mix every scenario uses: most orders buy a product in
+/// plenty with an approved card, one in ten is declined, one in five buys a product that sells
+/// out early (so is rejected as out of stock after the first 40).
+struct Shop {
+    initial: HashMap<String, i64>,
+    clients: Vec<String>,
+    mix: std::sync::Arc<dyn Fn(usize) -> Line + Send + Sync>,
+}
+
+impl Shop {
+    async fn open(rig: &Rig) -> Self {
+        let plenty = rig.product("FAULT-PLENTY", 1500, 1_000_000).await.unwrap();
+        let scarce = rig.product("FAULT-SCARCE", 900, 40).await.unwrap();
+        let initial = HashMap::from([(plenty.clone(), 1_000_000), (scarce.clone(), 40)]);
+        let mut clients = Vec::new();
+        for i in 0..4 {
+            clients.push(rig.client(&format!("fault-client-{i}")).await.unwrap());
+        }
+        let mix = move |i: usize| match i % 10 {
+            0 | 5 => Line {
+                product: scarce.clone(),
+                quantity: 1,
+                payment: "tok_approved",
+            },
+            7 => Line {
+                product: plenty.clone(),
+                quantity: 2,
+                payment: "tok_declined",
+            },
+            _ => Line {
+                product: plenty.clone(),
+                quantity: 1 + (i % 3) as i32,
+                payment: "tok_approved",
+            },
+        };
+        Self {
+            initial,
+            clients,
+            mix: std::sync::Arc::new(mix),
+        }
+    }
+
+    /// Starts placing `count` orders at `rate` per second through `rig`'s BFF.
+    fn place(&self, rig: &Rig, count: usize, rate: f64) -> tokio::task::JoinHandle<Load> {
+        let (bff, clients, mix) = (rig.bff.clone(), self.clients.clone(), self.mix.clone());
+        tokio::spawn(async move { drive(&bff, &clients, count, rate, move |i| mix(i)).await })
+    }
+}
+
+/// Checks every guarantee once the load is done, prints the figures with the p99 latency
+/// before, during and after the fault window `during`, and fails on any broken one.
+async fn settle_and_check(
+    rig: &Rig,
+    shop: &Shop,
+    scenario: &str,
+    load: Load,
+    during: Range<Duration>,
+    started: Instant,
+) {
+    let ids: Vec<String> = load.placed.iter().map(|p| p.id.clone()).collect();
+    let findings = check(rig, &ids, &shop.initial, Duration::from_secs(240)).await.unwrap();
+    let p99s = [
+        ("before", p99(&load.latencies, Duration::ZERO..during.start)),
+        ("during", p99(&load.latencies, during.clone())),
+        ("after", p99(&load.latencies, during.end..Duration::MAX)),
+    ];
+    report(scenario, &load, &findings, p99s, started.elapsed());
+    assert!(load.failed.is_empty(), "orders the platform never accepted (above)");
+    // A crashed peer is an outage (503, retry with the same key), never an internal error.
+    let internal: usize = load
+        .retried_for
+        .iter()
+        .filter(|(reason, _)| reason.starts_with("500"))
+        .map(|(_, n)| n)
+        .sum();
+    assert_eq!(internal, 0, "500s during the faults (above)");
+    assert!(findings.violations.is_empty(), "broken guarantees (above)");
+    assert_eq!(findings.terminal, load.placed.len());
+}
+
+/// Scenario 1: each service and the BFF killed with SIGKILL in turn while orders are placed,
+/// and started again half a second later.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn kill_9_of_each_service_in_turn_loses_nothing_and_does_nothing_twice() {
+    let _turn = ONE_AT_A_TIME.lock().await;
+    let mut rig = Rig::start().await.unwrap();
+    let shop = Shop::open(&rig).await;
+    let (count, rate) = (orders(), rate());
+    let started = Instant::now();
+    let load = shop.place(&rig, count, rate);
+    // The kills spread over the load, leaving its last part undisturbed.
+    let step = Duration::from_secs_f64(count as f64 / rate / (ALL.len() + 2) as f64);
+    let mut during = Duration::MAX..Duration::ZERO;
+    for (i, name) in ALL.into_iter().enumerate() {
+        tokio::time::sleep_until((started + step * (i as u32 + 1)).into()).await;
+        during.start = during.start.min(started.elapsed());
+        rig.crash(name, Duration::from_millis(500)).await.unwrap();
+        during.end = started.elapsed();
+    }
+    let load = load.await.unwrap();
+    settle_and_check(&rig, &shop, "kill -9 each in turn", load, during, started).await;
+}
+
+/// Scenario 2: the broker down for `FAULTS_OUTAGE_SECONDS` (default 60; 600 in the long
+/// profile) while orders are placed: intake goes on (the outboxes grow), and everything
+/// completes once it is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn intake_goes_on_while_the_broker_is_down_and_everything_completes_after() {
+    let _turn = ONE_AT_A_TIME.lock().await;
+    let mut rig = Rig::start().await.unwrap();
+    let shop = Shop::open(&rig).await;
+    let outage = outage();
+    let rate = rate() / 2.0;
+    let count = ((outage.as_secs_f64() + 20.0) * rate) as usize;
+    let started = Instant::now();
+    let load = shop.place(&rig, count, rate);
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let down = started.elapsed();
+    rig.nats.kill().await.unwrap();
+    tokio::time::sleep(outage).await;
+    rig.nats.start().await.unwrap();
+    let during = down..started.elapsed();
+    let load = load.await.unwrap();
+    settle_and_check(&rig, &shop, "NATS down", load, during, started).await;
+}
+
+/// Scenario 6: Redis down for 20 s while orders are placed: reads, intake and rate limiting go
+/// on in degraded mode (the BFF's cache and limits are Redis's), and recover when it returns.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_bff_works_on_while_redis_is_down() {
+    let _turn = ONE_AT_A_TIME.lock().await;
+    let mut rig = Rig::start().await.unwrap();
+    let shop = Shop::open(&rig).await;
+    let rate = rate() / 2.0;
+    let count = (40.0 * rate) as usize;
+    let started = Instant::now();
+    let load = shop.place(&rig, count, rate);
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let down = started.elapsed();
+    rig.redis.kill().await.unwrap();
+    tokio::time::sleep(Duration::from_secs(20)).await;
+    rig.redis.start().await.unwrap();
+    let during = down..started.elapsed();
+    let load = load.await.unwrap();
+    settle_and_check(&rig, &shop, "Redis down", load, during, started).await;
+}
+
+fn outage() -> Duration {
+    let long = std::env::var("ORDERMESH_FAULTS_LONG").is_ok_and(|v| v == "1");
+    let seconds = std::env::var("FAULTS_OUTAGE_SECONDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(if long { 600 } else { 60 });
+    Duration::from_secs(seconds)
+}
