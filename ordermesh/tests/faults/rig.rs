@@ -367,9 +367,13 @@ pub async fn check(
         }
     }
     check_money(rig, &statuses, &mut findings);
-    check_stock(&pool, stock, &mut findings).await?;
-    check_notifications(&pool, ids, &mut findings).await?;
-    check_audit(rig, &pool, &mut findings).await?;
+    eventually(&mut findings, async |found| check_stock(&pool, stock, found).await).await?;
+    eventually(&mut findings, async |found| {
+        check_notifications(&pool, ids, found).await
+    })
+    .await?;
+    eventually(&mut findings, async |found| check_audit_complete(&pool, found).await).await?;
+    check_audit_chain(rig, &pool, &mut findings).await?;
     pool.close().await;
     Ok(findings)
 }
@@ -440,15 +444,20 @@ async fn check_stock(pool: &PgPool, initial: &HashMap<String, i64>, findings: &m
     Ok(())
 }
 
-/// Every status an order went through told its customer exactly once (waiting up to a minute
-/// for notification-svc to catch up).
-async fn check_notifications(pool: &PgPool, ids: &[String], findings: &mut Findings) -> anyhow::Result<()> {
+/// Runs `check` until it finds nothing wrong or a minute has passed, and keeps what it found
+/// last: the services converge asynchronously after the orders are terminal (a reservation
+/// released, a notification written, an event audited).
+async fn eventually(
+    findings: &mut Findings,
+    mut check: impl AsyncFnMut(&mut Findings) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
     let until = Instant::now() + Duration::from_secs(60);
     loop {
         let mut found = Findings::default();
-        untold_or_repeated(pool, ids, &mut found).await?;
+        check(&mut found).await?;
         if found.violations.is_empty() || Instant::now() >= until {
-            findings.duplicate_notifications = found.duplicate_notifications;
+            findings.duplicate_notifications += found.duplicate_notifications;
+            findings.lost += found.lost;
             found.violations.into_iter().for_each(|v| findings.violated(v));
             return Ok(());
         }
@@ -456,7 +465,8 @@ async fn check_notifications(pool: &PgPool, ids: &[String], findings: &mut Findi
     }
 }
 
-async fn untold_or_repeated(pool: &PgPool, ids: &[String], findings: &mut Findings) -> anyhow::Result<()> {
+/// Every status an order went through told its customer exactly once.
+async fn check_notifications(pool: &PgPool, ids: &[String], findings: &mut Findings) -> anyhow::Result<()> {
     let history: Vec<(String, String)> = sqlx::query_as(
         r#"SELECT order_id::text, to_status FROM "order".order_status_history WHERE order_id::text = ANY($1)"#,
     )
@@ -485,33 +495,28 @@ async fn untold_or_repeated(pool: &PgPool, ids: &[String], findings: &mut Findin
     Ok(())
 }
 
-/// The audit chain verifies and holds every event of every outbox exactly once.
-async fn check_audit(rig: &Rig, pool: &PgPool, findings: &mut Findings) -> anyhow::Result<()> {
-    let until = Instant::now() + Duration::from_secs(60);
-    loop {
-        let missing: Vec<(String, String)> = sqlx::query_as(
-            r#"SELECT o.schema, o.event_id FROM (
-                 SELECT 'product' AS schema, event_id FROM product.event_outbox
-                 UNION ALL SELECT 'customer', event_id FROM customer.event_outbox
-                 UNION ALL SELECT 'order', event_id FROM "order".event_outbox
-                 UNION ALL SELECT 'payment', event_id FROM payment.event_outbox
-                 UNION ALL SELECT 'notification', event_id FROM notification.event_outbox) o
-               WHERE NOT EXISTS (SELECT 1 FROM audit.audit_entries a WHERE a.event_id = o.event_id::text)"#,
-        )
-        .fetch_all(pool)
-        .await?;
-        if missing.is_empty() {
-            break;
-        }
-        if Instant::now() >= until {
-            findings.lost += missing.len();
-            for (schema, event) in missing.into_iter().take(10) {
-                findings.violated(format!("event {event} of {schema} never audited"));
-            }
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
+/// Every event of every outbox is in the audit log.
+async fn check_audit_complete(pool: &PgPool, findings: &mut Findings) -> anyhow::Result<()> {
+    let missing: Vec<(String, String)> = sqlx::query_as(
+        r#"SELECT o.schema, o.event_id::text FROM (
+             SELECT 'product' AS schema, event_id FROM product.event_outbox
+             UNION ALL SELECT 'customer', event_id FROM customer.event_outbox
+             UNION ALL SELECT 'order', event_id FROM "order".event_outbox
+             UNION ALL SELECT 'payment', event_id FROM payment.event_outbox
+             UNION ALL SELECT 'notification', event_id FROM notification.event_outbox) o
+           WHERE NOT EXISTS (SELECT 1 FROM audit.audit_entries a WHERE a.event_id = o.event_id::text)"#,
+    )
+    .fetch_all(pool)
+    .await?;
+    findings.lost += missing.len();
+    for (schema, event) in missing.into_iter().take(10) {
+        findings.violated(format!("event {event} of {schema} never audited"));
     }
+    Ok(())
+}
+
+/// The audit chain verifies and holds no event twice.
+async fn check_audit_chain(rig: &Rig, pool: &PgPool, findings: &mut Findings) -> anyhow::Result<()> {
     let (twice,): (i64,) = sqlx::query_as(
         "SELECT COUNT(*) FROM (SELECT event_id FROM audit.audit_entries WHERE event_id IS NOT NULL \
          GROUP BY event_id HAVING COUNT(*) > 1) d",
@@ -522,8 +527,7 @@ async fn check_audit(rig: &Rig, pool: &PgPool, findings: &mut Findings) -> anyho
     if twice > 0 {
         findings.violated(format!("{twice} events audited more than once"));
     }
-    let verified = rig.verify_audit_chain().await?;
-    if let Some(broken) = verified {
+    if let Some(broken) = rig.verify_audit_chain().await? {
         findings.violated(format!("the audit chain does not verify: {broken}"));
     }
     Ok(())
