@@ -160,6 +160,10 @@ async fn serve(mut client: TcpStream, upstream: SocketAddr, mut rx: watch::Recei
         // An unreachable upstream looks to the client like a refused connection.
         return abort(&client);
     };
+    // No Nagle: a small message forwarded must not wait for the peer's delayed ACK (40 ms per
+    // round trip of a database protocol, a fault of the proxy's own).
+    let _ = client.set_nodelay(true);
+    let _ = server.set_nodelay(true);
     let pipes = pipe(&mut client, &mut server, rx.clone());
     let end = tokio::select! {
         end = pipes => end,

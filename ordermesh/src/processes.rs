@@ -214,6 +214,11 @@ impl Processes {
         Ok(())
     }
 
+    /// Forgets `name`'s process (it has exited), so it can be started again.
+    pub fn forget(&mut self, name: &str) {
+        self.children.remove(name);
+    }
+
     /// The first child that has exited, with its status.
     pub fn exited(&mut self) -> Option<(String, std::process::ExitStatus)> {
         self.children
@@ -240,8 +245,8 @@ impl Processes {
 }
 
 /// `ordermesh up --processes`: the six services and the BFF as children of this process (dev
-/// issuer served here), the demo data seeded, the banner printed; until SIGINT/SIGTERM or the
-/// first child that exits.
+/// issuer served here), the demo data seeded, the banner printed; until SIGINT/SIGTERM. A child
+/// that exits (killed, crashed) is started again, as Kubernetes restarts a container.
 pub async fn up(data_dir: &Path, port_offset: u16, started: std::time::Instant) -> anyhow::Result<()> {
     let exe = std::env::current_exe()?;
     let mut processes = Processes::new(&exe, data_dir, port_offset, Vec::new()).await?;
@@ -274,7 +279,9 @@ pub async fn up(data_dir: &Path, port_offset: u16, started: std::time::Instant) 
             () = shutdown.wait() => break,
             () = tokio::time::sleep(Duration::from_millis(500)) => {
                 if let Some((name, status)) = processes.exited() {
-                    anyhow::bail!("{name} exited ({status}); see {}", processes.log_file(&name).display());
+                    println!("{name} exited ({status}); starting it again");
+                    processes.forget(&name);
+                    processes.start(&name).await?;
                 }
             }
         }

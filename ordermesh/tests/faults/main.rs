@@ -16,6 +16,7 @@ use std::collections::HashMap;
 use std::ops::Range;
 use std::time::{Duration, Instant};
 
+use ordermesh_e2e::proxy::Fault;
 use rig::{ALL, Line, Load, Rig, check, drive, p99, report};
 
 /// One scenario at a time: each runs seven processes and their backing servers, and two cores
@@ -161,6 +162,30 @@ async fn intake_goes_on_while_the_broker_is_down_and_everything_completes_after(
     let during = down..started.elapsed();
     let load = load.await.unwrap();
     settle_and_check(&rig, &shop, "NATS down", load, during, started).await;
+}
+
+/// Scenario 5: PostgreSQL slow (200 ms on every exchange) for 10 s, then every connection to it
+/// reset at once, while orders are placed: calls fail within their deadlines as outages (never
+/// 500), nothing is half-written, and everything recovers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_slow_then_resetting_database_loses_nothing_and_recovers() {
+    let _turn = ONE_AT_A_TIME.lock().await;
+    let rig = Rig::start().await.unwrap();
+    let shop = Shop::open(&rig).await;
+    let rate = rate() / 2.0;
+    let count = (35.0 * rate) as usize;
+    let started = Instant::now();
+    let load = shop.place(&rig, count, rate);
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    let slow = started.elapsed();
+    rig.database_proxy.set(Fault::Latency(Duration::from_millis(200)));
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    rig.database_proxy.set(Fault::Reset);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    rig.database_proxy.set(Fault::None);
+    let during = slow..started.elapsed();
+    let load = load.await.unwrap();
+    settle_and_check(&rig, &shop, "PostgreSQL slow, then reset", load, during, started).await;
 }
 
 /// Scenario 6: Redis down for 20 s while orders are placed: reads, intake and rate limiting go

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use ordermesh::processes::{BFF, Processes};
 use ordermesh_e2e::backing::BackingServer;
 use ordermesh_e2e::gateway::RecordingGateway;
+use ordermesh_e2e::proxy::FaultProxy;
 use ordermesh_platform::auth::{DevTokenRequest, IssuerKind, Role};
 use ordermesh_platform::testing::TestDatabase;
 use serde_json::{Value, json};
@@ -23,6 +24,8 @@ pub struct Rig {
     pub redis: BackingServer,
     pub database: TestDatabase,
     pub gateway: RecordingGateway,
+    /// Between the services and PostgreSQL (the checker reads the database directly).
+    pub database_proxy: FaultProxy,
     pub processes: Processes,
     pub bff: String,
     pub admin: String,
@@ -46,6 +49,7 @@ impl Rig {
         let redis = BackingServer::redis().await?;
         let database = TestDatabase::postgres().await?;
         let gateway = RecordingGateway::start().await;
+        let (database_proxy, proxied_database) = behind_proxy(database.url()).await?;
         let dir = tempfile::tempdir()?;
         if std::env::var("FAULTS_KEEP_LOGS").is_ok_and(|v| v == "1") {
             println!("logs of the processes: {}/logs", dir.path().display());
@@ -53,7 +57,7 @@ impl Rig {
         let env = vec![
             ("NATS_URL".to_owned(), nats.url()),
             ("REDIS_URL".to_owned(), redis.url()),
-            ("DATABASE_URL".to_owned(), database.url().to_owned()),
+            ("DATABASE_URL".to_owned(), proxied_database),
             ("PAYMENT_GATEWAY_URL".to_owned(), gateway.url()),
             ("RUST_LOG".to_owned(), "info".to_owned()),
             // The load comes from a handful of principals; the limits are tested elsewhere.
@@ -72,6 +76,7 @@ impl Rig {
             redis,
             database,
             gateway,
+            database_proxy,
             processes,
             bff,
             admin,
@@ -140,6 +145,25 @@ impl Rig {
     pub async fn pool(&self) -> anyhow::Result<PgPool> {
         Ok(PgPool::connect(self.database.url()).await?)
     }
+}
+
+/// A [`FaultProxy`] in front of the PostgreSQL server of `url`, and `url` through it.
+async fn behind_proxy(url: &str) -> anyhow::Result<(FaultProxy, String)> {
+    let parsed = reqwest::Url::parse(url)?;
+    let host = parsed.host_str().unwrap_or("127.0.0.1");
+    let upstream = tokio::net::lookup_host((host, parsed.port().unwrap_or(5432)))
+        .await?
+        .next()
+        .ok_or_else(|| anyhow::anyhow!("{host} has no address"))?;
+    let proxy = FaultProxy::start(upstream).await?;
+    let mut through = parsed.clone();
+    through
+        .set_host(Some("127.0.0.1"))
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    through
+        .set_port(Some(proxy.addr().port()))
+        .map_err(|()| anyhow::anyhow!("no port in {url}"))?;
+    Ok((proxy, through.to_string()))
 }
 
 fn mint(processes: &Processes, kind: IssuerKind, subject: &str, roles: Vec<Role>) -> anyhow::Result<String> {
