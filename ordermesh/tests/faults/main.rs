@@ -141,6 +141,27 @@ async fn kill_9_of_each_service_in_turn_loses_nothing_and_does_nothing_twice() {
     settle_and_check(&rig, &shop, "kill -9 each in turn", load, during, started).await;
 }
 
+/// Places `count` orders at `rate` and, `lead` into the load, runs `fault` (which injects a
+/// fault, waits and lifts it); then checks every guarantee (see [`settle_and_check`]).
+async fn under_fault(
+    scenario: &str,
+    rig: &mut Rig,
+    count: usize,
+    rate: f64,
+    lead: Duration,
+    fault: impl AsyncFnOnce(&mut Rig),
+) {
+    let shop = Shop::open(rig).await;
+    let started = Instant::now();
+    let load = shop.place(rig, count, rate);
+    tokio::time::sleep(lead).await;
+    let from = started.elapsed();
+    fault(rig).await;
+    let during = from..started.elapsed();
+    let load = load.await.unwrap();
+    settle_and_check(rig, &shop, scenario, load, during, started).await;
+}
+
 /// Scenario 2: the broker down for `FAULTS_OUTAGE_SECONDS` (default 60; 600 in the long
 /// profile) while orders are placed: intake goes on (the outboxes grow), and everything
 /// completes once it is back.
@@ -148,20 +169,21 @@ async fn kill_9_of_each_service_in_turn_loses_nothing_and_does_nothing_twice() {
 async fn intake_goes_on_while_the_broker_is_down_and_everything_completes_after() {
     let _turn = ONE_AT_A_TIME.lock().await;
     let mut rig = Rig::start().await.unwrap();
-    let shop = Shop::open(&rig).await;
-    let outage = outage();
-    let rate = rate() / 2.0;
+    let (outage, rate) = (outage(), rate() / 2.0);
     let count = ((outage.as_secs_f64() + 20.0) * rate) as usize;
-    let started = Instant::now();
-    let load = shop.place(&rig, count, rate);
-    tokio::time::sleep(Duration::from_secs(5)).await;
-    let down = started.elapsed();
-    rig.nats.kill().await.unwrap();
-    tokio::time::sleep(outage).await;
-    rig.nats.start().await.unwrap();
-    let during = down..started.elapsed();
-    let load = load.await.unwrap();
-    settle_and_check(&rig, &shop, "NATS down", load, during, started).await;
+    under_fault(
+        "NATS down",
+        &mut rig,
+        count,
+        rate,
+        Duration::from_secs(5),
+        async |rig| {
+            rig.nats.kill().await.unwrap();
+            tokio::time::sleep(outage).await;
+            rig.nats.start().await.unwrap();
+        },
+    )
+    .await;
 }
 
 /// Scenario 5: PostgreSQL slow (200 ms on every exchange) for 10 s, then every connection to it
@@ -170,22 +192,18 @@ async fn intake_goes_on_while_the_broker_is_down_and_everything_completes_after(
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_slow_then_resetting_database_loses_nothing_and_recovers() {
     let _turn = ONE_AT_A_TIME.lock().await;
-    let rig = Rig::start().await.unwrap();
-    let shop = Shop::open(&rig).await;
+    let mut rig = Rig::start().await.unwrap();
     let rate = rate() / 2.0;
     let count = (35.0 * rate) as usize;
-    let started = Instant::now();
-    let load = shop.place(&rig, count, rate);
-    tokio::time::sleep(Duration::from_secs(8)).await;
-    let slow = started.elapsed();
-    rig.database_proxy.set(Fault::Latency(Duration::from_millis(200)));
-    tokio::time::sleep(Duration::from_secs(10)).await;
-    rig.database_proxy.set(Fault::Reset);
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    rig.database_proxy.set(Fault::None);
-    let during = slow..started.elapsed();
-    let load = load.await.unwrap();
-    settle_and_check(&rig, &shop, "PostgreSQL slow, then reset", load, during, started).await;
+    let scenario = "PostgreSQL slow, then reset";
+    under_fault(scenario, &mut rig, count, rate, Duration::from_secs(8), async |rig| {
+        rig.database_proxy.set(Fault::Latency(Duration::from_millis(200)));
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        rig.database_proxy.set(Fault::Reset);
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        rig.database_proxy.set(Fault::None);
+    })
+    .await;
 }
 
 /// Scenario 6: Redis down for 20 s while orders are placed: reads, intake and rate limiting go
@@ -194,19 +212,21 @@ async fn a_slow_then_resetting_database_loses_nothing_and_recovers() {
 async fn the_bff_works_on_while_redis_is_down() {
     let _turn = ONE_AT_A_TIME.lock().await;
     let mut rig = Rig::start().await.unwrap();
-    let shop = Shop::open(&rig).await;
     let rate = rate() / 2.0;
     let count = (40.0 * rate) as usize;
-    let started = Instant::now();
-    let load = shop.place(&rig, count, rate);
-    tokio::time::sleep(Duration::from_secs(10)).await;
-    let down = started.elapsed();
-    rig.redis.kill().await.unwrap();
-    tokio::time::sleep(Duration::from_secs(20)).await;
-    rig.redis.start().await.unwrap();
-    let during = down..started.elapsed();
-    let load = load.await.unwrap();
-    settle_and_check(&rig, &shop, "Redis down", load, during, started).await;
+    under_fault(
+        "Redis down",
+        &mut rig,
+        count,
+        rate,
+        Duration::from_secs(10),
+        async |rig| {
+            rig.redis.kill().await.unwrap();
+            tokio::time::sleep(Duration::from_secs(20)).await;
+            rig.redis.start().await.unwrap();
+        },
+    )
+    .await;
 }
 
 fn outage() -> Duration {
