@@ -16,11 +16,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use ordermesh_platform::auth::{DevIssuer, ServiceCredentials};
+use ordermesh_platform::auth::DevIssuer;
 use ordermesh_platform::{Env, ServiceConfig, Shutdown, telemetry};
 use tokio::process::{Child, Command};
 
-use crate::up::{DEV_AUDIENCE, SERVICES, dev_issuer_path, embedded_database_url, load_dev_issuer};
+use crate::up::{SERVICES, bff_with_dev_defaults, dev_issuer_path, load_dev_issuer, with_dev_defaults};
 
 /// The BFF's name among the processes.
 pub const BFF: &str = "bff";
@@ -64,10 +64,7 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
         let offset = args.port_offset;
         if args.name == BFF {
             let mut config = bff::BffConfig::from_env(&env)?;
-            if config.auth.issuers.is_empty() {
-                config.auth = issuer.auth_config(DEV_AUDIENCE);
-                config.credentials = ServiceCredentials::dev(issuer.clone(), BFF, DEV_AUDIENCE);
-            }
+            bff_with_dev_defaults(&issuer, &mut config);
             let addr = env.parse_or(
                 "BFF_ADDR",
                 SocketAddr::from(([127, 0, 0, 1], bff::DEFAULT_PORT + offset)),
@@ -80,13 +77,7 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
             .find(|(name, ..)| *name == args.name)
             .with_context(|| format!("no service named {:?}", args.name))?;
         let mut config = ServiceConfig::from_env(&env, name, port + offset)?;
-        if env.optional("DATABASE_URL").is_none() {
-            config.database_url = embedded_database_url(&data_dir, name);
-        }
-        if config.auth.issuers.is_empty() {
-            config.auth = issuer.auth_config(DEV_AUDIENCE);
-            config.credentials = ServiceCredentials::dev(issuer.clone(), name, DEV_AUDIENCE);
-        }
+        with_dev_defaults(&env, &data_dir, &issuer, name, &mut config);
         let listen = config.listen_addr.into();
         run(config, listen, shutdown).await
     })

@@ -170,17 +170,10 @@ async fn start(env: &Env, data_dir: &Path, args: &UpArgs, shutdown: &Shutdown, s
             .await
             .map_err(anyhow::Error::from)
     });
-    let dev_credentials = |service: &str| ServiceCredentials::dev(issuer.clone(), service, DEV_AUDIENCE);
     let mut housekept = Vec::new();
     for (name, run, mut config, listener) in bound {
         config.peers = launcher.peer_urls(&config.peers);
-        if env.optional("DATABASE_URL").is_none() {
-            config.database_url = embedded_database_url(data_dir, name);
-        }
-        if config.auth.issuers.is_empty() {
-            config.auth = issuer.auth_config(DEV_AUDIENCE);
-            config.credentials = dev_credentials(name);
-        }
+        with_dev_defaults(env, data_dir, &issuer, name, &mut config);
         if let (Some(tls), Some(workload)) = (&tls, config.workload()) {
             config.tls = Some(tls.workload(workload)?);
         }
@@ -191,10 +184,7 @@ async fn start(env: &Env, data_dir: &Path, args: &UpArgs, shutdown: &Shutdown, s
     let archive = crate::housekeeping::archive_dir(env, data_dir);
     tokio::spawn(crate::housekeeping::timer(housekept, archive, shutdown.clone()));
     let mut bff_config = bff::BffConfig::from_env(env)?;
-    if bff_config.auth.issuers.is_empty() {
-        bff_config.auth = issuer.auth_config(DEV_AUDIENCE);
-        bff_config.credentials = dev_credentials("bff");
-    }
+    bff_with_dev_defaults(&issuer, &mut bff_config);
     // The services just started, wherever their listeners are.
     bff_config.peers = launcher.peer_urls(&bff_config.peers);
     if let Some(tls) = &tls {
@@ -224,6 +214,32 @@ async fn start(env: &Env, data_dir: &Path, args: &UpArgs, shutdown: &Shutdown, s
 
     // Any component failing brings the whole platform down rather than leaving it half-up.
     launcher.run_until_done().await
+}
+
+/// What `ordermesh up` gives service `name` where the environment leaves it unset: its SQLite
+/// file in `data_dir`, and the dev issuer as its trusted issuer and the source of its own tokens.
+pub(crate) fn with_dev_defaults(
+    env: &Env,
+    data_dir: &Path,
+    issuer: &Arc<DevIssuer>,
+    name: &str,
+    config: &mut ServiceConfig,
+) {
+    if env.optional("DATABASE_URL").is_none() {
+        config.database_url = embedded_database_url(data_dir, name);
+    }
+    if config.auth.issuers.is_empty() {
+        config.auth = issuer.auth_config(DEV_AUDIENCE);
+        config.credentials = ServiceCredentials::dev(issuer.clone(), name, DEV_AUDIENCE);
+    }
+}
+
+/// The BFF's part of [`with_dev_defaults`]: the dev issuer, where no issuer is configured.
+pub(crate) fn bff_with_dev_defaults(issuer: &Arc<DevIssuer>, config: &mut bff::BffConfig) {
+    if config.auth.issuers.is_empty() {
+        config.auth = issuer.auth_config(DEV_AUDIENCE);
+        config.credentials = ServiceCredentials::dev(issuer.clone(), "bff", DEV_AUDIENCE);
+    }
 }
 
 /// A default port inside Linux's ephemeral range (32768–60999) can be taken by any outgoing
