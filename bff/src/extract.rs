@@ -11,6 +11,8 @@ use serde::de::DeserializeOwned;
 
 use crate::problem::Problem;
 
+mod strict;
+
 /// A JSON request body of type `T`.
 pub struct ApiJson<T>(pub T);
 
@@ -48,7 +50,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
         }
         let mut value = value;
         integral_numbers_as_integers(&mut value);
-        serde_json::from_value(value).map(ApiJson).map_err(|e| {
+        strict::from_value(value).map(ApiJson).map_err(|e| {
             Problem::new(StatusCode::BAD_REQUEST, "invalid-body", "Invalid request body").detail(e.to_string())
         })
     }

@@ -29,6 +29,8 @@ pub const PRECONDITION_TYPES: &[(&str, &str)] = &[
     ("CUSTOMER_NOT_ACTIVE", "customer-not-active"),
     ("ORDER_STATUS_CONFLICT", "order-status-conflict"),
     ("PRODUCT_UNAVAILABLE", "product-unavailable"),
+    ("MIXED_CURRENCIES", "mixed-currencies"),
+    ("ORDER_TOTAL_TOO_LARGE", "order-total-too-large"),
     // payment-svc
     ("PAYMENT_STATE", "payment-state"),
     ("NOTHING_TO_REFUND", "nothing-to-refund"),

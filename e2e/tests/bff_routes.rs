@@ -117,6 +117,18 @@ async fn a_client_uses_every_client_route() {
     updated.assert_status(200);
     assert_eq!(updated.body["displayName"], "Alice A.");
     assert!(updated.body["version"].as_i64().unwrap() > by_id.body["version"].as_i64().unwrap());
+    // An object's place takes an object only (serde would read a struct from an array), and the
+    // refused body changes nothing.
+    api.put(
+        &format!("/api/v1/customers/{customer}"),
+        &alice,
+        &json!({"displayName": "Mallory", "preferences": []}),
+    )
+    .await
+    .assert_problem(400, Some("invalid-body"));
+    let unchanged = api.get(&format!("/api/v1/customers/{customer}"), &alice).await;
+    assert_eq!(unchanged.body["displayName"], "Alice A.");
+    assert_eq!(unchanged.body["version"], updated.body["version"]);
 
     // Place an order: 202 + Location + X-Correlation-Id, the saga confirms it.
     let placed = api
@@ -860,4 +872,32 @@ async fn employees_list_customers_by_segment() {
             .await
             .assert_problem(400, None);
     }
+}
+
+#[tokio::test]
+async fn an_order_of_products_priced_in_two_currencies_is_a_conflict() {
+    let mut platform = Platform::start(CountingGateway::sandbox()).await.unwrap();
+    let api = Api::new(&platform.start_bff(Surface::Both).await.unwrap());
+    let euros = platform.product(1500, 10).await.unwrap();
+    let dollars = platform.product(900, 10).await.unwrap();
+    let (alice, _) = platform.client("alice").await.unwrap();
+    api.put(
+        &format!("/api/v1/products/{}", dollars.id),
+        &platform.admin,
+        &json!({"price": {"amount": 900, "currency": "USD"}}),
+    )
+    .await
+    .assert_status(200);
+
+    let mut body = order_body(&euros.id, 1, "tok_approved");
+    body["items"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"productId": dollars.id, "quantity": 1}));
+    // The body is valid; the catalogue's prices cannot make one order of it.
+    let refused = api.post("/api/v1/orders", &alice, &body).await;
+    refused.assert_problem(409, Some("mixed-currencies"));
+    assert_eq!(refused.body["detail"], "items[1] is priced in USD, the order in EUR");
+    let orders = api.get("/api/v1/orders", &alice).await;
+    assert_eq!(orders.body["items"], json!([]), "nothing was placed");
 }

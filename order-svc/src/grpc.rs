@@ -30,7 +30,9 @@ use uuid::Uuid;
 
 use crate::app::{self, Placed};
 use crate::convert::{self, domain_status, history_entry};
-use crate::domain::{NewOrder, Order, OrderFilter, Placement, PricedLine, RawLine, SagaInput, validate_new_order};
+use crate::domain::{
+    NewOrder, Order, OrderFilter, Placement, PricedLine, PricingError, RawLine, SagaInput, validate_new_order,
+};
 use crate::peers::Peers;
 use crate::store::Store;
 
@@ -248,8 +250,7 @@ impl OrderApi {
             actor: actor.clone(),
             at: Utc::now(),
         };
-        let order = Order::pending(Uuid::now_v7(), new_order, lines, placement)
-            .map_err(|e| ServiceError::invalid("items", e.to_string()))?;
+        let order = Order::pending(Uuid::now_v7(), new_order, lines, placement).map_err(pricing_refused)?;
         match app::place(&self.store, order, &actor).await? {
             Placed::Replay(existing) => Ok(replayed(existing)),
             Placed::New(order) => {
@@ -477,5 +478,18 @@ impl OrderService for OrderApi {
         Ok(Response::new(pb::GetOrderHistoryResponse {
             entries: order.history.iter().map(history_entry).collect(),
         }))
+    }
+}
+
+/// Prices and currencies are the catalogue's: an order its products' current prices cannot
+/// make is a conflict with the catalogue's state, like an unknown product, not a bad request
+/// (nothing in the request's shape could have said so).
+fn pricing_refused(error: PricingError) -> ServiceError {
+    match error {
+        PricingError::Empty => ServiceError::invalid("items", error.to_string()),
+        PricingError::MixedCurrencies { .. } => ServiceError::precondition("MIXED_CURRENCIES", error.to_string()),
+        PricingError::Overflow => ServiceError::precondition("ORDER_TOTAL_TOO_LARGE", error.to_string()),
+        // product-svc holds no negative price: a peer that sends one is broken.
+        PricingError::NegativePrice { .. } => ServiceError::internal(anyhow::anyhow!(error)),
     }
 }

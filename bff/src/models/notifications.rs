@@ -81,11 +81,28 @@ impl Notification {
 page!(NotificationPage, Notification, unread_count: i64);
 
 /// Who receives a notification: a customer, or every employee with a role.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 #[serde(untagged)]
 pub enum Recipient {
     Customer(CustomerRecipient),
     Role(RoleRecipient),
+}
+
+/// An object naming `customerId` is a customer, any other object a role. Not serde's untagged
+/// reading: it buffers the value and reads a struct from an array too (`["<uuid>"]`), which the
+/// document calls invalid; an object is required here, and the error names what was wrong.
+impl<'de> Deserialize<'de> for Recipient {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let object = serde_json::Map::<String, serde_json::Value>::deserialize(deserializer)?;
+        let customer = object.contains_key("customerId");
+        let object = serde_json::Value::Object(object);
+        let read = if customer {
+            serde_json::from_value(object).map(Recipient::Customer)
+        } else {
+            serde_json::from_value(object).map(Recipient::Role)
+        };
+        read.map_err(serde::de::Error::custom)
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -171,3 +188,33 @@ pub struct StreamTicket {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[schema(value_type = String, pattern = "^[1-9][0-9]{0,17}$", example = "42")]
 pub struct NotificationId(pub String);
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::{EmployeeRole, Recipient};
+
+    #[test]
+    fn a_recipient_is_an_object_naming_a_customer_or_a_role() {
+        let id = "01a231ad-41ee-767a-ba17-626c4df73145";
+        let customer: Recipient = serde_json::from_value(json!({"customerId": id})).unwrap();
+        assert!(matches!(customer, Recipient::Customer(c) if c.customer_id.to_string() == id));
+        let role: Recipient = serde_json::from_value(json!({"role": "order-manager"})).unwrap();
+        assert!(matches!(role, Recipient::Role(r) if r.role == EmployeeRole::OrderManager));
+        for refused in [
+            json!([id]),
+            json!(["admin"]),
+            json!({"customerId": [id]}),
+            json!({"customerId": id, "role": "admin"}),
+            json!({"role": "janitor"}),
+            json!({}),
+            json!(id),
+        ] {
+            assert!(
+                serde_json::from_value::<Recipient>(refused.clone()).is_err(),
+                "{refused}"
+            );
+        }
+    }
+}
