@@ -25,6 +25,28 @@ use crate::up::{SERVICES, bff_with_dev_defaults, dev_issuer_path, load_dev_issue
 /// The BFF's name among the processes.
 pub const BFF: &str = "bff";
 
+/// How far a replica's port is from its first replica's (`order.1` listens 500 above `order`).
+const REPLICA_PORT_STEP: u16 = 500;
+
+/// The name of `service`'s replica `n` among the processes (`n` = 0 is `service` itself): a
+/// process of its own sharing the service's database and its consumers' durable subscriptions,
+/// on a port of its own.
+pub fn replica(service: &str, n: u16) -> String {
+    if n == 0 {
+        service.to_owned()
+    } else {
+        format!("{service}.{n}")
+    }
+}
+
+/// The service and replica number of a process's name.
+fn instance(name: &str) -> (&str, u16) {
+    match name.split_once('.') {
+        Some((service, n)) => (service, n.parse().expect("a replica number")),
+        None => (name, 0),
+    }
+}
+
 /// `ordermesh serve`: one service (or the BFF) of a platform run as processes.
 #[derive(Debug, Clone, clap::Args)]
 pub struct ServeArgs {
@@ -144,9 +166,11 @@ impl Processes {
         load_dev_issuer(&self.data_dir)
     }
 
-    /// Where `name` listens.
+    /// Where `name` (a service, the BFF or a [`replica`]) listens.
     pub fn addr(&self, name: &str) -> SocketAddr {
-        let port = default_port(name).expect("a service or the BFF") + self.port_offset;
+        let (service, replica) = instance(name);
+        let port =
+            default_port(service).expect("a service or the BFF") + self.port_offset + REPLICA_PORT_STEP * replica;
         SocketAddr::from(([127, 0, 0, 1], port))
     }
 
@@ -154,21 +178,41 @@ impl Processes {
         self.data_dir.join("logs").join(format!("{name}.log"))
     }
 
-    /// Starts `name` (appending to its log file) and waits until it is ready.
+    /// Starts `name` (a service, the BFF or a [`replica`]; appending to its log file) and
+    /// waits until it is ready.
     pub async fn start(&mut self, name: &str) -> anyhow::Result<()> {
+        self.start_with(name, &[]).await
+    }
+
+    /// [`Self::start`] with `extra` added to this one start's environment (a crash point, a
+    /// setting under test).
+    pub async fn start_with(&mut self, name: &str, extra: &[(&str, &str)]) -> anyhow::Result<()> {
         anyhow::ensure!(!self.children.contains_key(name), "{name} is running");
+        let (service, replica) = instance(name);
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(self.log_file(name))?;
-        let child = Command::new(&self.exe)
+        let mut command = Command::new(&self.exe);
+        command
             .arg("serve")
-            .arg(name)
+            .arg(service)
             .arg("--data-dir")
             .arg(&self.data_dir)
             .arg("--port-offset")
             .arg(self.port_offset.to_string())
-            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        if replica > 0 {
+            // Its own port; its peers and callers keep talking to the first replica.
+            let variable = if service == BFF {
+                "BFF_ADDR".to_owned()
+            } else {
+                format!("{}_ADDR", service.to_uppercase())
+            };
+            command.env(variable, self.addr(name).to_string());
+        }
+        let child = command
+            .envs(extra.iter().copied())
             .env("LOG_FORMAT", "json")
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
@@ -228,10 +272,11 @@ impl Processes {
                 .flatten()
                 .map(|status| anyhow::anyhow!("{name} exited ({status}); see {}", log.display()))
         };
-        if name == BFF {
+        let (service, _) = instance(name);
+        if service == BFF {
             return wait_http_ready(addr, Duration::from_secs(60), exited).await;
         }
-        ordermesh_platform::host::wait_ready(name, addr, Duration::from_secs(60), exited).await
+        ordermesh_platform::host::wait_ready(service, addr, Duration::from_secs(60), exited).await
     }
 }
 

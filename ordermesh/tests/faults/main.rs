@@ -12,7 +12,7 @@
 
 mod rig;
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::ops::Range;
 use std::time::{Duration, Instant};
 
@@ -44,6 +44,8 @@ fn rate() -> f64 {
 struct Shop {
     initial: HashMap<String, i64>,
     clients: Vec<String>,
+    /// The clients' customers, in the same order (the driver takes them in turn).
+    customers: Vec<String>,
     mix: std::sync::Arc<dyn Fn(usize) -> Line + Send + Sync>,
 }
 
@@ -52,9 +54,11 @@ impl Shop {
         let plenty = rig.product("FAULT-PLENTY", 1500, 1_000_000).await.unwrap();
         let scarce = rig.product("FAULT-SCARCE", 900, 40).await.unwrap();
         let initial = HashMap::from([(plenty.clone(), 1_000_000), (scarce.clone(), 40)]);
-        let mut clients = Vec::new();
+        let (mut clients, mut customers) = (Vec::new(), Vec::new());
         for i in 0..4 {
-            clients.push(rig.client(&format!("fault-client-{i}")).await.unwrap());
+            let (token, customer) = rig.client(&format!("fault-client-{i}")).await.unwrap();
+            clients.push(token);
+            customers.push(customer);
         }
         let mix = move |i: usize| match i % 10 {
             0 | 5 => Line {
@@ -76,6 +80,7 @@ impl Shop {
         Self {
             initial,
             clients,
+            customers,
             mix: std::sync::Arc::new(mix),
         }
     }
@@ -139,6 +144,181 @@ async fn kill_9_of_each_service_in_turn_loses_nothing_and_does_nothing_twice() {
     }
     let load = load.await.unwrap();
     settle_and_check(&rig, &shop, "kill -9 each in turn", load, during, started).await;
+}
+
+/// Scenario 3: processes that die between an acknowledgement and its bookkeeping, where a crash
+/// makes work be done again. order-svc's and payment-svc's outbox relays die after the broker
+/// acknowledged a batch and before its rows are marked sent (the restarted relay publishes them
+/// again; the broker's de-duplication by event id drops them); the consumers of product-svc,
+/// notification-svc and audit-svc die after committing an event's effects and before
+/// acknowledging it (the broker delivers it again; the inbox absorbs it). Each dies once at its
+/// point (`ORDERMESH_CRASH_AT`, see `ordermesh_platform::crash`) and is started again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn dying_between_an_ack_and_its_bookkeeping_does_nothing_twice() {
+    use ordermesh_platform::crash::{CONSUMER_AFTER_COMMIT, ENV, OUTBOX_AFTER_ACK};
+    let armed = [
+        ("order", format!("{OUTBOX_AFTER_ACK}@25")),
+        ("payment", format!("{OUTBOX_AFTER_ACK}@20")),
+        ("product", format!("{CONSUMER_AFTER_COMMIT}@40")),
+        ("notification", format!("{CONSUMER_AFTER_COMMIT}@60")),
+        ("audit", format!("{CONSUMER_AFTER_COMMIT}@80")),
+    ];
+    let _turn = ONE_AT_A_TIME.lock().await;
+    let mut rig = Rig::start().await.unwrap();
+    let shop = Shop::open(&rig).await;
+    let (count, rate) = (orders() / 2, rate());
+    let started = Instant::now();
+    let load = shop.place(&rig, count, rate);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let from = started.elapsed();
+    for (name, point) in &armed {
+        rig.processes.kill(name).await.unwrap();
+        rig.processes.start_with(name, &[(ENV, point)]).await.unwrap();
+    }
+    // Started again as they die, as Kubernetes would; until the load is done and each has died.
+    let mut died = Vec::new();
+    let mut last_death = from;
+    let give_up = Instant::now() + Duration::from_secs_f64(count as f64 / rate + 60.0);
+    while !load.is_finished() || (died.len() < armed.len() && Instant::now() < give_up) {
+        for (name, status) in rig.restart_exited().await.unwrap() {
+            last_death = started.elapsed();
+            println!(
+                "{name} exited at {:.1} s ({status}); started again",
+                last_death.as_secs_f64()
+            );
+            died.push(name);
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    for (name, point) in &armed {
+        assert!(
+            died.contains(&name.to_string()) && rig.died_at_crash_point(name),
+            "{name} never died at {point}: the scenario proved nothing about it"
+        );
+    }
+    let load = load.await.unwrap();
+    let scenario = "died between an ack and its bookkeeping";
+    settle_and_check(&rig, &shop, scenario, load, from..last_death, started).await;
+}
+
+/// Scenario 4: a poison message. notification-svc cannot store anything for one customer (a
+/// trigger refuses it), so every event about that customer's orders fails there: each is
+/// delivered exactly `EVENTS_MAX_DELIVER` times and then dead-lettered, while every other
+/// customer is told everything and every other service goes on. Once the cause is removed, an
+/// operator replays the dead letters through the BFF and each is applied exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_poison_message_is_dead_lettered_after_its_deliveries_and_applied_once_on_replay() {
+    const MAX_DELIVER: u64 = 3;
+    let _turn = ONE_AT_A_TIME.lock().await;
+    let deliveries = MAX_DELIVER.to_string();
+    let settings = [
+        ("EVENTS_MAX_DELIVER", deliveries.as_str()),
+        ("EVENTS_RETRY_BACKOFF_MS", "200,400"),
+    ];
+    let rig = Rig::start_with(&settings).await.unwrap();
+    let shop = Shop::open(&rig).await;
+    let poisoned = shop.customers[1].clone();
+    let pool = rig.pool().await.unwrap();
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "CREATE FUNCTION notification.poison() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN \
+           IF NEW.recipient_customer_id = '{poisoned}'::uuid THEN \
+             RAISE EXCEPTION 'poisoned by the fault suite'; END IF; RETURN NEW; END $$; \
+         CREATE TRIGGER poison BEFORE INSERT ON notification.notifications \
+           FOR EACH ROW EXECUTE FUNCTION notification.poison();"
+    )))
+    .execute(&pool)
+    .await
+    .unwrap();
+
+    let (count, rate) = (orders() / 5, rate() / 2.0);
+    let started = Instant::now();
+    let load = shop.place(&rig, count, rate).await.unwrap();
+    let ids: Vec<String> = load.placed.iter().map(|p| p.id.clone()).collect();
+    let statuses = rig::wait_terminal(&pool, &ids, Duration::from_secs(120)).await.unwrap();
+    let (of_poisoned, of_others): (Vec<&rig::Placed>, Vec<&rig::Placed>) =
+        load.placed.iter().partition(|placed| placed.client == 1);
+    let of_poisoned: Vec<String> = of_poisoned.into_iter().map(|p| p.id.clone()).collect();
+    let of_others: Vec<String> = of_others.into_iter().map(|p| p.id.clone()).collect();
+    assert!(!of_poisoned.is_empty() && !of_others.is_empty());
+
+    // Every other customer is told everything while the poison stands.
+    let mut others = rig::Findings::default();
+    rig::eventually(&mut others, async |found| {
+        rig::check_notifications(&pool, &of_others, found).await
+    })
+    .await
+    .unwrap();
+    assert!(
+        others.violations.is_empty(),
+        "other customers were affected: {:?}",
+        others.violations
+    );
+    // The poisoned customer's events end up dead letters, each after exactly its deliveries.
+    let letters = settled_dead_letters(&rig).await;
+    let told: (i64,) =
+        sqlx::query_as("SELECT COUNT(*) FROM notification.notifications WHERE recipient_customer_id = $1::uuid")
+            .bind(&poisoned)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    println!(
+        "poisoned customer's orders {} (others {}) | dead letters {} | their deliveries {:?} | told while poisoned {}",
+        of_poisoned.len(),
+        of_others.len(),
+        letters.len(),
+        letters
+            .iter()
+            .map(|l| l["deliveryCount"].as_u64().unwrap_or(0))
+            .collect::<BTreeSet<_>>(),
+        told.0,
+    );
+    assert_eq!(told.0, 0);
+    assert!(!letters.is_empty());
+    for letter in &letters {
+        assert_eq!(letter["deliveryCount"], MAX_DELIVER, "{letter}");
+        assert!(
+            letter["error"].as_str().unwrap_or_default().contains("poisoned"),
+            "{letter}"
+        );
+        assert_eq!(letter["service"], "notification-svc", "{letter}");
+    }
+    assert!(
+        statuses
+            .values()
+            .all(|s| ["CONFIRMED", "REJECTED", "CANCELLED"].contains(&s.as_str())),
+        "the saga does not wait for notifications"
+    );
+
+    // The fix, then the replay: each applied once (the checker counts every status told).
+    sqlx::raw_sql("DROP TRIGGER poison ON notification.notifications")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let replay_from = started.elapsed();
+    for letter in &letters {
+        rig.replay_dead_letter(letter["id"].as_u64().unwrap()).await.unwrap();
+    }
+    let during = replay_from..started.elapsed();
+    settle_and_check(&rig, &shop, "poison message", load, during, started).await;
+    assert!(
+        rig.dead_letters("notification").await.unwrap().is_empty(),
+        "replayed letters are gone"
+    );
+}
+
+/// notification-svc's dead letters once their number has stopped growing for 3 s.
+async fn settled_dead_letters(rig: &Rig) -> Vec<serde_json::Value> {
+    let (mut letters, mut since) = (Vec::new(), Instant::now());
+    let give_up = Instant::now() + Duration::from_secs(120);
+    loop {
+        let now = rig.dead_letters("notification").await.unwrap();
+        if now.len() != letters.len() {
+            (letters, since) = (now, Instant::now());
+        } else if since.elapsed() > Duration::from_secs(3) || Instant::now() > give_up {
+            return letters;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
 }
 
 /// Places `count` orders at `rate` and, `lead` into the load, runs `fault` (which injects a

@@ -44,6 +44,11 @@ impl Drop for Rig {
 
 impl Rig {
     pub async fn start() -> anyhow::Result<Self> {
+        Self::start_with(&[]).await
+    }
+
+    /// [`Self::start`] with `extra` in every process's environment (settings under test).
+    pub async fn start_with(extra: &[(&str, &str)]) -> anyhow::Result<Self> {
         ordermesh_platform::install_crypto_provider();
         let nats = BackingServer::nats().await?;
         let redis = BackingServer::redis().await?;
@@ -54,7 +59,7 @@ impl Rig {
         if std::env::var("FAULTS_KEEP_LOGS").is_ok_and(|v| v == "1") {
             println!("logs of the processes: {}/logs", dir.path().display());
         }
-        let env = vec![
+        let mut env = vec![
             ("NATS_URL".to_owned(), nats.url()),
             ("REDIS_URL".to_owned(), redis.url()),
             ("DATABASE_URL".to_owned(), proxied_database),
@@ -64,6 +69,7 @@ impl Rig {
             ("BFF_RATE_LIMIT_EXTERNAL".to_owned(), "1000000".to_owned()),
             ("BFF_RATE_LIMIT_INTERNAL".to_owned(), "1000000".to_owned()),
         ];
+        env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
         let exe = Path::new(env!("CARGO_BIN_EXE_ordermesh"));
         let mut processes = Processes::new(exe, dir.path(), free_offset()?, env).await?;
         for name in ALL {
@@ -90,6 +96,23 @@ impl Rig {
         self.processes.kill(name).await?;
         tokio::time::sleep(down).await;
         self.processes.start(name).await
+    }
+
+    /// Starts every process that has exited again (as Kubernetes restarts a container), with
+    /// the rig's plain environment; what exited, and how.
+    pub async fn restart_exited(&mut self) -> anyhow::Result<Vec<(String, std::process::ExitStatus)>> {
+        let mut exited = Vec::new();
+        while let Some((name, status)) = self.processes.exited() {
+            self.processes.forget(&name);
+            self.processes.start(&name).await?;
+            exited.push((name, status));
+        }
+        Ok(exited)
+    }
+
+    /// Whether `name`'s log shows it died at a crash point (not of something else).
+    pub fn died_at_crash_point(&self, name: &str) -> bool {
+        std::fs::read_to_string(self.processes.log_file(name)).is_ok_and(|log| log.contains("aborting on purpose"))
     }
 
     /// A product for sale at `price_minor` with `stock` units.
@@ -120,12 +143,34 @@ impl Rig {
         Ok(id)
     }
 
-    /// A client with a customer profile: its token.
-    pub async fn client(&self, subject: &str) -> anyhow::Result<String> {
+    /// A client with a customer profile: its token and its customer's id.
+    pub async fn client(&self, subject: &str) -> anyhow::Result<(String, String)> {
         let token = mint(&self.processes, IssuerKind::Client, subject, Vec::new())?;
         let profile = json!({"displayName": "Fault Client", "email": format!("{subject}@example.test")});
-        self.post(&token, "/api/v1/customers/me", &profile).await?;
-        Ok(token)
+        let customer = self.post(&token, "/api/v1/customers/me", &profile).await?;
+        let id = customer["id"].as_str().unwrap_or_default().to_owned();
+        Ok((token, id))
+    }
+
+    /// `service`'s dead letters, as an operator lists them (`GET /api/v1/admin/dead-letters`).
+    pub async fn dead_letters(&self, service: &str) -> anyhow::Result<Vec<Value>> {
+        let path = format!("/api/v1/admin/dead-letters?service={service}&pageSize=1000");
+        let response = self
+            .http
+            .get(format!("{}{path}", self.bff))
+            .bearer_auth(&self.admin)
+            .send()
+            .await?;
+        let status = response.status();
+        let page: Value = response.json().await.unwrap_or(Value::Null);
+        anyhow::ensure!(status.is_success(), "GET {path}: {status} {page}");
+        Ok(page["items"].as_array().cloned().unwrap_or_default())
+    }
+
+    /// Replays dead letter `id`, as an operator does once the cause is fixed.
+    pub async fn replay_dead_letter(&self, id: u64) -> anyhow::Result<()> {
+        let path = format!("/api/v1/admin/dead-letters/{id}/replay");
+        self.post(&self.admin, &path, &json!({})).await.map(drop)
     }
 
     async fn post(&self, token: &str, path: &str, body: &Value) -> anyhow::Result<Value> {
@@ -180,10 +225,16 @@ fn mint(processes: &Processes, kind: IssuerKind, subject: &str, roles: Vec<Role>
 fn free_offset() -> anyhow::Result<u16> {
     let base = 2000 + (std::process::id() % 200) as u16 * 10;
     for offset in (base..10_000).step_by(10) {
-        let ports = [8080, 8090, 50051, 50052, 50053, 50054, 50055, 50056].map(|p| p + offset);
+        // The BFF, the issuer, the six services and their second replicas (500 above).
+        let services = [50051, 50052, 50053, 50054, 50055, 50056];
+        let ports = [8080, 8090]
+            .into_iter()
+            .chain(services)
+            .chain(services.map(|p| p + 500))
+            .map(|p| p + offset);
         if ports
-            .iter()
-            .all(|port| std::net::TcpListener::bind(("127.0.0.1", *port)).is_ok())
+            .into_iter()
+            .all(|port| std::net::TcpListener::bind(("127.0.0.1", port)).is_ok())
         {
             return Ok(offset);
         }
@@ -197,6 +248,8 @@ pub struct Placed {
     pub id: String,
     /// Attempts it took (retries with the same Idempotency-Key after a failure).
     pub attempts: u32,
+    /// Which of the driver's clients placed it.
+    pub client: usize,
 }
 
 /// What the load driver saw.
@@ -243,6 +296,7 @@ pub async fn drive(bff: &str, clients: &[String], count: usize, rate: f64, mix: 
         let request = Attempts {
             http: http.clone(),
             url: format!("{bff}/api/v1/orders"),
+            client: i % clients.len(),
             token: clients[i % clients.len()].clone(),
             key: format!("{run}-{i}"),
             body,
@@ -268,6 +322,7 @@ pub async fn drive(bff: &str, clients: &[String], count: usize, rate: f64, mix: 
 struct Attempts {
     http: reqwest::Client,
     url: String,
+    client: usize,
     token: String,
     key: String,
     body: Value,
@@ -306,7 +361,14 @@ impl Attempts {
                     let body: Value = response.json().await.unwrap_or(Value::Null);
                     if status.is_success() {
                         let id = body["id"].as_str().unwrap_or_default().to_owned();
-                        return (Ok(Placed { id, attempts }), tried);
+                        return (
+                            Ok(Placed {
+                                id,
+                                attempts,
+                                client: self.client,
+                            }),
+                            tried,
+                        );
                     }
                     // A refusal of the request itself is final (and a defect of the driver).
                     if status.is_client_error() && status.as_u16() != 429 {
@@ -404,7 +466,11 @@ pub async fn check(
 
 const TERMINAL: [&str; 3] = ["CONFIRMED", "REJECTED", "CANCELLED"];
 
-async fn wait_terminal(pool: &PgPool, ids: &[String], deadline: Duration) -> anyhow::Result<HashMap<String, String>> {
+pub async fn wait_terminal(
+    pool: &PgPool,
+    ids: &[String],
+    deadline: Duration,
+) -> anyhow::Result<HashMap<String, String>> {
     let until = Instant::now() + deadline;
     loop {
         let rows: Vec<(String, String)> =
@@ -471,7 +537,7 @@ async fn check_stock(pool: &PgPool, initial: &HashMap<String, i64>, findings: &m
 /// Runs `check` until it finds nothing wrong or a minute has passed, and keeps what it found
 /// last: the services converge asynchronously after the orders are terminal (a reservation
 /// released, a notification written, an event audited).
-async fn eventually(
+pub async fn eventually(
     findings: &mut Findings,
     mut check: impl AsyncFnMut(&mut Findings) -> anyhow::Result<()>,
 ) -> anyhow::Result<()> {
@@ -490,7 +556,7 @@ async fn eventually(
 }
 
 /// Every status an order went through told its customer exactly once.
-async fn check_notifications(pool: &PgPool, ids: &[String], findings: &mut Findings) -> anyhow::Result<()> {
+pub async fn check_notifications(pool: &PgPool, ids: &[String], findings: &mut Findings) -> anyhow::Result<()> {
     let history: Vec<(String, String)> = sqlx::query_as(
         r#"SELECT order_id::text, to_status FROM "order".order_status_history WHERE order_id::text = ANY($1)"#,
     )

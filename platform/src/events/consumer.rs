@@ -409,7 +409,10 @@ async fn settle(config: &ConsumerConfig, delivery: Delivery, outcome: Outcome) {
     let lag = (chrono::Utc::now() - event.occur_time).num_milliseconds() as f64 / 1000.0;
     crate::metrics::record_consumed(&config.service, &config.topic, label, lag);
     let settled = match outcome {
-        Outcome::Processed => acker.ack().await,
+        Outcome::Processed => {
+            crate::crash::point(crate::crash::CONSUMER_AFTER_COMMIT);
+            acker.ack().await
+        }
         Outcome::Duplicate => {
             tracing::debug!("duplicate delivery skipped");
             acker.ack().await

@@ -443,6 +443,7 @@ impl Relay {
                 let rows = rows.iter().map(pg_row).collect::<Result<Vec<_>, _>>()?;
                 let (sent, error) = self.publish_rows(&rows).await;
                 if !sent.is_empty() {
+                    crate::crash::point(crate::crash::OUTBOX_AFTER_ACK);
                     sqlx::query("UPDATE event_outbox SET sent_at = now() WHERE seq = ANY($1)")
                         .bind(&sent)
                         .execute(&mut *tx)
@@ -461,6 +462,7 @@ impl Relay {
                 let rows = rows.iter().map(sqlite_row).collect::<Result<Vec<_>, _>>()?;
                 let (sent, error) = self.publish_rows(&rows).await;
                 if !sent.is_empty() {
+                    crate::crash::point(crate::crash::OUTBOX_AFTER_ACK);
                     // One statement in a writer's turn (see `db::writer`), however many rows.
                     let mut tx = Tx::begin(&self.db).await?;
                     if let TxConn::Sqlite(conn) = tx.conn().await? {
