@@ -483,6 +483,17 @@ pub fn payment_refunded(payment: &PaymentRef<'_>, refund_id: &str, fully_refunde
     )
 }
 
+/// Whether a change of an order's status arrives in its turn: it starts from the status the
+/// last change applied here ended in (`None` on both sides: nothing applied yet, and the change
+/// is the placement). Replicas consuming side by side, or a redelivery after a crash, can bring
+/// a change before the one it follows; told then, the customer would read "confirmed" before
+/// "reserved". An early change waits for its turn, but not forever: on its last delivery it is
+/// applied whatever came before (its predecessor may have been dead-lettered, or predate this
+/// service's record of progress), since telling late is better than never telling.
+pub fn change_in_turn(last_applied: Option<&str>, starts_from: Option<&str>, last_delivery: bool) -> bool {
+    last_applied == starts_from || last_delivery
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -494,5 +505,20 @@ mod tests {
         assert_eq!(parse_id("0"), None);
         assert_eq!(parse_id("-1"), None);
         assert_eq!(parse_id("abc"), None);
+    }
+
+    #[test]
+    fn a_status_change_waits_for_the_one_it_follows() {
+        use super::change_in_turn;
+        // The placement comes first; each change starts where the last one ended.
+        assert!(change_in_turn(None, None, false));
+        assert!(change_in_turn(Some("PENDING"), Some("PENDING"), false));
+        // A change before the placement, or one skipping the change it follows, waits.
+        assert!(!change_in_turn(None, Some("PENDING"), false));
+        assert!(!change_in_turn(Some("PENDING"), Some("RESERVED"), false));
+        // A placement after changes (told already) is not in turn either.
+        assert!(!change_in_turn(Some("RESERVED"), None, false));
+        // On its last delivery, it is told anyway.
+        assert!(change_in_turn(Some("PENDING"), Some("RESERVED"), true));
     }
 }

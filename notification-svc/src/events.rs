@@ -34,11 +34,47 @@ pub const SOURCE: &str = "notification-svc";
 pub struct NotificationHandler {
     store: Store,
     hub: LiveHub,
+    /// Deliveries an event gets before it is dead-lettered (`EVENTS_MAX_DELIVER`): an order's
+    /// status change that arrives early waits for its turn until its last one.
+    max_deliver: u64,
 }
 
 impl NotificationHandler {
-    pub fn new(store: Store, hub: LiveHub) -> Self {
-        Self { store, hub }
+    pub fn new(store: Store, hub: LiveHub, max_deliver: u64) -> Self {
+        Self {
+            store,
+            hub,
+            max_deliver,
+        }
+    }
+
+    /// Applies an order's status change in its turn (see [`domain::change_in_turn`]): fails
+    /// transiently (so it is delivered again later) while the change it follows has not been
+    /// applied here, else records it as the order's last.
+    async fn take_turn(
+        &self,
+        change: &StatusChange<'_>,
+        envelope: &ReceivedEvent,
+        tx: &mut Tx,
+    ) -> Result<(), HandlerError> {
+        let last = self.store.order_progress(tx, change.order_id).await?;
+        let last_delivery = envelope.delivery_count >= self.max_deliver;
+        if !domain::change_in_turn(last.as_deref(), change.from, last_delivery) {
+            return Err(HandlerError::transient(anyhow::anyhow!(
+                "order {}: the change to {} arrived before the one it follows",
+                change.order_id,
+                change.to
+            )));
+        }
+        if last.as_deref() != change.from {
+            tracing::warn!(
+                order_id = change.order_id,
+                to = change.to,
+                "order status change told out of turn on its last delivery"
+            );
+        }
+        self.store.set_order_progress(tx, change.order_id, change.to).await?;
+        Ok(())
     }
 
     /// Stores `notes` (caused by `envelope`) in `tx` and announces each one after the commit.
@@ -66,6 +102,9 @@ impl NotificationHandler {
 #[async_trait]
 impl TopicHandler<OrderEvent> for NotificationHandler {
     async fn handle(&self, event: OrderEvent, envelope: &ReceivedEvent, tx: &mut Tx) -> Result<(), HandlerError> {
+        if let Some(change) = status_change(&event) {
+            self.take_turn(&change, envelope, tx).await?;
+        }
         self.deliver(order_notes(&event)?, envelope, tx).await
     }
 
@@ -174,6 +213,34 @@ fn order_notes(event: &OrderEvent) -> Result<Vec<NewNotification>, ServiceError>
         | OrderEvent::OrderCancelled(_)
         | OrderEvent::OrderDelivered(_) => Vec::new(),
     })
+}
+
+/// A change of an order's status: the placement (from nothing to PENDING) or a transition.
+struct StatusChange<'a> {
+    order_id: &'a str,
+    from: Option<&'static str>,
+    to: &'static str,
+}
+
+fn status_change(event: &OrderEvent) -> Option<StatusChange<'_>> {
+    let name = |status: i32| {
+        OrderStatus::try_from(status)
+            .unwrap_or(OrderStatus::Unspecified)
+            .as_str_name()
+    };
+    match event {
+        OrderEvent::OrderPlaced(e) => Some(StatusChange {
+            order_id: &e.order_id,
+            from: None,
+            to: OrderStatus::Pending.as_str_name(),
+        }),
+        OrderEvent::OrderStatusChanged(e) => Some(StatusChange {
+            order_id: &e.order_id,
+            from: Some(name(e.from_status)),
+            to: name(e.to_status),
+        }),
+        _ => None,
+    }
 }
 
 fn order_ref<'a>(id: &'a str, customer_id: &str) -> Result<OrderRef<'a>, ServiceError> {

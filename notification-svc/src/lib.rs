@@ -48,7 +48,7 @@ pub async fn run_with(
     let mut host = ServiceHost::start(config, listen, store::migrations(), &shutdown).await?;
     let store = store::Store::new(host.db());
     let hub = live::LiveHub::start(host.config(), options.live_buffer, host.shutdown()).await?;
-    let handler = events::NotificationHandler::new(store.clone(), hub.clone());
+    let handler = events::NotificationHandler::new(store.clone(), hub.clone(), host.config().events.max_deliver);
     host.consume::<OrderEvent, _>(handler.clone()).await?;
     host.consume::<PaymentEvent, _>(handler.clone()).await?;
     // Only StockLow concerns it, and rarely: one lane.

@@ -40,6 +40,11 @@ pub fn migrations() -> Migrations {
                 "erased customers",
                 include_str!("../migrations/postgres/0002_erased_customers.sql"),
             ),
+            (
+                3,
+                "order progress",
+                include_str!("../migrations/postgres/0003_order_progress.sql"),
+            ),
         ],
         &[
             (
@@ -51,6 +56,11 @@ pub fn migrations() -> Migrations {
                 2,
                 "erased customers",
                 include_str!("../migrations/sqlite/0002_erased_customers.sql"),
+            ),
+            (
+                3,
+                "order progress",
+                include_str!("../migrations/sqlite/0003_order_progress.sql"),
             ),
         ],
     )
@@ -461,6 +471,32 @@ impl Store {
         });
         let muted = parse_list("muted_types", muted.as_deref().unwrap_or_default(), Kind::parse)?;
         Ok((muted, erased))
+    }
+
+    /// The last status change of `order_id` applied here, read inside the consumer's `tx`.
+    pub async fn order_progress(&self, tx: &mut Tx, order_id: &str) -> StoreResult<Option<String>> {
+        Ok(on_tx!(tx, |conn| {
+            sqlx::query_scalar("SELECT status FROM order_progress WHERE order_id = $1")
+                .bind(order_id)
+                .fetch_optional(&mut *conn)
+                .await?
+        }))
+    }
+
+    /// Records `status` as the last change of `order_id` applied here, in the consumer's `tx`.
+    pub async fn set_order_progress(&self, tx: &mut Tx, order_id: &str, status: &str) -> StoreResult<()> {
+        on_tx!(tx, |conn| {
+            sqlx::query(
+                "INSERT INTO order_progress (order_id, status, updated_at) VALUES ($1, $2, $3) \
+                 ON CONFLICT (order_id) DO UPDATE SET status = excluded.status, updated_at = excluded.updated_at",
+            )
+            .bind(order_id)
+            .bind(status)
+            .bind(Utc::now())
+            .execute(&mut *conn)
+            .await?;
+        });
+        Ok(())
     }
 
     /// Stores the preferences of `principal` (insert or replace).

@@ -110,12 +110,16 @@ async fn order_events_notify_the_customer_and_the_order_managers() {
 
     // Rejection carries its reason; payments notify the customer.
     let other = Uuid::now_v7();
-    h.publish(&order_event(
-        other,
-        "OrderStatusChanged",
-        &changed(other, customer, Reserved, Rejected, "payment declined"),
-    ))
-    .await;
+    h.publish(&order_event(other, "OrderPlaced", &placed(other, customer)))
+        .await;
+    for (from, to, reason) in [(Pending, Reserved, ""), (Reserved, Rejected, "payment declined")] {
+        h.publish(&order_event(
+            other,
+            "OrderStatusChanged",
+            &changed(other, customer, from, to, reason),
+        ))
+        .await;
+    }
     h.publish(&ordermesh_platform::events::OutgoingEvent::new(
         "payment-svc",
         "payment-events",
@@ -130,12 +134,40 @@ async fn order_events_notify_the_customer_and_the_order_managers() {
         },
     ))
     .await;
-    let list = h.wait_for(&client, 6).await;
+    let list = h.wait_for(&client, 8).await;
     let rejected = list.iter().find(|n| n.data["status"] == "REJECTED").unwrap();
     assert!(rejected.body.contains("payment declined"));
     assert!(
         list.iter()
             .any(|n| n.data.get("status").map(String::as_str) == Some("DECLINED"))
+    );
+    h.cleanup().await;
+}
+
+/// Replicas side by side, or a redelivery after a crash, can bring a change before the one it
+/// follows: it waits for its turn, and the customer is told in the order things happened.
+#[tokio::test]
+async fn a_status_change_that_arrives_early_waits_for_the_one_it_follows() {
+    use OrderStatus::*;
+    let h = Harness::start(Profile::Production).await;
+    let (client, customer) = h.client();
+    let order = Uuid::now_v7();
+    let confirmed = changed(order, customer, Reserved, Confirmed, "");
+    h.publish(&order_event(order, "OrderStatusChanged", &confirmed)).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(h.list(&client).await.is_empty(), "told before the changes it follows");
+    h.publish(&order_event(order, "OrderPlaced", &placed(order, customer)))
+        .await;
+    let reserved = changed(order, customer, Pending, Reserved, "");
+    h.publish(&order_event(order, "OrderStatusChanged", &reserved)).await;
+    let mut list = h.wait_for(&client, 3).await;
+    // In the order told: the order of the ids, which the feed and the live stream follow.
+    list.sort_by_key(|n| n.id.parse::<i64>().unwrap_or_default());
+    let statuses: Vec<Option<&str>> = list.iter().map(|n| n.data.get("status").map(String::as_str)).collect();
+    assert_eq!(
+        statuses,
+        [Some("PENDING"), Some("RESERVED"), Some("CONFIRMED")],
+        "{list:?}"
     );
     h.cleanup().await;
 }
@@ -580,17 +612,29 @@ async fn muted_types_are_not_stored_and_preferences_round_trip() {
         },
     ))
     .await;
-    h.publish(&order_event(
-        order,
-        "OrderStatusChanged",
-        &changed(order, customer, OrderStatus::Reserved, OrderStatus::Confirmed, ""),
-    ))
-    .await;
-    let list = h.wait_for(&client, 1).await;
+    h.publish(&order_event(order, "OrderPlaced", &placed(order, customer)))
+        .await;
+    for (from, to) in [
+        (OrderStatus::Pending, OrderStatus::Reserved),
+        (OrderStatus::Reserved, OrderStatus::Confirmed),
+    ] {
+        h.publish(&order_event(
+            order,
+            "OrderStatusChanged",
+            &changed(order, customer, from, to, ""),
+        ))
+        .await;
+    }
+    let list = h.wait_for(&client, 3).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let list2 = h.list(&client).await;
-    assert_eq!(list2.len(), 1, "{list:?}");
-    assert_eq!(list2[0].notification_type, pb::NotificationType::OrderStatus as i32);
+    assert_eq!(list2.len(), 3, "{list:?}");
+    assert!(
+        list2
+            .iter()
+            .all(|n| n.notification_type == pb::NotificationType::OrderStatus as i32),
+        "{list2:?}"
+    );
     h.cleanup().await;
 }
 

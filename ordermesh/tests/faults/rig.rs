@@ -410,6 +410,8 @@ pub struct Findings {
     pub duplicate_captures: usize,
     pub duplicate_notifications: usize,
     pub duplicate_audit_entries: usize,
+    /// Orders whose status changes were applied or told out of order.
+    pub out_of_order: usize,
     pub lost: usize,
     pub violations: Vec<String>,
 }
@@ -453,9 +455,11 @@ pub async fn check(
         }
     }
     check_money(rig, &statuses, &mut findings);
+    check_history_chains(&pool, ids, &mut findings).await?;
     eventually(&mut findings, async |found| check_stock(&pool, stock, found).await).await?;
     eventually(&mut findings, async |found| {
-        check_notifications(&pool, ids, found).await
+        check_notifications(&pool, ids, found).await?;
+        check_told_in_order(&pool, ids, found).await
     })
     .await?;
     eventually(&mut findings, async |found| check_audit_complete(&pool, found).await).await?;
@@ -547,6 +551,7 @@ pub async fn eventually(
         check(&mut found).await?;
         if found.violations.is_empty() || Instant::now() >= until {
             findings.duplicate_notifications += found.duplicate_notifications;
+            findings.out_of_order += found.out_of_order;
             findings.lost += found.lost;
             found.violations.into_iter().for_each(|v| findings.violated(v));
             return Ok(());
@@ -581,6 +586,71 @@ pub async fn check_notifications(pool: &PgPool, ids: &[String], findings: &mut F
     }
     for (order, status) in expected.into_iter().take(10) {
         findings.violated(format!("order {order}: {status} never told"));
+    }
+    Ok(())
+}
+
+/// Each order's history is one chain: numbered 1, 2, … without a gap, each change starting
+/// from the status the one before ended in.
+async fn check_history_chains(pool: &PgPool, ids: &[String], findings: &mut Findings) -> anyhow::Result<()> {
+    let rows: Vec<(String, i32, Option<String>, String)> = sqlx::query_as(
+        r#"SELECT order_id::text, seq, from_status, to_status FROM "order".order_status_history
+           WHERE order_id::text = ANY($1) ORDER BY order_id, seq"#,
+    )
+    .bind(ids)
+    .fetch_all(pool)
+    .await?;
+    let mut previous: Option<(&str, i32, &str)> = None;
+    for (order, seq, from, to) in &rows {
+        let expected = match previous {
+            Some((last, last_seq, last_to)) if last == order => (last_seq + 1, Some(last_to)),
+            _ => (1, None),
+        };
+        if (*seq, from.as_deref()) != expected && !(expected.0 == 1 && *seq == 1) {
+            findings.out_of_order += 1;
+            findings.violated(format!(
+                "order {order}: change {seq} ({from:?} → {to}) does not follow the one before"
+            ));
+        }
+        previous = Some((order, *seq, to));
+    }
+    Ok(())
+}
+
+/// Each customer is told an order's status changes in the order they happened (the order of
+/// the notifications' ids, which is the order a feed and the SSE stream show them in).
+async fn check_told_in_order(pool: &PgPool, ids: &[String], findings: &mut Findings) -> anyhow::Result<()> {
+    let history: Vec<(String, String)> = sqlx::query_as(
+        r#"SELECT order_id::text, to_status FROM "order".order_status_history
+           WHERE order_id::text = ANY($1) ORDER BY order_id, seq"#,
+    )
+    .bind(ids)
+    .fetch_all(pool)
+    .await?;
+    let told: Vec<(String, String)> = sqlx::query_as(
+        r#"SELECT data->>'order_id', data->>'status' FROM notification.notifications
+           WHERE recipient_customer_id IS NOT NULL AND data->>'order_id' = ANY($1) AND data ? 'status'
+           AND notification_type LIKE 'ORDER%' ORDER BY id"#,
+    )
+    .bind(ids)
+    .fetch_all(pool)
+    .await?;
+    let mut happened: HashMap<String, Vec<String>> = HashMap::new();
+    for (order, status) in history {
+        happened.entry(order).or_default().push(status);
+    }
+    let mut heard: HashMap<String, Vec<String>> = HashMap::new();
+    for (order, status) in told {
+        heard.entry(order).or_default().push(status);
+    }
+    for (order, heard) in heard {
+        let happened = happened.get(&order).map(Vec::as_slice).unwrap_or_default();
+        // What was told, in the order told, must be the order it happened in (each once).
+        let positions: Vec<Option<usize>> = heard.iter().map(|s| happened.iter().position(|h| h == s)).collect();
+        if positions.windows(2).any(|pair| pair[0] >= pair[1]) {
+            findings.out_of_order += 1;
+            findings.violated(format!("order {order}: told {heard:?}, happened {happened:?}"));
+        }
     }
     Ok(())
 }
@@ -649,7 +719,7 @@ pub fn report(scenario: &str, load: &Load, findings: &Findings, p99s: [(&str, Op
     let ms = |p: Option<f64>| p.map_or("-".to_owned(), |v| format!("{v:.0} ms"));
     println!(
         "\n[{scenario}] orders {} | accepted {} (retried {retried}) | not accepted {} | terminal {} | {:?} | \
-         duplicate captures {} | duplicate notifications {} | duplicate audit entries {} | lost {} | \
+         duplicate captures {} | duplicate notifications {} | duplicate audit entries {} | out of order {} | lost {} | \
          p99 {} {} / {} {} / {} {} | {:.0} s",
         findings.orders + load.failed.len(),
         load.placed.len(),
@@ -659,6 +729,7 @@ pub fn report(scenario: &str, load: &Load, findings: &Findings, p99s: [(&str, Op
         findings.duplicate_captures,
         findings.duplicate_notifications,
         findings.duplicate_audit_entries,
+        findings.out_of_order,
         findings.lost,
         p99s[0].0,
         ms(p99s[0].1),
