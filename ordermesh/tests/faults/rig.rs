@@ -538,14 +538,16 @@ async fn check_stock(pool: &PgPool, initial: &HashMap<String, i64>, findings: &m
     Ok(())
 }
 
-/// Runs `check` until it finds nothing wrong or a minute has passed, and keeps what it found
-/// last: the services converge asynchronously after the orders are terminal (a reservation
-/// released, a notification written, an event audited).
+/// Runs `check` until it finds nothing wrong or two minutes have passed, and keeps what it
+/// found last: the services converge asynchronously after the orders are terminal (a
+/// reservation released, a notification written, an event audited). Two minutes cover the
+/// slowest convergence by design: a status change that arrived before the one it follows, whose
+/// predecessor a killed process held, waits through the retry schedule (1 + 5 + 15 + 60 s).
 pub async fn eventually(
     findings: &mut Findings,
     mut check: impl AsyncFnMut(&mut Findings) -> anyhow::Result<()>,
 ) -> anyhow::Result<()> {
-    let until = Instant::now() + Duration::from_secs(60);
+    let until = Instant::now() + Duration::from_secs(120);
     loop {
         let mut found = Findings::default();
         check(&mut found).await?;
