@@ -174,6 +174,18 @@ impl Processes {
         SocketAddr::from(([127, 0, 0, 1], port))
     }
 
+    /// The operating system's id of `name`'s process, while it runs.
+    pub fn pid(&self, name: &str) -> Option<u32> {
+        self.children.get(name).and_then(Child::id)
+    }
+
+    /// The names of the running processes.
+    pub fn running(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.children.keys().cloned().collect();
+        names.sort();
+        names
+    }
+
     pub fn log_file(&self, name: &str) -> PathBuf {
         self.data_dir.join("logs").join(format!("{name}.log"))
     }

@@ -26,6 +26,10 @@ pub struct Rig {
     pub gateway: RecordingGateway,
     /// Between the services and PostgreSQL (the checker reads the database directly).
     pub database_proxy: FaultProxy,
+    /// Between the services and NATS.
+    pub nats_proxy: FaultProxy,
+    /// Between the BFF and Redis.
+    pub redis_proxy: FaultProxy,
     pub processes: Processes,
     pub bff: String,
     pub admin: String,
@@ -54,14 +58,16 @@ impl Rig {
         let redis = BackingServer::redis().await?;
         let database = TestDatabase::postgres().await?;
         let gateway = RecordingGateway::start().await;
-        let (database_proxy, proxied_database) = behind_proxy(database.url()).await?;
+        let (database_proxy, proxied_database) = behind_proxy(database.url(), 5432).await?;
+        let (nats_proxy, proxied_nats) = behind_proxy(&nats.url(), 4222).await?;
+        let (redis_proxy, proxied_redis) = behind_proxy(&redis.url(), 6379).await?;
         let dir = tempfile::tempdir()?;
         if std::env::var("FAULTS_KEEP_LOGS").is_ok_and(|v| v == "1") {
             println!("logs of the processes: {}/logs", dir.path().display());
         }
         let mut env = vec![
-            ("NATS_URL".to_owned(), nats.url()),
-            ("REDIS_URL".to_owned(), redis.url()),
+            ("NATS_URL".to_owned(), proxied_nats),
+            ("REDIS_URL".to_owned(), proxied_redis),
             ("DATABASE_URL".to_owned(), proxied_database),
             ("PAYMENT_GATEWAY_URL".to_owned(), gateway.url()),
             ("RUST_LOG".to_owned(), "info".to_owned()),
@@ -83,6 +89,8 @@ impl Rig {
             database,
             gateway,
             database_proxy,
+            nats_proxy,
+            redis_proxy,
             processes,
             bff,
             admin,
@@ -192,11 +200,12 @@ impl Rig {
     }
 }
 
-/// A [`FaultProxy`] in front of the PostgreSQL server of `url`, and `url` through it.
-async fn behind_proxy(url: &str) -> anyhow::Result<(FaultProxy, String)> {
+/// A [`FaultProxy`] in front of the server of `url` (`default_port` if it names none), and
+/// `url` through it.
+async fn behind_proxy(url: &str, default_port: u16) -> anyhow::Result<(FaultProxy, String)> {
     let parsed = reqwest::Url::parse(url)?;
     let host = parsed.host_str().unwrap_or("127.0.0.1");
-    let upstream = tokio::net::lookup_host((host, parsed.port().unwrap_or(5432)))
+    let upstream = tokio::net::lookup_host((host, parsed.port().unwrap_or(default_port)))
         .await?
         .next()
         .ok_or_else(|| anyhow::anyhow!("{host} has no address"))?;
@@ -276,32 +285,12 @@ pub struct Line {
 /// `mix(i)` as client `clients[i % n]` and its own Idempotency-Key; a failed attempt (transport
 /// error, 5xx) is retried with the same key until `deadline` after its start.
 pub async fn drive(bff: &str, clients: &[String], count: usize, rate: f64, mix: impl Fn(usize) -> Line) -> Load {
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .build()
-        .expect("HTTP client");
-    let start = Instant::now();
-    let run = uuid::Uuid::now_v7().simple().to_string();
+    let (http, start, run) = load_client();
     let mut tasks = Vec::with_capacity(count);
     for i in 0..count {
         let due = start + Duration::from_secs_f64(i as f64 / rate);
         tokio::time::sleep_until(due.into()).await;
-        let line = mix(i);
-        let body = json!({
-            "items": [{"productId": line.product, "quantity": line.quantity}],
-            "shippingAddress": {"recipientName": "Fault Client", "line1": "1 Main Street", "city": "Berlin",
-                                "postalCode": "10115", "countryCode": "DE"},
-            "paymentMethodToken": line.payment,
-        });
-        let request = Attempts {
-            http: http.clone(),
-            url: format!("{bff}/api/v1/orders"),
-            client: i % clients.len(),
-            token: clients[i % clients.len()].clone(),
-            key: format!("{run}-{i}"),
-            body,
-            start,
-        };
+        let request = Attempts::new(&http, bff, clients, i, mix(i), format!("{run}-{i}"), start);
         tasks.push(tokio::spawn(request.until_accepted(Duration::from_secs(120))));
     }
     let mut load = Load::default();
@@ -327,6 +316,159 @@ struct Attempts {
     key: String,
     body: Value,
     start: Instant,
+}
+
+impl Attempts {
+    /// The i-th order of a load: `line`, as client `clients[i % n]`, under Idempotency-Key `key`.
+    fn new(
+        http: &reqwest::Client,
+        bff: &str,
+        clients: &[String],
+        i: usize,
+        line: Line,
+        key: String,
+        start: Instant,
+    ) -> Self {
+        let body = json!({
+            "items": [{"productId": line.product, "quantity": line.quantity}],
+            "shippingAddress": {"recipientName": "Fault Client", "line1": "1 Main Street", "city": "Berlin",
+                                "postalCode": "10115", "countryCode": "DE"},
+            "paymentMethodToken": line.payment,
+        });
+        Self {
+            http: http.clone(),
+            url: format!("{bff}/api/v1/orders"),
+            client: i % clients.len(),
+            token: clients[i % clients.len()].clone(),
+            key,
+            body,
+            start,
+        }
+    }
+}
+
+/// The most orders per second the BFF accepts: `concurrency` clients each placing orders one
+/// after another (a closed loop) for `period`. The orders placed are returned too (they are
+/// orders like the others, for the checker).
+pub async fn maximum_intake(
+    bff: &str,
+    clients: &[String],
+    mix: std::sync::Arc<dyn Fn(usize) -> Line + Send + Sync>,
+    concurrency: usize,
+    period: Duration,
+) -> (f64, Vec<String>) {
+    let (http, start, run) = load_client();
+    let next = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let workers: Vec<_> = (0..concurrency)
+        .map(|_| {
+            let (http, bff, clients, mix, next, run) = (
+                http.clone(),
+                bff.to_owned(),
+                clients.to_vec(),
+                mix.clone(),
+                next.clone(),
+                run.clone(),
+            );
+            tokio::spawn(async move {
+                let mut placed = Vec::new();
+                while start.elapsed() < period {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let request = Attempts::new(&http, &bff, &clients, i, mix(i), format!("max-{run}-{i}"), start);
+                    if let (Ok(order), _) = request.until_accepted(Duration::from_secs(30)).await {
+                        placed.push(order.id);
+                    }
+                }
+                placed
+            })
+        })
+        .collect();
+    let mut placed = Vec::new();
+    for worker in workers {
+        placed.extend(worker.await.expect("intake worker"));
+    }
+    (placed.len() as f64 / start.elapsed().as_secs_f64(), placed)
+}
+
+/// One look at the platform during a soak: each process's resident memory, and the outbox and
+/// inbox tables of every service.
+#[derive(Debug)]
+pub struct Sample {
+    pub at: Duration,
+    /// Resident set size per process, in MiB.
+    pub rss_mib: BTreeMap<String, f64>,
+    /// Outbox rows not yet published, all services.
+    pub unsent: i64,
+    pub outbox_rows: i64,
+    pub inbox_rows: i64,
+}
+
+impl Rig {
+    pub async fn sample(&self, at: Duration) -> anyhow::Result<Sample> {
+        let rss_mib = self
+            .processes
+            .running()
+            .into_iter()
+            .filter_map(|name| {
+                let status = std::fs::read_to_string(format!("/proc/{}/status", self.processes.pid(&name)?)).ok()?;
+                let kib: f64 = status
+                    .lines()
+                    .find_map(|line| line.strip_prefix("VmRSS:"))?
+                    .trim()
+                    .trim_end_matches("kB")
+                    .trim()
+                    .parse()
+                    .ok()?;
+                Some((name, kib / 1024.0))
+            })
+            .collect();
+        let pool = self.pool().await?;
+        let mut sample = Sample {
+            at,
+            rss_mib,
+            unsent: 0,
+            outbox_rows: 0,
+            inbox_rows: 0,
+        };
+        let tables: Vec<(String, String)> = sqlx::query_as(
+            "SELECT table_schema::text, table_name::text FROM information_schema.tables \
+             WHERE table_name IN ('event_outbox', 'event_inbox')",
+        )
+        .fetch_all(&pool)
+        .await?;
+        for (schema, table) in tables {
+            let (rows, unsent): (i64, i64) = if table == "event_outbox" {
+                sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                    r#"SELECT COUNT(*), COUNT(*) FILTER (WHERE sent_at IS NULL) FROM "{schema}".event_outbox"#
+                )))
+                .fetch_one(&pool)
+                .await?
+            } else {
+                sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                    r#"SELECT COUNT(*), CAST(0 AS bigint) FROM "{schema}".event_inbox"#
+                )))
+                .fetch_one(&pool)
+                .await?
+            };
+            if table == "event_outbox" {
+                sample.outbox_rows += rows;
+                sample.unsent += unsent;
+            } else {
+                sample.inbox_rows += rows;
+            }
+        }
+        pool.close().await;
+        Ok(sample)
+    }
+}
+
+/// What a load starts from: its HTTP client (10 s per attempt), its start, and the run's id
+/// that makes its Idempotency-Keys unique.
+fn load_client() -> (reqwest::Client, Instant, String) {
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .expect("HTTP client");
+    (http, Instant::now(), uuid::Uuid::now_v7().simple().to_string())
 }
 
 /// What one order's attempts saw.
