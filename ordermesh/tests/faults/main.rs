@@ -6,7 +6,8 @@
 //! docs/RELIABILITY.md keeps the last run's.
 //!
 //! Sizes: `FAULTS_ORDERS` orders per scenario (default 1,000; `ORDERMESH_FAULTS_LONG=1`: 5,000)
-//! at `FAULTS_RATE` orders per second (default 40).
+//! at `FAULTS_RATE` orders per second (default 40); the soak (scenario 8) only in the long
+//! profile or with `FAULTS_SOAK_SECONDS`.
 //! Reproduce by hand: `NATS_URL=… DATABASE_URL=… cargo run -- up --processes`, then kill a
 //! `ordermesh serve <name>` process and start the platform again.
 
