@@ -19,6 +19,7 @@ pub mod auth;
 pub mod clients;
 pub mod config;
 pub mod extract;
+pub mod feed;
 pub mod idempotency;
 pub mod limits;
 pub mod middleware;

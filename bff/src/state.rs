@@ -7,7 +7,7 @@ use ordermesh_platform::{Cache, Shutdown};
 
 use crate::config::BffConfig;
 use crate::product_tier::ProductTier;
-use crate::{clients, limits, stream};
+use crate::{clients, feed, limits, stream};
 
 /// Products the in-process tier keeps at most.
 const PRODUCT_TIER_CAPACITY: usize = 10_000;
@@ -22,6 +22,8 @@ pub struct AppState {
     pub limiter: limits::RateLimiter,
     /// Open notification streams per principal.
     pub streams: Arc<stream::StreamSlots>,
+    /// The one live feed of notifications that every open stream takes its share of.
+    pub feed: Arc<feed::Feed>,
     /// Triggered when the BFF shuts down: open notification streams end.
     pub shutdown: Shutdown,
     /// Product answers kept for a moment (`GET /products/{id}`).
@@ -40,13 +42,20 @@ impl AppState {
             cache.with_prefix(format!("{}rl:", config.cache_prefix)),
             config.rate_limits.clone(),
         );
+        let clients = clients::Clients::new(&config)?;
+        let shutdown = Shutdown::new();
         Ok(Self {
             validator: JwtValidator::shared(config.auth.clone()),
-            clients: clients::Clients::new(&config)?,
+            feed: feed::Feed::new(
+                clients.notification.read.clone(),
+                config.credentials.clone(),
+                shutdown.clone(),
+            ),
+            clients,
             cache,
             limiter,
             streams: stream::StreamSlots::new(config.streams.max_per_principal),
-            shutdown: Shutdown::new(),
+            shutdown,
             products: ProductTier::new(config.product_cache, PRODUCT_TIER_CAPACITY),
             config,
         })

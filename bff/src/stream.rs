@@ -11,15 +11,17 @@
 //!   revoked-by-expiry token fails with 401 even with a fresh ticket, and notification-svc sees
 //!   the user's own identity on `Subscribe` (the BFF never speaks for the user with its own
 //!   credentials).
-//! - **Bounded buffer.** One task per connection ([`pump`]) reads the gRPC `Subscribe` stream
-//!   eagerly and hands events to the SSE body through a channel of `BFF_SSE_BUFFER_EVENTS` (64)
-//!   events. When the client reads so slowly that the channel is full, the connection is ended
-//!   (after the buffered events): memory stays bounded, and the client resumes with
-//!   `Last-Event-ID` without loss.
+//! - **One feed, many connections.** A connection is not a `Subscribe` of its own: the BFF
+//!   holds one feed from notification-svc and hands each connection the notifications of its
+//!   scope ([`crate::feed`], which also explains how a connection starts without gap).
+//! - **Bounded buffer.** A connection's notifications wait in a channel of
+//!   `BFF_SSE_BUFFER_EVENTS` (64). When the client reads so slowly that it is full, the
+//!   connection is ended (after the buffered events): memory stays bounded, and the client
+//!   resumes with `Last-Event-ID` without loss.
 //! - **Cap.** At most `BFF_SSE_MAX_STREAMS_PER_PRINCIPAL` (5) concurrent streams per principal
 //!   on one BFF instance ([`StreamSlots`]; 429 problem beyond). The slot is held by the SSE body
 //!   and released when the body is dropped (stream ended or client gone).
-//! - **Shutdown.** Every pump also waits for the BFF's [`Shutdown`]: when it triggers, streams
+//! - **Shutdown.** Every body also waits for the BFF's [`Shutdown`]: when it triggers, streams
 //!   end, so axum's graceful shutdown does not wait for open streams.
 
 use std::collections::HashMap;
@@ -27,14 +29,17 @@ use std::sync::{Arc, Mutex};
 
 use axum::response::sse::Event;
 use base64::Engine;
-use futures::{Stream, StreamExt};
+use futures::Stream;
 use ordermesh_platform::auth::Principal;
+use ordermesh_platform::client::{CallContext, ResilientChannel};
 use ordermesh_platform::{Cache, Shutdown};
-use ordermesh_proto::notification::{SubscribeResponse, subscribe_response};
+use ordermesh_proto::notification as pb;
+use ordermesh_proto::notification::notification_service_client::NotificationServiceClient;
 use rand::RngCore;
 use sha2::Digest;
 use tokio::sync::mpsc;
 
+use crate::feed::{self, Registration, Shared};
 use crate::models::Notification;
 
 /// The route path of the stream (the only route that accepts a `?ticket=`).
@@ -127,84 +132,94 @@ impl Drop for Slot {
     }
 }
 
-/// The SSE event of one `Subscribe` message: a notification (`id:` its id, `event:` its type,
-/// `data:` its JSON as in the list route) or, for notification-svc's heartbeat, a comment.
-pub fn to_event(message: SubscribeResponse) -> Option<Event> {
-    match message.event? {
-        subscribe_response::Event::Notification(n) => {
-            let notification = Notification::from_proto(n);
-            let kind = serde_json::to_value(notification.notification_type)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_owned))
-                .unwrap_or_else(|| "notification".to_owned());
-            Event::default()
-                .id(notification.id.clone())
-                .event(kind)
-                .json_data(&notification)
-                .ok()
-        }
-        subscribe_response::Event::Heartbeat(_) => Some(Event::default().comment("heartbeat")),
-    }
+/// The SSE event of a notification: `id:` its id, `event:` its type, `data:` its JSON as in the
+/// list route.
+pub fn to_event(notification: pb::Notification) -> Option<Event> {
+    let notification = Notification::from_proto(notification);
+    let kind = serde_json::to_value(notification.notification_type)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_else(|| "notification".to_owned());
+    Event::default()
+        .id(notification.id.clone())
+        .event(kind)
+        .json_data(&notification)
+        .ok()
 }
 
-/// Why a pump stopped.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum End {
-    /// The client went away (the SSE body was dropped).
-    ClientGone,
-    /// The client fell a whole buffer behind.
-    Overflow,
-    /// The BFF is shutting down.
-    Shutdown,
-    /// notification-svc ended the stream.
-    UpstreamEnded,
-    /// notification-svc failed the stream (e.g. RESOURCE_EXHAUSTED, shutdown).
-    UpstreamError,
+/// Notifications per `CatchUp` page of a replay.
+pub const REPLAY_PAGE: i32 = 200;
+
+/// What a connection replays before it goes live: the pages it has read with the user's token,
+/// and whether there are more.
+pub struct Replay {
+    pub client: NotificationServiceClient<ResilientChannel>,
+    pub context: CallContext,
+    pub pending: Vec<pb::Notification>,
+    /// The last id read.
+    pub cursor: i64,
+    pub more: bool,
 }
 
-/// Moves `Subscribe` messages into `tx` until the client goes, falls a buffer behind, the
-/// upstream ends or `shutdown` triggers. Never waits for the client: a full buffer ends it.
-pub async fn pump<S>(mut upstream: S, tx: mpsc::Sender<Event>, shutdown: Shutdown) -> End
-where
-    S: Stream<Item = Result<SubscribeResponse, tonic::Status>> + Unpin,
-{
-    loop {
-        let message = tokio::select! {
-            biased;
-            _ = shutdown.wait() => return End::Shutdown,
-            _ = tx.closed() => return End::ClientGone,
-            message = upstream.next() => message,
-        };
-        let message = match message {
-            None => return End::UpstreamEnded,
-            Some(Err(status)) => {
-                tracing::info!(code = ?status.code(), message = status.message(), "notification stream failed upstream");
-                return End::UpstreamError;
+/// The SSE body: the replay, then the feed's notifications above the replay's cursor, until
+/// the feed drops the connection (a whole buffer behind, or the BFF stops) or the BFF shuts
+/// down. Holds the connection's place in the feed and the principal's slot until dropped.
+pub fn body(
+    replay: Replay,
+    mut live: mpsc::Receiver<Shared>,
+    registration: Registration,
+    slot: Slot,
+    shutdown: Shutdown,
+) -> impl Stream<Item = Result<Event, std::convert::Infallible>> {
+    async_stream::stream! {
+        let _held = (registration, slot);
+        let mut cursor = replay.cursor;
+        {
+            let Replay { mut client, context, mut pending, mut more, .. } = replay;
+            loop {
+                for notification in pending.drain(..) {
+                    if let Some(event) = to_event(notification) {
+                        yield Ok(event);
+                    }
+                }
+                if !more {
+                    break;
+                }
+                let request = context.request(pb::CatchUpRequest { after_id: cursor.to_string(), page_size: REPLAY_PAGE });
+                let page = match client.catch_up(request).await {
+                    Ok(page) => page.into_inner(),
+                    Err(status) => {
+                        tracing::info!(code = ?status.code(), "notification replay failed; the client resumes");
+                        return;
+                    }
+                };
+                let Ok(next) = feed::parse_id(&page.cursor) else { return };
+                (cursor, more, pending) = (next, page.more, page.notifications);
             }
-            Some(Ok(message)) => message,
-        };
-        let Some(event) = to_event(message) else { continue };
-        match tx.try_send(event) {
-            Ok(()) => {}
-            Err(mpsc::error::TrySendError::Full(_)) => return End::Overflow,
-            Err(mpsc::error::TrySendError::Closed(_)) => return End::ClientGone,
+        }
+        loop {
+            let notification = tokio::select! {
+                biased;
+                _ = shutdown.wait() => break,
+                notification = live.recv() => match notification {
+                    Some(notification) => notification,
+                    None => break,
+                },
+            };
+            match feed::parse_id(&notification.id) {
+                Ok(id) if id > cursor => cursor = id,
+                _ => continue,
+            }
+            if let Some(event) = to_event(pb::Notification::clone(&notification)) {
+                yield Ok(event);
+            }
         }
     }
-}
-
-/// The SSE body: the buffered events, holding the principal's slot until it is dropped.
-pub fn body(rx: mpsc::Receiver<Event>, slot: Slot) -> impl Stream<Item = Result<Event, std::convert::Infallible>> {
-    futures::stream::unfold((rx, slot), |(mut rx, slot)| async move {
-        let event = rx.recv().await?;
-        Some((Ok(event), (rx, slot)))
-    })
 }
 
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
-
-    use ordermesh_proto::notification::{Heartbeat, Notification as Proto};
 
     use super::*;
 
@@ -213,18 +228,6 @@ mod tests {
             issuer: "https://issuer.test".into(),
             subject: subject.into(),
         }
-    }
-
-    fn notification(id: u64) -> Result<SubscribeResponse, tonic::Status> {
-        Ok(SubscribeResponse {
-            event: Some(subscribe_response::Event::Notification(Proto {
-                id: id.to_string(),
-                notification_type: 3,
-                title: "t".into(),
-                body: "b".into(),
-                ..Default::default()
-            })),
-        })
     }
 
     #[tokio::test]
@@ -260,45 +263,75 @@ mod tests {
 
     #[test]
     fn events_carry_the_id_type_and_json() {
-        assert!(to_event(notification(42).unwrap()).is_some());
-        assert!(to_event(SubscribeResponse { event: None }).is_none());
-        let heartbeat = SubscribeResponse {
-            event: Some(subscribe_response::Event::Heartbeat(Heartbeat::default())),
+        let notification = pb::Notification {
+            id: "42".into(),
+            notification_type: pb::NotificationType::Payment as i32,
+            title: "t".into(),
+            body: "b".into(),
+            ..Default::default()
         };
-        assert!(to_event(heartbeat).is_some());
+        let event = to_event(notification).unwrap();
+        let text = format!("{event:?}");
+        assert!(text.contains("42") && text.contains("payment"), "{text}");
     }
 
-    #[tokio::test]
-    async fn a_slow_client_is_dropped_when_its_buffer_is_full() {
-        let (tx, rx) = mpsc::channel(4);
-        let upstream = futures::stream::iter((1..=100).map(notification)).chain(futures::stream::pending());
-        let end = tokio::time::timeout(Duration::from_secs(5), pump(Box::pin(upstream), tx, Shutdown::new()))
-            .await
-            .unwrap();
-        assert_eq!(end, End::Overflow);
-        // Only the buffer's worth was held; the client reads those, then the stream ends.
-        let slot = StreamSlots::new(1).acquire(&client("a")).unwrap();
-        let drained: Vec<_> = body(rx, slot).collect().await;
-        assert_eq!(drained.len(), 4);
-    }
-
-    #[tokio::test]
-    async fn pumps_end_on_shutdown_and_when_the_client_goes() {
-        let shutdown = Shutdown::new();
-        let (tx, _rx) = mpsc::channel(4);
-        let task = tokio::spawn(pump(Box::pin(futures::stream::pending()), tx, shutdown.clone()));
-        shutdown.trigger();
-        assert_eq!(task.await.unwrap(), End::Shutdown);
-
-        let (tx, rx) = mpsc::channel(4);
-        let task = tokio::spawn(pump(Box::pin(futures::stream::pending()), tx, Shutdown::new()));
-        drop(rx);
-        assert_eq!(
-            tokio::time::timeout(Duration::from_secs(5), task)
-                .await
-                .unwrap()
-                .unwrap(),
-            End::ClientGone
+    fn replay(cursor: i64, pending: Vec<pb::Notification>) -> Replay {
+        let config = ordermesh_platform::client::ClientConfig::between(
+            ordermesh_platform::mesh::Workload::BffExternal,
+            ordermesh_platform::mesh::Workload::Notification,
+            "http://127.0.0.1:1",
+            None,
         );
+        let (channel, _) = ordermesh_platform::client::channel(&config).unwrap();
+        Replay {
+            client: NotificationServiceClient::new(channel),
+            context: CallContext::default(),
+            pending,
+            cursor,
+            more: false,
+        }
+    }
+
+    fn numbered(id: i64) -> pb::Notification {
+        pb::Notification {
+            id: id.to_string(),
+            recipient: Some(pb::Recipient {
+                target: Some(pb::recipient::Target::CustomerId("a".into())),
+            }),
+            notification_type: pb::NotificationType::Message as i32,
+            ..Default::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn the_replay_comes_first_then_live_notifications_above_its_cursor_once() {
+        use futures::StreamExt as _;
+        let fanout = Arc::new(crate::feed::Fanout::default());
+        let (registration, live) = fanout.register(vec![crate::feed::Route::Customer("a".into())], 16);
+        let slot = StreamSlots::new(1).acquire(&client("a")).unwrap();
+        // 5 and 6 were committed while the connection registered: in the replay and live.
+        for id in [5, 6, 7, 8] {
+            fanout.dispatch(numbered(id));
+        }
+        let shutdown = Shutdown::new();
+        let events = body(
+            replay(6, vec![numbered(5), numbered(6)]),
+            live,
+            registration,
+            slot,
+            shutdown.clone(),
+        );
+        let mut events = Box::pin(events);
+        let mut seen = Vec::new();
+        for _ in 0..4 {
+            let event = events.next().await.unwrap().unwrap();
+            seen.push(format!("{event:?}"));
+        }
+        for (text, id) in seen.iter().zip(["5", "6", "7", "8"]) {
+            assert!(text.contains(&format!("id: {id}\\n")), "{id} expected in {text}");
+        }
+        shutdown.trigger();
+        assert!(events.next().await.is_none(), "ends on shutdown");
+        assert!(fanout.is_empty(), "and leaves the table");
     }
 }

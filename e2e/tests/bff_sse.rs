@@ -182,6 +182,56 @@ async fn a_reconnect_with_last_event_id_gets_exactly_the_missed_events() {
     bad.assert_problem(400, Some("validation-error"));
 }
 
+/// The BFF serves every stream from one feed of its own; when notification-svc restarts, the
+/// feed resumes where it was, so an open stream stays open and gets what was stored meanwhile,
+/// in order and once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_open_stream_outlives_a_notification_svc_restart_and_gets_what_was_stored_meanwhile() {
+    let mut platform = Platform::start(CountingGateway::sandbox()).await.unwrap();
+    let api = Api::new(&platform.start_bff(Surface::Both).await.unwrap());
+    let product = platform.product(900, 5).await.unwrap();
+    let (dave, _customer) = platform.client("sse-dave").await.unwrap();
+    let mut stream = SseStream::notifications(&api, Some(&dave), "", &[]).await;
+    let before = place(&api, &dave, &product.id).await;
+    let mut events = until_confirmed(&mut stream, &before).await;
+
+    platform.stop("notification").await.unwrap();
+    let during = place(&api, &dave, &product.id).await;
+    platform
+        .wait_for(&during, &[OrderStatus::Confirmed], SAGA)
+        .await
+        .unwrap();
+    platform.restart("notification").await.unwrap();
+    // Late notifications of the first order may come first.
+    loop {
+        let event = stream.next_data().await;
+        let body = event.json();
+        let done = body["data"]["order_id"] == during.as_str() && body["data"]["status"] == "CONFIRMED";
+        events.push(event);
+        if done {
+            break;
+        }
+    }
+
+    // Once the store is quiet, the stream has carried exactly what it holds.
+    let mut listed = Vec::new();
+    for _ in 0..50 {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let now = listed_ids(&api, &dave).await;
+        if now == listed {
+            break;
+        }
+        listed = now;
+    }
+    while events.len() < listed.len() {
+        events.push(stream.next_data().await);
+    }
+    let ids: Vec<i64> = events.iter().map(SseEvent::id_number).collect();
+    assert!(ids.windows(2).all(|w| w[0] < w[1]), "in order, none twice: {ids:?}");
+    assert_eq!(ids, listed, "every stored notification streamed once");
+    assert_no_more_data(&mut stream, Duration::from_secs(1)).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stream_tickets_work_once_and_expire_and_a_stream_needs_credentials() {
     let mut platform = Platform::start(CountingGateway::sandbox()).await.unwrap();

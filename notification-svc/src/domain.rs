@@ -131,6 +131,12 @@ pub fn parse_id(value: &str) -> Option<i64> {
         .filter(|id| *id > 0 && id.to_string() == value)
 }
 
+/// A resume point: a notification id, or `0`, the point before the first notification (the
+/// cursor of an empty store).
+pub fn parse_position(value: &str) -> Option<i64> {
+    if value == "0" { Some(0) } else { parse_id(value) }
+}
+
 /// Which notifications a reader sees: the union of a customer's, some role groups', or all.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Scope {
@@ -505,6 +511,10 @@ mod tests {
         assert_eq!(parse_id("0"), None);
         assert_eq!(parse_id("-1"), None);
         assert_eq!(parse_id("abc"), None);
+        assert_eq!(parse_position("0"), Some(0), "before the first");
+        assert_eq!(parse_position("42"), Some(42));
+        assert_eq!(parse_position("00"), None);
+        assert_eq!(parse_position("-0"), None);
     }
 
     #[test]

@@ -397,7 +397,7 @@ impl NotificationApi {
         let after = if message.after_id.is_empty() {
             None
         } else {
-            match domain::parse_id(&message.after_id) {
+            match domain::parse_position(&message.after_id) {
                 Some(id) => Some(id),
                 None => {
                     violations.add("after_id", "is not a notification id");
@@ -425,6 +425,61 @@ impl NotificationApi {
         };
         tokio::spawn(stream.run(live, self.shutdown.clone()));
         Ok(ReceiverStream::new(receiver))
+    }
+
+    async fn catch_up(&self, request: Request<pb::CatchUpRequest>) -> Result<pb::CatchUpResponse, ServiceError> {
+        let principal = caller(&request)?;
+        let context = CallContext::from_request(&request);
+        let message = request.into_inner();
+        let mut violations = Violations::new();
+        let limit = match pagination::page_size(message.page_size) {
+            Ok(limit) => limit,
+            Err(_) => {
+                violations.add("page_size", "must not be negative");
+                0
+            }
+        };
+        let after = match message.after_id.as_str() {
+            "" => None,
+            id => {
+                let parsed = domain::parse_position(id);
+                if parsed.is_none() {
+                    violations.add("after_id", "is not a notification id");
+                }
+                parsed
+            }
+        };
+        violations.into_result()?;
+        let who = self.resolve(&principal, &context, "").await?;
+        let scope = who
+            .scope
+            .customer
+            .map(Recipient::Customer)
+            .into_iter()
+            .chain(who.scope.roles.iter().copied().map(Recipient::Role))
+            .map(|recipient| pb::Recipient::from(&recipient))
+            .collect();
+        let (rows, cursor) = match after {
+            // Nothing to replay: the newest id is where a live stream continues.
+            None => (Vec::new(), self.store.max_id().await?),
+            Some(after) => {
+                let view = View {
+                    scope: &who.scope,
+                    reader: who.reader.as_deref(),
+                    kinds: &[],
+                };
+                let rows = self.store.after(&view, after, limit).await?;
+                let cursor = rows.last().map_or(after, |n| n.id);
+                (rows, cursor)
+            }
+        };
+        Ok(pb::CatchUpResponse {
+            more: rows.len() == limit,
+            notifications: rows.iter().map(pb::Notification::from).collect(),
+            cursor: cursor.to_string(),
+            scope,
+            all: who.scope.all,
+        })
     }
 }
 
@@ -558,6 +613,10 @@ impl NotificationService for NotificationApi {
         request: Request<pb::UpdatePreferencesRequest>,
     ) -> Result<Response<pb::UpdatePreferencesResponse>, Status> {
         Ok(Response::new(NotificationApi::update_preferences(self, request).await?))
+    }
+
+    async fn catch_up(&self, request: Request<pb::CatchUpRequest>) -> Result<Response<pb::CatchUpResponse>, Status> {
+        Ok(Response::new(NotificationApi::catch_up(self, request).await?))
     }
 
     type SubscribeStream = SubscribeStream;

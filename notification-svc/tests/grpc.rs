@@ -210,6 +210,72 @@ async fn subscribe_replays_after_id_then_streams_live_and_resumes_without_loss()
 }
 
 #[tokio::test]
+async fn catch_up_replays_in_pages_after_the_cursor_and_names_the_callers_scope() {
+    let h = Harness::start(Profile::Production).await;
+    let catch_up = async |token: &str, after_id: &str, page_size: i32| {
+        h.api(0)
+            .catch_up(with_token(
+                pb::CatchUpRequest {
+                    after_id: after_id.into(),
+                    page_size,
+                },
+                token,
+            ))
+            .await
+    };
+    let (client, customer) = h.client();
+    let service = h.auth.service("bff");
+    // An empty store: the cursor is the point before the first notification.
+    let start = catch_up(&service, "", 0).await.unwrap().into_inner();
+    assert_eq!((start.cursor.as_str(), start.more, start.all), ("0", false, true));
+    assert!(start.notifications.is_empty() && start.scope.is_empty());
+
+    let (other_client, other) = h.client();
+    let mut sent = Vec::new();
+    for i in 0..5 {
+        sent.push(h.send_to(0, customer, &format!("n{i}")).await);
+        h.send_to(0, other, "not hers").await;
+    }
+    // From the start, in pages of two: only her notifications, oldest first, each once.
+    let mut seen = Vec::new();
+    let mut after = "0".to_owned();
+    loop {
+        let page = catch_up(&client, &after, 2).await.unwrap().into_inner();
+        assert!(page.notifications.len() <= 2);
+        let expected = pb::Recipient {
+            target: Some(pb::recipient::Target::CustomerId(customer.to_string())),
+        };
+        assert_eq!((page.scope.as_slice(), page.all), ([expected].as_slice(), false));
+        seen.extend(page.notifications.iter().map(|n| n.id.clone()));
+        after = page.cursor;
+        if !page.more {
+            break;
+        }
+    }
+    assert_eq!(seen, sent);
+    assert_eq!(after, sent[4], "the cursor is the last id read");
+    // Without a resume point: nothing replayed, the newest id overall as the cursor.
+    let now = catch_up(&other_client, "", 0).await.unwrap().into_inner();
+    assert!(now.notifications.is_empty());
+    assert!(now.cursor.parse::<i64>().unwrap() > sent[4].parse::<i64>().unwrap());
+    // An employee's scope is its role groups.
+    let employee = h.employee(&[Role::OrderManager, Role::Admin]);
+    let roles = catch_up(&employee, "", 0).await.unwrap().into_inner().scope;
+    let roles: Vec<_> = roles.into_iter().filter_map(|r| r.target).collect();
+    assert_eq!(roles.len(), 2, "{roles:?}");
+    assert!(roles.contains(&pb::recipient::Target::Role("order-manager".into())));
+    // Bad resume points and sizes are field violations; no token is UNAUTHENTICATED.
+    for (after_id, page_size, field) in [("x", 0, "after_id"), ("01", 0, "after_id"), ("", -1, "page_size")] {
+        let status = catch_up(&client, after_id, page_size).await.unwrap_err();
+        assert_eq!(status.code(), Code::InvalidArgument);
+        assert_eq!(violated_fields(&status), [field]);
+    }
+    let anonymous = h.api(0).catch_up(pb::CatchUpRequest::default()).await.unwrap_err();
+    assert_eq!(anonymous.code(), Code::Unauthenticated);
+    h.cleanup().await;
+}
+
+#[tokio::test]
 async fn concurrent_writers_during_subscribe_give_every_id_once_in_order() {
     let h = Harness::with(Profile::Production, 2, Options::default()).await;
     let (client, customer) = h.client();

@@ -8,6 +8,7 @@ use axum::Json;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
+use futures::StreamExt as _;
 use ordermesh_proto::notification as pb;
 use serde::Deserialize;
 use utoipa::IntoParams;
@@ -20,7 +21,7 @@ use crate::models::{
     SendNotification, StreamTicket, UpdateNotificationPreferences,
 };
 use crate::problem::{ApiResult, Problem};
-use crate::{idempotency, stream};
+use crate::{feed, idempotency, stream};
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(rename_all = "camelCase")]
@@ -248,28 +249,46 @@ pub async fn stream(
         problem.retry_after = Some(5);
         return Err(problem);
     };
-    let upstream = state
-        .clients
-        .notification
-        .read
-        .clone()
-        .subscribe(caller.ctx().request(pb::SubscribeRequest {
+    if !state.feed.ready(state.config.grpc_timeout).await {
+        return Err(Problem::unavailable("live notifications are not available right now"));
+    }
+    // The replay's first page tells the caller's scope; the connection registers under it, and
+    // the next page covers whatever was committed meanwhile (see `crate::feed`).
+    let mut client = state.clients.notification.read.clone();
+    let context = caller.ctx();
+    let first = client
+        .catch_up(context.request(pb::CatchUpRequest {
             after_id,
-            notification_types: Vec::new(),
+            page_size: stream::REPLAY_PAGE,
         }))
         .await?
         .into_inner();
-    let (tx, rx) = tokio::sync::mpsc::channel(state.config.streams.buffer_events);
-    let shutdown = state.shutdown.clone();
+    let (registration, live) = state
+        .feed
+        .register(feed::Route::scope(&first), state.config.streams.buffer_events);
+    let next = client
+        .catch_up(context.request(pb::CatchUpRequest {
+            after_id: first.cursor.clone(),
+            page_size: stream::REPLAY_PAGE,
+        }))
+        .await?
+        .into_inner();
+    let cursor = feed::parse_id(&next.cursor)
+        .map_err(|_| Problem::unavailable("notification-svc answered an invalid cursor"))?;
+    let mut pending = first.notifications;
+    pending.extend(next.notifications);
+    let replay = stream::Replay {
+        client,
+        context,
+        pending,
+        cursor,
+        more: next.more,
+    };
+    let events = stream::body(replay, live, registration, slot, state.shutdown.clone());
     // The first event makes the stream visibly open (and tells EventSource how soon to retry).
-    let _ = tx.try_send(Event::default().retry(Duration::from_secs(3)).comment("stream open"));
-    tokio::spawn(async move {
-        match stream::pump(upstream, tx, shutdown).await {
-            stream::End::Overflow => tracing::info!("notification stream client fell a buffer behind; disconnected"),
-            end => tracing::debug!(?end, "notification stream ended"),
-        }
-    });
-    let sse = Sse::new(stream::body(rx, slot)).keep_alive(
+    let open = Event::default().retry(Duration::from_secs(3)).comment("stream open");
+    let events = futures::stream::once(async move { Ok(open) }).chain(events);
+    let sse = Sse::new(events).keep_alive(
         KeepAlive::new()
             .interval(state.config.streams.heartbeat)
             .text("heartbeat"),

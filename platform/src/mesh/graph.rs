@@ -79,6 +79,7 @@ const BFF_EXTERNAL_CALLS: &[Call] = &[
     ),
     call(Notification, "/ordermesh.notification.v1.NotificationService/MarkRead"),
     call(Notification, "/ordermesh.notification.v1.NotificationService/Subscribe"),
+    call(Notification, "/ordermesh.notification.v1.NotificationService/CatchUp"),
     call(
         Notification,
         "/ordermesh.notification.v1.NotificationService/GetPreferences",
