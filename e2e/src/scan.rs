@@ -103,12 +103,24 @@ pub async fn redis(url: &str, prefix: &str, needles: &[&str]) -> anyhow::Result<
     Ok(findings)
 }
 
-/// Every message (headers and payload) of every topic's stream and of the dead-letter stream.
+/// Every message (headers and payload) of every stream of the platform, listed from the server
+/// (so a stream added later is covered), the dead-letter stream included.
 pub async fn streams(nats_url: &str, events: &EventsConfig, needles: &[&str]) -> anyhow::Result<Vec<String>> {
+    use futures::TryStreamExt as _;
     let client = async_nats::connect(nats_url).await?;
     let jetstream = async_nats::jetstream::new(client);
-    let mut names: Vec<String> = TOPICS.iter().map(|topic| events.stream_name(topic)).collect();
-    names.push(events.dlq_stream());
+    let names: Vec<String> = jetstream
+        .stream_names()
+        .try_filter(|name| std::future::ready(name.starts_with(&events.stream_prefix)))
+        .try_collect()
+        .await?;
+    // Every topic's stream exists once the platform ran: a listing that misses one is wrong.
+    for topic in TOPICS {
+        anyhow::ensure!(
+            names.contains(&events.stream_name(topic)),
+            "stream of {topic} not listed: {names:?}"
+        );
+    }
     let mut findings = Vec::new();
     let mut messages = 0;
     for name in names {
