@@ -169,8 +169,7 @@ pub fn router(state: Arc<AppState>) -> Router {
 /// (open notification streams end at once).
 pub async fn run(config: BffConfig, listener: TcpListener, shutdown: Shutdown) -> anyhow::Result<()> {
     tracing::info!(addr = %listener.local_addr()?, surface = ?config.surface, "BFF listening");
-    let mut state = AppState::new(config).await?;
-    state.shutdown = shutdown.clone();
+    let state = AppState::new(config, shutdown.clone()).await?;
     let https = state.config.https.clone();
     let state = Arc::new(state);
     let stop = async move { shutdown.wait().await };

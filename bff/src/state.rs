@@ -31,7 +31,8 @@ pub struct AppState {
 }
 
 impl AppState {
-    pub async fn new(config: BffConfig) -> anyhow::Result<Self> {
+    /// The state of a BFF that stops when `shutdown` triggers.
+    pub async fn new(config: BffConfig, shutdown: Shutdown) -> anyhow::Result<Self> {
         let cache = Cache::connect(
             config.redis_url.as_deref(),
             config.redis_ca_file.as_deref(),
@@ -43,7 +44,6 @@ impl AppState {
             config.rate_limits.clone(),
         );
         let clients = clients::Clients::new(&config)?;
-        let shutdown = Shutdown::new();
         Ok(Self {
             validator: JwtValidator::shared(config.auth.clone()),
             feed: feed::Feed::new(

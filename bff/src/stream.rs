@@ -186,7 +186,8 @@ pub fn body(
                     break;
                 }
                 let request = context.request(pb::CatchUpRequest { after_id: cursor.to_string(), page_size: REPLAY_PAGE });
-                let page = match client.catch_up(request).await {
+                // Boxed: inline, the call's future would stay in every idle stream's body.
+                let page = match Box::pin(client.catch_up(request)).await {
                     Ok(page) => page.into_inner(),
                     Err(status) => {
                         tracing::info!(code = ?status.code(), "notification replay failed; the client resumes");
