@@ -31,6 +31,7 @@ pub mod product_tier;
 pub mod routes;
 pub mod state;
 pub mod stream;
+pub mod trace;
 
 use std::sync::Arc;
 

@@ -10,11 +10,15 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
+use ordermesh_platform::telemetry;
+use tracing::Instrument as _;
+
 use crate::auth::CorrelationId;
 use crate::config::BffConfig;
 use crate::extract;
 use crate::problem::{self, Problem};
 use crate::state::AppState;
+use crate::trace;
 
 /// CORS for the origins configured for the surface.
 pub fn cors(config: &BffConfig) -> CorsLayer {
@@ -97,14 +101,17 @@ fn incoming_correlation(request: &Request) -> Option<String> {
 pub async fn finish(mut request: Request, next: Next) -> Response {
     let correlation = incoming_correlation(&request).unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
     request.extensions_mut().insert(CorrelationId(correlation.clone()));
+    let span = trace::request_span(&request, &correlation);
+    let trace_id = telemetry::trace_id_of(&span);
     let uri = request.uri().to_string();
     let personal = carries_personal_data(&request);
     let mut response = if uri.to_ascii_lowercase().contains("%00") {
         Problem::bad_request("the URL must not contain NUL characters").into_response()
     } else {
-        next.run(request).await
+        next.run(request).instrument(span.clone()).await
     };
     let status = response.status();
+    trace::record_status(&span, status);
     let is_problem = response
         .headers()
         .get(header::CONTENT_TYPE)
@@ -130,6 +137,7 @@ pub async fn finish(mut request: Request, next: Next) -> Response {
             }
         };
         problem.correlation_id = Some(correlation.clone());
+        problem.trace_id = trace_id;
         let mut rebuilt = problem.into_response();
         for (name, value) in parts.headers.iter() {
             if name == header::CONTENT_TYPE || name == header::CONTENT_LENGTH {

@@ -103,6 +103,9 @@ pub struct ProblemDocument {
     /// Correlation id of the request (also in the `X-Correlation-Id` header).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub correlation_id: Option<String>,
+    /// W3C trace id of the request (32 hex digits), when the BFF exports traces.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace_id: Option<String>,
     /// Seconds to wait before retrying (rate limits).
     #[serde(skip)]
     pub retry_after: Option<u64>,
@@ -117,6 +120,7 @@ impl Problem {
             detail: None,
             errors: Vec::new(),
             correlation_id: None,
+            trace_id: None,
             retry_after: None,
         }))
     }

@@ -147,6 +147,25 @@ pub fn to_event(notification: pb::Notification) -> Option<Event> {
         .ok()
 }
 
+/// The delivery of `notification` to one stream, from its conversion until the client's
+/// connection took it: a span of the trace that created the notification (its `traceparent`),
+/// so a trace follows an order from the click to the event on the portal's stream.
+fn delivery_span(notification: &pb::Notification) -> tracing::Span {
+    let span = tracing::info_span!(
+        "sse",
+        otel.name = "send notification",
+        otel.kind = "producer",
+        notification_id = %notification.id,
+        correlation_id = %notification.correlation_id,
+    );
+    if !notification.traceparent.is_empty() {
+        ordermesh_platform::telemetry::set_remote_parent(&span, |key| {
+            (key == "traceparent").then(|| notification.traceparent.clone())
+        });
+    }
+    span
+}
+
 /// Notifications per `CatchUp` page of a replay.
 pub const REPLAY_PAGE: i32 = 200;
 
@@ -178,9 +197,11 @@ pub fn body(
             let Replay { mut client, context, mut pending, mut more, .. } = replay;
             loop {
                 for notification in pending.drain(..) {
+                    let span = delivery_span(&notification);
                     if let Some(event) = to_event(notification) {
                         yield Ok(event);
                     }
+                    drop(span);
                 }
                 if !more {
                     break;
@@ -211,9 +232,11 @@ pub fn body(
                 Ok(id) if id > cursor => cursor = id,
                 _ => continue,
             }
+            let span = delivery_span(&notification);
             if let Some(event) = to_event(pb::Notification::clone(&notification)) {
                 yield Ok(event);
             }
+            drop(span);
         }
     }
 }

@@ -152,6 +152,7 @@ impl From<&Notification> for pb::Notification {
             create_time: Some(timestamp(notification.created_at)),
             correlation_id: notification.correlation_id.clone(),
             sender_id: notification.sender_id.clone(),
+            traceparent: notification.traceparent.clone().unwrap_or_default(),
         }
     }
 }

@@ -121,6 +121,8 @@ pub struct Notification {
     pub created_at: DateTime<Utc>,
     /// When the listed reader read it (None: unread, or no reader).
     pub read_at: Option<DateTime<Utc>>,
+    /// W3C `traceparent` of the work that created it, when traces are exported.
+    pub traceparent: Option<String>,
 }
 
 /// Parses a public notification id.

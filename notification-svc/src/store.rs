@@ -45,6 +45,11 @@ pub fn migrations() -> Migrations {
                 "order progress",
                 include_str!("../migrations/postgres/0003_order_progress.sql"),
             ),
+            (
+                4,
+                "notification trace",
+                include_str!("../migrations/postgres/0004_notification_trace.sql"),
+            ),
         ],
         &[
             (
@@ -62,12 +67,17 @@ pub fn migrations() -> Migrations {
                 "order progress",
                 include_str!("../migrations/sqlite/0003_order_progress.sql"),
             ),
+            (
+                4,
+                "notification trace",
+                include_str!("../migrations/sqlite/0004_notification_trace.sql"),
+            ),
         ],
     )
 }
 
 const COLUMNS: &str = "n.id, n.recipient_customer_id, n.recipient_role, n.notification_type, n.title, n.body, n.data, \
-     n.correlation_id, n.sender_id, n.created_at";
+     n.correlation_id, n.sender_id, n.created_at, n.traceparent";
 
 /// The scope condition; binds `$1` (all), `$2` (customer), `$3` (roles list).
 const SCOPE: &str =
@@ -130,6 +140,7 @@ struct NotificationRow {
     correlation_id: String,
     sender_id: String,
     created_at: DateTime<Utc>,
+    traceparent: Option<String>,
     /// Only selected with a reader's view.
     #[sqlx(default)]
     read_at: Option<DateTime<Utc>>,
@@ -158,6 +169,7 @@ impl TryFrom<NotificationRow> for Notification {
             sender_id: row.sender_id,
             created_at: row.created_at,
             read_at: row.read_at,
+            traceparent: row.traceparent,
         })
     }
 }
@@ -224,11 +236,13 @@ impl Store {
             Recipient::Customer(id) => (Some(*id), None),
             Recipient::Role(role) => (None, Some(role.as_str())),
         };
+        // The work that creates it (an event's handling, a call), for the live delivery's span.
+        let traceparent = ordermesh_platform::telemetry::current_traceparent();
         let id: i64 = on_tx!(tx, |conn| {
             sqlx::query_scalar(
                 "INSERT INTO notifications (recipient_customer_id, recipient_role, notification_type, title, body, \
-                 data, correlation_id, sender_id, idempotency_key, created_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING id",
+                 data, correlation_id, sender_id, idempotency_key, created_at, traceparent) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING id",
             )
             .bind(customer)
             .bind(role)
@@ -240,6 +254,7 @@ impl Store {
             .bind(&new.sender_id)
             .bind(new.idempotency_key.as_deref())
             .bind(now)
+            .bind(traceparent.as_deref())
             .fetch_one(&mut *conn)
             .await?
         });
@@ -254,6 +269,7 @@ impl Store {
             sender_id: new.sender_id.clone(),
             created_at: now,
             read_at: None,
+            traceparent,
         })
     }
 

@@ -37,6 +37,17 @@ pub struct TelemetryGuard {
     meters: Option<opentelemetry_sdk::metrics::SdkMeterProvider>,
 }
 
+impl TelemetryGuard {
+    /// Exports the spans ended so far now, rather than with the next batch.
+    pub fn flush(&self) {
+        if let Some(provider) = &self.provider
+            && let Err(error) = provider.force_flush()
+        {
+            eprintln!("failed to flush traces: {error}");
+        }
+    }
+}
+
 impl Drop for TelemetryGuard {
     fn drop(&mut self) {
         if let Some(provider) = self.provider.take()
@@ -154,6 +165,13 @@ pub fn current_context_headers() -> Vec<(String, String)> {
     headers
 }
 
+/// The current span's W3C `traceparent`, when traces are exported.
+pub fn current_traceparent() -> Option<String> {
+    current_context_headers()
+        .into_iter()
+        .find_map(|(key, value)| (key == "traceparent").then_some(value))
+}
+
 /// Makes `span` a child of the remote context carried in `get`'s headers, if any.
 pub fn set_remote_parent(span: &tracing::Span, get: impl Fn(&str) -> Option<String>) {
     let pairs: Vec<(String, String)> = ["traceparent", "tracestate"]
@@ -182,8 +200,13 @@ pub fn inject_into_metadata(metadata: &mut tonic::metadata::MetadataMap) {
 
 /// The trace id of the current span as 32 hex digits, when tracing export is on.
 pub fn current_trace_id() -> Option<String> {
+    trace_id_of(&tracing::Span::current())
+}
+
+/// The trace id of `span` as 32 hex digits, when tracing export is on.
+pub fn trace_id_of(span: &tracing::Span) -> Option<String> {
     use opentelemetry::trace::TraceContextExt;
-    let context = tracing::Span::current().context();
+    let context = span.context();
     let span = context.span();
     let span_context = span.span_context();
     span_context.is_valid().then(|| span_context.trace_id().to_string())

@@ -121,4 +121,8 @@ pub trait EventBus: Send + Sync + 'static {
 
     /// What the bus is, for operators: `nats-jetstream` or `in-process`.
     fn kind(&self) -> &'static str;
+
+    /// The bus as OpenTelemetry's `messaging.system` names it: `nats` or `in-process` (the
+    /// value the events it delivers carry in [`super::ReceivedEvent::system`]).
+    fn messaging_system(&self) -> &'static str;
 }

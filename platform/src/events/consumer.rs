@@ -275,11 +275,16 @@ impl Outcome {
 
 /// The consumer span of one event, a child of the span that produced it.
 fn span_of(config: &ConsumerConfig, event: &ReceivedEvent) -> tracing::Span {
+    // OpenTelemetry's messaging conventions: `process <destination>`, a child of the producer.
     let span = tracing::info_span!(
         "consume event",
+        otel.name = %format_args!("process {}", config.topic),
         otel.kind = "consumer",
-        messaging.system = "nats",
-        messaging.destination = %event.subject,
+        messaging.system = event.system,
+        messaging.operation.type = "process",
+        messaging.destination.name = %event.subject,
+        messaging.message.id = %event.id,
+        messaging.consumer.group.name = %config.service,
         service = %config.service,
         topic = %config.topic,
         event_id = %event.id,
@@ -344,15 +349,16 @@ async fn process_batch(db: &Database, config: &ConsumerConfig, handler: &dyn Eve
             None => handled.push(delivery),
         }
     }
-    if let Err(error) = run_batch(db, config, handler, &handled).await {
+    // One span per event, for its handling and its settling alike.
+    let spans: Vec<tracing::Span> = handled.iter().map(|d| span_of(config, &d.event)).collect();
+    if let Err(error) = run_batch(db, config, handler, &handled, &spans).await {
         tracing::debug!(%error, events = handled.len(), "batch rolled back, handling its events one by one");
         for delivery in handled {
             process(db, config, handler, delivery).await;
         }
         return;
     }
-    for delivery in handled {
-        let span = span_of(config, &delivery.event);
+    for (delivery, span) in handled.into_iter().zip(spans) {
         settle(config, delivery, Outcome::Processed).instrument(span).await;
     }
 }
@@ -364,17 +370,15 @@ async fn run_batch(
     config: &ConsumerConfig,
     handler: &dyn EventHandler,
     deliveries: &[Delivery],
+    spans: &[tracing::Span],
 ) -> Result<(), HandlerError> {
     let inbox = config.inbox_name();
     let mut tx = Tx::lazy(db);
     let result: Result<(), HandlerError> = async {
-        for delivery in deliveries {
+        for (delivery, span) in deliveries.iter().zip(spans) {
             let event = &delivery.event;
             let uses = tx.uses();
-            handler
-                .handle(event, &mut tx)
-                .instrument(span_of(config, event))
-                .await?;
+            handler.handle(event, &mut tx).instrument(span.clone()).await?;
             // As on its own: an event the handler ran nothing for needs no inbox row. One
             // processed before (a redelivery) undoes the batch; alone, it is then a duplicate.
             if tx.uses() != uses && !outbox::record_inbox(&mut tx, &inbox, event.id).await? {

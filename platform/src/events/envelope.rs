@@ -241,6 +241,7 @@ impl OutgoingEvent {
             payload: Bytes::from(self.payload.clone()),
             subject,
             delivery_count: 1,
+            system: "in-process",
         }
     }
 }
@@ -262,6 +263,8 @@ pub struct ReceivedEvent {
     pub subject: String,
     /// 1 on the first delivery.
     pub delivery_count: u64,
+    /// The bus it came over (OpenTelemetry's `messaging.system`): `nats` or `in-process`.
+    pub system: &'static str,
 }
 
 impl ReceivedEvent {
@@ -304,6 +307,7 @@ impl ReceivedEvent {
             payload,
             subject: subject.to_owned(),
             delivery_count,
+            system: "nats",
         })
     }
 

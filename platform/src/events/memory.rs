@@ -222,6 +222,10 @@ impl EventBus for MemoryBus {
     fn kind(&self) -> &'static str {
         "in-process"
     }
+
+    fn messaging_system(&self) -> &'static str {
+        "in-process"
+    }
 }
 
 struct MemorySubscription {

@@ -329,6 +329,10 @@ impl EventBus for NatsBus {
     fn kind(&self) -> &'static str {
         "nats-jetstream"
     }
+
+    fn messaging_system(&self) -> &'static str {
+        "nats"
+    }
 }
 
 struct NatsSubscription {

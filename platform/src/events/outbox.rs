@@ -493,9 +493,40 @@ impl Relay {
 
     async fn publish_rows(&self, rows: &[(i64, OutgoingEvent)]) -> (Vec<i64>, Option<anyhow::Error>) {
         let events: Vec<&OutgoingEvent> = rows.iter().map(|(_, event)| event).collect();
+        // A span per event from the send to the broker's ack, a child of the span that wrote
+        // the row (as the consumers' spans are: the headers keep the writer's context).
+        let spans: Vec<tracing::Span> = events.iter().map(|event| self.publish_span(event)).collect();
         let (stored, error) = self.bus.publish_all(&events).await;
+        for span in &spans[stored..] {
+            span.record("otel.status_code", "ERROR");
+        }
+        drop(spans);
         let sent = rows[..stored].iter().map(|(seq, _)| *seq).collect();
         (sent, error.map(Into::into))
+    }
+}
+
+impl Relay {
+    /// OpenTelemetry's messaging conventions: `send <topic>`, kind producer.
+    fn publish_span(&self, event: &OutgoingEvent) -> tracing::Span {
+        let span = tracing::info_span!(
+            "publish event",
+            otel.name = %format_args!("send {}", event.topic),
+            otel.kind = "producer",
+            otel.status_code = tracing::field::Empty,
+            messaging.system = self.bus.messaging_system(),
+            messaging.operation.type = "send",
+            messaging.destination.name = %event.topic,
+            messaging.message.id = %event.id,
+            event_type = %event.event_type,
+            correlation_id = %event.correlation_id,
+        );
+        crate::telemetry::set_remote_parent(&span, |key| match key {
+            "traceparent" => event.traceparent.clone(),
+            "tracestate" => event.tracestate.clone(),
+            _ => None,
+        });
+        span
     }
 }
 

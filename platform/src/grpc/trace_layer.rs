@@ -62,11 +62,19 @@ where
         let correlation_id = header("x-correlation-id")
             .filter(|id| id.len() <= 128)
             .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
+        // OpenTelemetry's RPC conventions: `package.Service/Method` as the span's name.
+        let path = request.uri().path().trim_start_matches('/');
+        let (rpc_service, rpc_method) = path.split_once('/').unwrap_or((path, ""));
         let span = tracing::info_span!(
             "grpc",
+            otel.name = %path,
             otel.kind = "server",
+            rpc.system = "grpc",
+            rpc.service = %rpc_service,
+            rpc.method = %rpc_method,
+            rpc.grpc.status_code = tracing::field::Empty,
+            otel.status_code = tracing::field::Empty,
             service = self.service,
-            rpc = %request.uri().path(),
             correlation_id = %correlation_id,
         );
         telemetry::set_remote_parent(&span, header);
@@ -86,6 +94,11 @@ where
                         .and_then(|v| v.to_str().ok())
                         .unwrap_or("0")
                         .to_owned();
+                    let span = tracing::Span::current();
+                    span.record("rpc.grpc.status_code", grpc_status.parse::<i64>().unwrap_or(2));
+                    if grpc_status != "0" {
+                        span.record("otel.status_code", "ERROR");
+                    }
                     let elapsed = started.elapsed().as_secs_f64();
                     crate::metrics::record_rpc(service, &method, &grpc_status, elapsed);
                     // Per call: DEBUG. At INFO a loaded service would spend its time logging
