@@ -125,6 +125,7 @@ pub async fn guard(State(state): State<Arc<AppState>>, mut request: Request, nex
         Err(error) => return unauthorized(Problem::unauthorized(error.to_string())),
     };
 
+    crate::metrics::note_principal(&request, &principal);
     let decision = state.limiter.check(&principal).await;
     if !decision.allowed {
         let mut response = Problem::too_many_requests(decision.reset).into_response();

@@ -393,16 +393,12 @@ impl Relay {
             notified.as_mut().enable();
             match self.publish_pending().await {
                 Ok(pass) => {
-                    crate::metrics::metrics()
-                        .outbox_published
-                        .add(pass.published as u64, &[]);
                     backoff = self.config.min_backoff;
                     if pass.more {
                         continue;
                     }
                 }
                 Err(error) => {
-                    crate::metrics::metrics().outbox_publish_failures.add(1, &[]);
                     tracing::warn!(error = %error, retry_in_ms = backoff.as_millis() as u64, "outbox relay: publish failed, will retry");
                     tokio::select! {
                         _ = tokio::time::sleep(backoff) => {}
@@ -494,8 +490,22 @@ impl Relay {
     async fn publish_rows(&self, rows: &[(i64, OutgoingEvent)]) -> (Vec<i64>, Option<anyhow::Error>) {
         let events: Vec<&OutgoingEvent> = rows.iter().map(|(_, event)| event).collect();
         let (stored, error) = self.bus.publish_all(&events).await;
+        count_published(&events[..stored]);
+        if error.is_some()
+            && let Some(failed) = events.get(stored)
+        {
+            crate::metrics::record_publish_failure(&failed.source);
+        }
         let sent = rows[..stored].iter().map(|(seq, _)| *seq).collect();
         (sent, error.map(Into::into))
+    }
+}
+
+/// Counts `events`, acknowledged by the broker, per publishing service and topic (a batch holds
+/// one service's rows, mostly of one topic: one counter call per run of equal labels).
+fn count_published(events: &[&OutgoingEvent]) {
+    for run in events.chunk_by(|a, b| a.source == b.source && a.topic == b.topic) {
+        crate::metrics::record_published(&run[0].source, &run[0].topic, run.len() as u64);
     }
 }
 
