@@ -501,11 +501,12 @@ impl Relay {
     }
 }
 
-/// Counts `events`, acknowledged by the broker, per publishing service and topic (a batch holds
-/// one service's rows, mostly of one topic: one counter call per run of equal labels).
+/// Counts `events`, acknowledged by the broker, per publishing service, topic and type (one
+/// counter call per run of equal labels).
 fn count_published(events: &[&OutgoingEvent]) {
-    for run in events.chunk_by(|a, b| a.source == b.source && a.topic == b.topic) {
-        crate::metrics::record_published(&run[0].source, &run[0].topic, run.len() as u64);
+    for run in events.chunk_by(|a, b| a.source == b.source && a.topic == b.topic && a.event_type == b.event_type) {
+        let first = run[0];
+        crate::metrics::record_published(&first.source, &first.topic, &first.event_type, run.len() as u64);
     }
 }
 

@@ -13,7 +13,7 @@
 //! - `rpc.server.duration` (s) per service, method and gRPC code: RED of the RPCs served;
 //! - `rpc.client.duration` (s) per calling service, peer, method and code: the same seen by the
 //!   caller, retries included (what the caller's users wait for);
-//! - `outbox.published` per publishing service and topic; `outbox.publish_failures`;
+//! - `outbox.published` per publishing service, topic and event type; `outbox.publish_failures`;
 //! - `outbox.backlog` (rows not yet published) and `outbox.oldest_pending_age` (s), sampled;
 //! - `events.consumed` per consumer (`service`), topic and outcome (processed, duplicate,
 //!   skipped, retry, dead_letter); `events.consumer_lag` (s): from the event's occurrence to its
@@ -176,13 +176,17 @@ pub fn record_client_rpc(caller: &'static str, peer: &'static str, method: &str,
     );
 }
 
-/// `count` events of `source` (a service name) on `topic` acknowledged by the broker.
-pub fn record_published(source: &str, topic: &str, count: u64) {
+/// `count` events of `event_type` (a protobuf message name: a closed set) from `source` (a
+/// service name) on `topic` acknowledged by the broker. The type makes the saga's dashboard:
+/// orders placed, confirmed, rejected, cancelled.
+pub fn record_published(source: &str, topic: &str, event_type: &str, count: u64) {
     metrics().outbox_published.add(
         count,
         &[
             KeyValue::new("service", source.to_owned()),
             KeyValue::new("topic", topic.to_owned()),
+            // `OrderConfirmed`, not `ordermesh.events.v1.OrderConfirmed`.
+            KeyValue::new("event_type", event_type.rsplit('.').next().unwrap_or(event_type).to_owned()),
         ],
     );
 }
