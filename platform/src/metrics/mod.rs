@@ -186,7 +186,10 @@ pub fn record_published(source: &str, topic: &str, event_type: &str, count: u64)
             KeyValue::new("service", source.to_owned()),
             KeyValue::new("topic", topic.to_owned()),
             // `OrderConfirmed`, not `ordermesh.events.v1.OrderConfirmed`.
-            KeyValue::new("event_type", event_type.rsplit('.').next().unwrap_or(event_type).to_owned()),
+            KeyValue::new(
+                "event_type",
+                event_type.rsplit('.').next().unwrap_or(event_type).to_owned(),
+            ),
         ],
     );
 }
