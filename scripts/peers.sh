@@ -2,8 +2,11 @@
 # Installs the peer tools the tests drive, outside the clone so a warm machine reuses them:
 # a Python venv with grpcio + grpcio-reflection (a reflection client no one here wrote) and the
 # real grpcurl, buf, @kubernetes-models/istio (Istio's CRD schemas) and
-# playwright-core from the npm registry, and Debian's chromium (the real browser of the SSE
-# test, driven headless by playwright-core). Prints the environment to export.
+# playwright-core from the npm registry, Debian's chromium (the real browser of the SSE
+# test, driven headless by playwright-core) and Debian's prometheus (promtool checks and
+# unit-tests the alert rules; a real Prometheus scrapes the platform and evaluates the
+# dashboards' queries), and prometheus-client (a text-format parser no one here wrote).
+# Prints the environment to export.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cache=${ORDERMESH_CACHE:-$HOME/.cache/ordermesh}
@@ -14,6 +17,7 @@ need=()
 command -v npm >/dev/null 2>&1 || need+=(nodejs npm)
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need+=(python3-venv)
 [ -x /usr/bin/chromium ] || need+=(chromium)
+{ command -v promtool >/dev/null 2>&1 && command -v prometheus >/dev/null 2>&1; } || need+=(prometheus)
 if [ ${#need[@]} -gt 0 ]; then
   echo "peers: installing ${need[*]} from Debian's packages" >&2
   as_root apt-get update -qq >&2
@@ -43,3 +47,6 @@ echo "export ORDERMESH_GRPCURL=$venv/bin/grpcurl"
 echo "export PATH=$npm_dir/node_modules/.bin:\$PATH"
 # `require('playwright-core')` from tests/peers/*.js.
 echo "export NODE_PATH=$npm_dir/node_modules"
+# Debian's prometheus and promtool (deploy/observability tests).
+echo "export ORDERMESH_PROMETHEUS=$(command -v prometheus)"
+echo "export ORDERMESH_PROMTOOL=$(command -v promtool)"

@@ -126,6 +126,7 @@ pub async fn guard(State(state): State<Arc<AppState>>, mut request: Request, nex
     };
 
     crate::trace::record_caller(state.config.surface, &principal);
+    crate::metrics::note_principal(&request, &principal);
     let decision = state.limiter.check(&principal).await;
     if !decision.allowed {
         let mut response = Problem::too_many_requests(decision.reset).into_response();

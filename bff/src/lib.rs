@@ -12,6 +12,7 @@
 //! - [`middleware`]: correlation ids, problem+json for every error, CORS, request timeout;
 //! - [`routes`]: one module per resource; [`models`]: their JSON shapes, one module per
 //!   resource; [`openapi`]: the generated OpenAPI 3.1 document;
+//! - [`metrics`]: RED per route, open streams (the process's `/metrics`, `METRICS_ADDR`);
 //! - [`stream`]: live notifications over SSE (stream tickets, bounded buffers, per-user cap,
 //!   end on shutdown).
 
@@ -22,6 +23,7 @@ pub mod extract;
 pub mod feed;
 pub mod idempotency;
 pub mod limits;
+pub mod metrics;
 pub mod middleware;
 pub mod models;
 pub mod openapi;
@@ -163,6 +165,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .layer(from_fn_with_state(state.clone(), middleware::timeout))
         .layer(middleware::cors(&state.config))
         .layer(axum::middleware::from_fn(middleware::finish))
+        // Outermost: the status recorded is the one the client gets.
+        .layer(from_fn_with_state(state.clone(), metrics::record))
         .with_state(state)
 }
 

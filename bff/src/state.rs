@@ -38,7 +38,8 @@ impl AppState {
             config.redis_ca_file.as_deref(),
             config.cache_prefix.clone(),
         )
-        .await?;
+        .await?
+        .metered("bff");
         let limiter = limits::RateLimiter::new(
             cache.with_prefix(format!("{}rl:", config.cache_prefix)),
             config.rate_limits.clone(),

@@ -299,6 +299,7 @@ async fn one_order_is_one_trace_from_the_portal_to_the_stream_on_both_buses() {
         log_format: LogFormat::Pretty,
         otlp_endpoint: Some(format!("http://127.0.0.1:{}", receiver.port)),
         log_filter: Some("info".into()),
+        metrics_addr: None,
     })
     .unwrap();
 

@@ -166,7 +166,12 @@ impl LiveHub {
     pub fn announce_on_commit(&self, tx: &mut Tx, notification: &Notification) {
         let hub = self.clone();
         let item = LiveItem::of(notification);
-        tx.after_commit(move || hub.announce(item));
+        let kind = notification.kind.as_str();
+        tx.after_commit(move || {
+            // Counted once committed: a delivery rolled back is retried, and counted then.
+            ordermesh_platform::metrics::record_notification(kind);
+            hub.announce(item)
+        });
     }
 
     fn announce(&self, item: LiveItem) {

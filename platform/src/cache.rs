@@ -55,6 +55,8 @@ pub struct Cache {
     prefix: String,
     op_timeout: Duration,
     stats: Arc<CacheStats>,
+    /// The service whose `cache.requests` look-ups of [`Cache::get`] count, if any.
+    metered: Option<&'static str>,
 }
 
 impl std::fmt::Debug for Cache {
@@ -132,7 +134,16 @@ impl Cache {
             prefix,
             op_timeout: Self::DEFAULT_OP_TIMEOUT,
             stats: Arc::default(),
+            metered: None,
         }
+    }
+
+    /// Counts this cache's look-ups ([`Cache::get`], hit or miss) in `cache.requests` as
+    /// `service`'s (a workload name), for the hit ratio on the dashboards. Caches of other
+    /// purposes (tickets, rate limits) stay out of it.
+    pub fn metered(mut self, service: &'static str) -> Self {
+        self.metered = Some(service);
+        self
     }
 
     /// The same backend and counters under another prefix (e.g. one per purpose).
@@ -199,6 +210,9 @@ impl Cache {
             &self.stats.misses
         };
         counter.fetch_add(1, Ordering::Relaxed);
+        if let Some(service) = self.metered {
+            crate::metrics::record_cache(service, found.is_some());
+        }
         found
     }
 

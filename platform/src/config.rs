@@ -429,6 +429,7 @@ impl TelemetryConfig {
                 }
                 None => None,
             },
+            metrics_addr: env.parse::<std::net::SocketAddr>("METRICS_ADDR")?,
         })
     }
 }

@@ -27,6 +27,8 @@ pub struct TelemetryConfig {
     pub otlp_endpoint: Option<String>,
     /// The log filter (`RUST_LOG`, tracing's directive syntax); `info` when absent.
     pub log_filter: Option<String>,
+    /// `METRICS_ADDR`: where the Prometheus scrape endpoint listens (see [`crate::metrics::export`]).
+    pub metrics_addr: Option<std::net::SocketAddr>,
 }
 
 /// Flushes and shuts down the trace exporter when dropped, so spans of the last requests before a
@@ -64,7 +66,8 @@ impl Drop for TelemetryGuard {
 }
 
 /// Installs the global subscriber (`RUST_LOG`, default `info`) and, when configured, the OTLP
-/// exporter. Safe to call more than once in a process: later calls keep the first subscriber.
+/// exporter and the metrics (OTLP and/or the `METRICS_ADDR` scrape endpoint). Safe to call more
+/// than once in a process: later calls keep the first subscriber and meter provider.
 pub fn init(config: &TelemetryConfig) -> anyhow::Result<TelemetryGuard> {
     opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
     let directives = config.log_filter.clone().unwrap_or_else(|| "info".to_owned());
@@ -102,24 +105,11 @@ pub fn init(config: &TelemetryConfig) -> anyhow::Result<TelemetryGuard> {
     if let Some(provider) = &provider {
         opentelemetry::global::set_tracer_provider(provider.clone());
     }
-    let meters = match &config.otlp_endpoint {
-        Some(endpoint) => {
-            let exporter = opentelemetry_otlp::MetricExporter::builder()
-                .with_tonic()
-                .with_endpoint(endpoint.clone())
-                .build()?;
-            let resource = opentelemetry_sdk::Resource::builder()
-                .with_service_name(config.service_name.clone())
-                .build();
-            let meters = opentelemetry_sdk::metrics::SdkMeterProvider::builder()
-                .with_periodic_exporter(exporter)
-                .with_resource(resource)
-                .build();
-            opentelemetry::global::set_meter_provider(meters.clone());
-            Some(meters)
-        }
-        None => None,
-    };
+    let meters = crate::metrics::install(&crate::metrics::MetricsConfig {
+        service_name: config.service_name.clone(),
+        otlp_endpoint: config.otlp_endpoint.clone(),
+        scrape_addr: config.metrics_addr,
+    })?;
 
     // A second init (several services in one process) keeps the first subscriber.
     let _ = tracing_subscriber::registry()

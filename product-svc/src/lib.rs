@@ -29,7 +29,8 @@ pub async fn run(config: ServiceConfig, listen: Listen, shutdown: Shutdown) -> a
         config.redis_ca_file.as_deref(),
         format!("ordermesh:{SERVICE}:"),
     )
-    .await?;
+    .await?
+    .metered("product-svc");
     run_with_cache(config, listen, shutdown, cache).await
 }
 

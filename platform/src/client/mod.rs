@@ -17,7 +17,7 @@ use crate::mesh::observe::RecordCallsLayer;
 use crate::mesh::tls::WorkloadTls;
 
 pub use breaker::{BreakerConfig, BreakerOpen, BreakerState, CircuitBreaker, Permit};
-pub use layers::{BoxError, CircuitBreakerLayer, RetryUnavailableLayer};
+pub use layers::{BoxError, CircuitBreakerLayer, ClientMetricsLayer, RetryUnavailableLayer};
 
 /// The channel type every generated client is built on: `XServiceClient::new(channel)`.
 pub type ResilientChannel = BoxCloneSyncService<http::Request<Body>, http::Response<Body>, ChannelError>;
@@ -130,8 +130,12 @@ pub fn channel(config: &ClientConfig) -> anyhow::Result<(ResilientChannel, Circu
     let record = config
         .route
         .map(|(caller, callee)| RecordCallsLayer::new(caller, callee));
+    let metered = config
+        .route
+        .map(|(caller, callee)| ClientMetricsLayer::new(caller.name(), callee.name()));
     let service = tower::ServiceBuilder::new()
         .map_err(ChannelError::from_transport)
+        .option_layer(metered)
         .option_layer(record)
         .layer(CircuitBreakerLayer::new(breaker.clone()))
         .layer(RetryUnavailableLayer::new(config.max_retries, config.retry_backoff))

@@ -411,7 +411,7 @@ async fn settle(config: &ConsumerConfig, delivery: Delivery, outcome: Outcome) {
         Outcome::DeadLetter(_) => "dead_letter",
     };
     let lag = (chrono::Utc::now() - event.occur_time).num_milliseconds() as f64 / 1000.0;
-    crate::metrics::record_consumed(&config.service, &config.topic, label, lag);
+    crate::metrics::record_consumed(&config.service, &config.topic, label, lag, event.delivery_count);
     let settled = match outcome {
         Outcome::Processed => {
             crate::crash::point(crate::crash::CONSUMER_AFTER_COMMIT);

@@ -393,16 +393,12 @@ impl Relay {
             notified.as_mut().enable();
             match self.publish_pending().await {
                 Ok(pass) => {
-                    crate::metrics::metrics()
-                        .outbox_published
-                        .add(pass.published as u64, &[]);
                     backoff = self.config.min_backoff;
                     if pass.more {
                         continue;
                     }
                 }
                 Err(error) => {
-                    crate::metrics::metrics().outbox_publish_failures.add(1, &[]);
                     tracing::warn!(error = %error, retry_in_ms = backoff.as_millis() as u64, "outbox relay: publish failed, will retry");
                     tokio::select! {
                         _ = tokio::time::sleep(backoff) => {}
@@ -501,6 +497,12 @@ impl Relay {
             span.record("otel.status_code", "ERROR");
         }
         drop(spans);
+        count_published(&events[..stored]);
+        if error.is_some()
+            && let Some(failed) = events.get(stored)
+        {
+            crate::metrics::record_publish_failure(&failed.source);
+        }
         let sent = rows[..stored].iter().map(|(seq, _)| *seq).collect();
         (sent, error.map(Into::into))
     }
@@ -527,6 +529,15 @@ impl Relay {
             _ => None,
         });
         span
+    }
+}
+
+/// Counts `events`, acknowledged by the broker, per publishing service, topic and type (one
+/// counter call per run of equal labels).
+fn count_published(events: &[&OutgoingEvent]) {
+    for run in events.chunk_by(|a, b| a.source == b.source && a.topic == b.topic && a.event_type == b.event_type) {
+        let first = run[0];
+        crate::metrics::record_published(&first.source, &first.topic, &first.event_type, run.len() as u64);
     }
 }
 

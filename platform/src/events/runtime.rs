@@ -35,7 +35,12 @@ impl EventRuntime {
         } else {
             RelayConfig::embedded()
         };
-        let mut tasks = Vec::new();
+        // The outbox backlog and the pool, as gauges (the relay's own counters say what it did).
+        let mut tasks = vec![crate::metrics::sampler::spawn(
+            crate::metrics::service_label(config.service),
+            db.clone(),
+            shutdown.clone(),
+        )];
         if config.events.publish {
             tasks.push(Relay::new(db.clone(), bus.clone(), relay_config).spawn(shutdown.clone()));
         } else {
