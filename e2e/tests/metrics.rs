@@ -293,6 +293,15 @@ async fn the_scrape_endpoint_counts_what_the_orders_did() {
     let processed = sum(&samples, "events_consumed_total", &[("outcome", "processed")]);
     assert_eq!(sum(&samples, "events_consumer_lag_seconds_count", &[]), processed);
     assert_eq!(sum(&samples, "events_dead_lettered_total", &[]), 0.0);
+    // Each order was confirmed once: one placed → confirmed latency each.
+    assert_eq!(
+        sum(
+            &samples,
+            "orders_time_to_confirm_seconds_count",
+            &[("service", "order-svc")]
+        ),
+        ORDERS as f64
+    );
 
     // Every family the dashboards and alerts read is exposed.
     let families: std::collections::BTreeSet<&str> = samples.iter().map(|s| s.family.as_str()).collect();

@@ -7,7 +7,9 @@ use ordermesh_platform::events::Tx;
 use ordermesh_platform::{ServiceError, StoreError};
 use uuid::Uuid;
 
-use crate::domain::{Compensation, HistoryEntry, Order, SagaInput, Transition, TransitionFields, transition};
+use crate::domain::{
+    Compensation, HistoryEntry, Order, OrderStatus, SagaInput, Transition, TransitionFields, transition,
+};
 use crate::events;
 use crate::store::Store;
 
@@ -142,6 +144,11 @@ pub async fn apply(
         order.record_transition(to, fields, entry);
         for event in events::transitioned(&order, from, reason.as_deref(), actor) {
             tx.enqueue(&event).await?;
+        }
+        if to == OrderStatus::Confirmed {
+            // The saga's latency as operators watch it; counted once the confirmation committed.
+            let seconds = (now - order.created_at).to_std().unwrap_or_default().as_secs_f64();
+            tx.after_commit(move || ordermesh_platform::metrics::record_confirmed(seconds));
         }
         return Ok(Applied::Moved { order, then });
     }

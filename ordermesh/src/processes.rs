@@ -223,6 +223,9 @@ impl Processes {
             };
             command.env(variable, self.addr(name).to_string());
         }
+        if let Some(addr) = self.metrics_addr(name)? {
+            command.env("METRICS_ADDR", addr.to_string());
+        }
         let child = command
             .envs(extra.iter().copied())
             .env("LOG_FORMAT", "json")
@@ -234,6 +237,28 @@ impl Processes {
             .with_context(|| format!("starting {name}"))?;
         self.children.insert(name.to_owned(), child);
         self.wait_ready(name).await
+    }
+
+    /// With `METRICS_ADDR` set, every process serves its own scrape endpoint: that port + 1 +
+    /// the process's place (product-svc 1 … notification-svc 6, the BFF 7), + 10 per replica.
+    fn metrics_addr(&self, name: &str) -> anyhow::Result<Option<SocketAddr>> {
+        let configured = self
+            .env
+            .iter()
+            .find(|(key, _)| key == "METRICS_ADDR")
+            .map(|(_, value)| value.clone())
+            .or_else(|| std::env::var("METRICS_ADDR").ok());
+        let Some(configured) = configured else { return Ok(None) };
+        let mut addr: SocketAddr = configured
+            .parse()
+            .with_context(|| format!("METRICS_ADDR: {configured:?} is not an address"))?;
+        let (service, replica) = instance(name);
+        let place = crate::up::SERVICES
+            .iter()
+            .position(|(s, ..)| *s == service)
+            .unwrap_or(crate::up::SERVICES.len()) as u16;
+        addr.set_port(addr.port() + 1 + place + 10 * replica);
+        Ok(Some(addr))
     }
 
     /// Kills `name` with SIGKILL (no shutdown, no drain: a crash) and reaps it.

@@ -201,7 +201,18 @@ fn every_workload_serves_what_its_probes_and_ports_say() {
                 .iter()
                 .map(|p| p["containerPort"].as_u64().unwrap())
                 .collect();
-            assert_eq!(ports, [u64::from(listen)], "{name}/{workload}");
+            // The API, then the scrape endpoint (METRICS_ADDR), which the pod's annotations name.
+            let metrics = addr_port(env["METRICS_ADDR"].as_deref().expect("METRICS_ADDR"));
+            assert_eq!(ports, [u64::from(listen), u64::from(metrics)], "{name}/{workload}");
+            assert_eq!(container_port(container, &Value::from("metrics")), metrics);
+            let annotations = &deployment["spec"]["template"]["metadata"]["annotations"];
+            assert_eq!(annotations["prometheus.io/scrape"], "true", "{name}/{workload}");
+            assert_eq!(
+                annotations["prometheus.io/port"],
+                metrics.to_string(),
+                "{name}/{workload}"
+            );
+            assert_eq!(annotations["prometheus.io/path"], "/metrics", "{name}/{workload}");
             let service = named(&objects, "Service", workload.name()).expect("a Service");
             let service_port = &service["spec"]["ports"][0];
             assert_eq!(

@@ -118,6 +118,10 @@ saga = layout([
     panel(5, "Notifications created by kind", [
         'sum by (kind) (rate(notifications_created_total[5m])) * 60'
     ], "short", legend="{{kind}}"),
+    panel(6, "Placed → confirmed (p50, p95)", [
+        ('histogram_quantile(0.5, sum by (le) (rate(orders_time_to_confirm_seconds_bucket{service="order-svc"}[5m])))', "p50"),
+        ('histogram_quantile(0.95, sum by (le) (rate(orders_time_to_confirm_seconds_bucket{service="order-svc"}[5m])))', "p95"),
+    ], "s"),
 ])
 
 bus = layout([

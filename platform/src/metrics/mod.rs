@@ -20,7 +20,9 @@
 //!   handling; `events.redelivered`: deliveries after the first; `events.dead_lettered`;
 //! - `db.pool.connections` per service and state (used, idle) and `db.pool.max`, sampled;
 //! - `cache.requests` per service and result (hit, miss): the hit ratio;
-//! - `notifications.created` per kind: notifications stored (and announced) by notification-svc.
+//! - `notifications.created` per kind: notifications stored (and announced) by notification-svc;
+//! - `orders.time_to_confirm` (s): from an order's placement to its confirmation, recorded by
+//!   order-svc once the confirmation committed (the saga's latency).
 //!
 //! The BFF adds its own (HTTP RED per route, open SSE streams) in `bff::metrics`.
 
@@ -62,6 +64,7 @@ pub struct Metrics {
     pub pool_max: Gauge<u64>,
     pub cache_requests: Counter<u64>,
     pub notifications_created: Counter<u64>,
+    pub orders_time_to_confirm: Histogram<f64>,
 }
 
 /// The instruments, made on first use from the global meter provider (so the provider must be
@@ -135,6 +138,12 @@ pub fn metrics() -> &'static Metrics {
             notifications_created: meter
                 .u64_counter("notifications.created")
                 .with_description("Notifications stored and announced, by kind")
+                .build(),
+            orders_time_to_confirm: meter
+                .f64_histogram("orders.time_to_confirm")
+                .with_unit("s")
+                .with_description("From an order's placement to its confirmation (the saga's latency)")
+                .with_boundaries(LAG_BUCKETS.to_vec())
                 .build(),
         }
     })
@@ -230,6 +239,13 @@ pub fn record_cache(service: &'static str, hit: bool) {
             KeyValue::new("result", if hit { "hit" } else { "miss" }),
         ],
     );
+}
+
+/// An order confirmed `seconds` after it was placed (order-svc, after the commit).
+pub fn record_confirmed(seconds: f64) {
+    metrics()
+        .orders_time_to_confirm
+        .record(seconds, &[KeyValue::new("service", "order-svc")]);
 }
 
 /// A notification of `kind` stored by notification-svc (after its transaction committed).
