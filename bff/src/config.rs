@@ -30,6 +30,16 @@ impl Surface {
         }
     }
 
+    /// The surface as configured (`external`, `internal`, `both`): for span attributes and
+    /// metric labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::External => "external",
+            Self::Internal => "internal",
+            Self::Both => "both",
+        }
+    }
+
     /// Whether routes that only employees may call are served.
     pub fn serves_employee_routes(self) -> bool {
         self != Self::External

@@ -28,7 +28,6 @@ use opentelemetry::metrics::{Counter, Histogram, UpDownCounter};
 use ordermesh_platform::auth::Principal;
 
 use crate::AppState;
-use crate::config::Surface;
 
 /// 404s on id routes from one client principal that make a burst...
 pub const FOREIGN_BURST: u32 = 20;
@@ -68,14 +67,6 @@ fn instruments() -> &'static Instruments {
     })
 }
 
-fn surface_label(surface: Surface) -> &'static str {
-    match surface {
-        Surface::External => "external",
-        Surface::Internal => "internal",
-        Surface::Both => "both",
-    }
-}
-
 /// Who the request turned out to be from, filled in by the auth guard (which runs inside
 /// [`record`]): the kind for the label, and a hash of the identity for burst detection only.
 #[derive(Clone, Default)]
@@ -86,15 +77,15 @@ pub fn note_principal(request: &Request, principal: &Principal) {
     let Some(slot) = request.extensions().get::<PrincipalSlot>() else {
         return;
     };
-    let noted = match principal {
+    let identity = match principal {
         Principal::Client { issuer, subject } => {
             let mut hasher = std::collections::hash_map::DefaultHasher::new();
             (issuer, subject).hash(&mut hasher);
-            ("client", Some(hasher.finish()))
+            Some(hasher.finish())
         }
-        Principal::Employee { .. } => ("employee", None),
-        Principal::Service { .. } => ("service", None),
+        Principal::Employee { .. } | Principal::Service { .. } => None,
     };
+    let noted = (principal.kind(), identity);
     let _ = slot.0.set(noted);
 }
 
@@ -111,7 +102,7 @@ pub async fn record(State(state): State<Arc<AppState>>, mut request: Request, ne
     let method = request.method().as_str().to_owned();
     let slot = PrincipalSlot::default();
     request.extensions_mut().insert(slot.clone());
-    let surface = surface_label(state.config.surface);
+    let surface = state.config.surface.as_str();
     let response = next.run(request).await;
     let status = response.status();
     let (principal, identity) = slot.0.get().copied().unwrap_or(("anonymous", None));

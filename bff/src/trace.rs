@@ -59,20 +59,6 @@ pub fn record_status(span: &tracing::Span, status: StatusCode) {
 /// Records who is asking, by kind only, on the current request's span.
 pub fn record_caller(surface: Surface, principal: &Principal) {
     let span = tracing::Span::current();
-    span.record(
-        "ordermesh.surface",
-        match surface {
-            Surface::External => "external",
-            Surface::Internal => "internal",
-            Surface::Both => "both",
-        },
-    );
-    span.record(
-        "ordermesh.principal.kind",
-        match principal {
-            Principal::Client { .. } => "client",
-            Principal::Employee { .. } => "employee",
-            Principal::Service { .. } => "service",
-        },
-    );
+    span.record("ordermesh.surface", surface.as_str());
+    span.record("ordermesh.principal.kind", principal.kind());
 }

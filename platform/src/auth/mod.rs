@@ -118,6 +118,16 @@ impl Principal {
         self.has_any_role(&[Role::Admin])
     }
 
+    /// What kind of principal it is (`client`, `employee`, `service`), never who: for span
+    /// attributes and metric labels.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Principal::Client { .. } => "client",
+            Principal::Employee { .. } => "employee",
+            Principal::Service { .. } => "service",
+        }
+    }
+
     /// A short, non-personal label for logs and audit (`employee:<sub>`, `client:<sub>`, `service:<name>`).
     pub fn actor(&self) -> String {
         match self {
